@@ -1,0 +1,53 @@
+//! Boot images: what a cluster holds on disk, and what each image can be used for.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// What a boot image can be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    Commissioning,
+    Install,
+    Xinstall,
+    Diskless,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Commissioning,
+        Purpose::Install,
+        Purpose::Xinstall,
+        Purpose::Diskless,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Commissioning => "commissioning",
+            Purpose::Install => "install",
+            Purpose::Xinstall => "xinstall",
+            Purpose::Diskless => "diskless",
+        }
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One boot image found at `<root>/<osystem>/<arch>/<subarch>/<release>/<label>/`.
+///
+/// Invariant: `purposes` is never empty; a directory whose files give no purpose is not an
+/// image (the scanner reports it as skipped instead).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BootImage {
+    pub osystem: String,
+    pub arch: String,
+    pub subarch: String,
+    pub release: String,
+    pub label: String,
+    pub purposes: BTreeSet<Purpose>,
+}

@@ -1,0 +1,16 @@
+//! osmesh-core: the pure domain of osmesh.
+//!
+//! What lives here: the cluster's operating-system registry and its drivers, boot images and
+//! the rules that turn a boot-resource tree into them, and the region's merged mesh view.
+//!
+//! What it must not know: sockets, async, clocks, randomness, databases or actors. The one
+//! piece of I/O allowed is the thin directory walk over a boot-resource tree; every rule it
+//! applies is a pure function tested without a filesystem.
+
+pub mod cluster;
+pub mod image;
+pub mod osinfo;
+
+pub use cluster::ClusterId;
+pub use image::{BootImage, Purpose};
+pub use osinfo::{OsystemInfo, ReleaseInfo};

@@ -1,0 +1,23 @@
+//! What a cluster's registry says about one operating system: the shape that crosses the
+//! wire in `ListOperatingSystems` and that the region merges.
+
+use serde::{Deserialize, Serialize};
+
+/// One release of an operating system, as a registry describes it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReleaseInfo {
+    pub name: String,
+    pub title: String,
+    pub requires_license_key: bool,
+    pub can_commission: bool,
+}
+
+/// One operating system, as a registry describes it. Releases are sorted by name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OsystemInfo {
+    pub name: String,
+    pub title: String,
+    pub releases: Vec<ReleaseInfo>,
+    pub default_release: Option<String>,
+    pub default_commissioning_release: Option<String>,
+}
