@@ -1,0 +1,577 @@
+//! The region actor: one entry per cluster it has ever seen (its link, if any, and its last
+//! pushed snapshot), the two read paths over them (cached snapshots at once; live fan-out with
+//! one deadline), and persistence of what clusters report.
+
+pub mod service;
+
+use actix::prelude::*;
+use futures::future::join_all;
+use osmesh_core::mesh::{ClusterAnswer, ClusterReport, MeshView, NoAnswerReason};
+use osmesh_core::{BootImage, ClusterId, OsystemInfo};
+use osmesh_net::envelope::{decode_body, encode_body};
+use osmesh_net::handshake::{accept_handshake, Authenticated, HandshakeConfig};
+use osmesh_net::messages::{
+    method, Ack, ListBootImages, ListOperatingSystems, Register, Registered, ReportBootImages,
+    ReportPreseedTemplates,
+};
+use osmesh_net::peer::{spawn_peer, Incoming, Peer, PeerConfig};
+use osmesh_net::{ErrorKind, FrameConn, Listener, RpcError};
+use rand::rngs::StdRng;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::connection::{Connection, InboundCall, LinkClosed, LinkId};
+use crate::store::{ClusterSnapshot, Store};
+
+/// How many handshakes may be under way at once; further connections are closed at once so a
+/// flood of half-open peers cannot exhaust the region.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// The deadline for the periodic refresh of each connected cluster's snapshot.
+pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct RegionSettings {
+    pub name: String,
+    pub handshake: HandshakeConfig,
+    pub peer: PeerConfig,
+    /// How often the region re-reads every connected cluster, besides their pushes.
+    pub refresh_interval: Duration,
+}
+
+/// A cluster's last report as the region holds it, and when it arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldSnapshot {
+    pub osystems: Vec<OsystemInfo>,
+    pub images: Vec<BootImage>,
+    pub received_at_ms: i64,
+}
+
+struct ClusterEntry {
+    name: String,
+    link: Option<(LinkId, Peer)>,
+    snapshot: Option<HeldSnapshot>,
+    last_seen_ms: i64,
+}
+
+impl ClusterEntry {
+    fn peer(&self) -> Option<Peer> {
+        self.link.as_ref().map(|(_, peer)| peer.clone())
+    }
+}
+
+/// Which read path produced an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadPath {
+    Cached,
+    Live,
+}
+
+/// One cluster's part in an answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPart {
+    pub cluster: ClusterId,
+    pub name: String,
+    pub connected: bool,
+    /// How old this cluster's part of the answer is (0 for a live answer it gave).
+    pub age_ms: Option<i64>,
+    /// Why it is not in the answer, when it is not.
+    pub no_answer: Option<NoAnswerReason>,
+}
+
+/// The OS view, with how it was obtained and every known cluster's part in it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OsystemsAnswer {
+    pub source: ReadPath,
+    pub view: MeshView,
+    pub clusters: Vec<ClusterPart>,
+    /// For a live answer: the deadline it was given and how long it took, in milliseconds.
+    pub deadline_ms: Option<u64>,
+    pub elapsed_ms: Option<u64>,
+}
+
+/// A cluster as the status listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub id: ClusterId,
+    pub name: String,
+    pub connected: bool,
+    pub last_seen_ms: i64,
+    pub image_count: usize,
+    pub snapshot_age_ms: Option<i64>,
+}
+
+pub struct RegionActor {
+    settings: RegionSettings,
+    store: Store,
+    clock: Clock,
+    rng: StdRng,
+    clusters: BTreeMap<ClusterId, ClusterEntry>,
+    links: BTreeMap<LinkId, ClusterId>,
+    next_link: LinkId,
+    pending_handshakes: usize,
+    listener: Option<Box<dyn Listener>>,
+}
+
+impl RegionActor {
+    /// A region over `store`, remembering every cluster the store knows (as disconnected).
+    pub fn new(
+        settings: RegionSettings,
+        store: Store,
+        clock: Clock,
+        rng: StdRng,
+        listener: Box<dyn Listener>,
+    ) -> Self {
+        let mut clusters = BTreeMap::new();
+        match store.list_clusters() {
+            Ok(records) => {
+                for record in records {
+                    let snapshot = match (record.last_snapshot, record.snapshot_at_ms) {
+                        (Some(s), Some(at)) => Some(HeldSnapshot {
+                            osystems: s.osystems,
+                            images: s.images,
+                            received_at_ms: at,
+                        }),
+                        _ => None,
+                    };
+                    let entry = ClusterEntry {
+                        name: record.name,
+                        link: None,
+                        snapshot,
+                        last_seen_ms: record.last_seen_ms,
+                    };
+                    clusters.insert(record.id, entry);
+                }
+            }
+            Err(err) => tracing::error!(%err, "cannot read known clusters from the store"),
+        }
+        RegionActor {
+            settings,
+            store,
+            clock,
+            rng,
+            clusters,
+            links: BTreeMap::new(),
+            next_link: 0,
+            pending_handshakes: 0,
+            listener: Some(listener),
+        }
+    }
+
+    fn accept_loop(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut listener) = self.listener.take() else {
+            return;
+        };
+        let me = ctx.address();
+        ctx.spawn(
+            async move {
+                loop {
+                    match listener.accept().await {
+                        Ok(conn) => me.do_send(Dialed { conn }),
+                        Err(err) => {
+                            tracing::warn!(%err, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn on_authenticated(&mut self, auth: Authenticated, ctx: &mut Context<Self>) {
+        let cluster = ClusterId::new(auth.peer_identity.clone());
+        let (peer, incoming) = spawn_peer(auth, self.settings.peer.clone());
+        self.next_link += 1;
+        let link = self.next_link;
+        let me = ctx.address();
+        Connection::start(
+            link,
+            peer.clone(),
+            incoming,
+            me.clone().recipient(),
+            me.recipient(),
+        );
+        let now = self.clock.now_ms();
+        let entry = self
+            .clusters
+            .entry(cluster.clone())
+            .or_insert_with(|| ClusterEntry {
+                name: cluster.to_string(),
+                link: None,
+                snapshot: None,
+                last_seen_ms: now,
+            });
+        if let Some((old_link, old_peer)) = entry.link.replace((link, peer)) {
+            tracing::info!(%cluster, "a new connection replaces the old one");
+            old_peer.close();
+            self.links.remove(&old_link);
+        }
+        entry.last_seen_ms = now;
+        self.links.insert(link, cluster.clone());
+        tracing::info!(%cluster, "cluster connected");
+    }
+
+    fn answer(&mut self, cluster: &ClusterId, method_name: &str, body: &[u8]) -> Result<bytes::Bytes, RpcError> {
+        let now = self.clock.now_ms();
+        let entry = self
+            .clusters
+            .get_mut(cluster)
+            .ok_or_else(|| RpcError::internal("link without a cluster"))?;
+        entry.last_seen_ms = now;
+        match method_name {
+            method::REGISTER => {
+                let req: Register = decode_body(body)?;
+                if req.cluster != *cluster {
+                    return Err(RpcError::bad_request(format!(
+                        "authenticated as {cluster} but registering as {}",
+                        req.cluster
+                    )));
+                }
+                entry.name = req.name.clone();
+                self.store
+                    .upsert_cluster_seen(cluster, &req.name, now)
+                    .map_err(|e| RpcError::internal(format!("store: {e}")))?;
+                Ok(encode_body(&Registered {
+                    region: self.settings.name.clone(),
+                }))
+            }
+            method::REPORT_BOOT_IMAGES => {
+                let req: ReportBootImages = decode_body(body)?;
+                self.hold_snapshot(cluster, req.osystems, req.images, now);
+                Ok(encode_body(&Ack {}))
+            }
+            method::REPORT_PRESEED_TEMPLATES => {
+                let req: ReportPreseedTemplates = decode_body(body)?;
+                self.record_templates(cluster, req, now);
+                Ok(encode_body(&Ack {}))
+            }
+            other => Err(RpcError::new(
+                ErrorKind::UnknownMethod,
+                format!("regiond does not know the method {other:?}"),
+            )),
+        }
+    }
+
+    fn hold_snapshot(
+        &mut self,
+        cluster: &ClusterId,
+        osystems: Vec<OsystemInfo>,
+        images: Vec<BootImage>,
+        now: i64,
+    ) {
+        let Some(entry) = self.clusters.get_mut(cluster) else {
+            return;
+        };
+        let stored = ClusterSnapshot { osystems, images };
+        if let Err(err) = self.store.save_snapshot(cluster, &stored, now) {
+            tracing::error!(%cluster, %err, "cannot persist the snapshot");
+        }
+        entry.snapshot = Some(HeldSnapshot {
+            osystems: stored.osystems,
+            images: stored.images,
+            received_at_ms: now,
+        });
+    }
+
+    fn record_templates(&mut self, cluster: &ClusterId, report: ReportPreseedTemplates, now: i64) {
+        for template in report.templates {
+            if let Err(err) = self.store.record_cluster_template(
+                &template.name,
+                template.osystem.as_deref(),
+                &template.content,
+                cluster,
+                now,
+            ) {
+                tracing::error!(%cluster, template = %template.name, %err, "cannot record a preseed template");
+            }
+        }
+    }
+
+    fn cluster_part(&self, id: &ClusterId, entry: &ClusterEntry, now: i64) -> ClusterPart {
+        ClusterPart {
+            cluster: id.clone(),
+            name: entry.name.clone(),
+            connected: entry.link.is_some(),
+            age_ms: entry.snapshot.as_ref().map(|s| now - s.received_at_ms),
+            no_answer: None,
+        }
+    }
+
+    fn cached_answer(&self) -> OsystemsAnswer {
+        let now = self.clock.now_ms();
+        let mut answers = Vec::new();
+        let mut parts = Vec::new();
+        for (id, entry) in &self.clusters {
+            let mut part = self.cluster_part(id, entry, now);
+            let answer = match (&entry.snapshot, entry.link.is_some()) {
+                (Some(s), _) => ClusterAnswer::Answered(ClusterReport {
+                    osystems: s.osystems.clone(),
+                    images: s.images.clone(),
+                }),
+                (None, false) => ClusterAnswer::NoAnswer(NoAnswerReason::NotConnected),
+                (None, true) => ClusterAnswer::NoAnswer(NoAnswerReason::Error(
+                    "connected, but no report received yet".into(),
+                )),
+            };
+            if let ClusterAnswer::NoAnswer(reason) = &answer {
+                part.no_answer = Some(reason.clone());
+            }
+            answers.push((id.clone(), answer));
+            parts.push(part);
+        }
+        OsystemsAnswer {
+            source: ReadPath::Cached,
+            view: MeshView::merge(answers),
+            clusters: parts,
+            deadline_ms: None,
+            elapsed_ms: None,
+        }
+    }
+
+    /// Asks every known cluster now, each with `timeout`; the future resolves by the deadline.
+    fn ask_all(&self, timeout: Duration) -> impl std::future::Future<Output = Vec<(ClusterId, ClusterAnswer)>> {
+        let asks: Vec<_> = self
+            .clusters
+            .iter()
+            .map(|(id, entry)| ask_cluster(id.clone(), entry.peer(), timeout))
+            .collect();
+        join_all(asks)
+    }
+
+    fn refresh(&mut self, ctx: &mut Context<Self>) {
+        let asks = self.ask_all(REFRESH_TIMEOUT);
+        ctx.spawn(asks.into_actor(self).map(|answers, act, _ctx| {
+            act.hold_answers(&answers);
+        }));
+    }
+
+    /// Keeps every live answer as the cluster's snapshot.
+    fn hold_answers(&mut self, answers: &[(ClusterId, ClusterAnswer)]) {
+        let now = self.clock.now_ms();
+        for (id, answer) in answers {
+            if let ClusterAnswer::Answered(report) = answer {
+                let changed = self.clusters.get(id).and_then(|e| e.snapshot.as_ref()).is_none_or(
+                    |s| s.osystems != report.osystems || s.images != report.images,
+                );
+                if changed {
+                    self.hold_snapshot(id, report.osystems.clone(), report.images.clone(), now);
+                } else if let Some(snapshot) = self.clusters.get_mut(id).and_then(|e| e.snapshot.as_mut()) {
+                    snapshot.received_at_ms = now;
+                }
+            }
+        }
+    }
+}
+
+/// One cluster's live answer: its OS list and images, asked concurrently under one deadline.
+async fn ask_cluster(id: ClusterId, peer: Option<Peer>, timeout: Duration) -> (ClusterId, ClusterAnswer) {
+    let Some(peer) = peer else {
+        return (id, ClusterAnswer::NoAnswer(NoAnswerReason::NotConnected));
+    };
+    let (osystems, images) = futures::join!(
+        peer.call_typed(&ListOperatingSystems {}, timeout),
+        peer.call_typed(&ListBootImages {}, timeout)
+    );
+    let answer = match (osystems, images) {
+        (Ok(os), Ok(im)) => ClusterAnswer::Answered(ClusterReport {
+            osystems: os.osystems,
+            images: im.images,
+        }),
+        (Err(err), _) | (_, Err(err)) => ClusterAnswer::NoAnswer(no_answer_reason(err)),
+    };
+    (id, answer)
+}
+
+/// Why a call did not produce an answer, as the mesh view reports it.
+pub fn no_answer_reason(err: RpcError) -> NoAnswerReason {
+    match err.kind {
+        ErrorKind::Timeout => NoAnswerReason::Timeout,
+        ErrorKind::Unavailable => NoAnswerReason::NotConnected,
+        _ => NoAnswerReason::Error(err.to_string()),
+    }
+}
+
+impl Actor for RegionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.accept_loop(ctx);
+        ctx.run_interval(self.settings.refresh_interval, |act, ctx| act.refresh(ctx));
+    }
+}
+
+/// A transport connection arrived; the handshake has not started.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Dialed {
+    conn: FrameConn,
+}
+
+impl Handler<Dialed> for RegionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Dialed, ctx: &mut Self::Context) {
+        if self.pending_handshakes >= MAX_PENDING_HANDSHAKES {
+            tracing::warn!(peer = %msg.conn.peer_addr, "too many handshakes under way; closing");
+            return;
+        }
+        self.pending_handshakes += 1;
+        let mut nonce = [0u8; 32];
+        self.rng.fill_bytes(&mut nonce);
+        let handshake = self.settings.handshake.clone();
+        let peer_addr = msg.conn.peer_addr.clone();
+        let fut = async move { accept_handshake(msg.conn, &handshake, nonce).await };
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            act.pending_handshakes -= 1;
+            match result {
+                Ok(auth) => act.on_authenticated(auth, ctx),
+                Err(err) => tracing::warn!(peer = %peer_addr, %err, "handshake refused"),
+            }
+        }));
+    }
+}
+
+impl Handler<InboundCall> for RegionActor {
+    type Result = ();
+
+    fn handle(&mut self, call: InboundCall, _ctx: &mut Self::Context) {
+        let Some(cluster) = self.links.get(&call.link).cloned() else {
+            return;
+        };
+        let Incoming {
+            method,
+            body,
+            responder,
+        } = call.incoming;
+        let result = self.answer(&cluster, &method, &body);
+        match responder {
+            Some(responder) => responder.reply(result),
+            None => {
+                if let Err(err) = result {
+                    tracing::debug!(%cluster, %method, %err, "notification failed");
+                }
+            }
+        }
+    }
+}
+
+impl Handler<LinkClosed> for RegionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinkClosed, _ctx: &mut Self::Context) {
+        let Some(cluster) = self.links.remove(&msg.link) else {
+            return;
+        };
+        if let Some(entry) = self.clusters.get_mut(&cluster) {
+            if entry.link.as_ref().is_some_and(|(link, _)| *link == msg.link) {
+                entry.link = None;
+                tracing::warn!(%cluster, "cluster disconnected");
+            }
+        }
+    }
+}
+
+/// The cached OS view: every cluster's last snapshot, at once.
+#[derive(Message)]
+#[rtype(result = "OsystemsAnswer")]
+pub struct CachedOsystems;
+
+impl Handler<CachedOsystems> for RegionActor {
+    type Result = MessageResult<CachedOsystems>;
+
+    fn handle(&mut self, _msg: CachedOsystems, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.cached_answer())
+    }
+}
+
+/// The live OS view: ask every cluster now, answer by `timeout`.
+#[derive(Message)]
+#[rtype(result = "OsystemsAnswer")]
+pub struct LiveOsystems {
+    pub timeout: Duration,
+}
+
+impl Handler<LiveOsystems> for RegionActor {
+    type Result = ResponseActFuture<Self, OsystemsAnswer>;
+
+    fn handle(&mut self, msg: LiveOsystems, _ctx: &mut Self::Context) -> Self::Result {
+        let started = tokio::time::Instant::now();
+        let asks = self.ask_all(msg.timeout);
+        Box::pin(asks.into_actor(self).map(move |answers, act, _ctx| {
+            act.hold_answers(&answers);
+            let now = act.clock.now_ms();
+            let mut parts = Vec::new();
+            for (id, answer) in &answers {
+                let Some(entry) = act.clusters.get(id) else {
+                    continue;
+                };
+                let mut part = act.cluster_part(id, entry, now);
+                match answer {
+                    ClusterAnswer::Answered(_) => part.age_ms = Some(0),
+                    ClusterAnswer::NoAnswer(reason) => part.no_answer = Some(reason.clone()),
+                }
+                parts.push(part);
+            }
+            OsystemsAnswer {
+                source: ReadPath::Live,
+                view: MeshView::merge(answers),
+                clusters: parts,
+                deadline_ms: Some(duration_ms(msg.timeout)),
+                elapsed_ms: Some(duration_ms(started.elapsed())),
+            }
+        }))
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Every cluster the region knows, sorted by id.
+#[derive(Message)]
+#[rtype(result = "Vec<ClusterStatus>")]
+pub struct ListClusters;
+
+impl Handler<ListClusters> for RegionActor {
+    type Result = MessageResult<ListClusters>;
+
+    fn handle(&mut self, _msg: ListClusters, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        let list = self
+            .clusters
+            .iter()
+            .map(|(id, entry)| ClusterStatus {
+                id: id.clone(),
+                name: entry.name.clone(),
+                connected: entry.link.is_some(),
+                last_seen_ms: entry.last_seen_ms,
+                image_count: entry.snapshot.as_ref().map_or(0, |s| s.images.len()),
+                snapshot_age_ms: entry.snapshot.as_ref().map(|s| now - s.received_at_ms),
+            })
+            .collect();
+        MessageResult(list)
+    }
+}
+
+/// The connected clusters' peers, for calls the service makes itself (license keys, preseeds).
+#[derive(Message)]
+#[rtype(result = "Vec<(ClusterId, Peer)>")]
+pub struct ConnectedPeers;
+
+impl Handler<ConnectedPeers> for RegionActor {
+    type Result = MessageResult<ConnectedPeers>;
+
+    fn handle(&mut self, _msg: ConnectedPeers, _ctx: &mut Self::Context) -> Self::Result {
+        let peers = self
+            .clusters
+            .iter()
+            .filter_map(|(id, entry)| entry.peer().map(|p| (id.clone(), p)))
+            .collect();
+        MessageResult(peers)
+    }
+}

@@ -1,0 +1,148 @@
+//! The region's service functions: the one entry point for every operation an operator can
+//! ask for. The HTTP handlers (parse, call, render) and the simulator's operations both call
+//! these, so what the simulator exercises is what the API does.
+
+use actix::prelude::*;
+use osmesh_core::mesh::MeshRelease;
+use serde::Serialize;
+use std::time::Duration;
+
+use super::{CachedOsystems, ClusterStatus, ListClusters, LiveOsystems, OsystemsAnswer, RegionActor};
+
+/// The live fan-out's deadline when the caller gives none.
+pub const DEFAULT_LIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest deadline a caller may ask for.
+pub const MAX_LIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What kind of refusal an operation ended in; the API maps each to one HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    BadRequest,
+    NotFound,
+    Conflict,
+    Unavailable,
+    Internal,
+}
+
+/// A refused operation: a kind, a stable machine-readable code and a sentence for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    pub kind: FailureKind,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn new(kind: FailureKind, code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError {
+            kind,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn region_gone(err: MailboxError) -> Self {
+        Self::new(
+            FailureKind::Unavailable,
+            "region_unavailable",
+            format!("the region actor is not running: {err}"),
+        )
+    }
+}
+
+/// One release as the API shows it: where it is supported and available.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReleaseAnswer {
+    pub osystem: String,
+    pub release: String,
+    #[serde(flatten)]
+    pub detail: MeshRelease,
+    pub answer: OsystemsAnswerSummary,
+}
+
+/// The non-view part of an `OsystemsAnswer`, for answers that show one slice of the view.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OsystemsAnswerSummary {
+    pub source: super::ReadPath,
+    pub clusters: Vec<super::ClusterPart>,
+}
+
+/// The region's operations, over its actor.
+#[derive(Clone)]
+pub struct RegionService {
+    region: Addr<RegionActor>,
+}
+
+impl RegionService {
+    pub fn new(region: Addr<RegionActor>) -> Self {
+        RegionService { region }
+    }
+
+    pub fn region(&self) -> &Addr<RegionActor> {
+        &self.region
+    }
+
+    pub async fn clusters(&self) -> Result<Vec<ClusterStatus>, ServiceError> {
+        self.region
+            .send(ListClusters)
+            .await
+            .map_err(ServiceError::region_gone)
+    }
+
+    /// The cached view: answered at once from every cluster's last snapshot.
+    pub async fn osystems_cached(&self) -> Result<OsystemsAnswer, ServiceError> {
+        self.region
+            .send(CachedOsystems)
+            .await
+            .map_err(ServiceError::region_gone)
+    }
+
+    /// The live view: every connected cluster asked now, answered by `timeout`.
+    pub async fn osystems_live(&self, timeout: Duration) -> Result<OsystemsAnswer, ServiceError> {
+        if timeout.is_zero() || timeout > MAX_LIVE_TIMEOUT {
+            return Err(ServiceError::new(
+                FailureKind::BadRequest,
+                "bad_timeout",
+                format!(
+                    "timeout must be between 1 and {} ms",
+                    MAX_LIVE_TIMEOUT.as_millis()
+                ),
+            ));
+        }
+        self.region
+            .send(LiveOsystems { timeout })
+            .await
+            .map_err(ServiceError::region_gone)
+    }
+
+    /// One release of one OS, from the cached view.
+    pub async fn release(&self, osystem: &str, release: &str) -> Result<ReleaseAnswer, ServiceError> {
+        let answer = self.osystems_cached().await?;
+        let Some(os) = answer.view.osystem(osystem) else {
+            return Err(ServiceError::new(
+                FailureKind::NotFound,
+                "no_such_osystem",
+                format!("no cluster supports an operating system named {osystem:?}"),
+            ));
+        };
+        let Some(detail) = os.release(release) else {
+            return Err(ServiceError::new(
+                FailureKind::NotFound,
+                "no_such_release",
+                format!("no cluster supports release {release:?} of {osystem}"),
+            ));
+        };
+        Ok(ReleaseAnswer {
+            osystem: osystem.to_string(),
+            release: release.to_string(),
+            detail: detail.clone(),
+            answer: OsystemsAnswerSummary {
+                source: answer.source,
+                clusters: answer.clusters.clone(),
+            },
+        })
+    }
+}
