@@ -4,3 +4,172 @@
 //! directory, declared-OS TOML) and start-up of the cluster actor with its TCP dialer.
 //!
 //! What it must not know: region internals (it only speaks the protocol) or the simulator.
+
+use actix::{Actor, Addr};
+use anyhow::{Context, Result};
+use clap::Parser;
+use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource};
+use osmesh_core::image::scan_boot_resources;
+use osmesh_core::os::{parse_declared, RegistryConfig};
+use osmesh_core::{BootImage, ClusterId};
+use osmesh_net::handshake::{HandshakeConfig, Secret};
+use osmesh_net::messages::PreseedTemplate;
+use osmesh_net::peer::PeerConfig;
+use osmesh_net::tcp::TcpDialer;
+use osmesh_net::DEFAULT_MAX_FRAME;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the cluster gives the region to complete the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Parser)]
+#[command(name = "clusterd", about = "The osmesh cluster controller")]
+pub struct Args {
+    /// The cluster's identity (what it authenticates as); defaults to its name.
+    #[arg(long, env = "OSMESH_CLUSTER_ID")]
+    pub id: Option<String>,
+    /// The cluster's human-readable name.
+    #[arg(long, env = "OSMESH_CLUSTER_NAME")]
+    pub name: String,
+    /// Region RPC address(es), tried in turn; repeat the flag or separate with commas.
+    #[arg(long = "region", env = "OSMESH_REGION", value_delimiter = ',', required = true)]
+    pub regions: Vec<String>,
+    /// File holding the secret shared with the region.
+    #[arg(long, env = "OSMESH_SECRET_FILE")]
+    pub secret_file: PathBuf,
+    /// Root of the boot-resource tree: <root>/<osystem>/<arch>/<subarch>/<release>/<label>/.
+    #[arg(long, env = "OSMESH_BOOT_RESOURCES")]
+    pub images: PathBuf,
+    /// TOML file of OS definitions this cluster ships for its own hardware.
+    #[arg(long, env = "OSMESH_DECLARED_OS")]
+    pub declared_os: Option<PathBuf>,
+    /// Directory of preseed templates (one file per template, named after it).
+    #[arg(long, env = "OSMESH_PRESEEDS")]
+    pub preseeds: Option<PathBuf>,
+    /// Seconds between rescans of the boot-resource tree.
+    #[arg(long, default_value_t = 10)]
+    pub rescan_secs: u64,
+}
+
+/// Everything clusterd needs to start, read and checked.
+pub struct ClusterConfig {
+    pub settings: ClusterSettings,
+    pub images_root: PathBuf,
+    pub registry: RegistryConfig,
+    pub templates: Vec<PreseedTemplate>,
+}
+
+impl ClusterConfig {
+    /// Reads the secret, the declared-OS file and the templates; checks the image directory.
+    pub fn from_args(args: Args) -> Result<Self> {
+        anyhow::ensure!(
+            args.images.is_dir(),
+            "the boot-resource directory {} does not exist or is not a directory",
+            args.images.display()
+        );
+        let secret = Secret::from_file(&args.secret_file)
+            .with_context(|| format!("cannot read the secret file {}", args.secret_file.display()))?;
+        let mut registry = RegistryConfig::default();
+        if let Some(path) = &args.declared_os {
+            registry.declared = load_declared(path)?;
+        }
+        let templates = match &args.preseeds {
+            Some(dir) => load_templates(dir)?,
+            None => Vec::new(),
+        };
+        let id = ClusterId::new(args.id.unwrap_or_else(|| args.name.clone()));
+        let settings = ClusterSettings {
+            handshake: HandshakeConfig::new(id.to_string(), secret, HANDSHAKE_TIMEOUT),
+            id,
+            name: args.name,
+            region_addrs: args.regions,
+            peer: PeerConfig::default(),
+            rescan_interval: Duration::from_secs(args.rescan_secs.max(1)),
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs(10),
+        };
+        Ok(ClusterConfig {
+            settings,
+            images_root: args.images,
+            registry,
+            templates,
+        })
+    }
+}
+
+/// Reads and validates a declared-OS TOML file; errors name the file, line and field.
+pub fn load_declared(path: &Path) -> Result<Vec<osmesh_core::os::DeclaredOs>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the declared-OS file {}", path.display()))?;
+    parse_declared(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Reads every file of a template directory, sorted by name.
+pub fn load_templates(dir: &Path) -> Result<Vec<PreseedTemplate>> {
+    let mut templates = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the preseed directory {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if !path.is_file() {
+            continue;
+        }
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            tracing::warn!(path = %path.display(), "skipping a template with a non-UTF-8 name");
+            continue;
+        };
+        let content = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the template {}", path.display()))?;
+        templates.push(PreseedTemplate {
+            name: name.to_string(),
+            osystem: None,
+            content,
+        });
+    }
+    templates.sort();
+    Ok(templates)
+}
+
+/// Boot images from a directory tree, rescanned on demand.
+pub struct DirectoryImages {
+    root: PathBuf,
+}
+
+impl DirectoryImages {
+    pub fn new(root: PathBuf) -> Self {
+        DirectoryImages { root }
+    }
+}
+
+impl ImageSource for DirectoryImages {
+    fn scan(&mut self) -> Vec<BootImage> {
+        let report = scan_boot_resources(&self.root);
+        for skipped in &report.skipped {
+            tracing::debug!(?skipped, "skipped a boot-resource entry");
+        }
+        report.images
+    }
+}
+
+/// Starts the cluster actor over TCP. Must be called inside an actix `System`.
+pub fn start(config: ClusterConfig) -> Addr<ClusterActor> {
+    let ClusterConfig {
+        settings,
+        images_root,
+        registry,
+        templates,
+    } = config;
+    ClusterActor::new(
+        settings,
+        Arc::new(TcpDialer::new(DEFAULT_MAX_FRAME)),
+        Box::new(DirectoryImages::new(images_root)),
+        registry,
+        templates,
+        StdRng::from_entropy(),
+    )
+    .start()
+}

@@ -5,3 +5,96 @@
 //! the region service functions in `osmesh-actors`, render.
 //!
 //! What it must not know: domain rules (those live in `core`) or the simulator.
+
+pub mod api;
+pub mod config;
+
+use actix::Actor;
+use actix_web::{web, App, HttpServer};
+use anyhow::{Context, Result};
+use osmesh_actors::clock::Clock;
+use osmesh_actors::region::service::RegionService;
+use osmesh_actors::region::{RegionActor, RegionSettings};
+use osmesh_actors::store::Store;
+use osmesh_net::handshake::HandshakeConfig;
+use osmesh_net::peer::PeerConfig;
+use osmesh_net::tcp::TcpListener;
+use osmesh_net::{Listener, DEFAULT_MAX_FRAME};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use config::RegionConfig;
+
+/// How long a cluster has to complete the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A started region: where it listens, and the HTTP server to await or stop.
+pub struct RunningRegion {
+    pub rpc_addr: String,
+    pub http_addrs: Vec<std::net::SocketAddr>,
+    pub service: RegionService,
+    pub server: actix_web::dev::Server,
+}
+
+/// Opens the store (running migrations), binds the RPC listener, starts the region actor and
+/// the HTTP API. Must be called inside an actix `System`.
+pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
+    let store = Store::open(&config.database_url)
+        .with_context(|| format!("cannot open the database {}", config.database_url))?;
+    let listener = TcpListener::bind(&config.rpc_listen, DEFAULT_MAX_FRAME)
+        .await
+        .with_context(|| format!("cannot listen for clusters on {}", config.rpc_listen))?;
+    let rpc_addr = listener.local_addr();
+    let settings = RegionSettings {
+        name: config.name.clone(),
+        handshake: HandshakeConfig::new(config.name.clone(), config.secret.clone(), HANDSHAKE_TIMEOUT),
+        peer: PeerConfig::default(),
+        refresh_interval: config.refresh_interval,
+    };
+    let clock = Clock::anchored_at(wall_clock_ms());
+    let region = RegionActor::new(
+        settings,
+        store.clone(),
+        clock,
+        StdRng::from_entropy(),
+        Box::new(listener),
+    )
+    .start();
+    let service = RegionService::new(region, store);
+    let data = web::Data::new(service.clone());
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
+        .workers(2)
+        .bind(&config.http_listen)
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    let http_addrs = server.addrs();
+    tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
+    Ok(RunningRegion {
+        rpc_addr,
+        http_addrs,
+        service,
+        server: server.run(),
+    })
+}
+
+/// The wall clock, read once at start-up to anchor the actors' tokio-time clock.
+pub fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A database URL fit for a log line: any password replaced.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,6 +1,20 @@
-//! `regiond`: the region controller (to come with the daemons issue).
+//! `regiond`: the osmesh region controller.
 
-fn main() {
-    eprintln!("regiond: not built yet");
-    std::process::exit(2);
+use anyhow::Result;
+use clap::Parser;
+use osmesh_region::config::{Args, RegionConfig};
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = RegionConfig::from_args(Args::parse())?;
+    actix_web::rt::System::new().block_on(async move {
+        let region = osmesh_region::start(config).await?;
+        region.server.await?;
+        Ok(())
+    })
 }

@@ -7,6 +7,8 @@ use osmesh_core::mesh::MeshRelease;
 use serde::Serialize;
 use std::time::Duration;
 
+use crate::store::Store;
+
 use super::{CachedOsystems, ClusterStatus, ListClusters, LiveOsystems, OsystemsAnswer, RegionActor};
 
 /// The live fan-out's deadline when the caller gives none.
@@ -74,11 +76,16 @@ pub struct OsystemsAnswerSummary {
 #[derive(Clone)]
 pub struct RegionService {
     region: Addr<RegionActor>,
+    store: Store,
 }
 
 impl RegionService {
-    pub fn new(region: Addr<RegionActor>) -> Self {
-        RegionService { region }
+    pub fn new(region: Addr<RegionActor>, store: Store) -> Self {
+        RegionService { region, store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn region(&self) -> &Addr<RegionActor> {

@@ -1,0 +1,133 @@
+//! The HTTP API (actix-web, JSON). Handlers stay thin: parse, call the region service, render.
+//! Every refusal is JSON `{"code": "...", "message": "..."}` with a 4xx or 5xx status; bad
+//! paths, queries and bodies are 4xx, never 500.
+
+use actix_web::http::StatusCode;
+use actix_web::{error, web, HttpRequest, HttpResponse, ResponseError};
+use osmesh_actors::region::service::{FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// An API refusal: the service's error, rendered as JSON with its status.
+#[derive(Debug)]
+pub struct ApiError(pub ServiceError);
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.0.code, self.0.message)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        ApiError(err)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self.0.kind {
+            FailureKind::BadRequest => StatusCode::BAD_REQUEST,
+            FailureKind::NotFound => StatusCode::NOT_FOUND,
+            FailureKind::Conflict => StatusCode::CONFLICT,
+            FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            code: self.0.code,
+            message: &self.0.message,
+        })
+    }
+}
+
+fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError(ServiceError::new(FailureKind::BadRequest, code, message))
+}
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+/// Mounts every route, with JSON errors for malformed queries, bodies and paths.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _req| {
+        error::InternalError::from_response(
+            err.to_string(),
+            bad_request("bad_query", err.to_string()).error_response(),
+        )
+        .into()
+    }))
+    .app_data(web::JsonConfig::default().error_handler(|err, _req| {
+        error::InternalError::from_response(
+            err.to_string(),
+            bad_request("bad_body", err.to_string()).error_response(),
+        )
+        .into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _req| {
+        error::InternalError::from_response(
+            err.to_string(),
+            bad_request("bad_path", err.to_string()).error_response(),
+        )
+        .into()
+    }))
+    .service(
+        web::scope("/api/v1")
+            .route("/clusters", web::get().to(clusters))
+            .route("/osystems", web::get().to(osystems))
+            .route(
+                "/osystems/{name}/releases/{release}",
+                web::get().to(release),
+            ),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> ApiResult {
+    Err(ApiError(ServiceError::new(
+        FailureKind::NotFound,
+        "no_such_route",
+        format!("no route for {} {}", req.method(), req.path()),
+    )))
+}
+
+async fn clusters(service: web::Data<RegionService>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(service.clusters().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OsystemsQuery {
+    #[serde(default)]
+    live: bool,
+    timeout_ms: Option<u64>,
+}
+
+async fn osystems(service: web::Data<RegionService>, query: web::Query<OsystemsQuery>) -> ApiResult {
+    if !query.live {
+        if query.timeout_ms.is_some() {
+            return Err(bad_request(
+                "bad_query",
+                "timeout_ms only applies to a live read (live=true)",
+            ));
+        }
+        return Ok(HttpResponse::Ok().json(service.osystems_cached().await?));
+    }
+    let timeout = query
+        .timeout_ms
+        .map_or(DEFAULT_LIVE_TIMEOUT, Duration::from_millis);
+    Ok(HttpResponse::Ok().json(service.osystems_live(timeout).await?))
+}
+
+async fn release(service: web::Data<RegionService>, path: web::Path<(String, String)>) -> ApiResult {
+    let (name, release) = path.into_inner();
+    Ok(HttpResponse::Ok().json(service.release(&name, &release).await?))
+}

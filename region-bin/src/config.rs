@@ -1,0 +1,105 @@
+//! regiond's configuration: flags and environment (clap), optionally a TOML file underneath
+//! them. A flag or variable wins over the file; the file wins over the defaults.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use osmesh_net::handshake::Secret;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_RPC_LISTEN: &str = "127.0.0.1:5250";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:5240";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://osmesh-region.db";
+
+#[derive(Debug, Parser)]
+#[command(name = "regiond", about = "The osmesh region controller")]
+pub struct Args {
+    /// Database URL: sqlite://PATH (the embedded default) or postgres://…
+    #[arg(long, env = "OSMESH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Address the clusters dial (CBOR-over-TCP RPC).
+    #[arg(long, env = "OSMESH_RPC_LISTEN")]
+    pub rpc_listen: Option<String>,
+    /// Address of the HTTP API.
+    #[arg(long, env = "OSMESH_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// File holding the secret shared with the clusters.
+    #[arg(long, env = "OSMESH_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Optional TOML configuration file (keys: name, database_url, rpc_listen, http_listen,
+    /// secret_file, refresh_interval_secs).
+    #[arg(long, env = "OSMESH_REGION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The region's name, as clusters see it.
+    #[arg(long, env = "OSMESH_REGION_NAME")]
+    pub name: Option<String>,
+}
+
+/// The TOML file's shape. Unknown keys are an error, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub name: Option<String>,
+    pub database_url: Option<String>,
+    pub rpc_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub refresh_interval_secs: Option<u64>,
+}
+
+/// Everything regiond needs to start, resolved and checked.
+#[derive(Clone, Debug)]
+pub struct RegionConfig {
+    pub name: String,
+    pub database_url: String,
+    pub rpc_listen: String,
+    pub http_listen: String,
+    pub secret: Secret,
+    pub refresh_interval: Duration,
+}
+
+impl RegionConfig {
+    pub fn from_args(args: Args) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => load_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let secret_file = args
+            .secret_file
+            .or(file.secret_file)
+            .context("a shared-secret file is required: --secret-file or OSMESH_SECRET_FILE")?;
+        Ok(RegionConfig {
+            name: args.name.or(file.name).unwrap_or_else(|| "region".into()),
+            database_url: args
+                .database_url
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            rpc_listen: args
+                .rpc_listen
+                .or(file.rpc_listen)
+                .unwrap_or_else(|| DEFAULT_RPC_LISTEN.into()),
+            http_listen: args
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
+            secret: read_secret(&secret_file)?,
+            refresh_interval: Duration::from_secs(file.refresh_interval_secs.unwrap_or(30)),
+        })
+    }
+}
+
+pub fn load_file_config(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Reads a shared secret: the file's bytes with surrounding whitespace trimmed; never empty.
+pub fn read_secret(path: &Path) -> Result<Secret> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+    let trimmed = bytes.trim_ascii();
+    anyhow::ensure!(!trimmed.is_empty(), "the secret file {} is empty", path.display());
+    Ok(Secret::new(trimmed.to_vec()))
+}
