@@ -5,6 +5,8 @@
 //!
 //! What it must not know: region internals (it only speaks the protocol) or the simulator.
 
+pub mod sample;
+
 use actix::{Actor, Addr};
 use anyhow::{Context, Result};
 use clap::Parser;

@@ -1,0 +1,84 @@
+//! Sample boot-resource trees and OS definitions, for the demo, the end-to-end tests and the
+//! benchmarks: three clusters whose image sets overlap but differ, so the mesh view diverges.
+
+use std::io;
+use std::path::Path;
+
+/// One image directory of a sample tree: path components under the root, and its files.
+struct SampleImage {
+    osystem: &'static str,
+    arch: &'static str,
+    subarch: &'static str,
+    release: &'static str,
+    files: &'static [&'static str],
+}
+
+const NETBOOT: &[&str] = &["boot-kernel", "boot-initrd", "squashfs"];
+const NETBOOT_ARM: &[&str] = &["boot-kernel", "boot-initrd", "boot-dtb", "squashfs"];
+
+/// The label every sample image carries.
+pub const SAMPLE_LABEL: &str = "stable";
+
+fn images_of(variant: usize) -> &'static [SampleImage] {
+    const A: &[SampleImage] = &[
+        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "jammy", files: NETBOOT },
+        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "noble", files: NETBOOT },
+        SampleImage { osystem: "centos", arch: "amd64", subarch: "generic", release: "centos7", files: &["root-tgz"] },
+    ];
+    const B: &[SampleImage] = &[
+        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "focal", files: NETBOOT },
+        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "jammy", files: NETBOOT },
+        SampleImage { osystem: "ubuntu", arch: "arm64", subarch: "generic", release: "jammy", files: NETBOOT_ARM },
+        SampleImage { osystem: "windows", arch: "amd64", subarch: "generic", release: "win2019", files: &["pxeboot.0", "root-dd"] },
+    ];
+    const C: &[SampleImage] = &[
+        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "noble", files: NETBOOT },
+        SampleImage { osystem: "custom", arch: "amd64", subarch: "generic", release: "ml-workstation", files: &["root-tgz"] },
+        SampleImage { osystem: "acme-linux", arch: "amd64", subarch: "generic", release: "a2", files: &["root-dd.xz"] },
+    ];
+    match variant % 3 {
+        0 => A,
+        1 => B,
+        _ => C,
+    }
+}
+
+/// Writes sample variant `variant` (0, 1, 2, then repeating) under `root`.
+pub fn write_sample_tree(root: &Path, variant: usize) -> io::Result<()> {
+    for image in images_of(variant) {
+        let dir = root
+            .join(image.osystem)
+            .join(image.arch)
+            .join(image.subarch)
+            .join(image.release)
+            .join(SAMPLE_LABEL);
+        std::fs::create_dir_all(&dir)?;
+        for file in image.files {
+            std::fs::write(dir.join(file), b"")?;
+        }
+    }
+    Ok(())
+}
+
+/// A declared-OS file a cluster ships for hardware only it serves (used by sample variant 2).
+pub const SAMPLE_DECLARED_OS: &str = r#"
+[[os]]
+name = "acme-linux"
+title = "ACME Linux"
+default_release = "a2"
+requires_license_key = true
+license_key_pattern = "^ACME-[0-9]{4}$"
+
+[[os.release]]
+name = "a1"
+title = "ACME Linux 1"
+
+[[os.release]]
+name = "a2"
+title = "ACME Linux 2"
+"#;
+
+/// Whether sample variant `variant` ships the declared-OS file.
+pub fn sample_declares_os(variant: usize) -> bool {
+    variant % 3 == 2
+}
