@@ -1,6 +1,72 @@
-//! `osmesh`: the CLI. `osmesh demo` starts a region and three clusters in one process;
-//! the other commands query a region's HTTP API.
+//! `osmesh`: the CLI. `osmesh demo` starts a region and three clusters in one process; the
+//! other commands query a region's HTTP API and print sorted, aligned tables (or `--json`).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("osmesh: not built yet")
+mod client;
+mod demo;
+mod table;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "osmesh", about = "osmesh: a region/cluster control plane for bare-metal provisioning")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a region on SQLite and three clusters in this process, until Ctrl-C.
+    Demo {
+        /// Keep the database, secret and image trees here instead of a temporary directory.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        #[arg(long, default_value = osmesh_region::config::DEFAULT_HTTP_LISTEN)]
+        http_listen: String,
+        #[arg(long, default_value = osmesh_region::config::DEFAULT_RPC_LISTEN)]
+        rpc_listen: String,
+    },
+    /// The merged OS view: which clusters support and hold each release.
+    Osystems {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Ask every cluster now instead of reading the cached snapshots.
+        #[arg(long)]
+        live: bool,
+        /// The live read's deadline.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// The clusters the region knows, connected or not.
+    Clusters {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Demo {
+            dir,
+            http_listen,
+            rpc_listen,
+        } => demo::run(demo::DemoOptions {
+            dir,
+            http_listen,
+            rpc_listen,
+        }),
+        Command::Osystems {
+            api,
+            live,
+            timeout_ms,
+        } => client::osystems(&api, live, timeout_ms),
+        Command::Clusters { api } => client::clusters(&api),
+    }
 }
