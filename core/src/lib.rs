@@ -9,8 +9,13 @@
 
 pub mod cluster;
 pub mod image;
+pub mod os;
 pub mod osinfo;
 
 pub use cluster::ClusterId;
-pub use image::{BootImage, Purpose};
+pub use image::{scan_boot_resources, BootImage, Purpose, ScanReport, SkipReason, Skipped};
+pub use os::{
+    parse_declared, DeclaredError, DeclaredOs, LicenseKeyError, OperatingSystem, Registry,
+    RegistryConfig, RegistryError, UbuntuReleaseTable,
+};
 pub use osinfo::{OsystemInfo, ReleaseInfo};
