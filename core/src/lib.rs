@@ -9,11 +9,16 @@
 
 pub mod cluster;
 pub mod image;
+pub mod mesh;
 pub mod os;
 pub mod osinfo;
 
 pub use cluster::ClusterId;
 pub use image::{scan_boot_resources, BootImage, Purpose, ScanReport, SkipReason, Skipped};
+pub use mesh::{
+    ClusterAnswer, ClusterReport, Conflict, ConflictField, MergeError, MeshOsystem, MeshRelease,
+    MeshView, NoAnswerReason,
+};
 pub use os::{
     parse_declared, DeclaredError, DeclaredOs, LicenseKeyError, OperatingSystem, Registry,
     RegistryConfig, RegistryError, UbuntuReleaseTable,
