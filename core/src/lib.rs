@@ -16,8 +16,8 @@ pub mod osinfo;
 pub use cluster::ClusterId;
 pub use image::{scan_boot_resources, BootImage, Purpose, ScanReport, SkipReason, Skipped};
 pub use mesh::{
-    ClusterAnswer, ClusterReport, Conflict, ConflictField, MergeError, MeshOsystem, MeshRelease,
-    MeshView, NoAnswerReason,
+    Availability, ClusterAnswer, ClusterReport, Conflict, ConflictField, ConflictValue, MergeError,
+    MeshOsystem, MeshRelease, MeshView, NoAnswerReason,
 };
 pub use os::{
     parse_declared, DeclaredError, DeclaredOs, LicenseKeyError, OperatingSystem, Registry,

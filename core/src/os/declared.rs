@@ -386,10 +386,10 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// The key path a TOML error is about: the table header in force at `offset`, plus the
 /// key named in the message (`missing field `x``) or written on the error's line.
 fn toml_field(text: &str, offset: usize, message: &str) -> String {
-    let line_start = text[..offset.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let key = quoted_field(message).or_else(|| key_on_line(&text[line_start..]));
+    let before = text.get(..offset).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..).unwrap_or_default();
+    let key = quoted_field(message).or_else(|| key_on_line(line));
     let section = section_before(text, offset);
     match (section, key) {
         (Some(section), Some(key)) => format!("{section}.{key}"),
@@ -414,9 +414,8 @@ fn key_on_line(line: &str) -> Option<String> {
 }
 
 fn section_before(text: &str, offset: usize) -> Option<String> {
-    let end = text[offset.min(text.len())..]
-        .find('\n')
-        .map_or(text.len(), |i| offset + i);
+    let after = text.get(offset..).unwrap_or_default();
+    let end = after.find('\n').map_or(text.len(), |i| offset + i);
     text.get(..end)?
         .lines()
         .rev()
@@ -486,6 +485,16 @@ requires_license_key = false
             ],
         }];
         assert_eq!(parsed, Ok(expected));
+    }
+
+    #[test]
+    fn error_locating_never_panics_on_odd_offsets() {
+        let text = "[[os]]\nnäme = 1\n";
+        for offset in 0..text.len() + 3 {
+            let field = toml_field(text, offset, "invalid");
+            assert!(!field.is_empty());
+        }
+        assert_eq!(toml_field(text, 8, "invalid"), "os.näme");
     }
 
     #[test]
