@@ -51,3 +51,9 @@ pub struct BootImage {
     pub label: String,
     pub purposes: BTreeSet<Purpose>,
 }
+
+mod layout;
+mod scan;
+
+pub use layout::{parse_label_dir, purposes_from_files, SkipReason, Skipped, LABEL_DEPTH};
+pub use scan::{scan_boot_resources, ScanReport};

@@ -9,8 +9,18 @@
 
 pub mod cluster;
 pub mod image;
+pub mod mesh;
+pub mod os;
 pub mod osinfo;
 
 pub use cluster::ClusterId;
-pub use image::{BootImage, Purpose};
+pub use image::{scan_boot_resources, BootImage, Purpose, ScanReport, SkipReason, Skipped};
+pub use mesh::{
+    Availability, ClusterAnswer, ClusterReport, Conflict, ConflictField, ConflictValue, MergeError,
+    MeshOsystem, MeshRelease, MeshView, NoAnswerReason,
+};
+pub use os::{
+    parse_declared, DeclaredError, DeclaredOs, LicenseKeyError, OperatingSystem, Registry,
+    RegistryConfig, RegistryError, UbuntuReleaseTable,
+};
 pub use osinfo::{OsystemInfo, ReleaseInfo};

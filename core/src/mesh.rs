@@ -1,0 +1,829 @@
+//! The region's mesh view: every cluster's answer merged per OS and release, with who
+//! supports what, who holds images for it, who did not answer, and where clusters disagree.
+//!
+//! The merge is a pure function of the *set* of answers: the order in which they arrive
+//! never changes the view. Rules:
+//!
+//! - An OS or release is **supported** by the clusters whose registry lists it. Each OS
+//!   name and each release appears once, however many clusters list it.
+//! - A release is **available** on a cluster for an arch when that cluster both lists the
+//!   release and reported an image of it for that arch; the purposes are the union of its
+//!   images' purposes. Images of releases the cluster does not list are ignored, so
+//!   "available" never runs ahead of "supported".
+//! - **Conflicts**: when clusters give different values for an OS's title, default release
+//!   or default commissioning release, or a release's title, `requires_license_key` or
+//!   `can_commission`, the value given by the most clusters wins and ties go to the
+//!   smallest value (`None` < `Some`, `false` < `true`, strings lexicographically). Each
+//!   conflict lists every value with the clusters that gave it.
+//! - A cluster id may appear only once in the input; `merge` refuses duplicates rather than
+//!   pick one by arrival order.
+
+use crate::cluster::ClusterId;
+use crate::image::{BootImage, Purpose};
+use crate::osinfo::{OsystemInfo, ReleaseInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use thiserror::Error;
+
+/// What one cluster said, or why it said nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterAnswer {
+    Answered(ClusterReport),
+    NoAnswer(NoAnswerReason),
+}
+
+/// A cluster's registry listing and the images it reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterReport {
+    pub osystems: Vec<OsystemInfo>,
+    pub images: Vec<BootImage>,
+}
+
+/// Why a cluster is missing from a merge.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NoAnswerReason {
+    NotConnected,
+    Timeout,
+    Error(String),
+}
+
+impl fmt::Display for NoAnswerReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoAnswerReason::NotConnected => f.write_str("not connected"),
+            NoAnswerReason::Timeout => f.write_str("timed out"),
+            NoAnswerReason::Error(message) => write!(f, "error: {message}"),
+        }
+    }
+}
+
+/// Per arch, the clusters holding images and the purposes those images serve.
+pub type Availability = BTreeMap<String, BTreeMap<ClusterId, BTreeSet<Purpose>>>;
+
+/// The merged answer of every cluster asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshView {
+    /// Sorted by name; one entry per OS name.
+    pub osystems: Vec<MeshOsystem>,
+    pub answered: BTreeSet<ClusterId>,
+    pub not_answered: BTreeMap<ClusterId, NoAnswerReason>,
+    /// Ordered by OS, then OS-level fields before releases, releases by name.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// One OS across the mesh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshOsystem {
+    pub name: String,
+    pub title: String,
+    pub default_release: Option<String>,
+    pub default_commissioning_release: Option<String>,
+    pub supported_by: BTreeSet<ClusterId>,
+    /// Sorted by name.
+    pub releases: Vec<MeshRelease>,
+}
+
+/// One release across the mesh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshRelease {
+    pub name: String,
+    pub title: String,
+    pub requires_license_key: bool,
+    pub can_commission: bool,
+    pub supported_by: BTreeSet<ClusterId>,
+    /// Invariant: every cluster here is also in `supported_by`.
+    pub available: Availability,
+}
+
+/// Clusters disagreeing on one field; `chosen` is what the view shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub osystem: String,
+    /// `None` for an OS-level field.
+    pub release: Option<String>,
+    pub field: ConflictField,
+    pub chosen: Option<String>,
+    /// Every value given, sorted by value, with the clusters that gave it.
+    pub values: Vec<ConflictValue>,
+}
+
+/// One value in a conflict; booleans are written `"true"`/`"false"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictValue {
+    pub value: Option<String>,
+    pub clusters: BTreeSet<ClusterId>,
+}
+
+/// The fields on which clusters can disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConflictField {
+    Title,
+    DefaultRelease,
+    DefaultCommissioningRelease,
+    RequiresLicenseKey,
+    CanCommission,
+}
+
+/// Why answers could not be merged.
+#[derive(Error, Clone, Debug, PartialEq, Eq)]
+pub enum MergeError {
+    #[error("more than one answer from cluster(s): {}", names(.0))]
+    DuplicateClusters(BTreeSet<ClusterId>),
+}
+
+impl MeshView {
+    /// Merges answers arriving in any order; refuses a cluster id that appears twice.
+    pub fn merge(
+        answers: impl IntoIterator<Item = (ClusterId, ClusterAnswer)>,
+    ) -> Result<MeshView, MergeError> {
+        let mut by_cluster = BTreeMap::new();
+        let mut duplicates = BTreeSet::new();
+        for (cluster, answer) in answers {
+            match by_cluster.entry(cluster) {
+                Entry::Occupied(taken) => {
+                    duplicates.insert(taken.key().clone());
+                }
+                Entry::Vacant(free) => {
+                    free.insert(answer);
+                }
+            }
+        }
+        if !duplicates.is_empty() {
+            return Err(MergeError::DuplicateClusters(duplicates));
+        }
+        Ok(MeshView::from_answers(&by_cluster))
+    }
+
+    /// Merges answers already keyed by cluster.
+    pub fn from_answers(answers: &BTreeMap<ClusterId, ClusterAnswer>) -> MeshView {
+        let mut view = MeshView::default();
+        let mut tally = BTreeMap::new();
+        for (cluster, answer) in answers {
+            match answer {
+                ClusterAnswer::Answered(report) => {
+                    view.answered.insert(cluster.clone());
+                    tally_listing(&mut tally, cluster, &report.osystems);
+                }
+                ClusterAnswer::NoAnswer(reason) => {
+                    view.not_answered.insert(cluster.clone(), reason.clone());
+                }
+            }
+        }
+        for (cluster, answer) in answers {
+            if let ClusterAnswer::Answered(report) = answer {
+                tally_images(&mut tally, cluster, &report.images);
+            }
+        }
+        for (name, os) in tally {
+            view.osystems.push(os.decide(&name, &mut view.conflicts));
+        }
+        view
+    }
+
+    pub fn osystem(&self, name: &str) -> Option<&MeshOsystem> {
+        self.osystems
+            .binary_search_by(|os| os.name.as_str().cmp(name))
+            .ok()
+            .map(|index| &self.osystems[index])
+    }
+
+    pub fn release(&self, os: &str, release: &str) -> Option<&MeshRelease> {
+        let os = self.osystem(os)?;
+        os.releases
+            .binary_search_by(|entry| entry.name.as_str().cmp(release))
+            .ok()
+            .map(|index| &os.releases[index])
+    }
+
+    /// The clusters (sorted) holding an image of `os`/`release` for `arch` that serves
+    /// `purpose`.
+    pub fn is_available(
+        &self,
+        os: &str,
+        release: &str,
+        arch: &str,
+        purpose: Purpose,
+    ) -> Vec<ClusterId> {
+        let Some(clusters) = self
+            .release(os, release)
+            .and_then(|r| r.available.get(arch))
+        else {
+            return Vec::new();
+        };
+        clusters
+            .iter()
+            .filter(|(_, purposes)| purposes.contains(&purpose))
+            .map(|(cluster, _)| cluster.clone())
+            .collect()
+    }
+}
+
+/// Values of one field, each with the clusters that gave it.
+struct Votes<T>(BTreeMap<T, BTreeSet<ClusterId>>);
+
+impl<T: Ord + Clone + Rendered> Votes<T> {
+    fn add(&mut self, value: &T, cluster: &ClusterId) {
+        self.0
+            .entry(value.clone())
+            .or_default()
+            .insert(cluster.clone());
+    }
+
+    /// Most clusters wins; ties go to the smallest value.
+    fn winner(&self) -> Option<&T> {
+        self.0
+            .iter()
+            .max_by(|(a, a_by), (b, b_by)| a_by.len().cmp(&b_by.len()).then(b.cmp(a)))
+            .map(|(value, _)| value)
+    }
+
+    /// The winner, recording a conflict when clusters disagree.
+    fn decide(&self, at: ConflictSite<'_>, conflicts: &mut Vec<Conflict>) -> Option<T> {
+        let winner = self.winner().cloned();
+        if self.0.len() > 1 {
+            conflicts.push(Conflict {
+                osystem: at.osystem.to_owned(),
+                release: at.release.map(str::to_owned),
+                field: at.field,
+                chosen: winner.as_ref().and_then(Rendered::rendered),
+                values: self.conflict_values(),
+            });
+        }
+        winner
+    }
+
+    fn conflict_values(&self) -> Vec<ConflictValue> {
+        self.0
+            .iter()
+            .map(|(value, clusters)| ConflictValue {
+                value: value.rendered(),
+                clusters: clusters.clone(),
+            })
+            .collect()
+    }
+}
+
+impl<T> Default for Votes<T> {
+    fn default() -> Self {
+        Votes(BTreeMap::new())
+    }
+}
+
+/// Where a conflict is: an OS field, or a release field when `release` is set.
+#[derive(Clone, Copy)]
+struct ConflictSite<'a> {
+    osystem: &'a str,
+    release: Option<&'a str>,
+    field: ConflictField,
+}
+
+#[derive(Default)]
+struct OsTally {
+    title: Votes<String>,
+    default_release: Votes<Option<String>>,
+    default_commissioning_release: Votes<Option<String>>,
+    supported_by: BTreeSet<ClusterId>,
+    releases: BTreeMap<String, ReleaseTally>,
+}
+
+#[derive(Default)]
+struct ReleaseTally {
+    title: Votes<String>,
+    requires_license_key: Votes<bool>,
+    can_commission: Votes<bool>,
+    supported_by: BTreeSet<ClusterId>,
+    available: Availability,
+}
+
+fn tally_listing(
+    tally: &mut BTreeMap<String, OsTally>,
+    cluster: &ClusterId,
+    listing: &[OsystemInfo],
+) {
+    for info in listing {
+        let os = tally.entry(info.name.clone()).or_default();
+        os.supported_by.insert(cluster.clone());
+        os.title.add(&info.title, cluster);
+        os.default_release.add(&info.default_release, cluster);
+        os.default_commissioning_release
+            .add(&info.default_commissioning_release, cluster);
+        for release in &info.releases {
+            tally_release(
+                os.releases.entry(release.name.clone()).or_default(),
+                cluster,
+                release,
+            );
+        }
+    }
+}
+
+fn tally_release(tally: &mut ReleaseTally, cluster: &ClusterId, release: &ReleaseInfo) {
+    tally.supported_by.insert(cluster.clone());
+    tally.title.add(&release.title, cluster);
+    tally
+        .requires_license_key
+        .add(&release.requires_license_key, cluster);
+    tally.can_commission.add(&release.can_commission, cluster);
+}
+
+fn tally_images(tally: &mut BTreeMap<String, OsTally>, cluster: &ClusterId, images: &[BootImage]) {
+    for image in images.iter().filter(|image| !image.purposes.is_empty()) {
+        let release = tally
+            .get_mut(&image.osystem)
+            .and_then(|os| os.releases.get_mut(&image.release))
+            .filter(|release| release.supported_by.contains(cluster));
+        if let Some(release) = release {
+            let by_cluster = release.available.entry(image.arch.clone()).or_default();
+            let purposes = by_cluster.entry(cluster.clone()).or_default();
+            purposes.extend(image.purposes.iter().copied());
+        }
+    }
+}
+
+impl OsTally {
+    fn decide(self, name: &str, conflicts: &mut Vec<Conflict>) -> MeshOsystem {
+        let site = |field| ConflictSite {
+            osystem: name,
+            release: None,
+            field,
+        };
+        let title = self.title.decide(site(ConflictField::Title), conflicts);
+        let default_release = self
+            .default_release
+            .decide(site(ConflictField::DefaultRelease), conflicts);
+        let default_commissioning_release = self
+            .default_commissioning_release
+            .decide(site(ConflictField::DefaultCommissioningRelease), conflicts);
+        let releases = self
+            .releases
+            .into_iter()
+            .map(|(release, tally)| tally.decide(name, release, conflicts))
+            .collect();
+        MeshOsystem {
+            name: name.to_owned(),
+            title: title.unwrap_or_default(),
+            default_release: default_release.flatten(),
+            default_commissioning_release: default_commissioning_release.flatten(),
+            supported_by: self.supported_by,
+            releases,
+        }
+    }
+}
+
+impl ReleaseTally {
+    fn decide(self, osystem: &str, name: String, conflicts: &mut Vec<Conflict>) -> MeshRelease {
+        let site = |field| ConflictSite {
+            osystem,
+            release: Some(&name),
+            field,
+        };
+        let title = self.title.decide(site(ConflictField::Title), conflicts);
+        let requires_license_key = self
+            .requires_license_key
+            .decide(site(ConflictField::RequiresLicenseKey), conflicts);
+        let can_commission = self
+            .can_commission
+            .decide(site(ConflictField::CanCommission), conflicts);
+        MeshRelease {
+            title: title.unwrap_or_default(),
+            requires_license_key: requires_license_key.unwrap_or_default(),
+            can_commission: can_commission.unwrap_or_default(),
+            supported_by: self.supported_by,
+            available: self.available,
+            name,
+        }
+    }
+}
+
+/// How a field's value is written in a `Conflict`.
+trait Rendered {
+    fn rendered(&self) -> Option<String>;
+}
+
+impl Rendered for String {
+    fn rendered(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl Rendered for Option<String> {
+    fn rendered(&self) -> Option<String> {
+        self.clone()
+    }
+}
+
+impl Rendered for bool {
+    fn rendered(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+fn names(clusters: &BTreeSet<ClusterId>) -> String {
+    let names: Vec<&str> = clusters.iter().map(ClusterId::as_str).collect();
+    names.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use Purpose::*;
+
+    fn id(name: &str) -> ClusterId {
+        ClusterId::new(name)
+    }
+
+    fn ids(names: &[&str]) -> BTreeSet<ClusterId> {
+        names.iter().map(|name| id(name)).collect()
+    }
+
+    fn release(name: &str, title: &str, key: bool, commission: bool) -> ReleaseInfo {
+        ReleaseInfo {
+            name: name.into(),
+            title: title.into(),
+            requires_license_key: key,
+            can_commission: commission,
+        }
+    }
+
+    fn os(
+        name: &str,
+        title: &str,
+        default: Option<&str>,
+        releases: Vec<ReleaseInfo>,
+    ) -> OsystemInfo {
+        OsystemInfo {
+            name: name.into(),
+            title: title.into(),
+            default_release: default.map(str::to_owned),
+            default_commissioning_release: default.map(str::to_owned),
+            releases,
+        }
+    }
+
+    fn ubuntu(releases: &[&str], default: &str) -> OsystemInfo {
+        let releases = releases
+            .iter()
+            .map(|name| release(name, &format!("Ubuntu {name}"), false, true))
+            .collect();
+        os("ubuntu", "Ubuntu", Some(default), releases)
+    }
+
+    fn image(os: &str, arch: &str, release: &str, purposes: &[Purpose]) -> BootImage {
+        BootImage {
+            osystem: os.into(),
+            arch: arch.into(),
+            subarch: "generic".into(),
+            release: release.into(),
+            label: "stable".into(),
+            purposes: purposes.iter().copied().collect(),
+        }
+    }
+
+    fn answered(osystems: Vec<OsystemInfo>, images: Vec<BootImage>) -> ClusterAnswer {
+        ClusterAnswer::Answered(ClusterReport { osystems, images })
+    }
+
+    fn merge(answers: Vec<(&str, ClusterAnswer)>) -> MeshView {
+        let answers = answers.into_iter().map(|(name, answer)| (id(name), answer));
+        match MeshView::merge(answers) {
+            Ok(view) => view,
+            Err(error) => panic!("merge failed: {error}"),
+        }
+    }
+
+    #[test]
+    fn divergent_image_sets_merge_into_one_entry_per_os() {
+        let view = merge(vec![
+            (
+                "alpha",
+                answered(
+                    vec![ubuntu(&["jammy"], "jammy")],
+                    vec![image("ubuntu", "amd64", "jammy", &[Commissioning, Install])],
+                ),
+            ),
+            (
+                "beta",
+                answered(
+                    vec![ubuntu(&["jammy", "noble"], "noble")],
+                    vec![
+                        image("ubuntu", "arm64", "jammy", &[Install]),
+                        image("ubuntu", "amd64", "noble", &[Xinstall]),
+                    ],
+                ),
+            ),
+        ]);
+        assert_eq!(view.osystems.len(), 1);
+        let jammy = view.release("ubuntu", "jammy").cloned();
+        let Some(jammy) = jammy else {
+            panic!("jammy listed")
+        };
+        assert_eq!(jammy.supported_by, ids(&["alpha", "beta"]));
+        let expected: Availability = [
+            (
+                "amd64".to_owned(),
+                [(id("alpha"), [Commissioning, Install].into())].into(),
+            ),
+            ("arm64".to_owned(), [(id("beta"), [Install].into())].into()),
+        ]
+        .into();
+        assert_eq!(jammy.available, expected);
+        let noble = view
+            .release("ubuntu", "noble")
+            .map(|r| r.supported_by.clone());
+        assert_eq!(noble, Some(ids(&["beta"])));
+        assert_eq!(
+            view.is_available("ubuntu", "jammy", "amd64", Install),
+            vec![id("alpha")]
+        );
+        assert_eq!(
+            view.is_available("ubuntu", "jammy", "arm64", Commissioning),
+            vec![]
+        );
+        assert_eq!(
+            view.is_available("ubuntu", "noble", "amd64", Xinstall),
+            vec![id("beta")]
+        );
+        assert_eq!(
+            view.is_available("ubuntu", "focal", "amd64", Xinstall),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn divergent_defaults_are_a_conflict_with_a_tie_going_to_the_smallest() {
+        let view = merge(vec![
+            ("alpha", answered(vec![ubuntu(&["jammy"], "jammy")], vec![])),
+            (
+                "beta",
+                answered(vec![ubuntu(&["jammy", "noble"], "noble")], vec![]),
+            ),
+        ]);
+        let default = view
+            .osystem("ubuntu")
+            .and_then(|os| os.default_release.clone());
+        assert_eq!(default.as_deref(), Some("jammy"));
+        let fields: Vec<ConflictField> = view.conflicts.iter().map(|c| c.field).collect();
+        assert_eq!(
+            fields,
+            [
+                ConflictField::DefaultRelease,
+                ConflictField::DefaultCommissioningRelease
+            ]
+        );
+        let values: Vec<(Option<String>, BTreeSet<ClusterId>)> = view.conflicts[0]
+            .values
+            .iter()
+            .map(|v| (v.value.clone(), v.clusters.clone()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                (Some("jammy".into()), ids(&["alpha"])),
+                (Some("noble".into()), ids(&["beta"]))
+            ]
+        );
+    }
+
+    #[test]
+    fn conflicting_titles_go_to_the_majority_and_list_every_value() {
+        let centos = |title: &str| {
+            os(
+                "centos",
+                "CentOS",
+                None,
+                vec![release("centos7", title, false, false)],
+            )
+        };
+        let view = merge(vec![
+            ("a", answered(vec![centos("CentOS 7")], vec![])),
+            ("b", answered(vec![centos("CentOS Linux 7")], vec![])),
+            ("c", answered(vec![centos("CentOS Linux 7")], vec![])),
+        ]);
+        let title = view.release("centos", "centos7").map(|r| r.title.clone());
+        assert_eq!(title.as_deref(), Some("CentOS Linux 7"));
+        let expected = Conflict {
+            osystem: "centos".into(),
+            release: Some("centos7".into()),
+            field: ConflictField::Title,
+            chosen: Some("CentOS Linux 7".into()),
+            values: vec![
+                ConflictValue {
+                    value: Some("CentOS 7".into()),
+                    clusters: ids(&["a"]),
+                },
+                ConflictValue {
+                    value: Some("CentOS Linux 7".into()),
+                    clusters: ids(&["b", "c"]),
+                },
+            ],
+        };
+        assert_eq!(view.conflicts, vec![expected]);
+    }
+
+    #[test]
+    fn license_flag_disagreement_is_a_conflict() {
+        let win = |key: bool| {
+            os(
+                "windows",
+                "Windows",
+                None,
+                vec![release("win2019", "W", key, false)],
+            )
+        };
+        let view = merge(vec![
+            ("a", answered(vec![win(true)], vec![])),
+            ("b", answered(vec![win(false)], vec![])),
+        ]);
+        let chosen: Vec<(ConflictField, Option<String>)> = view
+            .conflicts
+            .iter()
+            .map(|c| (c.field, c.chosen.clone()))
+            .collect();
+        assert_eq!(
+            chosen,
+            [(ConflictField::RequiresLicenseKey, Some("false".into()))]
+        );
+    }
+
+    #[test]
+    fn a_cluster_that_did_not_answer_is_named_with_its_reason() {
+        let view = merge(vec![
+            ("up", answered(vec![ubuntu(&["jammy"], "jammy")], vec![])),
+            ("down", ClusterAnswer::NoAnswer(NoAnswerReason::Timeout)),
+        ]);
+        assert_eq!(view.answered, ids(&["up"]));
+        let expected: BTreeMap<ClusterId, NoAnswerReason> =
+            [(id("down"), NoAnswerReason::Timeout)].into();
+        assert_eq!(view.not_answered, expected);
+        let supported = view.osystem("ubuntu").map(|os| os.supported_by.clone());
+        assert_eq!(supported, Some(ids(&["up"])));
+    }
+
+    #[test]
+    fn all_clusters_down_gives_an_empty_view_that_names_them_all() {
+        let view = merge(vec![
+            ("a", ClusterAnswer::NoAnswer(NoAnswerReason::NotConnected)),
+            (
+                "b",
+                ClusterAnswer::NoAnswer(NoAnswerReason::Error("refused".into())),
+            ),
+        ]);
+        assert_eq!(view.osystems, vec![]);
+        assert_eq!(view.answered, BTreeSet::new());
+        let expected: BTreeMap<ClusterId, NoAnswerReason> = [
+            (id("a"), NoAnswerReason::NotConnected),
+            (id("b"), NoAnswerReason::Error("refused".into())),
+        ]
+        .into();
+        assert_eq!(view.not_answered, expected);
+    }
+
+    #[test]
+    fn an_os_known_to_one_cluster_appears_once_supported_by_it() {
+        let acme = os(
+            "acme",
+            "ACME",
+            Some("a1"),
+            vec![release("a1", "ACME 1", true, false)],
+        );
+        let view = merge(vec![
+            ("a", answered(vec![ubuntu(&["jammy"], "jammy")], vec![])),
+            (
+                "b",
+                answered(vec![ubuntu(&["jammy"], "jammy"), acme], vec![]),
+            ),
+        ]);
+        let names: Vec<&str> = view.osystems.iter().map(|os| os.name.as_str()).collect();
+        assert_eq!(names, ["acme", "ubuntu"]);
+        let acme = view
+            .osystem("acme")
+            .map(|os| (os.supported_by.clone(), os.title.clone()));
+        assert_eq!(acme, Some((ids(&["b"]), "ACME".to_owned())));
+        assert_eq!(view.conflicts, vec![]);
+    }
+
+    #[test]
+    fn images_of_releases_a_cluster_does_not_list_are_not_available() {
+        let view = merge(vec![
+            ("a", answered(vec![ubuntu(&["jammy"], "jammy")], vec![])),
+            (
+                "b",
+                answered(vec![], vec![image("ubuntu", "amd64", "jammy", &[Install])]),
+            ),
+        ]);
+        assert_eq!(
+            view.is_available("ubuntu", "jammy", "amd64", Install),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn duplicate_cluster_ids_are_refused() {
+        let answers = vec![
+            (id("a"), ClusterAnswer::NoAnswer(NoAnswerReason::Timeout)),
+            (id("a"), answered(vec![], vec![])),
+            (id("b"), ClusterAnswer::NoAnswer(NoAnswerReason::Timeout)),
+        ];
+        let error = MeshView::merge(answers)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            error,
+            Err("more than one answer from cluster(s): a".to_owned())
+        );
+    }
+
+    fn purposes() -> impl Strategy<Value = BTreeSet<Purpose>> {
+        prop::collection::btree_set(prop::sample::select(Purpose::ALL.to_vec()), 0..3)
+    }
+
+    fn release_info() -> impl Strategy<Value = ReleaseInfo> {
+        let name = prop::sample::select(vec!["r1", "r2", "r3"]);
+        let title = prop::sample::select(vec!["T1", "T2"]);
+        (name, title, any::<bool>(), any::<bool>())
+            .prop_map(|(name, title, key, commission)| release(name, title, key, commission))
+    }
+
+    fn osystem_info() -> impl Strategy<Value = OsystemInfo> {
+        let name = prop::sample::select(vec!["ubuntu", "centos", "acme"]);
+        let title = prop::sample::select(vec!["A", "B"]);
+        let default = prop::option::of(prop::sample::select(vec!["r1", "r2"]));
+        let releases = prop::collection::vec(release_info(), 0..3);
+        (name, title, default, releases)
+            .prop_map(|(name, title, default, releases)| os(name, title, default, releases))
+    }
+
+    fn boot_image() -> impl Strategy<Value = BootImage> {
+        let os_name = prop::sample::select(vec!["ubuntu", "centos", "acme"]);
+        let arch = prop::sample::select(vec!["amd64", "arm64"]);
+        let release = prop::sample::select(vec!["r1", "r2", "r3"]);
+        (os_name, arch, release, purposes()).prop_map(|(os_name, arch, release, purposes)| {
+            let purposes: Vec<Purpose> = purposes.into_iter().collect();
+            image(os_name, arch, release, &purposes)
+        })
+    }
+
+    fn answer() -> impl Strategy<Value = ClusterAnswer> {
+        let reason = prop_oneof![
+            Just(NoAnswerReason::NotConnected),
+            Just(NoAnswerReason::Timeout),
+            "[a-z]{0,3}".prop_map(NoAnswerReason::Error),
+        ];
+        let report = (
+            prop::collection::vec(osystem_info(), 0..3),
+            prop::collection::vec(boot_image(), 0..4),
+        );
+        prop_oneof![
+            reason.prop_map(ClusterAnswer::NoAnswer),
+            report.prop_map(|(osystems, images)| answered(osystems, images)),
+        ]
+    }
+
+    type Answers = Vec<(ClusterId, ClusterAnswer)>;
+
+    /// Answers from distinct clusters, and the same answers in a shuffled order.
+    fn answers_and_shuffle() -> impl Strategy<Value = (Answers, Answers)> {
+        let clusters = prop::collection::btree_map("[a-e]", answer(), 0..6);
+        clusters.prop_flat_map(|clusters| {
+            let answers: Vec<(ClusterId, ClusterAnswer)> = clusters
+                .into_iter()
+                .map(|(name, answer)| (id(&name), answer))
+                .collect();
+            (Just(answers.clone()), Just(answers).prop_shuffle())
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn merge_does_not_depend_on_arrival_order((answers, shuffled) in answers_and_shuffle()) {
+            prop_assert_eq!(MeshView::merge(answers), MeshView::merge(shuffled));
+        }
+
+        #[test]
+        fn every_cluster_is_accounted_for_and_availability_implies_support(
+            (answers, _) in answers_and_shuffle()
+        ) {
+            let all: BTreeSet<ClusterId> = answers.iter().map(|(id, _)| id.clone()).collect();
+            let view = MeshView::merge(answers).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let not_answered: BTreeSet<ClusterId> = view.not_answered.keys().cloned().collect();
+            prop_assert!(view.answered.is_disjoint(&not_answered));
+            let union: BTreeSet<ClusterId> = view.answered.union(&not_answered).cloned().collect();
+            prop_assert_eq!(union, all);
+            for os in &view.osystems {
+                prop_assert!(os.supported_by.is_subset(&view.answered));
+                for release in &os.releases {
+                    prop_assert!(release.supported_by.is_subset(&os.supported_by));
+                    for clusters in release.available.values() {
+                        for (cluster, purposes) in clusters {
+                            prop_assert!(release.supported_by.contains(cluster));
+                            prop_assert!(!purposes.is_empty());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
