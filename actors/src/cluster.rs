@@ -111,7 +111,7 @@ impl ClusterActor {
             osystems: self.registry.list(),
         });
         self.images_reply = encode_body(&BootImageList {
-            images: images.clone(),
+            images: self.registry.boot_images().to_vec(),
         });
         self.images = images;
     }
@@ -130,7 +130,7 @@ impl ClusterActor {
 
     fn report(&self) -> ReportBootImages {
         ReportBootImages {
-            images: self.images.clone(),
+            images: self.registry.boot_images().to_vec(),
             osystems: self.registry.list(),
         }
     }

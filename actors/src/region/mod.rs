@@ -304,7 +304,7 @@ impl RegionActor {
 
     fn cached_answer(&self) -> OsystemsAnswer {
         let now = self.clock.now_ms();
-        let mut answers = Vec::new();
+        let mut answers = BTreeMap::new();
         let mut parts = Vec::new();
         for (id, entry) in &self.clusters {
             let mut part = self.cluster_part(id, entry, now);
@@ -321,12 +321,12 @@ impl RegionActor {
             if let ClusterAnswer::NoAnswer(reason) = &answer {
                 part.no_answer = Some(reason.clone());
             }
-            answers.push((id.clone(), answer));
+            answers.insert(id.clone(), answer);
             parts.push(part);
         }
         OsystemsAnswer {
             source: ReadPath::Cached,
-            view: MeshView::merge(answers),
+            view: MeshView::from_answers(&answers),
             clusters: parts,
             deadline_ms: None,
             elapsed_ms: None,
@@ -517,9 +517,10 @@ impl Handler<LiveOsystems> for RegionActor {
                 }
                 parts.push(part);
             }
+            let answers: BTreeMap<_, _> = answers.into_iter().collect();
             OsystemsAnswer {
                 source: ReadPath::Live,
-                view: MeshView::merge(answers),
+                view: MeshView::from_answers(&answers),
                 clusters: parts,
                 deadline_ms: Some(duration_ms(msg.timeout)),
                 elapsed_ms: Some(duration_ms(started.elapsed())),

@@ -1,0 +1,150 @@
+//! The CLI's client of the region API: fetch JSON, print a sorted, aligned table or the JSON.
+
+use anyhow::{Context, Result};
+use osmesh_actors::region::{ClusterStatus, OsystemsAnswer};
+use serde::de::DeserializeOwned;
+
+use crate::table::Table;
+
+#[derive(clap::Args)]
+pub struct ApiArgs {
+    /// The region's HTTP API.
+    #[arg(long, env = "OSMESH_API", default_value = "http://127.0.0.1:5240")]
+    pub api: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// GETs `path` and decodes the JSON; a refusal becomes an error carrying the API's message.
+fn get_json<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> Result<(T, serde_json::Value)> {
+    let url = format!("{}{path}", api.api.trim_end_matches('/'));
+    let value: serde_json::Value = match ureq::get(&url).call() {
+        Ok(response) => response.into_json().with_context(|| format!("bad JSON from {url}"))?,
+        Err(ureq::Error::Status(status, response)) => {
+            let body = response.into_string().unwrap_or_default();
+            anyhow::bail!("{url} answered {status}: {body}");
+        }
+        Err(err) => return Err(err).with_context(|| format!("cannot reach the region at {url}")),
+    };
+    let typed = serde_json::from_value(value.clone()).with_context(|| format!("unexpected answer from {url}"))?;
+    Ok((typed, value))
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn clusters(api: &ApiArgs) -> Result<()> {
+    let (clusters, raw): (Vec<ClusterStatus>, _) = get_json(api, "/api/v1/clusters")?;
+    if api.json {
+        return print_json(&raw);
+    }
+    let mut table = Table::new(["ID", "NAME", "CONNECTED", "IMAGES", "SNAPSHOT AGE"]);
+    for c in clusters {
+        table.row(vec![
+            c.id.to_string(),
+            c.name,
+            yes_no(c.connected).into(),
+            c.image_count.to_string(),
+            c.snapshot_age_ms.map_or("-".into(), format_age),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(())
+}
+
+pub fn osystems(api: &ApiArgs, live: bool, timeout_ms: Option<u64>) -> Result<()> {
+    let mut path = String::from("/api/v1/osystems");
+    if live {
+        path.push_str("?live=true");
+        if let Some(ms) = timeout_ms {
+            path.push_str(&format!("&timeout_ms={ms}"));
+        }
+    }
+    let (answer, raw): (OsystemsAnswer, _) = get_json(api, &path)?;
+    if api.json {
+        return print_json(&raw);
+    }
+    print!("{}", render_osystems(&answer));
+    Ok(())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A human-readable age: `850ms`, `12s`, `3m04s`, `2h05m`.
+pub fn format_age(ms: i64) -> String {
+    let ms = ms.max(0);
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The OS view as a table (one row per OS release), then who answered and how old each part is.
+pub fn render_osystems(answer: &OsystemsAnswer) -> String {
+    let mut table = Table::new(["OSYSTEM", "RELEASE", "TITLE", "SUPPORTED BY", "AVAILABLE (ARCH: CLUSTERS)"]);
+    for os in &answer.view.osystems {
+        for release in &os.releases {
+            let mark = if os.default_release.as_deref() == Some(release.name.as_str()) {
+                " *"
+            } else {
+                ""
+            };
+            let supported: Vec<_> = release.supported_by.iter().map(|c| c.to_string()).collect();
+            let available: Vec<_> = release
+                .available
+                .iter()
+                .map(|(arch, clusters)| {
+                    let names: Vec<_> = clusters.keys().map(|c| c.to_string()).collect();
+                    format!("{arch}: {}", names.join(","))
+                })
+                .collect();
+            table.row(vec![
+                os.name.clone(),
+                format!("{}{mark}", release.name),
+                release.title.clone(),
+                supported.join(","),
+                if available.is_empty() { "-".into() } else { available.join("; ") },
+            ]);
+        }
+    }
+    let mut out = table.render();
+    out.push_str("\n* default release\n");
+    let source = match answer.source {
+        osmesh_actors::region::ReadPath::Cached => "cached snapshots",
+        osmesh_actors::region::ReadPath::Live => "live fan-out",
+    };
+    out.push_str(&format!("source: {source}"));
+    if let (Some(deadline), Some(elapsed)) = (answer.deadline_ms, answer.elapsed_ms) {
+        out.push_str(&format!(" (answered in {elapsed} ms, deadline {deadline} ms)"));
+    }
+    out.push('\n');
+    let mut clusters = Table::new(["CLUSTER", "CONNECTED", "AGE", "ANSWER"]);
+    for part in &answer.clusters {
+        clusters.row(vec![
+            part.cluster.to_string(),
+            yes_no(part.connected).into(),
+            part.age_ms.map_or("-".into(), format_age),
+            part.no_answer
+                .as_ref()
+                .map_or("answered".into(), |reason| format!("no answer: {reason}")),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&clusters.render());
+    for conflict in &answer.view.conflicts {
+        out.push_str(&format!("conflict: {conflict:?}\n"));
+    }
+    out
+}
