@@ -153,7 +153,7 @@ impl Serialize for ByteString {
 
 impl<'de> Deserialize<'de> for ByteString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_bytes(ByteStringVisitor)
+        d.deserialize_byte_buf(ByteStringVisitor)
     }
 }
 
