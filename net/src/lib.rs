@@ -1,16 +1,33 @@
 //! osmesh-net: the RPC layer between a region and its clusters.
 //!
-//! What will live here: length-prefixed CBOR frames, the envelope and message catalogue, the
-//! version + mutual-HMAC handshake, the multiplexed RPC peer (deadlines, heartbeats), the
-//! reconnect backoff policy, and the `Transport` seam with its TCP implementation.
+//! What lives here: length-prefixed CBOR frames (`tcp`, `mem`), the envelope (`envelope`) and
+//! message catalogue (`messages`), the version + mutual-HMAC handshake (`handshake`), the
+//! multiplexed RPC peer with deadlines and heartbeats (`peer`), the reconnect backoff policy
+//! (`backoff`), and the `Transport` seam (`transport`) with its TCP and in-memory
+//! implementations. The wire format is specified in `docs/PROTOCOL.md`.
 //!
 //! What it must not know: actors, databases, or that a simulator exists. Time is tokio time;
-//! randomness comes from an RNG handed in.
+//! randomness (handshake nonces, backoff jitter) comes from an RNG handed in.
 
+pub mod backoff;
+pub mod envelope;
+pub mod handshake;
+pub mod mem;
 pub mod messages;
+pub mod peer;
+pub mod tcp;
 pub mod transport;
 
+pub use backoff::Backoff;
+pub use envelope::{decode_body, encode_body, Envelope, Kind};
+pub use handshake::{
+    accept_handshake, dial_handshake, Authenticated, HandshakeConfig, HandshakeError, Secret,
+    PROTOCOL_VERSION,
+};
+pub use mem::{mem_pair, MemDialer, MemListener, MemNetwork};
 pub use messages::{ErrorKind, Request, RpcError};
+pub use peer::{spawn_peer, Incoming, IncomingCalls, Peer, PeerConfig, Responder};
+pub use tcp::{TcpDialer, TcpListener, DEFAULT_MAX_FRAME};
 pub use transport::{Dialer, FrameConn, FrameSink, FrameStream, Listener};
 
 /// Errors of the transport and framing layers (not RPC errors: those are `RpcError`).
