@@ -64,7 +64,12 @@ fn decode_snapshot(id: &str, json: &str) -> Result<ClusterSnapshot, StoreError> 
 impl Store {
     /// Records that cluster `id` (called `name`) is connected now: creates it, or updates
     /// its name and last-seen time, keeping its first-seen time.
-    pub fn upsert_cluster_seen(&self, id: &ClusterId, name: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub fn upsert_cluster_seen(
+        &self,
+        id: &ClusterId,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let conn = &mut *self.conn()?;
         let touch = |conn: &mut _| {
             diesel::update(clusters::table.find(&id.0))
@@ -85,7 +90,10 @@ impl Store {
         match inserted {
             Ok(_) => Ok(()),
             // Another region inserted it between our update and insert: update it instead.
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {
                 touch(conn)?;
                 Ok(())
             }
@@ -94,11 +102,20 @@ impl Store {
     }
 
     /// Replaces the snapshot of a known cluster. `NotFound` if it was never seen.
-    pub fn save_snapshot(&self, id: &ClusterId, snapshot: &ClusterSnapshot, now_ms: i64) -> Result<(), StoreError> {
-        let json = serde_json::to_string(snapshot).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    pub fn save_snapshot(
+        &self,
+        id: &ClusterId,
+        snapshot: &ClusterSnapshot,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(snapshot).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let conn = &mut *self.conn()?;
         let updated = diesel::update(clusters::table.find(&id.0))
-            .set((clusters::last_snapshot.eq(json), clusters::snapshot_at_ms.eq(now_ms)))
+            .set((
+                clusters::last_snapshot.eq(json),
+                clusters::snapshot_at_ms.eq(now_ms),
+            ))
             .execute(conn)?;
         if updated == 0 {
             return Err(StoreError::NotFound {

@@ -14,7 +14,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations
 
 /// Key of the PostgreSQL advisory lock that serialises migrations when several regions start
 /// against one database at once ("osmesh" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x6f_736d_6573_68;
+const MIGRATION_LOCK_KEY: i64 = 0x6f73_6d65_7368;
 
 /// One connection to either backend. Diesel's derive implements `Connection` for the enum;
 /// its own `establish` would try PostgreSQL and then treat any string as a SQLite path, so
@@ -93,7 +93,9 @@ impl ManageConnection for AnyConnectionManager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
-        self.target.establish().map_err(r2d2::Error::ConnectionError)
+        self.target
+            .establish()
+            .map_err(r2d2::Error::ConnectionError)
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
@@ -142,7 +144,10 @@ impl CustomizeConnection<AnyConnection, r2d2::Error> for SqlitePragmas {
 
 /// Opens one connection outside the pool (so a failure carries the driver's own message),
 /// applies the pragmas and runs the pending migrations of its backend.
-pub(crate) fn open_and_migrate(target: &DbTarget, pragmas: &SqlitePragmas) -> Result<AnyConnection, StoreError> {
+pub(crate) fn open_and_migrate(
+    target: &DbTarget,
+    pragmas: &SqlitePragmas,
+) -> Result<AnyConnection, StoreError> {
     let mut conn = target
         .establish()
         .map_err(|e| StoreError::Connection(e.to_string()))?;
@@ -156,7 +161,9 @@ fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
         AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
         AnyConnection::Postgresql(c) => {
             c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
-            let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len());
             c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
             result
         }
@@ -177,7 +184,9 @@ pub(crate) fn write_transaction<T>(
     body: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     match conn {
-        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
     match body(conn) {
@@ -204,7 +213,11 @@ pub(crate) enum LockSpace {
 /// Inside a [`write_transaction`], serialises every transaction that locks the same
 /// `(space, key)` until commit, even when no row exists yet. SQLite's `IMMEDIATE`
 /// transaction already holds the database's only write lock, so this is a no-op there.
-pub(crate) fn lock_key(conn: &mut AnyConnection, space: LockSpace, key: &str) -> Result<(), StoreError> {
+pub(crate) fn lock_key(
+    conn: &mut AnyConnection,
+    space: LockSpace,
+    key: &str,
+) -> Result<(), StoreError> {
     let AnyConnection::Postgresql(c) = conn else {
         return Ok(());
     };
@@ -228,7 +241,10 @@ mod tests {
         let pg = |s: &str| Some(DbTarget::Postgres(s.into()));
         let lite = |s: &str| Some(DbTarget::Sqlite(s.into()));
         check("postgres://u@h/db", pg("postgres://u@h/db"));
-        check("postgresql://h/db?options=-csearch_path%3Dx", pg("postgresql://h/db?options=-csearch_path%3Dx"));
+        check(
+            "postgresql://h/db?options=-csearch_path%3Dx",
+            pg("postgresql://h/db?options=-csearch_path%3Dx"),
+        );
         check("sqlite:///var/lib/osmesh.db", lite("/var/lib/osmesh.db"));
         check("sqlite://rel.db", lite("rel.db"));
         check("sqlite:rel.db", lite("rel.db"));

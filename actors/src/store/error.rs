@@ -50,7 +50,10 @@ impl From<DieselError> for StoreError {
 
 impl StoreError {
     /// Turns Diesel's "no row" into `NotFound` for `what`/`key`, and the rest into `Query`.
-    pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> impl FnOnce(DieselError) -> StoreError {
+    pub(crate) fn not_found(
+        what: &'static str,
+        key: impl Into<String>,
+    ) -> impl FnOnce(DieselError) -> StoreError {
         let key = key.into();
         move |e| match e {
             DieselError::NotFound => StoreError::NotFound { what, key },
@@ -67,11 +70,15 @@ impl StoreError {
     ) -> impl FnOnce(DieselError) -> StoreError {
         let key = key.into();
         move |e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => StoreError::Conflict { what, key },
-            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => StoreError::NotFound {
-                what: referenced.0,
-                key: referenced.1,
-            },
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StoreError::Conflict { what, key }
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                StoreError::NotFound {
+                    what: referenced.0,
+                    key: referenced.1,
+                }
+            }
             other => StoreError::Query(other),
         }
     }

@@ -95,12 +95,20 @@ impl std::fmt::Debug for NewLicenseKey<'_> {
 
 fn mask_key(key: &str) -> String {
     let total = key.chars().filter(char::is_ascii_alphanumeric).count();
-    let hidden = if total <= VISIBLE_KEY_CHARS { total } else { total - VISIBLE_KEY_CHARS };
+    let hidden = if total <= VISIBLE_KEY_CHARS {
+        total
+    } else {
+        total - VISIBLE_KEY_CHARS
+    };
     let mut seen = 0;
     key.chars()
         .map(|c| {
             if !c.is_ascii_alphanumeric() {
-                return if c.is_ascii_punctuation() || c == ' ' { c } else { '*' };
+                return if c.is_ascii_punctuation() || c == ' ' {
+                    c
+                } else {
+                    '*'
+                };
             }
             seen += 1;
             if seen <= hidden {
@@ -119,7 +127,11 @@ fn pair_key(osystem: &str, distro_series: &str) -> String {
 impl Store {
     /// Stores a new key. `Conflict` if the (osystem, distro_series) pair has one already,
     /// `NotFound` if the validating cluster is unknown.
-    pub fn insert_license_key(&self, key: &NewLicenseKey<'_>, now_ms: i64) -> Result<LicenseKeyRecord, StoreError> {
+    pub fn insert_license_key(
+        &self,
+        key: &NewLicenseKey<'_>,
+        now_ms: i64,
+    ) -> Result<LicenseKeyRecord, StoreError> {
         let conn = &mut *self.conn()?;
         diesel::insert_into(license_keys::table)
             .values((
@@ -141,7 +153,11 @@ impl Store {
     }
 
     /// Replaces the key of an existing pair (and who validated it). `NotFound` if none.
-    pub fn update_license_key(&self, key: &NewLicenseKey<'_>, now_ms: i64) -> Result<LicenseKeyRecord, StoreError> {
+    pub fn update_license_key(
+        &self,
+        key: &NewLicenseKey<'_>,
+        now_ms: i64,
+    ) -> Result<LicenseKeyRecord, StoreError> {
         let conn = &mut *self.conn()?;
         let pair = pair_key(key.osystem, key.distro_series);
         let updated = diesel::update(license_keys::table.find((key.osystem, key.distro_series)))
@@ -152,7 +168,11 @@ impl Store {
                 license_keys::updated_at_ms.eq(now_ms),
             ))
             .execute(conn)
-            .map_err(StoreError::on_write("license key", pair.clone(), ("cluster", key.validated_by.0.clone())))?;
+            .map_err(StoreError::on_write(
+                "license key",
+                pair.clone(),
+                ("cluster", key.validated_by.0.clone()),
+            ))?;
         if updated == 0 {
             return Err(StoreError::NotFound {
                 what: "license key",
@@ -163,7 +183,11 @@ impl Store {
     }
 
     /// The key for a pair, or `None`.
-    pub fn get_license_key(&self, osystem: &str, distro_series: &str) -> Result<Option<LicenseKeyRecord>, StoreError> {
+    pub fn get_license_key(
+        &self,
+        osystem: &str,
+        distro_series: &str,
+    ) -> Result<Option<LicenseKeyRecord>, StoreError> {
         let conn = &mut *self.conn()?;
         match get_key(conn, osystem, distro_series) {
             Ok(record) => Ok(Some(record)),
@@ -175,7 +199,8 @@ impl Store {
     /// Deletes the key for a pair. `NotFound` if there was none.
     pub fn delete_license_key(&self, osystem: &str, distro_series: &str) -> Result<(), StoreError> {
         let conn = &mut *self.conn()?;
-        let deleted = diesel::delete(license_keys::table.find((osystem, distro_series))).execute(conn)?;
+        let deleted =
+            diesel::delete(license_keys::table.find((osystem, distro_series))).execute(conn)?;
         if deleted == 0 {
             return Err(StoreError::NotFound {
                 what: "license key",
@@ -196,13 +221,20 @@ impl Store {
     }
 }
 
-fn get_key(conn: &mut super::AnyConnection, osystem: &str, distro_series: &str) -> Result<LicenseKeyRecord, StoreError> {
+fn get_key(
+    conn: &mut super::AnyConnection,
+    osystem: &str,
+    distro_series: &str,
+) -> Result<LicenseKeyRecord, StoreError> {
     license_keys::table
         .find((osystem, distro_series))
         .select(LicenseKeyRow::as_select())
         .first(conn)
         .map(LicenseKeyRecord::from)
-        .map_err(StoreError::not_found("license key", pair_key(osystem, distro_series)))
+        .map_err(StoreError::not_found(
+            "license key",
+            pair_key(osystem, distro_series),
+        ))
 }
 
 #[cfg(test)]
@@ -211,7 +243,10 @@ mod tests {
 
     #[test]
     fn masking_reveals_only_the_last_five_alphanumerics() {
-        assert_eq!(mask_key("ABCDE-FGHIJ-KLMNO-PQRST-VWXYZ"), "*****-*****-*****-*****-VWXYZ");
+        assert_eq!(
+            mask_key("ABCDE-FGHIJ-KLMNO-PQRST-VWXYZ"),
+            "*****-*****-*****-*****-VWXYZ"
+        );
         assert_eq!(mask_key("abcdefgh12"), "*****fgh12");
         assert_eq!(mask_key("ABCDE"), "*****");
         assert_eq!(mask_key("AB-C"), "**-*");

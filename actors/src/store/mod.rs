@@ -77,7 +77,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,6 +127,8 @@ impl Store {
     }
 
     fn conn(&self) -> Result<PooledConnection<AnyConnectionManager>, StoreError> {
-        self.pool.get().map_err(|e| StoreError::Connection(e.to_string()))
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Connection(e.to_string()))
     }
 }

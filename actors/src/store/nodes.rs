@@ -110,9 +110,13 @@ impl NodeRow {
             key: self.id.to_string(),
             detail,
         };
-        let status = NodeStatus::parse(&self.status).ok_or_else(|| corrupt(format!("unknown status {:?}", self.status)))?;
+        let status = NodeStatus::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("unknown status {:?}", self.status)))?;
         let power_parameters = match &self.power_parameters {
-            Some(json) => Some(serde_json::from_str(json).map_err(|e| corrupt(format!("power_parameters: {e}")))?),
+            Some(json) => Some(
+                serde_json::from_str(json)
+                    .map_err(|e| corrupt(format!("power_parameters: {e}")))?,
+            ),
             None => None,
         };
         Ok(NodeRecord {
@@ -229,7 +233,11 @@ impl Store {
     /// status = 'ready'`, a single statement that only one caller can make change a row
     /// (SQLite serialises writers; PostgreSQL re-checks the condition after a concurrent
     /// update commits). A caller that loses a candidate tries the next one.
-    pub fn allocate(&self, request: &AllocationRequest<'_>, now_ms: i64) -> Result<Option<NodeRecord>, StoreError> {
+    pub fn allocate(
+        &self,
+        request: &AllocationRequest<'_>,
+        now_ms: i64,
+    ) -> Result<Option<NodeRecord>, StoreError> {
         if request.cluster_ids.is_empty() {
             return Ok(None);
         }
@@ -252,7 +260,11 @@ impl Store {
 
     /// How many ready nodes of `arch` sit on `cluster_ids`, for explaining an empty
     /// allocation.
-    pub fn count_ready_nodes(&self, arch: &str, cluster_ids: &[ClusterId]) -> Result<i64, StoreError> {
+    pub fn count_ready_nodes(
+        &self,
+        arch: &str,
+        cluster_ids: &[ClusterId],
+    ) -> Result<i64, StoreError> {
         let conn = &mut *self.conn()?;
         Ok(nodes::table
             .filter(nodes::status.eq(NodeStatus::Ready.as_str()))
@@ -263,7 +275,10 @@ impl Store {
     }
 }
 
-fn ready_candidates(conn: &mut super::AnyConnection, request: &AllocationRequest<'_>) -> Result<Vec<i64>, StoreError> {
+fn ready_candidates(
+    conn: &mut super::AnyConnection,
+    request: &AllocationRequest<'_>,
+) -> Result<Vec<i64>, StoreError> {
     let mut query = nodes::table
         .select(nodes::id)
         .filter(nodes::status.eq(NodeStatus::Ready.as_str()))

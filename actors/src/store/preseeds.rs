@@ -111,7 +111,10 @@ pub enum ClusterReportAction {
 }
 
 /// The cluster-report rule, without a database.
-pub fn decide_cluster_report(head: Option<&PreseedHead<'_>>, incoming_hash: &str) -> ClusterReportAction {
+pub fn decide_cluster_report(
+    head: Option<&PreseedHead<'_>>,
+    incoming_hash: &str,
+) -> ClusterReportAction {
     let Some(head) = head else {
         return ClusterReportAction::Create;
     };
@@ -265,7 +268,9 @@ impl Store {
                     append.parent_version = Some(head.current_version);
                     insert_version(conn, &append)?;
                     set_head(conn, name, append.version, None, now_ms)?;
-                    Ok(PreseedOutcome::Updated { version: append.version })
+                    Ok(PreseedOutcome::Updated {
+                        version: append.version,
+                    })
                 }
                 ClusterReportAction::KeepOperator => {
                     append.parent_version = latest_cluster.map(|(v, _)| v);
@@ -296,10 +301,12 @@ impl Store {
         write_transaction(conn, |conn| {
             lock_key(conn, LockSpace::Preseed, name)?;
             let head = load_head(conn, name)?.ok_or_else(|| preseed_not_found(name))?;
-            decide_operator_edit(head.current_version, based_on_version).map_err(|current| StoreError::Stale {
-                name: name.to_owned(),
-                based_on: based_on_version,
-                current,
+            decide_operator_edit(head.current_version, based_on_version).map_err(|current| {
+                StoreError::Stale {
+                    name: name.to_owned(),
+                    based_on: based_on_version,
+                    current,
+                }
             })?;
             let base = load_version(conn, name, based_on_version)?;
             let version = next_version(conn, name)?;
@@ -323,15 +330,21 @@ impl Store {
 
     /// Ends a conflict by making `pick_version` (either side of it) current; adds no
     /// version. `Invalid` if the preseed is not in conflict or the pick is neither side.
-    pub fn resolve_conflict(&self, name: &str, pick_version: i32, now_ms: i64) -> Result<PreseedRecord, StoreError> {
+    pub fn resolve_conflict(
+        &self,
+        name: &str,
+        pick_version: i32,
+        now_ms: i64,
+    ) -> Result<PreseedRecord, StoreError> {
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
             lock_key(conn, LockSpace::Preseed, name)?;
             let head = load_head(conn, name)?.ok_or_else(|| preseed_not_found(name))?;
-            let conflict = head
-                .conflict()
-                .ok_or_else(|| StoreError::Invalid(format!("preseed {name:?} is not in conflict")))?;
-            if pick_version != conflict.operator_version && pick_version != conflict.cluster_version {
+            let conflict = head.conflict().ok_or_else(|| {
+                StoreError::Invalid(format!("preseed {name:?} is not in conflict"))
+            })?;
+            if pick_version != conflict.operator_version && pick_version != conflict.cluster_version
+            {
                 return Err(StoreError::Invalid(format!(
                     "version {pick_version} is neither side of the conflict on {name:?} ({} or {})",
                     conflict.operator_version, conflict.cluster_version
@@ -364,7 +377,9 @@ impl Store {
             .order(preseeds::name)
             .select((HeadRow::as_select(), VersionRow::as_select()))
             .load(conn)?;
-        rows.into_iter().map(|(head, version)| to_record(head, version)).collect()
+        rows.into_iter()
+            .map(|(head, version)| to_record(head, version))
+            .collect()
     }
 
     /// Every version of `name`, oldest first. `NotFound` for an unknown name.
@@ -405,13 +420,20 @@ fn load_head(conn: &mut AnyConnection, name: &str) -> Result<Option<HeadRow>, St
         .optional()?)
 }
 
-fn load_version(conn: &mut AnyConnection, name: &str, version: i32) -> Result<PreseedVersion, StoreError> {
+fn load_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: i32,
+) -> Result<PreseedVersion, StoreError> {
     preseed_versions::table
         .filter(preseed_versions::name.eq(name))
         .filter(preseed_versions::version.eq(version))
         .select(VersionRow::as_select())
         .first(conn)
-        .map_err(StoreError::not_found("preseed version", format!("{name}@{version}")))?
+        .map_err(StoreError::not_found(
+            "preseed version",
+            format!("{name}@{version}"),
+        ))?
         .into_version()
 }
 
@@ -422,7 +444,10 @@ fn load_record(conn: &mut AnyConnection, name: &str) -> Result<PreseedRecord, St
         .filter(preseed_versions::version.eq(head.current_version))
         .select(VersionRow::as_select())
         .first(conn)
-        .map_err(StoreError::not_found("preseed version", format!("{name}@{}", head.current_version)))?;
+        .map_err(StoreError::not_found(
+            "preseed version",
+            format!("{name}@{}", head.current_version),
+        ))?;
     to_record(head, version)
 }
 
@@ -453,7 +478,11 @@ fn next_version(conn: &mut AnyConnection, name: &str) -> Result<i32, StoreError>
 }
 
 fn insert_version(conn: &mut AnyConnection, v: &Append<'_>) -> Result<(), StoreError> {
-    let origin = if v.origin_cluster.is_some() { ORIGIN_CLUSTER } else { ORIGIN_OPERATOR };
+    let origin = if v.origin_cluster.is_some() {
+        ORIGIN_CLUSTER
+    } else {
+        ORIGIN_OPERATOR
+    };
     diesel::insert_into(preseed_versions::table)
         .values((
             preseed_versions::name.eq(v.name),
@@ -470,7 +499,10 @@ fn insert_version(conn: &mut AnyConnection, v: &Append<'_>) -> Result<(), StoreE
         .map_err(StoreError::on_write(
             "preseed version",
             format!("{}@{}", v.name, v.version),
-            ("cluster", v.origin_cluster.map(|c| c.0.clone()).unwrap_or_default()),
+            (
+                "cluster",
+                v.origin_cluster.map(|c| c.0.clone()).unwrap_or_default(),
+            ),
         ))?;
     Ok(())
 }
@@ -497,7 +529,12 @@ fn set_head(
 mod tests {
     use super::*;
 
-    fn head(current_is_operator: bool, current: &'static str, latest: Option<&'static str>, reporter: Option<&'static str>) -> PreseedHead<'static> {
+    fn head(
+        current_is_operator: bool,
+        current: &'static str,
+        latest: Option<&'static str>,
+        reporter: Option<&'static str>,
+    ) -> PreseedHead<'static> {
         PreseedHead {
             current_is_operator,
             current_hash: current,
@@ -507,7 +544,11 @@ mod tests {
     }
 
     fn check(state: Option<PreseedHead<'_>>, incoming: &str, expected: ClusterReportAction) {
-        assert_eq!(decide_cluster_report(state.as_ref(), incoming), expected, "{state:?} <- {incoming}");
+        assert_eq!(
+            decide_cluster_report(state.as_ref(), incoming),
+            expected,
+            "{state:?} <- {incoming}"
+        );
     }
 
     #[test]
@@ -522,7 +563,11 @@ mod tests {
         check(Some(head(false, "b", Some("b"), Some("a"))), "a", Unchanged);
         check(Some(head(false, "a", Some("a"), Some("a"))), "b", Advance);
         // Operator edited; the cluster ships a change: both kept, conflict.
-        check(Some(head(true, "op", Some("a"), Some("a"))), "b", KeepOperator);
+        check(
+            Some(head(true, "op", Some("a"), Some("a"))),
+            "b",
+            KeepOperator,
+        );
         // Operator edited; the cluster re-reports its old template: nothing to do.
         check(Some(head(true, "op", Some("a"), Some("a"))), "a", Unchanged);
         // Operator edited; the cluster now ships exactly the operator's text: it caught up.

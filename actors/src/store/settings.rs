@@ -44,7 +44,9 @@ impl Store {
     /// Every known setting that has a value.
     pub fn get_settings(&self) -> Result<BTreeMap<SettingKey, String>, StoreError> {
         let conn = &mut *self.conn()?;
-        let rows: Vec<(String, String)> = settings::table.select((settings::key, settings::value)).load(conn)?;
+        let rows: Vec<(String, String)> = settings::table
+            .select((settings::key, settings::value))
+            .load(conn)?;
         Ok(rows
             .into_iter()
             .filter_map(|(k, v)| SettingKey::parse(&k).map(|k| (k, v)))
