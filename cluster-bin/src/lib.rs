@@ -85,7 +85,10 @@ impl ClusterConfig {
         };
         let id = ClusterId::new(args.id.unwrap_or_else(|| args.name.clone()));
         let settings = ClusterSettings {
-            handshake: HandshakeConfig::new(id.to_string(), secret, HANDSHAKE_TIMEOUT),
+            handshake: HandshakeConfig {
+                timeout: HANDSHAKE_TIMEOUT,
+                ..HandshakeConfig::new(id.to_string(), secret)
+            },
             id,
             name: args.name,
             region_addrs: args.regions,

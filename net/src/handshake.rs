@@ -440,3 +440,20 @@ async fn protocol_refusal(conn: &mut FrameConn, reason: String) -> HandshakeErro
     refuse(conn, &reason).await;
     HandshakeError::Protocol(reason)
 }
+
+impl Secret {
+    /// Reads a shared secret from a file: its bytes with surrounding whitespace trimmed, so a
+    /// trailing newline written by an editor is not part of the secret. An empty file is an
+    /// error, never an empty secret.
+    pub fn from_file(path: &std::path::Path) -> std::io::Result<Secret> {
+        let bytes = std::fs::read(path)?;
+        let trimmed = bytes.trim_ascii();
+        if trimmed.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the secret file {} is empty", path.display()),
+            ));
+        }
+        Ok(Secret::new(trimmed.to_vec()))
+    }
+}

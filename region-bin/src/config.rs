@@ -83,7 +83,8 @@ impl RegionConfig {
                 .http_listen
                 .or(file.http_listen)
                 .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
-            secret: read_secret(&secret_file)?,
+            secret: Secret::from_file(&secret_file)
+                .with_context(|| format!("cannot read the secret file {}", secret_file.display()))?,
             refresh_interval: Duration::from_secs(file.refresh_interval_secs.unwrap_or(30)),
         })
     }
@@ -93,13 +94,4 @@ pub fn load_file_config(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-/// Reads a shared secret: the file's bytes with surrounding whitespace trimmed; never empty.
-pub fn read_secret(path: &Path) -> Result<Secret> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the secret file {}", path.display()))?;
-    let trimmed = bytes.trim_ascii();
-    anyhow::ensure!(!trimmed.is_empty(), "the secret file {} is empty", path.display());
-    Ok(Secret::new(trimmed.to_vec()))
 }

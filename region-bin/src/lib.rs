@@ -48,7 +48,10 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let rpc_addr = listener.local_addr();
     let settings = RegionSettings {
         name: config.name.clone(),
-        handshake: HandshakeConfig::new(config.name.clone(), config.secret.clone(), HANDSHAKE_TIMEOUT),
+        handshake: HandshakeConfig {
+            timeout: HANDSHAKE_TIMEOUT,
+            ..HandshakeConfig::new(config.name.clone(), config.secret.clone())
+        },
         peer: PeerConfig::default(),
         refresh_interval: config.refresh_interval,
     };
