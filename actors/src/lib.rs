@@ -7,3 +7,5 @@
 //! What it must not know: that a simulator exists, or which transport carries its frames. No
 //! domain rule lives here (actors call `core`); time is tokio time; randomness is handed in;
 //! no OS threads, blocking pools or unbiased `select!` on the paths the simulator runs.
+
+pub mod store;

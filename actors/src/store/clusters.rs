@@ -1,0 +1,152 @@
+//! Clusters the region has seen, and the capability snapshot each last pushed.
+
+use diesel::prelude::*;
+use osmesh_core::{BootImage, ClusterId, OsystemInfo};
+use serde::{Deserialize, Serialize};
+
+use super::schema::clusters;
+use super::{Store, StoreError};
+
+/// What a cluster last reported: its OS registry and the boot images it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSnapshot {
+    pub osystems: Vec<OsystemInfo>,
+    pub images: Vec<BootImage>,
+}
+
+/// A cluster as the store knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterRecord {
+    pub id: ClusterId,
+    pub name: String,
+    /// When the region first saw this cluster; never moves.
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    /// The last pushed snapshot and when it was saved; `None` until the first push.
+    pub snapshot: Option<(ClusterSnapshot, i64)>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = clusters)]
+struct ClusterRow {
+    id: String,
+    name: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    last_snapshot: Option<String>,
+    snapshot_at_ms: Option<i64>,
+}
+
+impl ClusterRow {
+    fn into_record(self) -> Result<ClusterRecord, StoreError> {
+        let snapshot = match (self.last_snapshot, self.snapshot_at_ms) {
+            (Some(json), Some(at)) => Some((decode_snapshot(&self.id, &json)?, at)),
+            _ => None,
+        };
+        Ok(ClusterRecord {
+            id: ClusterId(self.id),
+            name: self.name,
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            snapshot,
+        })
+    }
+}
+
+fn decode_snapshot(id: &str, json: &str) -> Result<ClusterSnapshot, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        what: "cluster snapshot",
+        key: id.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+impl Store {
+    /// Records that cluster `id` (called `name`) is connected now: creates it, or updates
+    /// its name and last-seen time, keeping its first-seen time.
+    pub fn upsert_cluster_seen(
+        &self,
+        id: &ClusterId,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let conn = &mut *self.conn()?;
+        let touch = |conn: &mut _| {
+            diesel::update(clusters::table.find(&id.0))
+                .set((clusters::name.eq(name), clusters::last_seen_ms.eq(now_ms)))
+                .execute(conn)
+        };
+        if touch(conn)? == 1 {
+            return Ok(());
+        }
+        let inserted = diesel::insert_into(clusters::table)
+            .values((
+                clusters::id.eq(&id.0),
+                clusters::name.eq(name),
+                clusters::first_seen_ms.eq(now_ms),
+                clusters::last_seen_ms.eq(now_ms),
+            ))
+            .execute(conn);
+        match inserted {
+            Ok(_) => Ok(()),
+            // Another region inserted it between our update and insert: update it instead.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {
+                touch(conn)?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces the snapshot of a known cluster. `NotFound` if it was never seen.
+    pub fn save_snapshot(
+        &self,
+        id: &ClusterId,
+        snapshot: &ClusterSnapshot,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(snapshot).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let conn = &mut *self.conn()?;
+        let updated = diesel::update(clusters::table.find(&id.0))
+            .set((
+                clusters::last_snapshot.eq(json),
+                clusters::snapshot_at_ms.eq(now_ms),
+            ))
+            .execute(conn)?;
+        if updated == 0 {
+            return Err(StoreError::NotFound {
+                what: "cluster",
+                key: id.0.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every cluster ever seen, sorted by id.
+    pub fn list_clusters(&self) -> Result<Vec<ClusterRecord>, StoreError> {
+        let conn = &mut *self.conn()?;
+        clusters::table
+            .order(clusters::id)
+            .select(ClusterRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(ClusterRow::into_record)
+            .collect()
+    }
+
+    /// One cluster, or `None` if never seen.
+    pub fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, StoreError> {
+        let conn = &mut *self.conn()?;
+        clusters::table
+            .find(&id.0)
+            .select(ClusterRow::as_select())
+            .first(conn)
+            .optional()?
+            .map(ClusterRow::into_record)
+            .transpose()
+    }
+}

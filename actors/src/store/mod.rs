@@ -1,0 +1,134 @@
+//! The region's store: clusters and their last snapshots, license keys, settings, nodes
+//! and the preseed history, in SQLite (the embedded default) or PostgreSQL (production,
+//! several regions sharing one database), behind one [`Store`] type.
+//!
+//! The store is synchronous: every call runs its statements on the calling thread and
+//! returns. It must not read a clock (callers pass unix milliseconds; the simulator runs it
+//! on virtual time), spawn threads or tasks, or use `spawn_blocking`. The r2d2 pool it
+//! holds opens connections on r2d2's own helper threads; with SQLite the store turns off
+//! r2d2's wall-clock reaping (idle timeout, max lifetime), so those threads only ever open
+//! connections. Nothing it returns depends on hash order: every list is sorted.
+//!
+//! Atomicity: node allocation is a conditional `UPDATE … WHERE status = 'ready'` whose
+//! row count decides the winner, so no node is handed out twice; preseed changes run in a
+//! write transaction (`BEGIN IMMEDIATE` on SQLite, a per-name advisory lock on PostgreSQL)
+//! so two concurrent edits cannot both win. License keys are never logged.
+//!
+//! Construct with [`Store::open`]: `postgres://…`/`postgresql://…` open PostgreSQL;
+//! `sqlite://PATH`, `sqlite:PATH`, `file:…`, a plain path or `:memory:` open SQLite.
+//! Migrations (`migrations/{sqlite,postgres}` at the workspace root, embedded) run there.
+
+mod clusters;
+mod connection;
+mod error;
+mod license_keys;
+mod nodes;
+mod preseeds;
+mod schema;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use diesel::r2d2::{Pool, PooledConnection};
+
+pub use clusters::{ClusterRecord, ClusterSnapshot};
+pub use connection::Backend;
+pub use error::StoreError;
+pub use license_keys::{LicenseKeyRecord, NewLicenseKey};
+pub use nodes::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
+pub use preseeds::{
+    decide_cluster_report, decide_operator_edit, ClusterReportAction, PreseedConflict, PreseedHead,
+    PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
+};
+pub use settings::SettingKey;
+
+use connection::{AnyConnection, AnyConnectionManager, DbTarget, SqlitePragmas};
+
+/// How a [`Store`] sizes and tunes its pool.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most connections open at once. An in-memory SQLite database forces 1 (each
+    /// connection would otherwise see its own empty database).
+    pub pool_size: u32,
+    /// How long a call waits for a free pooled connection before failing.
+    pub connection_timeout: Duration,
+    /// SQLite only: how long a statement waits for another connection's lock.
+    pub sqlite_busy_timeout_ms: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            pool_size: 8,
+            connection_timeout: Duration::from_secs(10),
+            sqlite_busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The region's persistent state. Cheap to clone (clones share the pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<AnyConnectionManager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the database `url` names with default options and applies pending migrations.
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, &StoreOptions::default())
+    }
+
+    /// Opens the database `url` names and applies pending migrations.
+    pub fn open_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let target = DbTarget::parse(url)?;
+        let backend = target.backend();
+        let memory = target.is_sqlite_memory();
+        let pragmas = SqlitePragmas {
+            busy_timeout_ms: options.sqlite_busy_timeout_ms,
+            migrate_on_acquire: memory,
+        };
+        if !memory {
+            // One connection outside the pool, so a failure carries the driver's own message.
+            drop(connection::open_and_migrate(&target, &pragmas)?);
+        }
+        let mut builder = Pool::builder()
+            .max_size(if memory { 1 } else { options.pool_size.max(1) })
+            .min_idle(Some(0))
+            .connection_timeout(options.connection_timeout)
+            .connection_customizer(Box::new(pragmas));
+        if backend == Backend::Sqlite {
+            builder = builder.idle_timeout(None).max_lifetime(None);
+        }
+        let store = Store {
+            pool: builder.build_unchecked(AnyConnectionManager { target }),
+            backend,
+        };
+        if memory {
+            // The pool's only connection is the database; opening it migrates it.
+            drop(store.conn()?);
+        }
+        Ok(store)
+    }
+
+    /// Which engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn conn(&self) -> Result<PooledConnection<AnyConnectionManager>, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Connection(e.to_string()))
+    }
+}

@@ -1,0 +1,591 @@
+//! Preseed templates as an immutable version history per name, with the rule that decides
+//! what a cluster's report or an operator's edit does to it.
+//!
+//! Every change appends a version (1, 2, 3… per name); none is ever updated or deleted
+//! (triggers in the migrations refuse it). `preseeds` points at the current version and,
+//! while a cluster changed a template the operator had edited, names both sides of the
+//! conflict. The rules:
+//!
+//! - a cluster reports a new name: version 1, from that cluster, current;
+//! - a cluster reports content equal to the newest cluster-originated version, or to the
+//!   newest version from that same cluster: nothing changes (re-reports are idempotent, and
+//!   two clusters shipping different templates do not flip-flop the history);
+//! - a cluster reports changed content and the current version came from a cluster: a new
+//!   version, current;
+//! - a cluster reports changed content and the current version is an operator's: a new
+//!   version is stored, the operator's stays current, and the preseed is in conflict
+//!   (operator version, cluster version); a further change moves the cluster side;
+//!   content equal to the operator's current version ends the conflict instead (the
+//!   cluster caught up) and becomes current;
+//! - an operator edit must be based on the current version (else `Stale`); it adds an
+//!   operator version, parent = that base, current. Made during a conflict it resolves
+//!   the conflict: the operator saw both sides and saved the merge;
+//! - `resolve_conflict` picks one side as current without adding a version.
+
+use diesel::prelude::*;
+use osmesh_core::ClusterId;
+use sha2::{Digest, Sha256};
+
+use super::connection::{lock_key, write_transaction, AnyConnection, LockSpace};
+use super::schema::{preseed_versions, preseeds};
+use super::{Store, StoreError};
+
+diesel::allow_tables_to_appear_in_same_query!(preseeds, preseed_versions);
+
+const ORIGIN_CLUSTER: &str = "cluster";
+const ORIGIN_OPERATOR: &str = "operator";
+
+/// Who wrote a preseed version.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PreseedOrigin {
+    Cluster(ClusterId),
+    Operator,
+}
+
+/// One immutable version of a template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreseedVersion {
+    pub name: String,
+    /// 1, 2, 3… per name.
+    pub version: i32,
+    pub osystem: Option<String>,
+    pub origin: PreseedOrigin,
+    /// The version this one was derived from; `None` for version 1.
+    pub parent_version: Option<i32>,
+    pub content: String,
+    /// Lower-case hex SHA-256 of `content`.
+    pub content_hash: String,
+    pub created_at_ms: i64,
+}
+
+/// An operator's edit and a later cluster change that disagree; both versions are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreseedConflict {
+    /// The operator's version, current while the conflict lasts.
+    pub operator_version: i32,
+    /// The cluster's newest version.
+    pub cluster_version: i32,
+}
+
+/// A preseed: its current version and any unresolved conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreseedRecord {
+    pub current: PreseedVersion,
+    pub conflict: Option<PreseedConflict>,
+    pub updated_at_ms: i64,
+}
+
+/// What [`Store::record_cluster_template`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreseedOutcome {
+    /// A new name: version 1.
+    Created { version: i32 },
+    /// Same content as before: no version added.
+    Unchanged { current_version: i32 },
+    /// A new cluster version, now current.
+    Updated { version: i32 },
+    /// A new cluster version stored beside the operator's current one.
+    Conflict(PreseedConflict),
+}
+
+/// The stored facts the cluster-report rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreseedHead<'a> {
+    pub current_is_operator: bool,
+    pub current_hash: &'a str,
+    /// Hash of the newest cluster-originated version, from any cluster.
+    pub latest_cluster_hash: Option<&'a str>,
+    /// Hash of the newest version from the reporting cluster.
+    pub reporter_latest_hash: Option<&'a str>,
+}
+
+/// What a cluster's report does (see the module's rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterReportAction {
+    Create,
+    Unchanged,
+    /// Store a version and make it current, ending any conflict.
+    Advance,
+    /// Store a version; the operator's stays current; the preseed is in conflict.
+    KeepOperator,
+}
+
+/// The cluster-report rule, without a database.
+pub fn decide_cluster_report(
+    head: Option<&PreseedHead<'_>>,
+    incoming_hash: &str,
+) -> ClusterReportAction {
+    let Some(head) = head else {
+        return ClusterReportAction::Create;
+    };
+    let seen = |h: Option<&str>| h == Some(incoming_hash);
+    if seen(head.latest_cluster_hash) || seen(head.reporter_latest_hash) {
+        return ClusterReportAction::Unchanged;
+    }
+    if !head.current_is_operator || head.current_hash == incoming_hash {
+        return ClusterReportAction::Advance;
+    }
+    ClusterReportAction::KeepOperator
+}
+
+/// The operator-edit rule: `Err(current)` when the edit was based on an older version.
+pub fn decide_operator_edit(current_version: i32, based_on_version: i32) -> Result<(), i32> {
+    if current_version == based_on_version {
+        Ok(())
+    } else {
+        Err(current_version)
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = preseeds)]
+struct HeadRow {
+    current_version: i32,
+    conflict_operator_version: Option<i32>,
+    conflict_cluster_version: Option<i32>,
+    updated_at_ms: i64,
+}
+
+impl HeadRow {
+    fn conflict(&self) -> Option<PreseedConflict> {
+        Some(PreseedConflict {
+            operator_version: self.conflict_operator_version?,
+            cluster_version: self.conflict_cluster_version?,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = preseed_versions)]
+struct VersionRow {
+    name: String,
+    version: i32,
+    osystem: Option<String>,
+    origin: String,
+    origin_cluster: Option<String>,
+    parent_version: Option<i32>,
+    content: String,
+    content_hash: String,
+    created_at_ms: i64,
+}
+
+impl VersionRow {
+    fn into_version(self) -> Result<PreseedVersion, StoreError> {
+        let origin = match (self.origin.as_str(), self.origin_cluster) {
+            (ORIGIN_CLUSTER, Some(cluster)) => PreseedOrigin::Cluster(ClusterId(cluster)),
+            (ORIGIN_OPERATOR, None) => PreseedOrigin::Operator,
+            (origin, _) => {
+                return Err(StoreError::Corrupt {
+                    what: "preseed version",
+                    key: format!("{}@{}", self.name, self.version),
+                    detail: format!("bad origin {origin:?}"),
+                })
+            }
+        };
+        Ok(PreseedVersion {
+            name: self.name,
+            version: self.version,
+            osystem: self.osystem,
+            origin,
+            parent_version: self.parent_version,
+            content: self.content,
+            content_hash: self.content_hash,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+/// Lower-case hex SHA-256 of a template.
+fn content_hash(content: &str) -> String {
+    Sha256::digest(content.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A version about to be appended.
+struct Append<'a> {
+    name: &'a str,
+    version: i32,
+    osystem: Option<&'a str>,
+    origin_cluster: Option<&'a ClusterId>,
+    parent_version: Option<i32>,
+    content: &'a str,
+    content_hash: &'a str,
+    now_ms: i64,
+}
+
+impl Store {
+    /// Applies a cluster's report of template `name` (see the module's rules).
+    pub fn record_cluster_template(
+        &self,
+        name: &str,
+        osystem: Option<&str>,
+        content: &str,
+        cluster_id: &ClusterId,
+        now_ms: i64,
+    ) -> Result<PreseedOutcome, StoreError> {
+        let hash = content_hash(content);
+        let conn = &mut *self.conn()?;
+        write_transaction(conn, |conn| {
+            lock_key(conn, LockSpace::Preseed, name)?;
+            let mut append = Append {
+                name,
+                version: 1,
+                osystem,
+                origin_cluster: Some(cluster_id),
+                parent_version: None,
+                content,
+                content_hash: &hash,
+                now_ms,
+            };
+            let Some(head) = load_head(conn, name)? else {
+                diesel::insert_into(preseeds::table)
+                    .values((
+                        preseeds::name.eq(name),
+                        preseeds::current_version.eq(1),
+                        preseeds::updated_at_ms.eq(now_ms),
+                    ))
+                    .execute(conn)?;
+                insert_version(conn, &append)?;
+                return Ok(PreseedOutcome::Created { version: 1 });
+            };
+            let current = load_version(conn, name, head.current_version)?;
+            let latest_cluster = latest_cluster_version(conn, name, None)?;
+            let reporter_latest = latest_cluster_version(conn, name, Some(cluster_id))?;
+            let facts = PreseedHead {
+                current_is_operator: current.origin == PreseedOrigin::Operator,
+                current_hash: &current.content_hash,
+                latest_cluster_hash: latest_cluster.as_ref().map(|(_, h)| h.as_str()),
+                reporter_latest_hash: reporter_latest.as_ref().map(|(_, h)| h.as_str()),
+            };
+            append.version = next_version(conn, name)?;
+            match decide_cluster_report(Some(&facts), &hash) {
+                ClusterReportAction::Unchanged => Ok(PreseedOutcome::Unchanged {
+                    current_version: head.current_version,
+                }),
+                ClusterReportAction::Create | ClusterReportAction::Advance => {
+                    append.parent_version = Some(head.current_version);
+                    insert_version(conn, &append)?;
+                    set_head(conn, name, append.version, None, now_ms)?;
+                    Ok(PreseedOutcome::Updated {
+                        version: append.version,
+                    })
+                }
+                ClusterReportAction::KeepOperator => {
+                    append.parent_version = latest_cluster.map(|(v, _)| v);
+                    insert_version(conn, &append)?;
+                    let conflict = PreseedConflict {
+                        operator_version: head.current_version,
+                        cluster_version: append.version,
+                    };
+                    set_head(conn, name, head.current_version, Some(conflict), now_ms)?;
+                    Ok(PreseedOutcome::Conflict(conflict))
+                }
+            }
+        })
+    }
+
+    /// Stores an operator's edit of `name` as a new current version. `Stale` unless
+    /// `based_on_version` is the current version; `NotFound` for an unknown name. An edit
+    /// during a conflict resolves it.
+    pub fn operator_edit(
+        &self,
+        name: &str,
+        content: &str,
+        based_on_version: i32,
+        now_ms: i64,
+    ) -> Result<PreseedRecord, StoreError> {
+        let hash = content_hash(content);
+        let conn = &mut *self.conn()?;
+        write_transaction(conn, |conn| {
+            lock_key(conn, LockSpace::Preseed, name)?;
+            let head = load_head(conn, name)?.ok_or_else(|| preseed_not_found(name))?;
+            decide_operator_edit(head.current_version, based_on_version).map_err(|current| {
+                StoreError::Stale {
+                    name: name.to_owned(),
+                    based_on: based_on_version,
+                    current,
+                }
+            })?;
+            let base = load_version(conn, name, based_on_version)?;
+            let version = next_version(conn, name)?;
+            insert_version(
+                conn,
+                &Append {
+                    name,
+                    version,
+                    osystem: base.osystem.as_deref(),
+                    origin_cluster: None,
+                    parent_version: Some(based_on_version),
+                    content,
+                    content_hash: &hash,
+                    now_ms,
+                },
+            )?;
+            set_head(conn, name, version, None, now_ms)?;
+            load_record(conn, name)
+        })
+    }
+
+    /// Ends a conflict by making `pick_version` (either side of it) current; adds no
+    /// version. `Invalid` if the preseed is not in conflict or the pick is neither side.
+    pub fn resolve_conflict(
+        &self,
+        name: &str,
+        pick_version: i32,
+        now_ms: i64,
+    ) -> Result<PreseedRecord, StoreError> {
+        let conn = &mut *self.conn()?;
+        write_transaction(conn, |conn| {
+            lock_key(conn, LockSpace::Preseed, name)?;
+            let head = load_head(conn, name)?.ok_or_else(|| preseed_not_found(name))?;
+            let conflict = head.conflict().ok_or_else(|| {
+                StoreError::Invalid(format!("preseed {name:?} is not in conflict"))
+            })?;
+            if pick_version != conflict.operator_version && pick_version != conflict.cluster_version
+            {
+                return Err(StoreError::Invalid(format!(
+                    "version {pick_version} is neither side of the conflict on {name:?} ({} or {})",
+                    conflict.operator_version, conflict.cluster_version
+                )));
+            }
+            set_head(conn, name, pick_version, None, now_ms)?;
+            load_record(conn, name)
+        })
+    }
+
+    /// One preseed, or `None`.
+    pub fn get_preseed(&self, name: &str) -> Result<Option<PreseedRecord>, StoreError> {
+        let conn = &mut *self.conn()?;
+        match load_record(conn, name) {
+            Ok(record) => Ok(Some(record)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every preseed with its current version and conflict, sorted by name.
+    pub fn list_preseeds(&self) -> Result<Vec<PreseedRecord>, StoreError> {
+        let conn = &mut *self.conn()?;
+        let rows: Vec<(HeadRow, VersionRow)> = preseeds::table
+            .inner_join(
+                preseed_versions::table.on(preseed_versions::name
+                    .eq(preseeds::name)
+                    .and(preseed_versions::version.eq(preseeds::current_version))),
+            )
+            .order(preseeds::name)
+            .select((HeadRow::as_select(), VersionRow::as_select()))
+            .load(conn)?;
+        rows.into_iter()
+            .map(|(head, version)| to_record(head, version))
+            .collect()
+    }
+
+    /// Every version of `name`, oldest first. `NotFound` for an unknown name.
+    pub fn history(&self, name: &str) -> Result<Vec<PreseedVersion>, StoreError> {
+        let conn = &mut *self.conn()?;
+        let rows: Vec<VersionRow> = preseed_versions::table
+            .filter(preseed_versions::name.eq(name))
+            .order(preseed_versions::version)
+            .select(VersionRow::as_select())
+            .load(conn)?;
+        if rows.is_empty() {
+            return Err(preseed_not_found(name));
+        }
+        rows.into_iter().map(VersionRow::into_version).collect()
+    }
+}
+
+fn preseed_not_found(name: &str) -> StoreError {
+    StoreError::NotFound {
+        what: "preseed",
+        key: name.to_owned(),
+    }
+}
+
+fn to_record(head: HeadRow, version: VersionRow) -> Result<PreseedRecord, StoreError> {
+    Ok(PreseedRecord {
+        conflict: head.conflict(),
+        updated_at_ms: head.updated_at_ms,
+        current: version.into_version()?,
+    })
+}
+
+fn load_head(conn: &mut AnyConnection, name: &str) -> Result<Option<HeadRow>, StoreError> {
+    Ok(preseeds::table
+        .find(name)
+        .select(HeadRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+fn load_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: i32,
+) -> Result<PreseedVersion, StoreError> {
+    preseed_versions::table
+        .filter(preseed_versions::name.eq(name))
+        .filter(preseed_versions::version.eq(version))
+        .select(VersionRow::as_select())
+        .first(conn)
+        .map_err(StoreError::not_found(
+            "preseed version",
+            format!("{name}@{version}"),
+        ))?
+        .into_version()
+}
+
+fn load_record(conn: &mut AnyConnection, name: &str) -> Result<PreseedRecord, StoreError> {
+    let head = load_head(conn, name)?.ok_or_else(|| preseed_not_found(name))?;
+    let version = preseed_versions::table
+        .filter(preseed_versions::name.eq(name))
+        .filter(preseed_versions::version.eq(head.current_version))
+        .select(VersionRow::as_select())
+        .first(conn)
+        .map_err(StoreError::not_found(
+            "preseed version",
+            format!("{name}@{}", head.current_version),
+        ))?;
+    to_record(head, version)
+}
+
+/// The newest cluster-originated version (number, hash), from `cluster` or from any.
+fn latest_cluster_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    cluster: Option<&ClusterId>,
+) -> Result<Option<(i32, String)>, StoreError> {
+    let mut query = preseed_versions::table
+        .filter(preseed_versions::name.eq(name))
+        .filter(preseed_versions::origin.eq(ORIGIN_CLUSTER))
+        .order(preseed_versions::version.desc())
+        .select((preseed_versions::version, preseed_versions::content_hash))
+        .into_boxed();
+    if let Some(cluster) = cluster {
+        query = query.filter(preseed_versions::origin_cluster.eq(cluster.as_str()));
+    }
+    Ok(query.first(conn).optional()?)
+}
+
+fn next_version(conn: &mut AnyConnection, name: &str) -> Result<i32, StoreError> {
+    let latest: Option<i32> = preseed_versions::table
+        .filter(preseed_versions::name.eq(name))
+        .select(diesel::dsl::max(preseed_versions::version))
+        .first(conn)?;
+    Ok(latest.unwrap_or(0) + 1)
+}
+
+fn insert_version(conn: &mut AnyConnection, v: &Append<'_>) -> Result<(), StoreError> {
+    let origin = if v.origin_cluster.is_some() {
+        ORIGIN_CLUSTER
+    } else {
+        ORIGIN_OPERATOR
+    };
+    diesel::insert_into(preseed_versions::table)
+        .values((
+            preseed_versions::name.eq(v.name),
+            preseed_versions::version.eq(v.version),
+            preseed_versions::osystem.eq(v.osystem),
+            preseed_versions::origin.eq(origin),
+            preseed_versions::origin_cluster.eq(v.origin_cluster.map(ClusterId::as_str)),
+            preseed_versions::parent_version.eq(v.parent_version),
+            preseed_versions::content.eq(v.content),
+            preseed_versions::content_hash.eq(v.content_hash),
+            preseed_versions::created_at_ms.eq(v.now_ms),
+        ))
+        .execute(conn)
+        .map_err(StoreError::on_write(
+            "preseed version",
+            format!("{}@{}", v.name, v.version),
+            (
+                "cluster",
+                v.origin_cluster.map(|c| c.0.clone()).unwrap_or_default(),
+            ),
+        ))?;
+    Ok(())
+}
+
+fn set_head(
+    conn: &mut AnyConnection,
+    name: &str,
+    current_version: i32,
+    conflict: Option<PreseedConflict>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    diesel::update(preseeds::table.find(name))
+        .set((
+            preseeds::current_version.eq(current_version),
+            preseeds::conflict_operator_version.eq(conflict.map(|c| c.operator_version)),
+            preseeds::conflict_cluster_version.eq(conflict.map(|c| c.cluster_version)),
+            preseeds::updated_at_ms.eq(now_ms),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(
+        current_is_operator: bool,
+        current: &'static str,
+        latest: Option<&'static str>,
+        reporter: Option<&'static str>,
+    ) -> PreseedHead<'static> {
+        PreseedHead {
+            current_is_operator,
+            current_hash: current,
+            latest_cluster_hash: latest,
+            reporter_latest_hash: reporter,
+        }
+    }
+
+    fn check(state: Option<PreseedHead<'_>>, incoming: &str, expected: ClusterReportAction) {
+        assert_eq!(
+            decide_cluster_report(state.as_ref(), incoming),
+            expected,
+            "{state:?} <- {incoming}"
+        );
+    }
+
+    #[test]
+    fn cluster_report_rule() {
+        use ClusterReportAction::*;
+        check(None, "a", Create);
+        // Re-report of what the cluster last sent.
+        check(Some(head(false, "a", Some("a"), Some("a"))), "a", Unchanged);
+        // Another cluster shipping what is already the latest cluster version.
+        check(Some(head(false, "a", Some("a"), None)), "a", Unchanged);
+        // A cluster re-sending its own older template does not flip the current one.
+        check(Some(head(false, "b", Some("b"), Some("a"))), "a", Unchanged);
+        check(Some(head(false, "a", Some("a"), Some("a"))), "b", Advance);
+        // Operator edited; the cluster ships a change: both kept, conflict.
+        check(
+            Some(head(true, "op", Some("a"), Some("a"))),
+            "b",
+            KeepOperator,
+        );
+        // Operator edited; the cluster re-reports its old template: nothing to do.
+        check(Some(head(true, "op", Some("a"), Some("a"))), "a", Unchanged);
+        // Operator edited; the cluster now ships exactly the operator's text: it caught up.
+        check(Some(head(true, "op", Some("a"), Some("a"))), "op", Advance);
+    }
+
+    #[test]
+    fn operator_edit_rule_refuses_stale_bases() {
+        assert_eq!(decide_operator_edit(3, 3), Ok(()));
+        assert_eq!(decide_operator_edit(3, 2), Err(3));
+        assert_eq!(decide_operator_edit(3, 4), Err(3));
+    }
+
+    #[test]
+    fn content_hash_is_sha256_hex() {
+        assert_eq!(
+            content_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

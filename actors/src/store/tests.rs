@@ -1,0 +1,945 @@
+//! Store behaviour, each test written once and run on SQLite (a temp file) always and on
+//! PostgreSQL when `OSMESH_TEST_POSTGRES_URL` is set — in its own schema, dropped after.
+//! With the variable set, an unreachable server fails the test: it never skips.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use osmesh_core::{BootImage, ClusterId, OsystemInfo, Purpose, ReleaseInfo};
+
+use super::*;
+
+const PG_ENV: &str = "OSMESH_TEST_POSTGRES_URL";
+
+static NEXT_SCHEMA: AtomicUsize = AtomicUsize::new(0);
+
+/// A database for one test; removes itself (temp dir, or PostgreSQL schema) on drop.
+struct TestDb {
+    label: &'static str,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    /// (admin URL, schema) to drop at the end.
+    pg_schema: Option<(String, String)>,
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("region.db").display());
+        TestDb {
+            label: "sqlite",
+            url,
+            _dir: Some(dir),
+            pg_schema: None,
+        }
+    }
+
+    fn postgres(admin_url: &str) -> TestDb {
+        let mut admin = PgConnection::establish(admin_url).unwrap_or_else(|e| {
+            panic!("{PG_ENV}={admin_url} is set but the server is unreachable: {e}")
+        });
+        let schema = format!(
+            "osmesh_t_{}_{}",
+            std::process::id(),
+            NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
+        );
+        admin
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .unwrap_or_else(|e| panic!("cannot create test schema {schema}: {e}"));
+        let sep = if admin_url.contains('?') { '&' } else { '?' };
+        TestDb {
+            label: "postgres",
+            url: format!("{admin_url}{sep}options=-csearch_path%3D{schema}"),
+            _dir: None,
+            pg_schema: Some((admin_url.to_owned(), schema)),
+        }
+    }
+
+    fn open(&self) -> Store {
+        self.open_with(&StoreOptions::default())
+    }
+
+    fn open_with(&self, options: &StoreOptions) -> Store {
+        Store::open_with(&self.url, options)
+            .unwrap_or_else(|e| panic!("[{}] open {}: {e}", self.label, self.url))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, schema)) = &self.pg_schema {
+            if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+/// Runs `test` on a fresh SQLite database, then on a fresh PostgreSQL schema if configured.
+fn for_each_backend(test: impl Fn(&TestDb)) {
+    test(&TestDb::sqlite());
+    if let Ok(url) = std::env::var(PG_ENV) {
+        test(&TestDb::postgres(&url));
+    }
+}
+
+/// `for_each_backend` with the store opened and clusters `c1`, `c2`, `c3` registered.
+fn with_store(test: impl Fn(&Store)) {
+    for_each_backend(|db| {
+        let store = db.open();
+        for id in ["c1", "c2", "c3"] {
+            store
+                .upsert_cluster_seen(&cid(id), &format!("cluster {id}"), 1)
+                .unwrap();
+        }
+        test(&store);
+    });
+}
+
+fn cid(id: &str) -> ClusterId {
+    ClusterId::new(id)
+}
+
+fn snapshot() -> ClusterSnapshot {
+    ClusterSnapshot {
+        osystems: vec![OsystemInfo {
+            name: "ubuntu".into(),
+            title: "Ubuntu".into(),
+            releases: vec![ReleaseInfo {
+                name: "jammy".into(),
+                title: "Ubuntu 22.04 LTS \"Jammy Jellyfish\"".into(),
+                requires_license_key: false,
+                can_commission: true,
+            }],
+            default_release: Some("jammy".into()),
+            default_commissioning_release: Some("jammy".into()),
+        }],
+        images: vec![BootImage {
+            osystem: "ubuntu".into(),
+            arch: "amd64".into(),
+            subarch: "generic".into(),
+            release: "jammy".into(),
+            label: "stable".into(),
+            purposes: [Purpose::Commissioning, Purpose::Install]
+                .into_iter()
+                .collect(),
+        }],
+    }
+}
+
+// ---------------------------------------------------------------- opening and migrations
+
+#[test]
+fn migrations_are_idempotent_and_data_survives_reopen() {
+    for_each_backend(|db| {
+        {
+            let store = db.open();
+            store.upsert_cluster_seen(&cid("c1"), "one", 100).unwrap();
+        }
+        let store = db.open();
+        let again = db.open();
+        let c = store
+            .get_cluster(&cid("c1"))
+            .unwrap()
+            .expect("cluster after reopen");
+        assert_eq!(
+            (c.name.as_str(), c.first_seen_ms),
+            ("one", 100),
+            "[{}]",
+            db.label
+        );
+        assert_eq!(again.list_clusters().unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn backend_follows_the_url_scheme() {
+    for_each_backend(|db| {
+        let expected = if db.label == "postgres" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        assert_eq!(db.open().backend(), expected);
+    });
+}
+
+#[test]
+fn unreachable_postgres_is_a_connection_error() {
+    let err = Store::open("postgres://nobody@127.0.0.1:1/none").unwrap_err();
+    assert!(matches!(err, StoreError::Connection(_)), "{err:?}");
+    assert!(matches!(
+        Store::open("mysql://h/db").unwrap_err(),
+        StoreError::InvalidUrl(_)
+    ));
+}
+
+#[test]
+fn in_memory_sqlite_is_one_shared_database() {
+    let store = Store::open(":memory:").unwrap();
+    store.upsert_cluster_seen(&cid("c1"), "one", 1).unwrap();
+    store
+        .set_setting(SettingKey::DefaultOsystem, "ubuntu")
+        .unwrap();
+    assert_eq!(store.list_clusters().unwrap().len(), 1);
+    assert_eq!(
+        store
+            .get_setting(SettingKey::DefaultOsystem)
+            .unwrap()
+            .as_deref(),
+        Some("ubuntu")
+    );
+}
+
+#[test]
+fn sqlite_connections_use_wal_busy_timeout_and_foreign_keys() {
+    let db = TestDb::sqlite();
+    let store = db.open();
+    let conn = &mut *store.conn().unwrap();
+    let connection::AnyConnection::Sqlite(conn) = conn else {
+        panic!("expected SQLite");
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Pragma {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let pragma = |conn: &mut diesel::SqliteConnection, name: &str, column: &str| -> String {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!(
+            "SELECT CAST({column} AS TEXT) AS v FROM pragma_{name}"
+        ))
+        .get_result::<Pragma>(conn)
+        .unwrap()
+        .v
+    };
+    assert_eq!(pragma(conn, "journal_mode", "journal_mode"), "wal");
+    assert_eq!(pragma(conn, "foreign_keys", "foreign_keys"), "1");
+    assert_eq!(pragma(conn, "busy_timeout", "timeout"), "5000");
+}
+
+// ---------------------------------------------------------------- clusters
+
+#[test]
+fn cluster_upsert_keeps_first_seen_and_updates_name_and_last_seen() {
+    for_each_backend(|db| {
+        let store = db.open();
+        store.upsert_cluster_seen(&cid("b"), "bee", 10).unwrap();
+        store.upsert_cluster_seen(&cid("a"), "ay", 20).unwrap();
+        store
+            .upsert_cluster_seen(&cid("b"), "bee renamed", 30)
+            .unwrap();
+        let all = store.list_clusters().unwrap();
+        let ids: Vec<_> = all.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"], "sorted by id");
+        let b = &all[1];
+        assert_eq!(
+            (b.name.as_str(), b.first_seen_ms, b.last_seen_ms),
+            ("bee renamed", 10, 30)
+        );
+        assert_eq!(b.snapshot, None);
+        assert_eq!(store.get_cluster(&cid("zz")).unwrap(), None);
+    });
+}
+
+#[test]
+fn snapshot_round_trips_and_needs_a_known_cluster() {
+    with_store(|store| {
+        store.save_snapshot(&cid("c1"), &snapshot(), 500).unwrap();
+        let c1 = store.get_cluster(&cid("c1")).unwrap().unwrap();
+        assert_eq!(c1.snapshot, Some((snapshot(), 500)));
+        let err = store
+            .save_snapshot(&cid("nope"), &snapshot(), 1)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NotFound {
+                    what: "cluster",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    });
+}
+
+#[test]
+fn corrupt_snapshot_json_is_an_error_not_a_panic() {
+    with_store(|store| {
+        store.save_snapshot(&cid("c1"), &snapshot(), 500).unwrap();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("UPDATE clusters SET last_snapshot = '{not json' WHERE id = 'c1'")
+            .unwrap();
+        let err = store.get_cluster(&cid("c1")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Corrupt {
+                    what: "cluster snapshot",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(store.list_clusters().is_err());
+    });
+}
+
+// ---------------------------------------------------------------- license keys
+
+fn key<'a>(os: &'a str, series: &'a str, k: &'a str, by: &'a ClusterId) -> NewLicenseKey<'a> {
+    NewLicenseKey {
+        osystem: os,
+        distro_series: series,
+        license_key: k,
+        validated_by: by,
+        validated_at_ms: 7,
+    }
+}
+
+#[test]
+fn license_keys_crud_refuses_a_second_key_for_a_pair_and_masks() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        let c2 = cid("c2");
+        let win = store
+            .insert_license_key(
+                &key("windows", "win2022", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", &c1),
+                100,
+            )
+            .unwrap();
+        assert_eq!(win.masked(), "*****-*****-*****-*****-EEEEE");
+        assert!(
+            !format!("{win:?}").contains("AAAAA"),
+            "Debug must not show the key"
+        );
+        store
+            .insert_license_key(&key("windows", "win2019", "K2", &c1), 101)
+            .unwrap();
+        store
+            .insert_license_key(&key("rhel", "9", "K3", &c1), 102)
+            .unwrap();
+
+        let dup = store
+            .insert_license_key(&key("windows", "win2022", "OTHER", &c2), 103)
+            .unwrap_err();
+        assert!(
+            matches!(
+                dup,
+                StoreError::Conflict {
+                    what: "license key",
+                    ..
+                }
+            ),
+            "{dup:?}"
+        );
+        let unknown = store
+            .insert_license_key(&key("x", "y", "K", &cid("ghost")), 1)
+            .unwrap_err();
+        assert!(
+            matches!(
+                unknown,
+                StoreError::NotFound {
+                    what: "cluster",
+                    ..
+                }
+            ),
+            "{unknown:?}"
+        );
+
+        let updated = store
+            .update_license_key(&key("windows", "win2022", "ZZZZZ-YYYYY", &c2), 200)
+            .unwrap();
+        assert_eq!(
+            (
+                updated.license_key.as_str(),
+                updated.validated_by.as_str(),
+                updated.created_at_ms,
+                updated.updated_at_ms
+            ),
+            ("ZZZZZ-YYYYY", "c2", 100, 200)
+        );
+        assert_eq!(
+            store.get_license_key("windows", "win2022").unwrap(),
+            Some(updated)
+        );
+
+        let pairs: Vec<_> = store
+            .list_license_keys()
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.osystem, k.distro_series))
+            .collect();
+        let expected = [
+            ("rhel", "9"),
+            ("windows", "win2019"),
+            ("windows", "win2022"),
+        ];
+        assert_eq!(pairs, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+
+        store.delete_license_key("windows", "win2019").unwrap();
+        assert_eq!(store.get_license_key("windows", "win2019").unwrap(), None);
+        assert!(matches!(
+            store.delete_license_key("windows", "win2019"),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            store.update_license_key(&key("windows", "win2019", "K", &c1), 1),
+            Err(StoreError::NotFound { .. })
+        ));
+    });
+}
+
+// ---------------------------------------------------------------- settings
+
+#[test]
+fn settings_are_upserted_and_listed() {
+    with_store(|store| {
+        assert!(store.get_settings().unwrap().is_empty());
+        store
+            .set_setting(SettingKey::DefaultOsystem, "ubuntu")
+            .unwrap();
+        store
+            .set_setting(SettingKey::DefaultDistroSeries, "focal")
+            .unwrap();
+        store
+            .set_setting(SettingKey::DefaultDistroSeries, "jammy")
+            .unwrap();
+        let all = store.get_settings().unwrap();
+        let expected = [
+            (SettingKey::DefaultOsystem, "ubuntu".to_owned()),
+            (SettingKey::DefaultDistroSeries, "jammy".to_owned()),
+        ];
+        assert_eq!(all, expected.into_iter().collect());
+        assert_eq!(
+            store
+                .get_setting(SettingKey::CommissioningDistroSeries)
+                .unwrap(),
+            None
+        );
+    });
+}
+
+// ---------------------------------------------------------------- nodes
+
+fn node(hostname: &str, arch: &str, cluster: &str) -> NewNode {
+    NewNode {
+        system_id: None,
+        hostname: hostname.into(),
+        arch: arch.into(),
+        subarch: "generic".into(),
+        cluster_id: cid(cluster),
+        power_type: Some("ipmi".into()),
+        power_parameters: Some(serde_json::json!({"power_address": "10.0.0.1"})),
+    }
+}
+
+fn request<'a>(arch: &'a str, clusters: &'a [ClusterId]) -> AllocationRequest<'a> {
+    AllocationRequest {
+        arch,
+        subarch: None,
+        cluster_ids: clusters,
+        hostname: None,
+        osystem: "ubuntu",
+        distro_series: "jammy",
+    }
+}
+
+#[test]
+fn nodes_crud() {
+    with_store(|store| {
+        let a = store.create_node(&node("a", "amd64", "c1"), 10).unwrap();
+        let b = store
+            .create_node(
+                &NewNode {
+                    system_id: Some("sys-b".into()),
+                    power_parameters: None,
+                    ..node("b", "arm64", "c2")
+                },
+                11,
+            )
+            .unwrap();
+        assert!(a.id < b.id);
+        assert_eq!(
+            (a.status, a.osystem.as_deref(), a.allocated_at_ms),
+            (NodeStatus::Ready, None, None)
+        );
+        assert_eq!(
+            a.power_parameters,
+            Some(serde_json::json!({"power_address": "10.0.0.1"}))
+        );
+        assert_eq!(store.get_node(b.id).unwrap(), Some(b.clone()));
+        assert_eq!(store.list_nodes().unwrap(), vec![a.clone(), b.clone()]);
+
+        let dup = store
+            .create_node(&node("a", "amd64", "c1"), 12)
+            .unwrap_err();
+        assert!(
+            matches!(dup, StoreError::Conflict { what: "node", .. }),
+            "{dup:?}"
+        );
+        let orphan = store
+            .create_node(&node("z", "amd64", "ghost"), 12)
+            .unwrap_err();
+        assert!(
+            matches!(
+                orphan,
+                StoreError::NotFound {
+                    what: "cluster",
+                    ..
+                }
+            ),
+            "{orphan:?}"
+        );
+
+        store.delete_node(a.id).unwrap();
+        assert_eq!(store.get_node(a.id).unwrap(), None);
+        assert!(matches!(
+            store.delete_node(a.id),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            store.release_node(a.id),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(store.list_nodes().unwrap(), vec![b]);
+    });
+}
+
+#[test]
+fn allocation_picks_matching_arch_and_cluster_lowest_id_first() {
+    with_store(|store| {
+        let _arm = store.create_node(&node("arm", "arm64", "c1"), 1).unwrap();
+        let _elsewhere = store
+            .create_node(&node("elsewhere", "amd64", "c3"), 1)
+            .unwrap();
+        let first = store.create_node(&node("first", "amd64", "c1"), 1).unwrap();
+        let second = store
+            .create_node(&node("second", "amd64", "c2"), 1)
+            .unwrap();
+        let clusters = [cid("c1"), cid("c2")];
+
+        assert_eq!(store.count_ready_nodes("amd64", &clusters).unwrap(), 2);
+        let got = store
+            .allocate(&request("amd64", &clusters), 50)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.id, first.id);
+        assert_eq!(
+            (
+                got.status,
+                got.osystem.as_deref(),
+                got.distro_series.as_deref(),
+                got.allocated_at_ms
+            ),
+            (
+                NodeStatus::Allocated,
+                Some("ubuntu"),
+                Some("jammy"),
+                Some(50)
+            )
+        );
+        assert_eq!(
+            store
+                .allocate(&request("amd64", &clusters), 51)
+                .unwrap()
+                .unwrap()
+                .id,
+            second.id
+        );
+        assert_eq!(
+            store.allocate(&request("amd64", &clusters), 52).unwrap(),
+            None,
+            "c3 and arm64 never match"
+        );
+        assert_eq!(store.count_ready_nodes("amd64", &clusters).unwrap(), 0);
+        assert_eq!(store.allocate(&request("amd64", &[]), 52).unwrap(), None);
+
+        let released = store.release_node(first.id).unwrap();
+        assert_eq!(
+            (released.status, released.osystem, released.allocated_at_ms),
+            (NodeStatus::Ready, None, None)
+        );
+        let by_name = AllocationRequest {
+            hostname: Some("first"),
+            ..request("amd64", &clusters)
+        };
+        assert_eq!(store.allocate(&by_name, 60).unwrap().unwrap().id, first.id);
+        let only_c1 = [cid("c1")];
+        let wrong_subarch = AllocationRequest {
+            subarch: Some("hwe-22.04"),
+            ..request("arm64", &only_c1)
+        };
+        assert_eq!(store.allocate(&wrong_subarch, 61).unwrap(), None);
+    });
+}
+
+#[test]
+fn concurrent_allocation_hands_out_each_node_exactly_once() {
+    const THREADS: usize = 100;
+    const NODES: usize = 10;
+    for_each_backend(|db| {
+        let store = db.open_with(&StoreOptions {
+            pool_size: 16,
+            ..StoreOptions::default()
+        });
+        for c in ["c1", "c2", "c3"] {
+            store.upsert_cluster_seen(&cid(c), c, 1).unwrap();
+        }
+        for i in 0..NODES {
+            let cluster = if i % 2 == 0 { "c1" } else { "c2" };
+            store
+                .create_node(&node(&format!("n{i}"), "amd64", cluster), 1)
+                .unwrap();
+        }
+        // Decoys that must never be handed out.
+        store
+            .create_node(&node("decoy-arch", "arm64", "c1"), 1)
+            .unwrap();
+        store
+            .create_node(&node("decoy-cluster", "amd64", "c3"), 1)
+            .unwrap();
+
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let store = store.clone();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    let clusters = [cid("c1"), cid("c2")];
+                    barrier.wait();
+                    store.allocate(&request("amd64", &clusters), 1000 + i as i64)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("allocating thread panicked"))
+            .collect();
+        let errors: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            errors.is_empty(),
+            "[{}] allocation errors under contention: {errors:?}",
+            db.label
+        );
+        let won: Vec<_> = results.into_iter().filter_map(|r| r.unwrap()).collect();
+        let distinct: BTreeSet<_> = won.iter().map(|n| n.id).collect();
+        assert_eq!(
+            (won.len(), distinct.len()),
+            (NODES, NODES),
+            "[{}]",
+            db.label
+        );
+        assert!(
+            won.iter().all(|n| n.hostname.starts_with('n')),
+            "[{}] a decoy was allocated",
+            db.label
+        );
+        let allocated = store
+            .list_nodes()
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.status == NodeStatus::Allocated)
+            .count();
+        assert_eq!(allocated, NODES, "[{}]", db.label);
+    });
+}
+
+// ---------------------------------------------------------------- preseeds
+
+#[test]
+fn preseed_from_a_cluster_is_created_then_reports_are_idempotent() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        let first = store.record_cluster_template("generic", Some("ubuntu"), "v1 text", &c1, 10);
+        assert_eq!(first.unwrap(), PreseedOutcome::Created { version: 1 });
+        let again = store.record_cluster_template("generic", Some("ubuntu"), "v1 text", &c1, 20);
+        assert_eq!(
+            again.unwrap(),
+            PreseedOutcome::Unchanged { current_version: 1 }
+        );
+        let other_cluster =
+            store.record_cluster_template("generic", Some("ubuntu"), "v1 text", &cid("c2"), 20);
+        assert_eq!(
+            other_cluster.unwrap(),
+            PreseedOutcome::Unchanged { current_version: 1 }
+        );
+
+        let record = store.get_preseed("generic").unwrap().unwrap();
+        assert_eq!(record.conflict, None);
+        assert_eq!(record.current.version, 1);
+        assert_eq!(record.current.origin, PreseedOrigin::Cluster(c1));
+        assert_eq!(record.current.content_hash.len(), 64);
+        assert_eq!(store.history("generic").unwrap().len(), 1);
+        assert_eq!(store.get_preseed("missing").unwrap(), None);
+        assert!(matches!(
+            store.history("missing"),
+            Err(StoreError::NotFound { .. })
+        ));
+    });
+}
+
+#[test]
+fn cluster_change_without_operator_edit_becomes_current() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        store
+            .record_cluster_template("generic", None, "v1", &c1, 10)
+            .unwrap();
+        let outcome = store
+            .record_cluster_template("generic", None, "v2", &c1, 20)
+            .unwrap();
+        assert_eq!(outcome, PreseedOutcome::Updated { version: 2 });
+        let current = store.get_preseed("generic").unwrap().unwrap().current;
+        assert_eq!(
+            (
+                current.version,
+                current.content.as_str(),
+                current.parent_version
+            ),
+            (2, "v2", Some(1))
+        );
+    });
+}
+
+#[test]
+fn operator_edit_needs_the_current_version() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        store
+            .record_cluster_template("generic", Some("ubuntu"), "v1", &c1, 10)
+            .unwrap();
+        let edited = store.operator_edit("generic", "mine", 1, 20).unwrap();
+        let v = &edited.current;
+        assert_eq!(
+            (
+                v.version,
+                v.origin.clone(),
+                v.parent_version,
+                v.osystem.as_deref(),
+                v.content.as_str()
+            ),
+            (2, PreseedOrigin::Operator, Some(1), Some("ubuntu"), "mine")
+        );
+        let stale = store.operator_edit("generic", "late", 1, 30).unwrap_err();
+        assert!(
+            matches!(
+                &stale,
+                StoreError::Stale {
+                    based_on: 1,
+                    current: 2,
+                    ..
+                }
+            ),
+            "{stale:?}"
+        );
+        assert!(matches!(
+            store.operator_edit("missing", "x", 1, 30),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(
+            store.history("generic").unwrap().len(),
+            2,
+            "a refused edit stores nothing"
+        );
+    });
+}
+
+#[test]
+fn cluster_change_after_operator_edit_keeps_both_and_reports_conflict() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        store
+            .record_cluster_template("generic", None, "v1", &c1, 10)
+            .unwrap();
+        store.operator_edit("generic", "mine", 1, 20).unwrap();
+        // Re-reporting the old template is not a change.
+        assert_eq!(
+            store
+                .record_cluster_template("generic", None, "v1", &c1, 25)
+                .unwrap(),
+            PreseedOutcome::Unchanged { current_version: 2 }
+        );
+        let outcome = store
+            .record_cluster_template("generic", None, "v3 upstream", &c1, 30)
+            .unwrap();
+        let conflict = PreseedConflict {
+            operator_version: 2,
+            cluster_version: 3,
+        };
+        assert_eq!(outcome, PreseedOutcome::Conflict(conflict));
+        let record = store.get_preseed("generic").unwrap().unwrap();
+        assert_eq!(
+            (record.current.content.as_str(), record.conflict),
+            ("mine", Some(conflict))
+        );
+        let history = store.history("generic").unwrap();
+        let contents: Vec<_> = history
+            .iter()
+            .map(|v| (v.version, v.content.as_str()))
+            .collect();
+        assert_eq!(contents, [(1, "v1"), (2, "mine"), (3, "v3 upstream")]);
+        assert_eq!(
+            history[2].parent_version,
+            Some(1),
+            "the cluster's change derives from its own v1"
+        );
+
+        // A further upstream change moves the cluster side of the conflict.
+        let outcome = store
+            .record_cluster_template("generic", None, "v4 upstream", &c1, 40)
+            .unwrap();
+        assert_eq!(
+            outcome,
+            PreseedOutcome::Conflict(PreseedConflict {
+                operator_version: 2,
+                cluster_version: 4
+            })
+        );
+        let listed = store.list_preseeds().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (
+                listed[0].current.version,
+                listed[0].conflict.map(|c| c.cluster_version)
+            ),
+            (2, Some(4))
+        );
+
+        // The operator merges, based on the current version: conflict resolved.
+        let merged = store.operator_edit("generic", "mine + v4", 2, 50).unwrap();
+        assert_eq!((merged.current.version, merged.conflict), (5, None));
+        assert_eq!(
+            store.history("generic").unwrap().len(),
+            5,
+            "no version is ever lost"
+        );
+    });
+}
+
+#[test]
+fn resolving_a_conflict_picks_a_side_without_a_new_version() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        store
+            .record_cluster_template("generic", None, "v1", &c1, 10)
+            .unwrap();
+        store.operator_edit("generic", "mine", 1, 20).unwrap();
+        assert!(matches!(
+            store.resolve_conflict("generic", 2, 25),
+            Err(StoreError::Invalid(_))
+        ));
+        store
+            .record_cluster_template("generic", None, "v3", &c1, 30)
+            .unwrap();
+        assert!(matches!(
+            store.resolve_conflict("generic", 1, 35),
+            Err(StoreError::Invalid(_))
+        ));
+
+        let resolved = store.resolve_conflict("generic", 3, 40).unwrap();
+        assert_eq!((resolved.current.version, resolved.conflict), (3, None));
+        assert_eq!(store.history("generic").unwrap().len(), 3);
+        // Current is the cluster's again, so its next change simply advances.
+        let outcome = store
+            .record_cluster_template("generic", None, "v4", &c1, 50)
+            .unwrap();
+        assert_eq!(outcome, PreseedOutcome::Updated { version: 4 });
+    });
+}
+
+#[test]
+fn preseeds_are_listed_by_name_with_their_current_version() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        store
+            .record_cluster_template("zeta", None, "z", &c1, 10)
+            .unwrap();
+        store
+            .record_cluster_template("alpha", None, "a1", &c1, 10)
+            .unwrap();
+        store
+            .record_cluster_template("alpha", None, "a2", &c1, 11)
+            .unwrap();
+        let listed: Vec<_> = store
+            .list_preseeds()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.current.name, p.current.version, p.current.content))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("alpha".to_owned(), 2, "a2".to_owned()),
+                ("zeta".to_owned(), 1, "z".to_owned())
+            ]
+        );
+    });
+}
+
+#[test]
+fn preseed_versions_cannot_be_updated_or_deleted() {
+    with_store(|store| {
+        store
+            .record_cluster_template("generic", None, "v1", &cid("c1"), 10)
+            .unwrap();
+        {
+            let conn = &mut *store.conn().unwrap();
+            assert!(conn
+                .batch_execute("UPDATE preseed_versions SET content = 'x'")
+                .is_err());
+            assert!(conn.batch_execute("DELETE FROM preseed_versions").is_err());
+        }
+        assert_eq!(store.history("generic").unwrap()[0].content, "v1");
+    });
+}
+
+#[test]
+fn concurrent_operator_edits_have_exactly_one_winner() {
+    const EDITORS: usize = 12;
+    for_each_backend(|db| {
+        let store = db.open_with(&StoreOptions {
+            pool_size: 16,
+            ..StoreOptions::default()
+        });
+        store.upsert_cluster_seen(&cid("c1"), "c1", 1).unwrap();
+        store
+            .record_cluster_template("generic", None, "v1", &cid("c1"), 10)
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(EDITORS));
+        let handles: Vec<_> = (0..EDITORS)
+            .map(|i| {
+                let store = store.clone();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.operator_edit("generic", &format!("edit {i}"), 1, 20)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("editor panicked"))
+            .collect();
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        let stale = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Stale { current: 2, .. })))
+            .count();
+        assert_eq!(
+            (wins, stale),
+            (1, EDITORS - 1),
+            "[{}] {results:?}",
+            db.label
+        );
+        assert_eq!(store.history("generic").unwrap().len(), 2, "[{}]", db.label);
+    });
+}
