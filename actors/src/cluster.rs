@@ -268,7 +268,7 @@ impl ClusterActor {
                         },
                         Err(RegistryError::InvalidLicenseKey { reason, .. }) => LicenseKeyVerdict {
                             valid: false,
-                            reason: Some(reason),
+                            reason: Some(reason.to_string()),
                         },
                         Err(other) => return Err(registry_error(other)),
                     };

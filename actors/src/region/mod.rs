@@ -130,14 +130,11 @@ impl RegionActor {
         match store.list_clusters() {
             Ok(records) => {
                 for record in records {
-                    let snapshot = match (record.last_snapshot, record.snapshot_at_ms) {
-                        (Some(s), Some(at)) => Some(HeldSnapshot {
-                            osystems: s.osystems,
-                            images: s.images,
-                            received_at_ms: at,
-                        }),
-                        _ => None,
-                    };
+                    let snapshot = record.snapshot.map(|(s, at)| HeldSnapshot {
+                        osystems: s.osystems,
+                        images: s.images,
+                        received_at_ms: at,
+                    });
                     let entry = ClusterEntry {
                         name: record.name,
                         link: None,

@@ -128,14 +128,14 @@ impl RegionService {
     /// One release of one OS, from the cached view.
     pub async fn release(&self, osystem: &str, release: &str) -> Result<ReleaseAnswer, ServiceError> {
         let answer = self.osystems_cached().await?;
-        let Some(os) = answer.view.osystem(osystem) else {
+        if answer.view.osystem(osystem).is_none() {
             return Err(ServiceError::new(
                 FailureKind::NotFound,
                 "no_such_osystem",
                 format!("no cluster supports an operating system named {osystem:?}"),
             ));
         };
-        let Some(detail) = os.release(release) else {
+        let Some(detail) = answer.view.release(osystem, release) else {
             return Err(ServiceError::new(
                 FailureKind::NotFound,
                 "no_such_release",
