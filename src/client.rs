@@ -20,14 +20,17 @@ pub struct ApiArgs {
 fn get_json<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> Result<(T, serde_json::Value)> {
     let url = format!("{}{path}", api.api.trim_end_matches('/'));
     let value: serde_json::Value = match ureq::get(&url).call() {
-        Ok(response) => response.into_json().with_context(|| format!("bad JSON from {url}"))?,
+        Ok(response) => response
+            .into_json()
+            .with_context(|| format!("bad JSON from {url}"))?,
         Err(ureq::Error::Status(status, response)) => {
             let body = response.into_string().unwrap_or_default();
             anyhow::bail!("{url} answered {status}: {body}");
         }
         Err(err) => return Err(err).with_context(|| format!("cannot reach the region at {url}")),
     };
-    let typed = serde_json::from_value(value.clone()).with_context(|| format!("unexpected answer from {url}"))?;
+    let typed = serde_json::from_value(value.clone())
+        .with_context(|| format!("unexpected answer from {url}"))?;
     Ok((typed, value))
 }
 
@@ -93,7 +96,13 @@ pub fn format_age(ms: i64) -> String {
 
 /// The OS view as a table (one row per OS release), then who answered and how old each part is.
 pub fn render_osystems(answer: &OsystemsAnswer) -> String {
-    let mut table = Table::new(["OSYSTEM", "RELEASE", "TITLE", "SUPPORTED BY", "AVAILABLE (ARCH: CLUSTERS)"]);
+    let mut table = Table::new([
+        "OSYSTEM",
+        "RELEASE",
+        "TITLE",
+        "SUPPORTED BY",
+        "AVAILABLE (ARCH: CLUSTERS)",
+    ]);
     for os in &answer.view.osystems {
         for release in &os.releases {
             let mark = if os.default_release.as_deref() == Some(release.name.as_str()) {
@@ -115,7 +124,11 @@ pub fn render_osystems(answer: &OsystemsAnswer) -> String {
                 format!("{}{mark}", release.name),
                 release.title.clone(),
                 supported.join(","),
-                if available.is_empty() { "-".into() } else { available.join("; ") },
+                if available.is_empty() {
+                    "-".into()
+                } else {
+                    available.join("; ")
+                },
             ]);
         }
     }
@@ -127,7 +140,9 @@ pub fn render_osystems(answer: &OsystemsAnswer) -> String {
     };
     out.push_str(&format!("source: {source}"));
     if let (Some(deadline), Some(elapsed)) = (answer.deadline_ms, answer.elapsed_ms) {
-        out.push_str(&format!(" (answered in {elapsed} ms, deadline {deadline} ms)"));
+        out.push_str(&format!(
+            " (answered in {elapsed} ms, deadline {deadline} ms)"
+        ));
     }
     out.push('\n');
     let mut clusters = Table::new(["CLUSTER", "CONNECTED", "AGE", "ANSWER"]);
@@ -144,7 +159,33 @@ pub fn render_osystems(answer: &OsystemsAnswer) -> String {
     out.push('\n');
     out.push_str(&clusters.render());
     for conflict in &answer.view.conflicts {
-        out.push_str(&format!("conflict: {conflict:?}\n"));
+        out.push_str(&render_conflict(conflict));
     }
     out
+}
+
+/// One line per conflict: which value was chosen, and who said what.
+fn render_conflict(conflict: &osmesh_core::mesh::Conflict) -> String {
+    let subject = match &conflict.release {
+        Some(release) => format!("{}/{release}", conflict.osystem),
+        None => conflict.osystem.clone(),
+    };
+    let values: Vec<_> = conflict
+        .values
+        .iter()
+        .map(|v| {
+            let clusters: Vec<_> = v.clusters.iter().map(|c| c.to_string()).collect();
+            format!(
+                "{} ({})",
+                v.value.as_deref().unwrap_or("none"),
+                clusters.join(",")
+            )
+        })
+        .collect();
+    format!(
+        "conflict: {subject} {:?}: chose {}; clusters said {}\n",
+        conflict.field,
+        conflict.chosen.as_deref().unwrap_or("none"),
+        values.join(" vs ")
+    )
 }

@@ -22,7 +22,8 @@ pub fn run(options: DemoOptions) -> Result<()> {
     let temp;
     let dir = match &options.dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             dir.clone()
         }
         None => {
@@ -51,7 +52,10 @@ pub fn run(options: DemoOptions) -> Result<()> {
             .first()
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
-        println!("osmesh demo: region API at {api} (RPC at {})", region.rpc_addr);
+        println!(
+            "osmesh demo: region API at {api} (RPC at {})",
+            region.rpc_addr
+        );
         println!("  data in {}", dir.display());
         println!("  try:  curl -s {api}/api/v1/osystems | head");
         println!("        cargo run --release -- osystems --api {api} --live");
@@ -67,7 +71,8 @@ fn write_secret(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("shared-secret");
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    std::fs::write(&path, hex::encode(bytes)).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, hex::encode(bytes))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 

@@ -9,7 +9,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "osmesh", about = "osmesh: a region/cluster control plane for bare-metal provisioning")]
+#[command(
+    name = "osmesh",
+    about = "osmesh: a region/cluster control plane for bare-metal provisioning"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,8 +51,7 @@ enum Command {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     match Cli::parse().command {

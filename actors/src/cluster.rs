@@ -51,7 +51,10 @@ enum RegionLink {
     /// Not connected; a dial is scheduled.
     Waiting,
     Dialing,
-    Connected { link: LinkId, peer: Peer },
+    Connected {
+        link: LinkId,
+        peer: Peer,
+    },
 }
 
 pub struct ClusterActor {
@@ -306,6 +309,21 @@ impl Actor for ClusterActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.dial(ctx);
         ctx.run_interval(self.settings.rescan_interval, |act, ctx| act.rescan(ctx));
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        if let RegionLink::Connected { peer, .. } = &self.region {
+            peer.close();
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<crate::Shutdown> for ClusterActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

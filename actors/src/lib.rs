@@ -13,3 +13,9 @@ pub mod cluster;
 pub mod connection;
 pub mod region;
 pub mod store;
+
+/// Stop an actor as a crash would: its links close at once and nothing is flushed beyond what
+/// the store already committed. The simulator's `crash` fault and a daemon's shutdown use it.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;

@@ -38,7 +38,12 @@ pub struct Args {
     #[arg(long, env = "OSMESH_CLUSTER_NAME")]
     pub name: String,
     /// Region RPC address(es), tried in turn; repeat the flag or separate with commas.
-    #[arg(long = "region", env = "OSMESH_REGION", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "region",
+        env = "OSMESH_REGION",
+        value_delimiter = ',',
+        required = true
+    )]
     pub regions: Vec<String>,
     /// File holding the secret shared with the region.
     #[arg(long, env = "OSMESH_SECRET_FILE")]
@@ -73,8 +78,9 @@ impl ClusterConfig {
             "the boot-resource directory {} does not exist or is not a directory",
             args.images.display()
         );
-        let secret = Secret::from_file(&args.secret_file)
-            .with_context(|| format!("cannot read the secret file {}", args.secret_file.display()))?;
+        let secret = Secret::from_file(&args.secret_file).with_context(|| {
+            format!("cannot read the secret file {}", args.secret_file.display())
+        })?;
         let mut registry = RegistryConfig::default();
         if let Some(path) = &args.declared_os {
             registry.declared = load_declared(path)?;

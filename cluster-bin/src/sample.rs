@@ -21,20 +21,80 @@ pub const SAMPLE_LABEL: &str = "stable";
 
 fn images_of(variant: usize) -> &'static [SampleImage] {
     const A: &[SampleImage] = &[
-        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "jammy", files: NETBOOT },
-        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "noble", files: NETBOOT },
-        SampleImage { osystem: "centos", arch: "amd64", subarch: "generic", release: "centos7", files: &["root-tgz"] },
+        SampleImage {
+            osystem: "ubuntu",
+            arch: "amd64",
+            subarch: "generic",
+            release: "jammy",
+            files: NETBOOT,
+        },
+        SampleImage {
+            osystem: "ubuntu",
+            arch: "amd64",
+            subarch: "generic",
+            release: "noble",
+            files: NETBOOT,
+        },
+        SampleImage {
+            osystem: "centos",
+            arch: "amd64",
+            subarch: "generic",
+            release: "centos7",
+            files: &["root-tgz"],
+        },
     ];
     const B: &[SampleImage] = &[
-        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "focal", files: NETBOOT },
-        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "jammy", files: NETBOOT },
-        SampleImage { osystem: "ubuntu", arch: "arm64", subarch: "generic", release: "jammy", files: NETBOOT_ARM },
-        SampleImage { osystem: "windows", arch: "amd64", subarch: "generic", release: "win2019", files: &["pxeboot.0", "root-dd"] },
+        SampleImage {
+            osystem: "ubuntu",
+            arch: "amd64",
+            subarch: "generic",
+            release: "focal",
+            files: NETBOOT,
+        },
+        SampleImage {
+            osystem: "ubuntu",
+            arch: "amd64",
+            subarch: "generic",
+            release: "jammy",
+            files: NETBOOT,
+        },
+        SampleImage {
+            osystem: "ubuntu",
+            arch: "arm64",
+            subarch: "generic",
+            release: "jammy",
+            files: NETBOOT_ARM,
+        },
+        SampleImage {
+            osystem: "windows",
+            arch: "amd64",
+            subarch: "generic",
+            release: "win2019",
+            files: &["pxeboot.0", "root-dd"],
+        },
     ];
     const C: &[SampleImage] = &[
-        SampleImage { osystem: "ubuntu", arch: "amd64", subarch: "generic", release: "noble", files: NETBOOT },
-        SampleImage { osystem: "custom", arch: "amd64", subarch: "generic", release: "ml-workstation", files: &["root-tgz"] },
-        SampleImage { osystem: "acme-linux", arch: "amd64", subarch: "generic", release: "a2", files: &["root-dd.xz"] },
+        SampleImage {
+            osystem: "ubuntu",
+            arch: "amd64",
+            subarch: "generic",
+            release: "noble",
+            files: NETBOOT,
+        },
+        SampleImage {
+            osystem: "custom",
+            arch: "amd64",
+            subarch: "generic",
+            release: "ml-workstation",
+            files: &["root-tgz"],
+        },
+        SampleImage {
+            osystem: "acme-linux",
+            arch: "amd64",
+            subarch: "generic",
+            release: "a2",
+            files: &["root-dd.xz"],
+        },
     ];
     match variant % 3 {
         0 => A,

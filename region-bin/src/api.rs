@@ -4,7 +4,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{error, web, HttpRequest, HttpResponse, ResponseError};
-use osmesh_actors::region::service::{FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT};
+use osmesh_actors::region::service::{
+    FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -111,7 +113,10 @@ struct OsystemsQuery {
     timeout_ms: Option<u64>,
 }
 
-async fn osystems(service: web::Data<RegionService>, query: web::Query<OsystemsQuery>) -> ApiResult {
+async fn osystems(
+    service: web::Data<RegionService>,
+    query: web::Query<OsystemsQuery>,
+) -> ApiResult {
     if !query.live {
         if query.timeout_ms.is_some() {
             return Err(bad_request(
@@ -127,7 +132,10 @@ async fn osystems(service: web::Data<RegionService>, query: web::Query<OsystemsQ
     Ok(HttpResponse::Ok().json(service.osystems_live(timeout).await?))
 }
 
-async fn release(service: web::Data<RegionService>, path: web::Path<(String, String)>) -> ApiResult {
+async fn release(
+    service: web::Data<RegionService>,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
     let (name, release) = path.into_inner();
     Ok(HttpResponse::Ok().json(service.release(&name, &release).await?))
 }

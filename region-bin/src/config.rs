@@ -83,8 +83,9 @@ impl RegionConfig {
                 .http_listen
                 .or(file.http_listen)
                 .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
-            secret: Secret::from_file(&secret_file)
-                .with_context(|| format!("cannot read the secret file {}", secret_file.display()))?,
+            secret: Secret::from_file(&secret_file).with_context(|| {
+                format!("cannot read the secret file {}", secret_file.display())
+            })?,
             refresh_interval: Duration::from_secs(file.refresh_interval_secs.unwrap_or(30)),
         })
     }

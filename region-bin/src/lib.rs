@@ -66,10 +66,11 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     .start();
     let service = RegionService::new(region, store);
     let data = web::Data::new(service.clone());
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
-        .workers(2)
-        .bind(&config.http_listen)
-        .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    let server =
+        HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
+            .workers(2)
+            .bind(&config.http_listen)
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addrs = server.addrs();
     tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
     Ok(RunningRegion {

@@ -213,7 +213,12 @@ impl RegionActor {
         tracing::info!(%cluster, "cluster connected");
     }
 
-    fn answer(&mut self, cluster: &ClusterId, method_name: &str, body: &[u8]) -> Result<bytes::Bytes, RpcError> {
+    fn answer(
+        &mut self,
+        cluster: &ClusterId,
+        method_name: &str,
+        body: &[u8],
+    ) -> Result<bytes::Bytes, RpcError> {
         let now = self.clock.now_ms();
         let entry = self
             .clusters
@@ -331,7 +336,10 @@ impl RegionActor {
     }
 
     /// Asks every known cluster now, each with `timeout`; the future resolves by the deadline.
-    fn ask_all(&self, timeout: Duration) -> impl std::future::Future<Output = Vec<(ClusterId, ClusterAnswer)>> {
+    fn ask_all(
+        &self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Vec<(ClusterId, ClusterAnswer)>> {
         let asks: Vec<_> = self
             .clusters
             .iter()
@@ -352,12 +360,16 @@ impl RegionActor {
         let now = self.clock.now_ms();
         for (id, answer) in answers {
             if let ClusterAnswer::Answered(report) = answer {
-                let changed = self.clusters.get(id).and_then(|e| e.snapshot.as_ref()).is_none_or(
-                    |s| s.osystems != report.osystems || s.images != report.images,
-                );
+                let changed = self
+                    .clusters
+                    .get(id)
+                    .and_then(|e| e.snapshot.as_ref())
+                    .is_none_or(|s| s.osystems != report.osystems || s.images != report.images);
                 if changed {
                     self.hold_snapshot(id, report.osystems.clone(), report.images.clone(), now);
-                } else if let Some(snapshot) = self.clusters.get_mut(id).and_then(|e| e.snapshot.as_mut()) {
+                } else if let Some(snapshot) =
+                    self.clusters.get_mut(id).and_then(|e| e.snapshot.as_mut())
+                {
                     snapshot.received_at_ms = now;
                 }
             }
@@ -366,7 +378,11 @@ impl RegionActor {
 }
 
 /// One cluster's live answer: its OS list and images, asked concurrently under one deadline.
-async fn ask_cluster(id: ClusterId, peer: Option<Peer>, timeout: Duration) -> (ClusterId, ClusterAnswer) {
+async fn ask_cluster(
+    id: ClusterId,
+    peer: Option<Peer>,
+    timeout: Duration,
+) -> (ClusterId, ClusterAnswer) {
     let Some(peer) = peer else {
         return (id, ClusterAnswer::NoAnswer(NoAnswerReason::NotConnected));
     };
@@ -399,6 +415,23 @@ impl Actor for RegionActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.accept_loop(ctx);
         ctx.run_interval(self.settings.refresh_interval, |act, ctx| act.refresh(ctx));
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        for entry in self.clusters.values() {
+            if let Some((_, peer)) = &entry.link {
+                peer.close();
+            }
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<crate::Shutdown> for RegionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
@@ -465,7 +498,11 @@ impl Handler<LinkClosed> for RegionActor {
             return;
         };
         if let Some(entry) = self.clusters.get_mut(&cluster) {
-            if entry.link.as_ref().is_some_and(|(link, _)| *link == msg.link) {
+            if entry
+                .link
+                .as_ref()
+                .is_some_and(|(link, _)| *link == msg.link)
+            {
                 entry.link = None;
                 tracing::warn!(%cluster, "cluster disconnected");
             }

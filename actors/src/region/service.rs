@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::store::Store;
 
-use super::{CachedOsystems, ClusterStatus, ListClusters, LiveOsystems, OsystemsAnswer, RegionActor};
+use super::{
+    CachedOsystems, ClusterStatus, ListClusters, LiveOsystems, OsystemsAnswer, RegionActor,
+};
 
 /// The live fan-out's deadline when the caller gives none.
 pub const DEFAULT_LIVE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -126,7 +128,11 @@ impl RegionService {
     }
 
     /// One release of one OS, from the cached view.
-    pub async fn release(&self, osystem: &str, release: &str) -> Result<ReleaseAnswer, ServiceError> {
+    pub async fn release(
+        &self,
+        osystem: &str,
+        release: &str,
+    ) -> Result<ReleaseAnswer, ServiceError> {
         let answer = self.osystems_cached().await?;
         if answer.view.osystem(osystem).is_none() {
             return Err(ServiceError::new(
