@@ -39,12 +39,16 @@ async fn region() -> String {
 
 async fn good_client(addr: &str) -> Peer {
     let conn = TcpDialer::new(DEFAULT_MAX_FRAME).dial(addr).await.unwrap();
-    let auth = dial_handshake(conn, &config("cluster-good"), [1; 32]).await.unwrap();
+    let auth = dial_handshake(conn, &config("cluster-good"), [1; 32])
+        .await
+        .unwrap();
     spawn_peer(auth, PeerConfig::default()).0
 }
 
 async fn still_works(good: &Peer) {
-    let reply = good.call("echo", Bytes::from_static(b"\x01"), Duration::from_secs(5)).await;
+    let reply = good
+        .call("echo", Bytes::from_static(b"\x01"), Duration::from_secs(5))
+        .await;
     assert_eq!(reply.unwrap(), Bytes::from_static(b"\x01"));
 }
 
@@ -58,10 +62,16 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
     let mut nested = vec![0x81u8; 100_000];
     nested.push(0x00);
     vec![
-        ("oversized length prefix", vec![0xff, 0xff, 0xff, 0xf0, 1, 2, 3]),
+        (
+            "oversized length prefix",
+            vec![0xff, 0xff, 0xff, 0xf0, 1, 2, 3],
+        ),
         ("just over the maximum", framed(&vec![0; MAX_FRAME + 1])),
         ("truncated frame", vec![0, 0, 0, 100, 0x84, 0x01]),
-        ("non-CBOR garbage", framed(b"\xff\xfe\xfdGET / HTTP/1.1\r\n")),
+        (
+            "non-CBOR garbage",
+            framed(b"\xff\xfe\xfdGET / HTTP/1.1\r\n"),
+        ),
         ("100k nested arrays", framed(&nested)),
         ("unknown kind", framed(&[0x84, 0x01, 0x09, 0x60, 0x40])),
     ]
@@ -109,10 +119,17 @@ async fn a_reply_to_an_id_never_sent_is_ignored_not_fatal() {
     write_frame(&mut s, &encode_frame(778, Kind::Error, "", b"\xff")).await;
     write_frame(&mut s, &encode_frame(5, Kind::Ping, "", &[])).await;
     let pong = Envelope::decode(&read_frame(&mut s).await.unwrap()).unwrap();
-    assert_eq!((pong.kind, pong.id), (Kind::Pong, 5), "connection still served");
+    assert_eq!(
+        (pong.kind, pong.id),
+        (Kind::Pong, 5),
+        "connection still served"
+    );
     write_frame(&mut s, &encode_frame(6, Kind::Call, "echo", b"\x02")).await;
     let reply = Envelope::decode(&read_frame(&mut s).await.unwrap()).unwrap();
-    assert_eq!((reply.kind, reply.id, &reply.body[..]), (Kind::Reply, 6, &b"\x02"[..]));
+    assert_eq!(
+        (reply.kind, reply.id, &reply.body[..]),
+        (Kind::Reply, 6, &b"\x02"[..])
+    );
 }
 
 #[tokio::test]
