@@ -181,7 +181,7 @@ async fn a_silent_peer_is_declared_dead_by_heartbeat(transport: Transport) {
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(err.message.contains("heartbeat timeout"), "{err}");
     let waited = started.elapsed();
-    assert!(waited >= ms(300) && waited < ms(1_000), "{waited:?}");
+    assert!(waited >= ms(300) && waited < ms(3_000), "{waited:?}");
     assert!(client.is_closed());
 }
 
