@@ -102,10 +102,16 @@ impl Stream for MemStream {
 }
 
 /// A set of named in-memory listeners that `MemDialer`s reach by name.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemNetwork {
     listeners: Arc<Mutex<BTreeMap<String, mpsc::UnboundedSender<FrameConn>>>>,
     max_frame: usize,
+}
+
+impl Default for MemNetwork {
+    fn default() -> Self {
+        MemNetwork::new(crate::tcp::DEFAULT_MAX_FRAME)
+    }
 }
 
 impl MemNetwork {
@@ -187,5 +193,49 @@ impl Dialer for MemDialer {
     fn dial(&self, addr: &str) -> BoxFuture<'static, Result<FrameConn, NetError>> {
         let result = self.network.connect(addr);
         Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn dialing_a_name_reaches_its_listener_and_frames_flow_both_ways() {
+        let network = MemNetwork::default();
+        let mut listener = network.listen("region").unwrap();
+        assert!(network.listen("region").is_err(), "a name has one listener");
+        let mut dialed = network.dialer().dial("region").await.unwrap();
+        let mut accepted = listener.accept().await.unwrap();
+        dialed.sink.send(Bytes::from_static(b"up")).await.unwrap();
+        accepted
+            .sink
+            .send(Bytes::from_static(b"down"))
+            .await
+            .unwrap();
+        assert_eq!(&accepted.stream.next().await.unwrap().unwrap()[..], b"up");
+        assert_eq!(&dialed.stream.next().await.unwrap().unwrap()[..], b"down");
+        drop(accepted);
+        assert!(dialed.stream.next().await.is_none(), "the peer hung up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dialing_an_unknown_or_closed_name_is_refused() {
+        let network = MemNetwork::default();
+        assert!(network.dialer().dial("nobody").await.is_err());
+        drop(network.listen("gone").unwrap());
+        assert!(network.dialer().dial("gone").await.is_err());
+        assert!(
+            network.listen("gone").is_ok(),
+            "a closed listener frees its name"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn oversized_frames_are_refused_by_the_sender() {
+        let (mut a, _b) = mem_pair(8);
+        let err = a.sink.send(Bytes::from(vec![0; 9])).await.unwrap_err();
+        assert!(matches!(err, NetError::FrameTooLarge { len: 9, max: 8 }));
     }
 }

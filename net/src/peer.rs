@@ -57,7 +57,9 @@ impl Default for PeerConfig {
 }
 
 /// Starts the driver task of an authenticated connection. Needs a tokio runtime (current-
-/// thread with paused time, or multi-thread).
+/// thread with paused time, or multi-thread). The connection lives until `Peer::close`, the
+/// peer hangs up, a frame is malformed, or heartbeats fail; dropping the handles does not
+/// close it (call `close`).
 pub fn spawn_peer(auth: Authenticated, cfg: PeerConfig) -> (Peer, IncomingCalls) {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (in_tx, in_rx) = mpsc::unbounded_channel();

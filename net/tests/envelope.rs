@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use osmesh_core::{BootImage, ClusterId, Purpose};
-use osmesh_net::envelope::{encode_frame, ByteString, RECURSION_LIMIT};
+use osmesh_net::envelope::{encode_frame, ByteString};
 use osmesh_net::handshake::{proof_mac, step, Hello, Proof, Role, Transcript};
 use osmesh_net::messages::*;
 use osmesh_net::{decode_body, encode_body, Envelope, ErrorKind, Kind, RpcError, Secret};
@@ -222,7 +222,6 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     maps.extend(std::iter::repeat_n(0x81u8, 100_000));
     let err = decode_body::<OperatingSystemList>(&maps).unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
-    assert!(RECURSION_LIMIT < 1000);
 }
 
 #[test]
