@@ -384,3 +384,12 @@ impl Handler<IsConnected> for ClusterActor {
         matches!(self.region, RegionLink::Connected { .. })
     }
 }
+
+/// A fixed image set: for tests, and for clusters whose images are known up front.
+pub struct FixedImages(pub Vec<BootImage>);
+
+impl ImageSource for FixedImages {
+    fn scan(&mut self) -> Vec<BootImage> {
+        self.0.clone()
+    }
+}

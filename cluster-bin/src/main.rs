@@ -9,6 +9,7 @@ fn main() -> Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let config = ClusterConfig::from_args(Args::parse())?;
     let system = actix_rt::System::new();

@@ -9,6 +9,7 @@ fn main() -> Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let config = RegionConfig::from_args(Args::parse())?;
     actix_web::rt::System::new().block_on(async move {

@@ -1,0 +1,178 @@
+//! Helpers for end-to-end tests of real `regiond` and `clusterd` processes on loopback.
+
+#![allow(dead_code)]
+
+use osmesh_cluster::sample::{sample_declares_os, write_sample_tree, SAMPLE_DECLARED_OS};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, then released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    socket.local_addr().expect("local addr").port()
+}
+
+/// Where one test's processes keep their files.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub rpc: String,
+    pub http: String,
+    pub secret_file: PathBuf,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, "e2e-shared-secret\n").expect("secret");
+        Site {
+            rpc: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
+            secret_file,
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn api(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Starts `regiond` on SQLite in the site's directory; its log goes to `regiond.log`.
+    pub fn start_region(&self) -> Daemon {
+        let log = self.path("regiond.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_regiond"));
+        cmd.arg("--database-url")
+            .arg(format!("sqlite://{}", self.path("region.db").display()))
+            .args(["--rpc-listen", &self.rpc, "--http-listen", &self.http])
+            .arg("--secret-file")
+            .arg(&self.secret_file);
+        let daemon = Daemon::spawn(cmd, log);
+        self.wait_for("the region API", Duration::from_secs(30), || {
+            get(&self.api(), "/api/v1/clusters").is_ok()
+        });
+        daemon
+    }
+
+    /// Starts `clusterd` with sample tree `variant`, authenticating with `secret_file`.
+    pub fn start_cluster_with_secret(
+        &self,
+        name: &str,
+        variant: usize,
+        secret_file: &Path,
+    ) -> Daemon {
+        let root = self.path(name);
+        let images = root.join("boot-resources");
+        if !images.exists() {
+            write_sample_tree(&images, variant).expect("sample tree");
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterd"));
+        cmd.args(["--name", name, "--region", &self.rpc])
+            .arg("--secret-file")
+            .arg(secret_file)
+            .arg("--images")
+            .arg(&images)
+            .args(["--rescan-secs", "1"]);
+        if sample_declares_os(variant) {
+            let declared = root.join("declared-os.toml");
+            std::fs::write(&declared, SAMPLE_DECLARED_OS).expect("declared OS");
+            cmd.arg("--declared-os").arg(declared);
+        }
+        Daemon::spawn(cmd, root.join("clusterd.log"))
+    }
+
+    pub fn start_cluster(&self, name: &str, variant: usize) -> Daemon {
+        self.start_cluster_with_secret(name, variant, &self.secret_file.clone())
+    }
+
+    /// Polls `ready` every 100 ms until it holds, failing the test after `limit`.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if ready() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out after {limit:?} waiting for {what}");
+    }
+}
+
+/// A child process, killed with SIGKILL when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn daemon");
+        Daemon { child, log }
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// GET a JSON document from the API.
+pub fn get(api: &str, path: &str) -> Result<serde_json::Value, String> {
+    match ureq::get(&format!("{api}{path}"))
+        .timeout(Duration::from_secs(20))
+        .call()
+    {
+        Ok(response) => response.into_json().map_err(|e| e.to_string()),
+        Err(ureq::Error::Status(code, response)) => Err(format!(
+            "{code}: {}",
+            response.into_string().unwrap_or_default()
+        )),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// The status code and JSON body of a GET, whatever the status.
+pub fn get_status(api: &str, path: &str) -> (u16, serde_json::Value) {
+    match ureq::get(&format!("{api}{path}")).call() {
+        Ok(response) => (response.status(), response.into_json().unwrap_or_default()),
+        Err(ureq::Error::Status(code, response)) => {
+            (code, response.into_json().unwrap_or_default())
+        }
+        Err(err) => panic!("GET {path}: {err}"),
+    }
+}
+
+/// The ids of the clusters the region lists with `connected == true` and a snapshot.
+pub fn reported_clusters(api: &str) -> Vec<String> {
+    let Ok(clusters) = get(api, "/api/v1/clusters") else {
+        return Vec::new();
+    };
+    clusters
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["connected"] == true && !c["snapshot_age_ms"].is_null())
+        .filter_map(|c| c["id"].as_str().map(String::from))
+        .collect()
+}

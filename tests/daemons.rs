@@ -1,0 +1,281 @@
+//! End to end: real `regiond` and `clusterd` processes on loopback TCP, a real SQLite file.
+
+mod common;
+
+use common::{get, get_status, reported_clusters, Site};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const ALL: [&str; 3] = ["cluster-a", "cluster-b", "cluster-c"];
+
+fn parts(answer: &Value) -> Vec<(String, bool, Value)> {
+    answer["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|p| {
+            (
+                p["cluster"].as_str().unwrap_or_default().to_string(),
+                p["connected"] == true,
+                p["no_answer"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn not_answered(answer: &Value) -> Vec<String> {
+    answer["view"]["not_answered"]
+        .as_object()
+        .expect("not_answered")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn jammy_amd64(answer: &Value) -> Vec<String> {
+    let ubuntu = answer["view"]["osystems"]
+        .as_array()
+        .expect("osystems")
+        .iter()
+        .find(|os| os["name"] == "ubuntu")
+        .expect("ubuntu");
+    let jammy = ubuntu["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .find(|r| r["name"] == "jammy")
+        .expect("jammy");
+    jammy["available"]["amd64"]
+        .as_object()
+        .expect("amd64")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn region_survives_cluster_and_region_restarts_and_names_the_silent() {
+    let site = Site::new();
+    let api = site.api();
+    let mut region = site.start_region();
+    let mut clusters: Vec<_> = ALL
+        .iter()
+        .enumerate()
+        .map(|(variant, name)| site.start_cluster(name, variant))
+        .collect();
+    site.wait_for("three clusters to report", Duration::from_secs(30), || {
+        reported_clusters(&api) == ALL
+    });
+
+    // Both read paths see the divergent image sets of all three clusters.
+    let cached = get(&api, "/api/v1/osystems").expect("cached");
+    assert_eq!(cached["source"], "cached");
+    assert_eq!(jammy_amd64(&cached), ["cluster-a", "cluster-b"]);
+    let live = get(&api, "/api/v1/osystems?live=true&timeout_ms=2000").expect("live");
+    assert_eq!(live["source"], "live");
+    assert!(not_answered(&live).is_empty());
+    assert_eq!(live["view"], cached["view"]);
+
+    // SIGKILL one cluster: the live read names it, by its deadline; the cache still answers.
+    clusters[1].kill();
+    let deadline_ms = 1500;
+    let asked = Instant::now();
+    let live = get(
+        &api,
+        &format!("/api/v1/osystems?live=true&timeout_ms={deadline_ms}"),
+    )
+    .expect("live");
+    let took = asked.elapsed();
+    assert_eq!(not_answered(&live), ["cluster-b"]);
+    assert!(live["elapsed_ms"].as_u64().expect("elapsed") <= deadline_ms);
+    assert!(
+        took < Duration::from_millis(deadline_ms + 1000),
+        "live read took {took:?}"
+    );
+    let cached = get(&api, "/api/v1/osystems").expect("cached");
+    let b = parts(&cached)
+        .into_iter()
+        .find(|p| p.0 == "cluster-b")
+        .expect("b is named");
+    assert!(!b.1, "cluster-b still shown connected");
+    let b_part = cached["clusters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["cluster"] == "cluster-b"))
+        .expect("b part");
+    assert!(
+        b_part["age_ms"].as_i64().is_some(),
+        "the cached part of b has no age"
+    );
+    assert_eq!(
+        jammy_amd64(&cached),
+        ["cluster-a", "cluster-b"],
+        "last-reported images kept"
+    );
+
+    // Restart it: it rejoins.
+    clusters[1] = site.start_cluster("cluster-b", 1);
+    site.wait_for("cluster-b to rejoin", Duration::from_secs(30), || {
+        reported_clusters(&api) == ALL
+    });
+
+    // Restart the region on the same database: it remembers every cluster at once, and
+    // they all reconnect.
+    region.kill();
+    region = site.start_region();
+    let known = get(&api, "/api/v1/clusters").expect("clusters");
+    let ids: Vec<_> = known
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, ALL, "the restarted region forgot clusters");
+    site.wait_for("all clusters to reconnect", Duration::from_secs(40), || {
+        reported_clusters(&api) == ALL
+    });
+    let live = get(&api, "/api/v1/osystems?live=true").expect("live");
+    assert!(not_answered(&live).is_empty());
+    drop(region);
+}
+
+#[test]
+fn a_cluster_with_the_wrong_secret_is_refused_and_never_connected() {
+    let site = Site::new();
+    let api = site.api();
+    let region = site.start_region();
+    let good = site.start_cluster("cluster-a", 0);
+    let wrong = site.path("wrong-secret");
+    std::fs::write(&wrong, "not-the-secret").expect("secret");
+    let intruder = site.start_cluster_with_secret("intruder", 1, &wrong);
+    site.wait_for("the good cluster", Duration::from_secs(30), || {
+        reported_clusters(&api) == ["cluster-a"]
+    });
+    site.wait_for("the refusal to be logged", Duration::from_secs(30), || {
+        region.log_text().contains("handshake refused")
+    });
+    let clusters = get(&api, "/api/v1/clusters").expect("clusters");
+    let ids: Vec<_> = clusters
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["cluster-a"],
+        "the intruder appears in the cluster list"
+    );
+    let log = region.log_text();
+    assert!(!log.contains("not-the-secret") && !log.contains("e2e-shared-secret"));
+    site.wait_for(
+        "the intruder to log its refusal",
+        Duration::from_secs(30),
+        || intruder.log_text().contains("cannot reach the region"),
+    );
+    drop(good);
+}
+
+#[test]
+fn bad_requests_get_json_4xx_never_500() {
+    let site = Site::new();
+    let api = site.api();
+    let _region = site.start_region();
+    let _cluster = site.start_cluster("cluster-a", 0);
+    site.wait_for("the cluster", Duration::from_secs(30), || {
+        reported_clusters(&api) == ["cluster-a"]
+    });
+    let cases = [
+        (
+            "/api/v1/osystems/nosuchos/releases/x",
+            404,
+            "no_such_osystem",
+        ),
+        (
+            "/api/v1/osystems/ubuntu/releases/warty",
+            404,
+            "no_such_release",
+        ),
+        ("/api/v1/osystems?live=maybe", 400, "bad_query"),
+        ("/api/v1/osystems?live=true&timeout_ms=-5", 400, "bad_query"),
+        (
+            "/api/v1/osystems?live=true&timeout_ms=0",
+            400,
+            "bad_timeout",
+        ),
+        (
+            "/api/v1/osystems?live=true&timeout_ms=999999999",
+            400,
+            "bad_timeout",
+        ),
+        ("/api/v1/osystems?timeout_ms=10", 400, "bad_query"),
+        ("/api/v1/osystems?surprise=1", 400, "bad_query"),
+        ("/api/v1/nowhere", 404, "no_such_route"),
+    ];
+    for (path, status, code) in cases {
+        let (got, body) = get_status(&api, path);
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{path}"
+        );
+    }
+    let (status, release) = get_status(&api, "/api/v1/osystems/ubuntu/releases/jammy");
+    assert_eq!(status, 200);
+    assert!(
+        release["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("22.04")),
+        "{release}"
+    );
+}
+
+#[test]
+fn clusterd_refuses_bad_configuration_with_a_clear_error() {
+    let site = Site::new();
+    let bad_toml = site.path("bad.toml");
+    std::fs::write(&bad_toml, "[[os]]\nname = \"\"\ntitle = \"x\"\n").expect("toml");
+    let images = site.path("images");
+    std::fs::create_dir_all(&images).expect("images");
+    let cases: [(&str, Vec<String>, &str); 3] = [
+        (
+            "missing image directory",
+            vec!["--images".into(), site.path("nope").display().to_string()],
+            "does not exist",
+        ),
+        (
+            "unreadable secret",
+            vec![
+                "--images".into(),
+                images.display().to_string(),
+                "--secret-file".into(),
+                site.path("no-secret").display().to_string(),
+            ],
+            "secret file",
+        ),
+        (
+            "bad declared-OS TOML",
+            vec![
+                "--images".into(),
+                images.display().to_string(),
+                "--declared-os".into(),
+                bad_toml.display().to_string(),
+            ],
+            "bad.toml:2",
+        ),
+    ];
+    for (what, args, expected) in cases {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clusterd"));
+        cmd.args(["--name", "c", "--region", &site.rpc]);
+        if !args.iter().any(|a| a == "--secret-file") {
+            cmd.arg("--secret-file").arg(&site.secret_file);
+        }
+        let out = cmd.args(&args).output().expect("run clusterd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: clusterd started");
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+    }
+}
