@@ -33,6 +33,10 @@ fn not_answered(answer: &Value) -> Vec<String> {
 }
 
 fn jammy_amd64(answer: &Value) -> Vec<String> {
+    jammy_arch(answer, "amd64")
+}
+
+fn jammy_arch(answer: &Value, arch: &str) -> Vec<String> {
     let ubuntu = answer["view"]["osystems"]
         .as_array()
         .expect("osystems")
@@ -45,12 +49,10 @@ fn jammy_amd64(answer: &Value) -> Vec<String> {
         .iter()
         .find(|r| r["name"] == "jammy")
         .expect("jammy");
-    jammy["available"]["amd64"]
+    jammy["available"][arch]
         .as_object()
-        .expect("amd64")
-        .keys()
-        .cloned()
-        .collect()
+        .map(|clusters| clusters.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -75,6 +77,17 @@ fn region_survives_cluster_and_region_restarts_and_names_the_silent() {
     assert_eq!(live["source"], "live");
     assert!(not_answered(&live).is_empty());
     assert_eq!(live["view"], cached["view"]);
+
+    // A new image on cluster-a is pushed by its next rescan and shows in the cached view.
+    let new_image = site.path("cluster-a/boot-resources/ubuntu/arm64/generic/jammy/stable");
+    std::fs::create_dir_all(&new_image).expect("image dir");
+    for file in ["boot-kernel", "boot-initrd"] {
+        std::fs::write(new_image.join(file), b"").expect("image file");
+    }
+    site.wait_for("the pushed image set", Duration::from_secs(30), || {
+        let cached = get(&api, "/api/v1/osystems").expect("cached");
+        jammy_arch(&cached, "arm64") == ["cluster-a", "cluster-b"]
+    });
 
     // SIGKILL one cluster: the live read names it, by its deadline; the cache still answers.
     clusters[1].kill();
@@ -278,4 +291,24 @@ fn clusterd_refuses_bad_configuration_with_a_clear_error() {
         assert!(!out.status.success(), "{what}: clusterd started");
         assert!(stderr.contains(expected), "{what}: {stderr}");
     }
+}
+
+#[test]
+fn regiond_refuses_a_bad_config_file_naming_it() {
+    let site = Site::new();
+    let config = site.path("region.toml");
+    std::fs::write(&config, "rpc_listen = \"127.0.0.1:1\"\nsurprise = true\n").expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regiond"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--secret-file")
+        .arg(&site.secret_file)
+        .output()
+        .expect("run regiond");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("region.toml") && stderr.contains("surprise"),
+        "{stderr}"
+    );
 }
