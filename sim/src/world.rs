@@ -800,8 +800,13 @@ pub fn render_answer(number: usize, answer: &OsystemsAnswer, waited_ms: u64) -> 
 /// One line per release: who supports it and, per arch, who has it available.
 fn render_view(view: &osmesh_core::MeshView) -> Vec<String> {
     let mut lines = Vec::new();
+    let mut imageless = 0;
     for os in &view.osystems {
         for release in &os.releases {
+            if release.available.is_empty() {
+                imageless += 1;
+                continue;
+            }
             let supported: Vec<&str> = release.supported_by.iter().map(ClusterId::as_str).collect();
             let mut line = format!("{}/{} supported [{}]", os.name, release.name, supported.join(","));
             for (arch, clusters) in &release.available {
@@ -811,6 +816,7 @@ fn render_view(view: &osmesh_core::MeshView) -> Vec<String> {
             lines.push(line);
         }
     }
+    lines.push(format!("{imageless} more supported releases with no image anywhere"));
     lines
 }
 
