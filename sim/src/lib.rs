@@ -49,7 +49,10 @@ pub fn snapshot_text(outcome: &Outcome) -> String {
     let trace = &outcome.trace;
     let verdict = match &outcome.failure {
         None => "PASSED".to_owned(),
-        Some(f) => format!("FAILED ({:?}) at {} ms, step {}: {}", f.kind, f.at_ms, f.step, f.message),
+        Some(f) => format!(
+            "FAILED ({:?}) at {} ms, step {}: {}",
+            f.kind, f.at_ms, f.step, f.message
+        ),
     };
     format!(
         "== story\n{}\n== frames\n{}\n== final state\n{}\n== verdict\n{verdict}\n",

@@ -60,10 +60,28 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run { scenario, seed } => run_file(&scenario, seed),
-        Command::Replay { scenario: Some(path), seed, .. } => run_file(&path, seed),
-        Command::Replay { scenario: None, seed, clusters, mode } => replay(seed, clusters, mode),
-        Command::Swarm { seeds, clusters, mode, base_seed } => swarm(seeds, clusters, mode, base_seed),
-        Command::Bench { clusters, minutes, seed } => bench(clusters, minutes, seed),
+        Command::Replay {
+            scenario: Some(path),
+            seed,
+            ..
+        } => run_file(&path, seed),
+        Command::Replay {
+            scenario: None,
+            seed,
+            clusters,
+            mode,
+        } => replay(seed, clusters, mode),
+        Command::Swarm {
+            seeds,
+            clusters,
+            mode,
+            base_seed,
+        } => swarm(seeds, clusters, mode, base_seed),
+        Command::Bench {
+            clusters,
+            minutes,
+            seed,
+        } => bench(clusters, minutes, seed),
     };
     std::process::exit(code.unwrap_or_else(|err| {
         eprintln!("osmesh-sim: {err:#}");
@@ -82,7 +100,10 @@ fn run_file(path: &std::path::Path, seed: u64) -> anyhow::Result<i32> {
     println!("seed: {seed}");
     println!("scenario: {}", path.display());
     println!("options:\n{}", toml::to_string(&scenario.settings)?);
-    let replay = format!("cargo run -p osmesh-sim -- run {} --seed {seed}", path.display());
+    let replay = format!(
+        "cargo run -p osmesh-sim -- run {} --seed {seed}",
+        path.display()
+    );
     report(&scenario, seed, &replay)
 }
 
@@ -105,7 +126,10 @@ fn report(scenario: &Scenario, seed: u64, replay: &str) -> anyhow::Result<i32> {
 fn verdict(outcome: &Outcome, seed: u64, replay: &str) -> i32 {
     match &outcome.failure {
         None => {
-            println!("PASSED (seed {seed}, {} steps, {} ms virtual)", outcome.steps, outcome.virtual_ms);
+            println!(
+                "PASSED (seed {seed}, {} steps, {} ms virtual)",
+                outcome.steps, outcome.virtual_ms
+            );
             exit::PASSED
         }
         Some(f) => {
@@ -137,7 +161,12 @@ struct SwarmRun {
 }
 
 fn swarm(seeds: u64, clusters: Option<usize>, mode: Mode, base_seed: u64) -> anyhow::Result<i32> {
-    let run = SwarmRun { seeds, base_seed, mode, clusters };
+    let run = SwarmRun {
+        seeds,
+        base_seed,
+        mode,
+        clusters,
+    };
     println!("swarm: {}", serde_json::to_string(&run)?);
     let bar = indicatif::ProgressBar::new(seeds);
     bar.set_style(
@@ -153,7 +182,11 @@ fn swarm(seeds: u64, clusters: Option<usize>, mode: Mode, base_seed: u64) -> any
         if outcome.failure.is_some() {
             bar.abandon();
             println!("options: {}", serde_json::to_string(&options)?);
-            return Ok(verdict(&outcome, seed, &replay_command(seed, clusters, mode)));
+            return Ok(verdict(
+                &outcome,
+                seed,
+                &replay_command(seed, clusters, mode),
+            ));
         }
     }
     bar.finish();
@@ -173,7 +206,12 @@ fn bench(clusters: usize, minutes: u64, seed: u64) -> anyhow::Result<i32> {
     let outcome = osmesh_sim::run(&scenario, seed, false)?;
     let wall = started.elapsed().as_secs_f64();
     let simulated = outcome.virtual_ms as f64 / 1000.0;
-    let frames: u64 = outcome.trace.frame_counts.values().map(|c| c[0] + c[2]).sum();
+    let frames: u64 = outcome
+        .trace
+        .frame_counts
+        .values()
+        .map(|c| c[0] + c[2])
+        .sum();
     println!(
         "simulated {simulated:.0} s in {wall:.3} s wall: {:.0} simulated s per wall s, {frames} frames ({:.0} frames/wall s)",
         simulated / wall.max(1e-9),
@@ -186,10 +224,22 @@ fn bench(clusters: usize, minutes: u64, seed: u64) -> anyhow::Result<i32> {
 fn bench_scenario(clusters: usize, minutes: u64) -> String {
     let duration = minutes * 60_000;
     let mut text = format!("description = \"bench\"\n[settings]\nduration_ms = {duration}\n");
-    let pool = ["ubuntu/amd64/generic/jammy", "ubuntu/amd64/generic/noble", "centos/amd64/generic/centos8", "ubuntu/arm64/generic/jammy"];
+    let pool = [
+        "ubuntu/amd64/generic/jammy",
+        "ubuntu/amd64/generic/noble",
+        "centos/amd64/generic/centos8",
+        "ubuntu/arm64/generic/jammy",
+    ];
     for n in 1..=clusters {
-        let images: Vec<String> = pool.iter().take(1 + n % pool.len()).map(|i| format!("\"{i}\"")).collect();
-        text.push_str(&format!("[[cluster]]\nid = \"c{n:02}\"\nimages = [{}]\n", images.join(", ")));
+        let images: Vec<String> = pool
+            .iter()
+            .take(1 + n % pool.len())
+            .map(|i| format!("\"{i}\""))
+            .collect();
+        text.push_str(&format!(
+            "[[cluster]]\nid = \"c{n:02}\"\nimages = [{}]\n",
+            images.join(", ")
+        ));
     }
     for minute in 1..minutes {
         text.push_str(&format!(

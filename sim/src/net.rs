@@ -212,15 +212,19 @@ impl SimNetwork {
             return Err(DialFailure::Refused(format!("no host {addr}")));
         }
         if state.partitions.contains_key(cluster) {
-            state
-                .trace
-                .push(now, Source::Net, format!("dial {cluster}>region  timed out (partition)"));
+            state.trace.push(
+                now,
+                Source::Net,
+                format!("dial {cluster}>region  timed out (partition)"),
+            );
             return Err(DialFailure::TimedOut(state.connect_timeout));
         }
         let Some(listener) = state.listener.clone().filter(|l| !l.is_closed()) else {
-            state
-                .trace
-                .push(now, Source::Net, format!("dial {cluster}>region  refused (region down)"));
+            state.trace.push(
+                now,
+                Source::Net,
+                format!("dial {cluster}>region  refused (region down)"),
+            );
             return Err(DialFailure::Refused("nothing listens on region".into()));
         };
         state.next_link += 1;
@@ -315,7 +319,14 @@ impl SimNetwork {
         let lost = !partitioned && chance(&mut state.rng, faults.drop_rate);
         if partitioned || lost {
             let why = if partitioned { "partition" } else { "loss" };
-            state.record(now_ms, &link_label, &label, &detail, Fate::Dropped, format!("DROP({why})"));
+            state.record(
+                now_ms,
+                &link_label,
+                &label,
+                &detail,
+                Fate::Dropped,
+                format!("DROP({why})"),
+            );
             return Ok(());
         }
         let mut delay = state.draw_latency(faults.latency);
@@ -406,7 +417,11 @@ fn chance(rng: &mut StdRng, rate: Option<f64>) -> bool {
 /// `(count label, trace detail, kind)` of a frame, from its decoded envelope.
 fn label_frame(frame: &[u8], dir: Dir, link: &mut LinkEntry) -> (String, String, Option<Kind>) {
     let Ok(envelope) = Envelope::decode(frame) else {
-        return ("undecodable".into(), format!("undecodable {}B", frame.len()), None);
+        return (
+            "undecodable".into(),
+            format!("undecodable {}B", frame.len()),
+            None,
+        );
     };
     let size = frame.len();
     let id = envelope.id;
@@ -420,7 +435,11 @@ fn label_frame(frame: &[u8], dir: Dir, link: &mut LinkEntry) -> (String, String,
         Kind::Reply | Kind::Error => {
             let other = 1 - dir as usize;
             let method = link.calls[other].remove(&id).unwrap_or_else(|| "?".into());
-            let word = if kind == Kind::Reply { "reply" } else { "error" };
+            let word = if kind == Kind::Reply {
+                "reply"
+            } else {
+                "error"
+            };
             (
                 format!("{word} {method}"),
                 format!("{word}#{id} {method} {size}B"),
@@ -541,10 +560,9 @@ impl Dialer for SimDialer {
         Box::pin(async move {
             match result {
                 Ok(conn) => Ok(conn),
-                Err(DialFailure::Refused(why)) => Err(io_error(
-                    std::io::ErrorKind::ConnectionRefused,
-                    why,
-                )),
+                Err(DialFailure::Refused(why)) => {
+                    Err(io_error(std::io::ErrorKind::ConnectionRefused, why))
+                }
                 Err(DialFailure::TimedOut(after)) => {
                     tokio::time::sleep(after).await;
                     Err(io_error(std::io::ErrorKind::TimedOut, "connect timed out"))

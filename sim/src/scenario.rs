@@ -192,8 +192,14 @@ pub enum Fault {
         extra_ms: u64,
     },
     /// A cluster or `"region"` stops as a crash would; its links are cut.
-    Crash { at_ms: u64, node: String },
-    Restart { at_ms: u64, node: String },
+    Crash {
+        at_ms: u64,
+        node: String,
+    },
+    Restart {
+        at_ms: u64,
+        node: String,
+    },
     /// The cluster's image set becomes `images`; the cluster rescans at once if running.
     ImagesChange {
         at_ms: u64,
@@ -201,7 +207,9 @@ pub enum Fault {
         images: Vec<String>,
     },
     /// Ends every network fault: partitions, loss, duplication, reordering, delays, slowness.
-    HealAll { at_ms: u64 },
+    HealAll {
+        at_ms: u64,
+    },
 }
 
 impl Fault {
@@ -358,7 +366,10 @@ pub fn validate(scenario: &Scenario) -> Result<(), Invalid> {
     for (i, cluster) in scenario.clusters.iter().enumerate() {
         let bad = |reason: String| ("cluster", i, reason);
         if cluster.id.is_empty() || cluster.id == REGION {
-            return Err(bad(format!("cluster id {:?} is reserved or empty", cluster.id)));
+            return Err(bad(format!(
+                "cluster id {:?} is reserved or empty",
+                cluster.id
+            )));
         }
         if !ids.insert(cluster.id.as_str()) {
             return Err(bad(format!("cluster `{}` is defined twice", cluster.id)));
@@ -373,7 +384,10 @@ pub fn validate(scenario: &Scenario) -> Result<(), Invalid> {
     for (i, fault) in scenario.faults.iter().enumerate() {
         let bad = |reason: String| ("fault", i, reason);
         if fault.at_ms() > duration {
-            return Err(bad(format!("at_ms {} is after duration_ms {duration}", fault.at_ms())));
+            return Err(bad(format!(
+                "at_ms {} is after duration_ms {duration}",
+                fault.at_ms()
+            )));
         }
         for name in fault.names() {
             if !ids.contains(name) {
@@ -404,12 +418,20 @@ pub fn validate(scenario: &Scenario) -> Result<(), Invalid> {
     }
     for (i, op) in scenario.ops.iter().enumerate() {
         if op.at_ms() > duration {
-            return Err(("op", i, format!("at_ms {} is after duration_ms {duration}", op.at_ms())));
+            return Err((
+                "op",
+                i,
+                format!("at_ms {} is after duration_ms {duration}", op.at_ms()),
+            ));
         }
     }
     let s = &scenario.settings;
     if s.latency_min_ms > s.latency_max_ms {
-        return Err(("settings", 0, "latency_min_ms exceeds latency_max_ms".into()));
+        return Err((
+            "settings",
+            0,
+            "latency_min_ms exceeds latency_max_ms".into(),
+        ));
     }
     if s.check_interval_ms == 0 || s.heartbeat_interval_ms == 0 || s.refresh_interval_ms == 0 {
         return Err(("settings", 0, "intervals must be positive".into()));
@@ -489,7 +511,8 @@ mod tests {
 
     #[test]
     fn unknown_cluster_in_a_fault_names_the_fault_line() {
-        let text = "[[cluster]]\nid = \"c1\"\n\n[[fault]]\nfault = \"crash\"\nat_ms = 1\nnode = \"c9\"\n";
+        let text =
+            "[[cluster]]\nid = \"c1\"\n\n[[fault]]\nfault = \"crash\"\nat_ms = 1\nnode = \"c9\"\n";
         assert_eq!(error(text), "x.toml:4: no cluster or region named `c9`");
     }
 

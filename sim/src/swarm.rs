@@ -179,7 +179,10 @@ fn enabled_kinds(kinds: &FaultKinds) -> Vec<&'static str> {
         (kinds.crash_region, "crash_region"),
         (kinds.images_change, "images_change"),
     ];
-    all.into_iter().filter(|(on, _)| *on).map(|(_, k)| k).collect()
+    all.into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, k)| k)
+        .collect()
 }
 
 /// One fault, and the fault that ends it (a heal, a restart) when the draw says so.
@@ -192,7 +195,11 @@ fn draw_fault(
     options: &SwarmOptions,
 ) -> Vec<Fault> {
     let cluster = ids.choose(rng).cloned().unwrap_or_default();
-    let some_cluster = if rng.gen_bool(0.5) { Some(cluster.clone()) } else { None };
+    let some_cluster = if rng.gen_bool(0.5) {
+        Some(cluster.clone())
+    } else {
+        None
+    };
     let later = (at_ms + rng.gen_range(500..60_000)).min(window_end);
     match kind {
         "partition" => {
@@ -200,11 +207,22 @@ fn draw_fault(
                 .choose(rng)
                 .unwrap_or(&Direction::Both);
             vec![
-                Fault::Partition { at_ms, cluster: cluster.clone(), direction },
-                Fault::Heal { at_ms: later, cluster: Some(cluster) },
+                Fault::Partition {
+                    at_ms,
+                    cluster: cluster.clone(),
+                    direction,
+                },
+                Fault::Heal {
+                    at_ms: later,
+                    cluster: Some(cluster),
+                },
             ]
         }
-        "loss" => vec![Fault::DropRate { at_ms, cluster: some_cluster, rate: options.drop_rate }],
+        "loss" => vec![Fault::DropRate {
+            at_ms,
+            cluster: some_cluster,
+            rate: options.drop_rate,
+        }],
         "duplicate" => vec![Fault::DuplicateRate {
             at_ms,
             cluster: some_cluster,
@@ -217,20 +235,49 @@ fn draw_fault(
         }],
         "delay" => {
             let max_ms = rng.gen_range(10..3_000);
-            vec![Fault::Delay { at_ms, cluster: some_cluster, min_ms: max_ms / 4, max_ms }]
+            vec![Fault::Delay {
+                at_ms,
+                cluster: some_cluster,
+                min_ms: max_ms / 4,
+                max_ms,
+            }]
         }
         "slow" => vec![
-            Fault::Slow { at_ms, cluster: cluster.clone(), extra_ms: rng.gen_range(500..8_000) },
-            Fault::Slow { at_ms: later, cluster, extra_ms: 0 },
+            Fault::Slow {
+                at_ms,
+                cluster: cluster.clone(),
+                extra_ms: rng.gen_range(500..8_000),
+            },
+            Fault::Slow {
+                at_ms: later,
+                cluster,
+                extra_ms: 0,
+            },
         ],
         "crash_cluster" => vec![
-            Fault::Crash { at_ms, node: cluster.clone() },
-            Fault::Restart { at_ms: later, node: cluster },
+            Fault::Crash {
+                at_ms,
+                node: cluster.clone(),
+            },
+            Fault::Restart {
+                at_ms: later,
+                node: cluster,
+            },
         ],
         "crash_region" => vec![
-            Fault::Crash { at_ms, node: REGION.into() },
-            Fault::Restart { at_ms: later, node: REGION.into() },
+            Fault::Crash {
+                at_ms,
+                node: REGION.into(),
+            },
+            Fault::Restart {
+                at_ms: later,
+                node: REGION.into(),
+            },
         ],
-        _ => vec![Fault::ImagesChange { at_ms, cluster, images: draw_images(rng) }],
+        _ => vec![Fault::ImagesChange {
+            at_ms,
+            cluster,
+            images: draw_images(rng),
+        }],
     }
 }

@@ -98,7 +98,10 @@ pub fn run(scenario: &Scenario, seed: u64, keep_frames: bool) -> anyhow::Result<
 fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {
-        if let Ok(dir) = tempfile::Builder::new().prefix("osmesh-sim").tempdir_in(shm) {
+        if let Ok(dir) = tempfile::Builder::new()
+            .prefix("osmesh-sim")
+            .tempdir_in(shm)
+        {
             return Ok(dir);
         }
     }
@@ -170,7 +173,12 @@ enum Action {
 }
 
 impl World {
-    fn new(scenario: Scenario, seed: u64, keep_frames: bool, db_url: String) -> anyhow::Result<Self> {
+    fn new(
+        scenario: Scenario,
+        seed: u64,
+        keep_frames: bool,
+        db_url: String,
+    ) -> anyhow::Result<Self> {
         let settings = scenario.settings.clone();
         let mut rng = StdRng::seed_from_u64(seed);
         let trace = SharedTrace::new(keep_frames);
@@ -235,9 +243,24 @@ impl World {
     fn schedule(&self) -> Vec<(u64, Action)> {
         let s = &self.scenario.settings;
         let mut plan: Vec<(u64, Action)> = Vec::new();
-        plan.extend(self.scenario.faults.iter().enumerate().map(|(i, f)| (f.at_ms(), Action::Fault(i))));
-        plan.extend(self.scenario.ops.iter().enumerate().map(|(i, o)| (o.at_ms(), Action::Op(i))));
-        plan.extend((1..=s.duration_ms / s.check_interval_ms).map(|n| (n * s.check_interval_ms, Action::Check)));
+        plan.extend(
+            self.scenario
+                .faults
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.at_ms(), Action::Fault(i))),
+        );
+        plan.extend(
+            self.scenario
+                .ops
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (o.at_ms(), Action::Op(i))),
+        );
+        plan.extend(
+            (1..=s.duration_ms / s.check_interval_ms)
+                .map(|n| (n * s.check_interval_ms, Action::Check)),
+        );
         plan.sort();
         plan
     }
@@ -259,7 +282,10 @@ impl World {
             }
             self.state.borrow_mut().step += 1;
             match action {
-                Action::Fault(i) => self.state.borrow_mut().apply_fault(&self.scenario.faults[i])?,
+                Action::Fault(i) => self
+                    .state
+                    .borrow_mut()
+                    .apply_fault(&self.scenario.faults[i])?,
                 Action::Op(i) => {
                     let state = self.state.clone();
                     let op = self.scenario.ops[i].clone();
@@ -414,7 +440,14 @@ impl State {
             return;
         };
         let source = Box::new(cluster.images.clone());
-        let actor = ClusterActor::new(settings, dialer, source, cluster.config.clone(), Vec::new(), rng);
+        let actor = ClusterActor::new(
+            settings,
+            dialer,
+            source,
+            cluster.config.clone(),
+            Vec::new(),
+            rng,
+        );
         cluster.actor = Some(actor.start());
     }
 
@@ -422,11 +455,16 @@ impl State {
         self.log(Source::Fault, describe_fault(fault));
         let net = self.net.clone();
         match fault {
-            Fault::Partition { cluster, direction, .. } => net.partition(cluster, *direction),
+            Fault::Partition {
+                cluster, direction, ..
+            } => net.partition(cluster, *direction),
             Fault::Heal { cluster, .. } => net.heal(cluster.as_deref()),
-            Fault::Delay { cluster, min_ms, max_ms, .. } => {
-                net.set_latency(cluster.as_deref(), *min_ms, *max_ms)
-            }
+            Fault::Delay {
+                cluster,
+                min_ms,
+                max_ms,
+                ..
+            } => net.set_latency(cluster.as_deref(), *min_ms, *max_ms),
             Fault::DropRate { cluster, rate, .. } => net.set_drop_rate(cluster.as_deref(), *rate),
             Fault::DuplicateRate { cluster, rate, .. } => {
                 net.set_duplicate_rate(cluster.as_deref(), *rate)
@@ -434,11 +472,15 @@ impl State {
             Fault::ReorderRate { cluster, rate, .. } => {
                 net.set_reorder_rate(cluster.as_deref(), *rate)
             }
-            Fault::Slow { cluster, extra_ms, .. } => net.set_slow(cluster, *extra_ms),
+            Fault::Slow {
+                cluster, extra_ms, ..
+            } => net.set_slow(cluster, *extra_ms),
             Fault::HealAll { .. } => net.heal_all(),
             Fault::Crash { node, .. } => self.crash(node),
             Fault::Restart { node, .. } => self.restart(node)?,
-            Fault::ImagesChange { cluster, images, .. } => {
+            Fault::ImagesChange {
+                cluster, images, ..
+            } => {
                 let images = parse_images(images).map_err(anyhow::Error::msg)?;
                 if let Some(c) = self.clusters.get_mut(cluster) {
                     c.held.extend(images.iter().map(invariants::image_key));
@@ -576,7 +618,10 @@ async fn check(state: &Rc<RefCell<State>>) {
         let mut s = state.borrow_mut();
         let known: BTreeSet<String> = statuses.iter().map(|c| c.id.to_string()).collect();
         if let Some(lost) = s.registered.difference(&known).next().cloned() {
-            s.fail(FailureKind::Safety, format!("the region no longer lists registered cluster {lost}"));
+            s.fail(
+                FailureKind::Safety,
+                format!("the region no longer lists registered cluster {lost}"),
+            );
         }
         s.registered.extend(known);
     }
@@ -589,16 +634,30 @@ async fn check(state: &Rc<RefCell<State>>) {
 
 async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
     let Some(service) = state.borrow().service() else {
-        state.borrow().log(Source::Op, format!("op#{number} {}: region down", describe_op(&op)));
-        if let Op::ListOsystems { expect: Some(expect), .. } = &op {
+        state.borrow().log(
+            Source::Op,
+            format!("op#{number} {}: region down", describe_op(&op)),
+        );
+        if let Op::ListOsystems {
+            expect: Some(expect),
+            ..
+        } = &op
+        {
             let got = Err("region_unavailable".to_owned());
             check_list_expect(&state, number, expect, &got);
         }
         return;
     };
-    state.borrow().log(Source::Op, format!("op#{number} {}", describe_op(&op)));
+    state
+        .borrow()
+        .log(Source::Op, format!("op#{number} {}", describe_op(&op)));
     match op {
-        Op::ListOsystems { read, timeout_ms, expect, .. } => {
+        Op::ListOsystems {
+            read,
+            timeout_ms,
+            expect,
+            ..
+        } => {
             let issued = Instant::now();
             let result = match read {
                 Read::Cached => service.osystems_cached().await,
@@ -622,9 +681,13 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
                     let mut s = state.borrow_mut();
                     s.check_answer(&answer);
                     if let Some(deadline) = answer.deadline_ms {
-                        let in_time = invariants::live_answer_in_time(waited, deadline).and_then(|()| {
-                            invariants::live_answer_in_time(answer.elapsed_ms.unwrap_or(0), deadline)
-                        });
+                        let in_time =
+                            invariants::live_answer_in_time(waited, deadline).and_then(|()| {
+                                invariants::live_answer_in_time(
+                                    answer.elapsed_ms.unwrap_or(0),
+                                    deadline,
+                                )
+                            });
                         if let Err(message) = in_time {
                             s.fail(FailureKind::Safety, message);
                         }
@@ -632,7 +695,10 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
                     Ok(answer)
                 }
                 Err(err) => {
-                    state.borrow().log(Source::Answer, format!("op#{number} refused: {} ({})", err.code, err.message));
+                    state.borrow().log(
+                        Source::Answer,
+                        format!("op#{number} refused: {} ({})", err.code, err.message),
+                    );
                     Err(err.code.to_owned())
                 }
             };
@@ -645,19 +711,27 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
             let statuses = match result {
                 Ok(statuses) => statuses,
                 Err(err) => {
-                    state.borrow().log(Source::Answer, format!("op#{number} refused: {}", err.code));
+                    state
+                        .borrow()
+                        .log(Source::Answer, format!("op#{number} refused: {}", err.code));
                     return;
                 }
             };
             let line = statuses
                 .iter()
                 .map(|c| {
-                    let link = if c.connected { "connected" } else { "disconnected" };
+                    let link = if c.connected {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    };
                     format!("{}({link}, {} images)", c.id, c.image_count)
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
-            state.borrow().log(Source::Answer, format!("op#{number} clusters: {line}"));
+            state
+                .borrow()
+                .log(Source::Answer, format!("op#{number} clusters: {line}"));
             if let Some(expect) = expect {
                 check_clusters_expect(&state, number, &expect, &statuses);
             }
@@ -722,9 +796,10 @@ fn check_list_expect(
         }
     }
     if !problems.is_empty() {
-        state
-            .borrow_mut()
-            .fail(FailureKind::Expectation, format!("op#{number}: {}", problems.join("; ")));
+        state.borrow_mut().fail(
+            FailureKind::Expectation,
+            format!("op#{number}: {}", problems.join("; ")),
+        );
     }
 }
 
@@ -736,17 +811,29 @@ fn check_clusters_expect(
 ) {
     let mut problems = Vec::new();
     let known: Vec<String> = statuses.iter().map(|c| c.id.to_string()).collect();
-    let connected: Vec<String> = statuses.iter().filter(|c| c.connected).map(|c| c.id.to_string()).collect();
+    let connected: Vec<String> = statuses
+        .iter()
+        .filter(|c| c.connected)
+        .map(|c| c.id.to_string())
+        .collect();
     if expect.known.as_ref().is_some_and(|want| want != &known) {
         problems.push(format!("known {known:?}, expected {:?}", expect.known));
     }
-    if expect.connected.as_ref().is_some_and(|want| want != &connected) {
-        problems.push(format!("connected {connected:?}, expected {:?}", expect.connected));
+    if expect
+        .connected
+        .as_ref()
+        .is_some_and(|want| want != &connected)
+    {
+        problems.push(format!(
+            "connected {connected:?}, expected {:?}",
+            expect.connected
+        ));
     }
     if !problems.is_empty() {
-        state
-            .borrow_mut()
-            .fail(FailureKind::Expectation, format!("op#{number}: {}", problems.join("; ")));
+        state.borrow_mut().fail(
+            FailureKind::Expectation,
+            format!("op#{number}: {}", problems.join("; ")),
+        );
     }
 }
 
@@ -808,7 +895,12 @@ fn render_view(view: &osmesh_core::MeshView) -> Vec<String> {
                 continue;
             }
             let supported: Vec<&str> = release.supported_by.iter().map(ClusterId::as_str).collect();
-            let mut line = format!("{}/{} supported [{}]", os.name, release.name, supported.join(","));
+            let mut line = format!(
+                "{}/{} supported [{}]",
+                os.name,
+                release.name,
+                supported.join(",")
+            );
             for (arch, clusters) in &release.available {
                 let on: Vec<&str> = clusters.keys().map(ClusterId::as_str).collect();
                 let _ = write!(line, " {arch}=[{}]", on.join(","));
@@ -816,30 +908,47 @@ fn render_view(view: &osmesh_core::MeshView) -> Vec<String> {
             lines.push(line);
         }
     }
-    lines.push(format!("{imageless} more supported releases with no image anywhere"));
+    lines.push(format!(
+        "{imageless} more supported releases with no image anywhere"
+    ));
     lines
 }
 
 fn describe_fault(fault: &Fault) -> String {
     let on = |c: &Option<String>| c.clone().unwrap_or_else(|| "all links".into());
     match fault {
-        Fault::Partition { cluster, direction, .. } => format!("partition {cluster} ({direction:?})"),
+        Fault::Partition {
+            cluster, direction, ..
+        } => format!("partition {cluster} ({direction:?})"),
         Fault::Heal { cluster, .. } => format!("heal {}", on(cluster)),
-        Fault::Delay { cluster, min_ms, max_ms, .. } => format!("delay {} {min_ms}..{max_ms}ms", on(cluster)),
+        Fault::Delay {
+            cluster,
+            min_ms,
+            max_ms,
+            ..
+        } => format!("delay {} {min_ms}..{max_ms}ms", on(cluster)),
         Fault::DropRate { cluster, rate, .. } => format!("drop_rate {} {rate}", on(cluster)),
-        Fault::DuplicateRate { cluster, rate, .. } => format!("duplicate_rate {} {rate}", on(cluster)),
+        Fault::DuplicateRate { cluster, rate, .. } => {
+            format!("duplicate_rate {} {rate}", on(cluster))
+        }
         Fault::ReorderRate { cluster, rate, .. } => format!("reorder_rate {} {rate}", on(cluster)),
-        Fault::Slow { cluster, extra_ms, .. } => format!("slow {cluster} +{extra_ms}ms"),
+        Fault::Slow {
+            cluster, extra_ms, ..
+        } => format!("slow {cluster} +{extra_ms}ms"),
         Fault::Crash { node, .. } => format!("crash {node}"),
         Fault::Restart { node, .. } => format!("restart {node}"),
-        Fault::ImagesChange { cluster, images, .. } => format!("images_change {cluster} [{}]", images.join(", ")),
+        Fault::ImagesChange {
+            cluster, images, ..
+        } => format!("images_change {cluster} [{}]", images.join(", ")),
         Fault::HealAll { .. } => "heal_all".into(),
     }
 }
 
 fn describe_op(op: &Op) -> String {
     match op {
-        Op::ListOsystems { read, timeout_ms, .. } => match timeout_ms {
+        Op::ListOsystems {
+            read, timeout_ms, ..
+        } => match timeout_ms {
             Some(t) => format!("list_osystems {read} timeout {t}ms"),
             None => format!("list_osystems {read}"),
         },
@@ -872,17 +981,29 @@ async fn final_state(state: &Rc<RefCell<State>>) -> String {
     let (service, now) = {
         let s = state.borrow();
         let _ = writeln!(out, "virtual time: {} ms", s.now_ms());
-        let _ = writeln!(out, "region: {}", if s.region.is_some() { "up" } else { "down" });
+        let _ = writeln!(
+            out,
+            "region: {}",
+            if s.region.is_some() { "up" } else { "down" }
+        );
         for (id, c) in &s.clusters {
             let up = if c.actor.is_some() { "up" } else { "down" };
-            let link = if connected.contains(id) { "connected" } else { "not connected" };
+            let link = if connected.contains(id) {
+                "connected"
+            } else {
+                "not connected"
+            };
             let images: Vec<String> = c
                 .images
                 .get()
                 .iter()
                 .map(|i| format!("{}/{}/{}/{}", i.osystem, i.arch, i.subarch, i.release))
                 .collect();
-            let _ = writeln!(out, "cluster {id}: {up}, {link}, images [{}]", images.join(", "));
+            let _ = writeln!(
+                out,
+                "cluster {id}: {up}, {link}, images [{}]",
+                images.join(", ")
+            );
         }
         (s.service(), s.now_ms())
     };
@@ -891,9 +1012,19 @@ async fn final_state(state: &Rc<RefCell<State>>) -> String {
     };
     if let Ok(statuses) = service.clusters().await {
         for c in statuses {
-            let age = c.snapshot_age_ms.map_or("none".into(), |a| format!("{a} ms old"));
-            let link = if c.connected { "connected" } else { "disconnected" };
-            let _ = writeln!(out, "region sees {}: {link}, {} images, snapshot {age}", c.id, c.image_count);
+            let age = c
+                .snapshot_age_ms
+                .map_or("none".into(), |a| format!("{a} ms old"));
+            let link = if c.connected {
+                "connected"
+            } else {
+                "disconnected"
+            };
+            let _ = writeln!(
+                out,
+                "region sees {}: {link}, {} images, snapshot {age}",
+                c.id, c.image_count
+            );
         }
     }
     if let Ok(answer) = service.osystems_cached().await {
@@ -903,7 +1034,10 @@ async fn final_state(state: &Rc<RefCell<State>>) -> String {
             Err(why) => format!("no ({why})"),
         };
         let _ = writeln!(out, "cached view digest: {:016x}", digest(&answer.view));
-        let _ = writeln!(out, "cached view converged to the clusters' images: {converged}");
+        let _ = writeln!(
+            out,
+            "cached view converged to the clusters' images: {converged}"
+        );
         for line in render_view(&answer.view) {
             let _ = writeln!(out, "  {line}");
         }
