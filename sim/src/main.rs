@@ -53,6 +53,10 @@ enum Command {
         minutes: u64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// How often the invariants are checked (each check reads the store and merges the
+        /// cached view of every cluster).
+        #[arg(long, default_value_t = 1_000)]
+        check_interval_ms: u64,
     },
 }
 
@@ -81,7 +85,8 @@ fn main() {
             clusters,
             minutes,
             seed,
-        } => bench(clusters, minutes, seed),
+            check_interval_ms,
+        } => bench(clusters, minutes, seed, check_interval_ms),
     };
     std::process::exit(code.unwrap_or_else(|err| {
         eprintln!("osmesh-sim: {err:#}");
@@ -198,10 +203,10 @@ fn swarm(seeds: u64, clusters: Option<usize>, mode: Mode, base_seed: u64) -> any
     Ok(exit::PASSED)
 }
 
-fn bench(clusters: usize, minutes: u64, seed: u64) -> anyhow::Result<i32> {
-    let text = bench_scenario(clusters, minutes);
+fn bench(clusters: usize, minutes: u64, seed: u64, check_ms: u64) -> anyhow::Result<i32> {
+    let text = bench_scenario(clusters, minutes, check_ms);
     let scenario = osmesh_sim::parse_scenario("bench", &text)?;
-    println!("bench: {clusters} clusters, {minutes} virtual minutes, seed {seed}");
+    println!("bench: {clusters} clusters, {minutes} virtual minutes, seed {seed}, checks every {check_ms} ms");
     let started = std::time::Instant::now();
     let outcome = osmesh_sim::run(&scenario, seed, false)?;
     let wall = started.elapsed().as_secs_f64();
@@ -221,9 +226,11 @@ fn bench(clusters: usize, minutes: u64, seed: u64) -> anyhow::Result<i32> {
 }
 
 /// Healthy clusters with divergent images, and a live fan-out each minute.
-fn bench_scenario(clusters: usize, minutes: u64) -> String {
+fn bench_scenario(clusters: usize, minutes: u64, check_ms: u64) -> String {
     let duration = minutes * 60_000;
-    let mut text = format!("description = \"bench\"\n[settings]\nduration_ms = {duration}\n");
+    let mut text = format!(
+        "description = \"bench\"\n[settings]\nduration_ms = {duration}\ncheck_interval_ms = {check_ms}\n"
+    );
     let pool = [
         "ubuntu/amd64/generic/jammy",
         "ubuntu/amd64/generic/noble",
