@@ -166,6 +166,7 @@ impl MeshView {
                     view.answered.insert(cluster.clone());
                     tally_listing(&mut tally, cluster, &report.osystems);
                 }
+                ClusterAnswer::NoAnswer(_) if crate::hooks::forget_not_answering() => {}
                 ClusterAnswer::NoAnswer(reason) => {
                     view.not_answered.insert(cluster.clone(), reason.clone());
                 }

@@ -1,0 +1,283 @@
+//! Swarm plans: from one seed, the options of a run (which fault kinds are on at all, their
+//! rates, how many clusters) and a random scenario built from them. Switching whole fault
+//! kinds off per seed (swarm testing) reaches states that always-on faults drown out.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::scenario::{ClusterSpec, Direction, Fault, Op, Read, Scenario, Settings, REGION};
+
+/// Safety: faults at any time, invariants at every step. Liveness: faults stop, then the
+/// system must converge within the bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Safety,
+    Liveness,
+}
+
+/// Which fault kinds a seed switched on.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultKinds {
+    pub partition: bool,
+    pub loss: bool,
+    pub duplicate: bool,
+    pub reorder: bool,
+    pub delay: bool,
+    pub slow: bool,
+    pub crash_cluster: bool,
+    pub crash_region: bool,
+    pub images_change: bool,
+}
+
+/// Everything a seed decides; printed at the start of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SwarmOptions {
+    pub seed: u64,
+    pub mode: Mode,
+    pub clusters: usize,
+    pub duration_ms: u64,
+    pub kinds: FaultKinds,
+    pub faults: usize,
+    pub live_ops: usize,
+    pub cached_ops: usize,
+    pub drop_rate: f64,
+    pub duplicate_rate: f64,
+    pub reorder_rate: f64,
+    /// Liveness mode: when every fault is healed and every node restarted.
+    pub heal_at_ms: Option<u64>,
+}
+
+/// The images clusters draw from.
+const IMAGE_POOL: [&str; 8] = [
+    "ubuntu/amd64/generic/focal",
+    "ubuntu/amd64/generic/jammy",
+    "ubuntu/amd64/generic/noble",
+    "ubuntu/arm64/generic/jammy",
+    "centos/amd64/generic/centos8",
+    "centos/amd64/generic/centos7:install",
+    "custom/amd64/generic/appliance",
+    "custom/arm64/generic/appliance:install",
+];
+
+const DURATION_MS: u64 = 300_000;
+
+/// Derives a seed's options. `clusters` overrides the drawn cluster count.
+pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let kinds = FaultKinds {
+        partition: rng.gen_bool(0.6),
+        loss: rng.gen_bool(0.4),
+        duplicate: rng.gen_bool(0.3),
+        reorder: rng.gen_bool(0.3),
+        delay: rng.gen_bool(0.4),
+        slow: rng.gen_bool(0.4),
+        crash_cluster: rng.gen_bool(0.5),
+        crash_region: rng.gen_bool(0.3),
+        images_change: rng.gen_bool(0.6),
+    };
+    let settings = Settings::default();
+    let heal_at_ms = (mode == Mode::Liveness)
+        .then(|| DURATION_MS - settings.convergence_bound_ms() - rng.gen_range(20_000..60_000));
+    SwarmOptions {
+        seed,
+        mode,
+        clusters: clusters.unwrap_or_else(|| rng.gen_range(2..=6)),
+        duration_ms: DURATION_MS,
+        faults: rng.gen_range(2..=14),
+        live_ops: rng.gen_range(2..=10),
+        cached_ops: rng.gen_range(1..=5),
+        drop_rate: rng.gen_range(0.01..0.3),
+        duplicate_rate: rng.gen_range(0.01..0.2),
+        reorder_rate: rng.gen_range(0.05..0.5),
+        heal_at_ms,
+        kinds,
+    }
+}
+
+/// The scenario a seed's options describe.
+pub fn generate(options: &SwarmOptions) -> Scenario {
+    let mut rng = StdRng::seed_from_u64(options.seed ^ 0x5eed_5eed_5eed_5eed);
+    let ids: Vec<String> = (1..=options.clusters).map(|n| format!("c{n}")).collect();
+    let clusters = ids
+        .iter()
+        .map(|id| ClusterSpec {
+            id: id.clone(),
+            images: draw_images(&mut rng),
+            declared: None,
+        })
+        .collect();
+    let window_end = options.heal_at_ms.unwrap_or(options.duration_ms);
+    let mut faults = Vec::new();
+    let kinds = enabled_kinds(&options.kinds);
+    for _ in 0..options.faults {
+        let Some(kind) = kinds.choose(&mut rng) else {
+            break;
+        };
+        let at_ms = rng.gen_range(2_000..window_end);
+        faults.extend(draw_fault(&mut rng, kind, at_ms, window_end, &ids, options));
+    }
+    if let Some(heal_at) = options.heal_at_ms {
+        faults.push(Fault::HealAll { at_ms: heal_at });
+        for node in ids.iter().map(String::as_str).chain([REGION]) {
+            faults.push(Fault::Restart {
+                at_ms: heal_at,
+                node: node.to_owned(),
+            });
+        }
+    }
+    let mut ops = Vec::new();
+    for _ in 0..options.live_ops {
+        ops.push(Op::ListOsystems {
+            at_ms: rng.gen_range(1_000..options.duration_ms - 10_000),
+            read: Read::Live,
+            timeout_ms: Some(rng.gen_range(200..5_000)),
+            expect: None,
+        });
+    }
+    for _ in 0..options.cached_ops {
+        ops.push(Op::ListOsystems {
+            at_ms: rng.gen_range(1_000..options.duration_ms),
+            read: Read::Cached,
+            timeout_ms: None,
+            expect: None,
+        });
+    }
+    Scenario {
+        description: format!("swarm seed {} ({:?})", options.seed, options.mode),
+        settings: Settings {
+            duration_ms: options.duration_ms,
+            liveness: options.mode == Mode::Liveness,
+            ..Settings::default()
+        },
+        clusters,
+        faults,
+        ops,
+        expect: Default::default(),
+    }
+}
+
+fn draw_images(rng: &mut StdRng) -> Vec<String> {
+    let count = rng.gen_range(1..=4);
+    IMAGE_POOL
+        .choose_multiple(rng, count)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn enabled_kinds(kinds: &FaultKinds) -> Vec<&'static str> {
+    let all = [
+        (kinds.partition, "partition"),
+        (kinds.loss, "loss"),
+        (kinds.duplicate, "duplicate"),
+        (kinds.reorder, "reorder"),
+        (kinds.delay, "delay"),
+        (kinds.slow, "slow"),
+        (kinds.crash_cluster, "crash_cluster"),
+        (kinds.crash_region, "crash_region"),
+        (kinds.images_change, "images_change"),
+    ];
+    all.into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, k)| k)
+        .collect()
+}
+
+/// One fault, and the fault that ends it (a heal, a restart) when the draw says so.
+fn draw_fault(
+    rng: &mut StdRng,
+    kind: &str,
+    at_ms: u64,
+    window_end: u64,
+    ids: &[String],
+    options: &SwarmOptions,
+) -> Vec<Fault> {
+    let cluster = ids.choose(rng).cloned().unwrap_or_default();
+    let some_cluster = if rng.gen_bool(0.5) {
+        Some(cluster.clone())
+    } else {
+        None
+    };
+    let later = (at_ms + rng.gen_range(500..60_000)).min(window_end);
+    match kind {
+        "partition" => {
+            let direction = *[Direction::Both, Direction::ToRegion, Direction::FromRegion]
+                .choose(rng)
+                .unwrap_or(&Direction::Both);
+            vec![
+                Fault::Partition {
+                    at_ms,
+                    cluster: cluster.clone(),
+                    direction,
+                },
+                Fault::Heal {
+                    at_ms: later,
+                    cluster: Some(cluster),
+                },
+            ]
+        }
+        "loss" => vec![Fault::DropRate {
+            at_ms,
+            cluster: some_cluster,
+            rate: options.drop_rate,
+        }],
+        "duplicate" => vec![Fault::DuplicateRate {
+            at_ms,
+            cluster: some_cluster,
+            rate: options.duplicate_rate,
+        }],
+        "reorder" => vec![Fault::ReorderRate {
+            at_ms,
+            cluster: some_cluster,
+            rate: options.reorder_rate,
+        }],
+        "delay" => {
+            let max_ms = rng.gen_range(10..3_000);
+            vec![Fault::Delay {
+                at_ms,
+                cluster: some_cluster,
+                min_ms: max_ms / 4,
+                max_ms,
+            }]
+        }
+        "slow" => vec![
+            Fault::Slow {
+                at_ms,
+                cluster: cluster.clone(),
+                extra_ms: rng.gen_range(500..8_000),
+            },
+            Fault::Slow {
+                at_ms: later,
+                cluster,
+                extra_ms: 0,
+            },
+        ],
+        "crash_cluster" => vec![
+            Fault::Crash {
+                at_ms,
+                node: cluster.clone(),
+            },
+            Fault::Restart {
+                at_ms: later,
+                node: cluster,
+            },
+        ],
+        "crash_region" => vec![
+            Fault::Crash {
+                at_ms,
+                node: REGION.into(),
+            },
+            Fault::Restart {
+                at_ms: later,
+                node: REGION.into(),
+            },
+        ],
+        _ => vec![Fault::ImagesChange {
+            at_ms,
+            cluster,
+            images: draw_images(rng),
+        }],
+    }
+}
