@@ -174,7 +174,12 @@ impl RegionService {
         let (osystem, release) = (&request.osystem, &request.distro_series);
         let answer = self.osystems_cached().await?;
         let Some(os) = answer.view.osystem(osystem) else {
-            let known: Vec<_> = answer.view.osystems.iter().map(|o| o.name.as_str()).collect();
+            let known: Vec<_> = answer
+                .view
+                .osystems
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect();
             return Err(ServiceError::bad_request(
                 "no_such_osystem",
                 format!(

@@ -162,11 +162,16 @@ impl RegionService {
         if !valid_hostname(hostname) {
             return Err(ServiceError::bad_request(
                 "bad_hostname",
-                format!("{hostname:?} is not a hostname (letters, digits, '-' and '.', at most 253)"),
+                format!(
+                    "{hostname:?} is not a hostname (letters, digits, '-' and '.', at most 253)"
+                ),
             ));
         }
         let arch = request.arch.trim();
-        let subarch = request.subarch.as_deref().map_or(DEFAULT_SUBARCH, str::trim);
+        let subarch = request
+            .subarch
+            .as_deref()
+            .map_or(DEFAULT_SUBARCH, str::trim);
         for (field, value) in [("arch", arch), ("subarch", subarch)] {
             if !valid_word(value) {
                 return Err(ServiceError::bad_request(
@@ -204,7 +209,10 @@ impl RegionService {
 
     /// Every node, sorted by id.
     pub async fn nodes(&self) -> Result<Vec<NodeView>, ServiceError> {
-        let nodes = self.store().list_nodes().map_err(ServiceError::from_store)?;
+        let nodes = self
+            .store()
+            .list_nodes()
+            .map_err(ServiceError::from_store)?;
         Ok(nodes.into_iter().map(NodeView::from).collect())
     }
 
@@ -349,8 +357,7 @@ pub(crate) fn node_not_found(id: i64) -> ServiceError {
 fn valid_word(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
 }
 
@@ -358,7 +365,6 @@ fn valid_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && !s.starts_with(['-', '.'])
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }

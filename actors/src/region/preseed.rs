@@ -121,7 +121,10 @@ pub struct RenderedPreseed {
 impl RegionService {
     /// Every preseed's current version and conflict flag, sorted by name.
     pub async fn preseeds(&self) -> Result<Vec<PreseedView>, ServiceError> {
-        let list = self.store().list_preseeds().map_err(ServiceError::from_store)?;
+        let list = self
+            .store()
+            .list_preseeds()
+            .map_err(ServiceError::from_store)?;
         Ok(list.into_iter().map(PreseedView::from).collect())
     }
 
@@ -138,7 +141,10 @@ impl RegionService {
         &self,
         name: &str,
     ) -> Result<Vec<PreseedVersionView>, ServiceError> {
-        let versions = self.store().history(name).map_err(|e| preseed_error(name, e))?;
+        let versions = self
+            .store()
+            .history(name)
+            .map_err(|e| preseed_error(name, e))?;
         Ok(versions.into_iter().map(PreseedVersionView::from).collect())
     }
 
@@ -204,7 +210,10 @@ impl RegionService {
             cluster: node.cluster_id.to_string(),
             data: Default::default(),
         };
-        let records = self.store().list_preseeds().map_err(ServiceError::from_store)?;
+        let records = self
+            .store()
+            .list_preseeds()
+            .map_err(ServiceError::from_store)?;
         let names: BTreeSet<String> = records.iter().map(|r| r.current.name.clone()).collect();
         let Some(chosen) = most_specific(&ctx, &names) else {
             return Err(ServiceError::not_found(
@@ -247,7 +256,11 @@ impl RegionService {
         if let (Some(os), Some(release)) = (&node.osystem, &node.distro_series) {
             return Ok((os.clone(), release.clone()));
         }
-        let get = |key| self.store().get_setting(key).map_err(ServiceError::from_store);
+        let get = |key| {
+            self.store()
+                .get_setting(key)
+                .map_err(ServiceError::from_store)
+        };
         match (
             get(SettingKey::DefaultOsystem)?,
             get(SettingKey::DefaultDistroSeries)?,
@@ -273,7 +286,9 @@ impl RegionService {
         let Some(peer) = peers.get(cluster) else {
             return Err(ServiceError::unavailable(
                 "cluster_unavailable",
-                format!("the node's cluster {cluster} is not connected; it supplies the preseed data"),
+                format!(
+                    "the node's cluster {cluster} is not connected; it supplies the preseed data"
+                ),
             ));
         };
         let license_key = self
@@ -298,7 +313,10 @@ impl RegionService {
                 ErrorKind::NoSuchOperatingSystem | ErrorKind::NoSuchRelease => {
                     ServiceError::conflict(
                         "cluster_lacks_os",
-                        format!("cluster {cluster} does not know {}/{}: {}", ctx.osystem, ctx.release, err.message),
+                        format!(
+                            "cluster {cluster} does not know {}/{}: {}",
+                            ctx.osystem, ctx.release, err.message
+                        ),
                     )
                 }
                 _ => ServiceError::unavailable(

@@ -13,8 +13,8 @@ use osmesh_net::peer::Peer;
 use std::collections::BTreeMap;
 
 use super::{
-    CachedOsystems, ClusterStatus, ConnectedPeers, ListClusters, LiveOsystems, Now,
-    OsystemsAnswer, RegionActor,
+    CachedOsystems, ClusterStatus, ConnectedPeers, ListClusters, LiveOsystems, Now, OsystemsAnswer,
+    RegionActor,
 };
 
 /// The live fan-out's deadline when the caller gives none.
@@ -73,9 +73,7 @@ impl ServiceError {
     /// the call site, where the operation knows what they mean.
     pub fn from_store(err: StoreError) -> Self {
         match err {
-            StoreError::Connection(_) => {
-                Self::unavailable("database_unavailable", err.to_string())
-            }
+            StoreError::Connection(_) => Self::unavailable("database_unavailable", err.to_string()),
             other => Self::new(FailureKind::Internal, "store_failed", other.to_string()),
         }
     }

@@ -42,10 +42,7 @@ impl OsSettings {
         let pick = |new: &Option<String>, old: &Option<String>| new.clone().or(old.clone());
         OsSettings {
             default_osystem: pick(&update.default_osystem, &self.default_osystem),
-            default_distro_series: pick(
-                &update.default_distro_series,
-                &self.default_distro_series,
-            ),
+            default_distro_series: pick(&update.default_distro_series, &self.default_distro_series),
             commissioning_distro_series: pick(
                 &update.commissioning_distro_series,
                 &self.commissioning_distro_series,
@@ -122,8 +119,12 @@ pub fn check_settings(
                 .osystem(os)
                 .map(|o| o.releases.iter().map(|r| r.name.clone()).collect())
                 .unwrap_or_default();
-            refuse_unless(release, &choices, "default_distro_series")
-                .map_err(|e| ServiceError { message: format!("{} (releases of {os})", e.message), ..e })?;
+            refuse_unless(release, &choices, "default_distro_series").map_err(|e| {
+                ServiceError {
+                    message: format!("{} (releases of {os})", e.message),
+                    ..e
+                }
+            })?;
         }
     }
     if let Some(release) = &update.commissioning_distro_series {

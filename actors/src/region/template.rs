@@ -151,7 +151,10 @@ mod tests {
         check(&[], None);
         check(&["generic"], Some("generic"));
         check(&["generic", "curtin"], Some("curtin"));
-        check(&["curtin", "curtin_ubuntu_amd64"], Some("curtin_ubuntu_amd64"));
+        check(
+            &["curtin", "curtin_ubuntu_amd64"],
+            Some("curtin_ubuntu_amd64"),
+        );
         check(
             &["curtin_ubuntu", "curtin_ubuntu_amd64_generic_jammy_n1"],
             Some("curtin_ubuntu_amd64_generic_jammy_n1"),
@@ -184,7 +187,8 @@ mod tests {
 
     #[test]
     fn undefined_variables_fail_instead_of_rendering_empty() {
-        let err = render_template("generic", "ok\nkey={{ data.license_key }}", &node()).unwrap_err();
+        let err =
+            render_template("generic", "ok\nkey={{ data.license_key }}", &node()).unwrap_err();
         assert_eq!(err.line, Some(2), "{err}");
     }
 }
