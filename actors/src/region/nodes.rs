@@ -368,3 +368,94 @@ fn valid_hostname(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osmesh_core::mesh::{ClusterAnswer, ClusterReport};
+    use osmesh_core::{BootImage, OsystemInfo, ReleaseInfo};
+    use std::collections::BTreeMap;
+
+    fn os(name: &str, release: &str, key: bool) -> OsystemInfo {
+        OsystemInfo {
+            name: name.into(),
+            title: name.into(),
+            releases: vec![ReleaseInfo {
+                name: release.into(),
+                title: release.into(),
+                requires_license_key: key,
+                can_commission: false,
+            }],
+            default_release: None,
+            default_commissioning_release: None,
+        }
+    }
+
+    fn image(os: &str, arch: &str, release: &str, purpose: Purpose) -> BootImage {
+        BootImage {
+            osystem: os.into(),
+            arch: arch.into(),
+            subarch: "generic".into(),
+            release: release.into(),
+            label: "stable".into(),
+            purposes: [purpose].into(),
+        }
+    }
+
+    /// `a` holds ubuntu/jammy amd64 for install, `b` for xinstall, `c` only for
+    /// commissioning; `w` holds windows/win2019 amd64 (which needs a key).
+    fn view() -> MeshView {
+        let report = |osystems, images| ClusterAnswer::Answered(ClusterReport { osystems, images });
+        let jammy = |p| vec![image("ubuntu", "amd64", "jammy", p)];
+        let answers = BTreeMap::from([
+            (
+                ClusterId::new("a"),
+                report(vec![os("ubuntu", "jammy", false)], jammy(Purpose::Install)),
+            ),
+            (
+                ClusterId::new("b"),
+                report(vec![os("ubuntu", "jammy", false)], jammy(Purpose::Xinstall)),
+            ),
+            (
+                ClusterId::new("c"),
+                report(
+                    vec![os("ubuntu", "jammy", false)],
+                    jammy(Purpose::Commissioning),
+                ),
+            ),
+            (
+                ClusterId::new("w"),
+                report(
+                    vec![os("windows", "win2019", true)],
+                    vec![image("windows", "amd64", "win2019", Purpose::Install)],
+                ),
+            ),
+        ]);
+        MeshView::from_answers(&answers)
+    }
+
+    fn check(os: &str, release: &str, arch: &str, expected: Result<(&[&str], bool), &str>) {
+        let got = plan_allocation(&view(), os, release, arch)
+            .map(|p| {
+                (
+                    p.clusters
+                        .iter()
+                        .map(|c| c.as_str().to_owned())
+                        .collect::<Vec<_>>(),
+                    p.requires_license_key,
+                )
+            })
+            .map_err(|e| e.code);
+        let expected = expected.map(|(cs, key)| (cs.iter().map(|c| c.to_string()).collect(), key));
+        assert_eq!(got, expected, "{os}/{release}/{arch}");
+    }
+
+    #[test]
+    fn allocation_plans_use_install_and_xinstall_images_only() {
+        check("ubuntu", "jammy", "amd64", Ok((&["a", "b"], false)));
+        check("windows", "win2019", "amd64", Ok((&["w"], true)));
+        check("ubuntu", "jammy", "arm64", Err("no_cluster_with_image"));
+        check("ubuntu", "noble", "amd64", Err("no_such_release"));
+        check("plan9", "4", "amd64", Err("no_such_osystem"));
+    }
+}

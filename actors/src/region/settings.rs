@@ -154,3 +154,109 @@ fn refuse_unless(value: &str, choices: &[String], field: &str) -> Result<(), Ser
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osmesh_core::mesh::{ClusterAnswer, ClusterReport};
+    use osmesh_core::{ClusterId, OsystemInfo, ReleaseInfo};
+    use std::collections::BTreeMap;
+
+    fn release(name: &str, can_commission: bool) -> ReleaseInfo {
+        ReleaseInfo {
+            name: name.into(),
+            title: name.into(),
+            requires_license_key: false,
+            can_commission,
+        }
+    }
+
+    fn view() -> MeshView {
+        let osystems = vec![
+            OsystemInfo {
+                name: "ubuntu".into(),
+                title: "Ubuntu".into(),
+                releases: vec![
+                    release("noble", true),
+                    release("jammy", true),
+                    release("oracular", false),
+                ],
+                default_release: None,
+                default_commissioning_release: None,
+            },
+            OsystemInfo {
+                name: "centos".into(),
+                title: "CentOS".into(),
+                releases: vec![release("centos7", false)],
+                default_release: None,
+                default_commissioning_release: None,
+            },
+        ];
+        let answer = ClusterAnswer::Answered(ClusterReport {
+            osystems,
+            images: vec![],
+        });
+        MeshView::from_answers(&BTreeMap::from([(ClusterId::new("a"), answer)]))
+    }
+
+    fn settings(
+        os: Option<&str>,
+        release: Option<&str>,
+        commissioning: Option<&str>,
+    ) -> OsSettings {
+        OsSettings {
+            default_osystem: os.map(Into::into),
+            default_distro_series: release.map(Into::into),
+            commissioning_distro_series: commissioning.map(Into::into),
+        }
+    }
+
+    fn check(current: OsSettings, update: OsSettings, expected: Result<(), &str>) {
+        let merged = current.merged(&update);
+        let got = check_settings(&view(), &merged, &update).map_err(|e| e.message);
+        match (got, expected) {
+            (Ok(()), Ok(())) => {}
+            (Err(message), Err(wanted)) => {
+                assert!(message.contains(wanted), "{update:?}: {message}")
+            }
+            (got, expected) => panic!("{update:?}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_against_the_view() {
+        let none = OsSettings::default();
+        check(
+            none.clone(),
+            settings(Some("ubuntu"), Some("jammy"), Some("noble")),
+            Ok(()),
+        );
+        check(
+            none.clone(),
+            settings(Some("plan9"), None, None),
+            Err("valid choices: centos, ubuntu"),
+        );
+        check(
+            none.clone(),
+            settings(None, Some("jammy"), None),
+            Err("needs a default_osystem"),
+        );
+        check(
+            settings(Some("ubuntu"), None, None),
+            settings(None, Some("centos7"), None),
+            Err("valid choices: jammy, noble, oracular"),
+        );
+        check(
+            none.clone(),
+            settings(None, None, Some("oracular")),
+            Err("valid choices: jammy, noble"),
+        );
+        // Changing the OS re-checks the stored release against the new OS.
+        check(
+            settings(Some("ubuntu"), Some("jammy"), None),
+            settings(Some("centos"), None, None),
+            Err("valid choices: centos7"),
+        );
+        check(none.clone(), none, Err("at least one"));
+    }
+}
