@@ -9,10 +9,15 @@ use crate::table::Table;
 #[derive(clap::Args)]
 pub struct ApiArgs {
     /// The region's HTTP API.
-    #[arg(long, env = "OSMESH_API", default_value = "http://127.0.0.1:5240")]
+    #[arg(
+        long,
+        env = "OSMESH_API",
+        default_value = "http://127.0.0.1:5240",
+        global = true
+    )]
     pub api: String,
     /// Print the API's JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -34,7 +39,55 @@ fn get_json<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> Result<(T, serde_
     Ok((typed, value))
 }
 
-fn print_json(value: &serde_json::Value) -> Result<()> {
+/// Sends `method` to `path` with an optional JSON body; the decoded answer (`null` for an
+/// empty one). A refusal becomes an error carrying the API's code and message.
+pub fn call_json(
+    api: &ApiArgs,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let url = format!("{}{path}", api.api.trim_end_matches('/'));
+    let request = ureq::request(method, &url);
+    let result = match body {
+        Some(body) => request.send_json(body),
+        None => request.call(),
+    };
+    match result {
+        Ok(response) => {
+            let text = response
+                .into_string()
+                .with_context(|| format!("cannot read the answer from {url}"))?;
+            if text.is_empty() {
+                return Ok(serde_json::Value::Null);
+            }
+            serde_json::from_str(&text).with_context(|| format!("bad JSON from {url}"))
+        }
+        Err(ureq::Error::Status(status, response)) => {
+            let body: serde_json::Value = response.into_json().unwrap_or_default();
+            match (body["code"].as_str(), body["message"].as_str()) {
+                (Some(code), Some(message)) => anyhow::bail!("{status} {code}: {message}"),
+                _ => anyhow::bail!("{url} answered {status}: {body}"),
+            }
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot reach the region at {url}")),
+    }
+}
+
+/// `call_json` decoded into `T`, with the raw JSON beside it for `--json`.
+pub fn call_typed<T: DeserializeOwned>(
+    api: &ApiArgs,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(T, serde_json::Value)> {
+    let value = call_json(api, method, path, body)?;
+    let typed = serde_json::from_value(value.clone())
+        .with_context(|| format!("unexpected answer from {path}"))?;
+    Ok((typed, value))
+}
+
+pub fn print_json(value: &serde_json::Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -74,7 +127,7 @@ pub fn osystems(api: &ApiArgs, live: bool, timeout_ms: Option<u64>) -> Result<()
     Ok(())
 }
 
-fn yes_no(b: bool) -> &'static str {
+pub fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
     } else {

@@ -2,7 +2,9 @@
 //! one process over real loopback TCP, until Ctrl-C.
 
 use anyhow::{Context, Result};
-use osmesh_cluster::sample::{sample_declares_os, write_sample_tree, SAMPLE_DECLARED_OS};
+use osmesh_cluster::sample::{
+    sample_declares_os, sample_templates, write_sample_tree, SAMPLE_DECLARED_OS,
+};
 use osmesh_cluster::{Args as ClusterArgs, ClusterConfig};
 use osmesh_region::config::RegionConfig;
 use rand::RngCore;
@@ -59,6 +61,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
         println!("  data in {}", dir.display());
         println!("  try:  curl -s {api}/api/v1/osystems | head");
         println!("        cargo run --release -- osystems --api {api} --live");
+        println!("        cargo run --release -- preseeds list --api {api}");
         println!("  Ctrl-C to stop");
         actix_rt::spawn(region.server);
         tokio::signal::ctrl_c().await?;
@@ -92,7 +95,7 @@ fn cluster_config(
     } else {
         None
     };
-    ClusterConfig::from_args(ClusterArgs {
+    let mut config = ClusterConfig::from_args(ClusterArgs {
         id: None,
         name: name.to_string(),
         regions: vec![region.to_string()],
@@ -101,5 +104,7 @@ fn cluster_config(
         declared_os,
         preseeds: None,
         rescan_secs: 5,
-    })
+    })?;
+    config.templates = sample_templates(variant);
+    Ok(config)
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod demo;
+mod domain;
 mod table;
 
 use anyhow::Result;
@@ -46,6 +47,35 @@ enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// License keys per OS release, validated by a cluster, shown masked.
+    #[command(name = "license-keys")]
+    LicenseKeys {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: domain::LicenseKeysCommand,
+    },
+    /// Default OS, release and commissioning release.
+    Settings {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: domain::SettingsCommand,
+    },
+    /// Nodes: enlist, allocate, release, render preseeds.
+    Nodes {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: domain::NodesCommand,
+    },
+    /// Versioned preseed templates: list, history, edit, resolve conflicts.
+    Preseeds {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: domain::PreseedsCommand,
+    },
 }
 
 fn main() -> Result<()> {
@@ -71,5 +101,9 @@ fn main() -> Result<()> {
             timeout_ms,
         } => client::osystems(&api, live, timeout_ms),
         Command::Clusters { api } => client::clusters(&api),
+        Command::LicenseKeys { api, command } => domain::license_keys(&api, command),
+        Command::Settings { api, command } => domain::settings(&api, command),
+        Command::Nodes { api, command } => domain::nodes(&api, command),
+        Command::Preseeds { api, command } => domain::preseeds(&api, command),
     }
 }

@@ -142,3 +142,38 @@ title = "ACME Linux 2"
 pub fn sample_declares_os(variant: usize) -> bool {
     variant % 3 == 2
 }
+
+/// The preseed templates sample variant `variant` ships: every variant a `generic` one; the
+/// Ubuntu clusters a `curtin_ubuntu`; the Windows cluster a `curtin_windows` that carries the
+/// license key its driver hands out.
+pub fn sample_templates(variant: usize) -> Vec<osmesh_net::messages::PreseedTemplate> {
+    const GENERIC: &str = "# generic preseed for {{ hostname }} ({{ arch }}/{{ subarch }})\n\
+                           # {{ osystem }} {{ release }}, served by {{ cluster }}\n";
+    const UBUNTU: &str = "#cloud-config\n\
+                          hostname: {{ hostname }}\n\
+                          # curtin installs {{ osystem }} {{ release }} on {{ arch }}\n";
+    const WINDOWS: &str = "<!-- unattend for {{ hostname }}: {{ osystem }} {{ release }} -->\n\
+                           {% if data.license_key is defined %}<ProductKey>{{ data.license_key }}</ProductKey>\n{% endif %}";
+    let template =
+        |name: &str, osystem: Option<&str>, content: &str| osmesh_net::messages::PreseedTemplate {
+            name: name.to_owned(),
+            osystem: osystem.map(str::to_owned),
+            content: content.to_owned(),
+        };
+    let mut templates = vec![template("generic", None, GENERIC)];
+    match variant % 3 {
+        0 => templates.push(template("curtin_ubuntu", Some("ubuntu"), UBUNTU)),
+        1 => templates.push(template("curtin_windows", Some("windows"), WINDOWS)),
+        _ => {}
+    }
+    templates
+}
+
+/// Writes [`sample_templates`] into `dir`, one file per template, for `clusterd --preseeds`.
+pub fn write_sample_templates(dir: &Path, variant: usize) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for template in sample_templates(variant) {
+        std::fs::write(dir.join(&template.name), template.content)?;
+    }
+    Ok(())
+}

@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
+mod license_keys;
+mod nodes;
+mod preseeds;
+mod settings;
+
 /// An API refusal: the service's error, rendered as JSON with its status.
 #[derive(Debug)]
 pub struct ApiError(pub ServiceError);
@@ -56,7 +61,15 @@ fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError(ServiceError::new(FailureKind::BadRequest, code, message))
 }
 
+/// The largest JSON body accepted (preseed templates are the big ones).
+pub const MAX_BODY: usize = 1 << 20;
+
 type ApiResult = Result<HttpResponse, ApiError>;
+
+/// A resource whose unsupported methods answer a JSON 405, like every other refusal.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
 
 /// Mounts every route, with JSON errors for malformed queries, bodies and paths.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -67,13 +80,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .into()
     }))
-    .app_data(web::JsonConfig::default().error_handler(|err, _req| {
-        error::InternalError::from_response(
-            err.to_string(),
-            bad_request("bad_body", err.to_string()).error_response(),
-        )
-        .into()
-    }))
+    .app_data(
+        web::JsonConfig::default()
+            .limit(MAX_BODY)
+            .error_handler(|err, _req| {
+                error::InternalError::from_response(
+                    err.to_string(),
+                    bad_request("bad_body", err.to_string()).error_response(),
+                )
+                .into()
+            }),
+    )
     .app_data(web::PathConfig::default().error_handler(|err, _req| {
         error::InternalError::from_response(
             err.to_string(),
@@ -81,7 +98,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .into()
     }))
-    .service(
+    .service(domain_routes(
         web::scope("/api/v1")
             .route("/clusters", web::get().to(clusters))
             .route("/osystems", web::get().to(osystems))
@@ -89,8 +106,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/osystems/{name}/releases/{release}",
                 web::get().to(release),
             ),
-    )
+    ))
     .default_service(web::to(not_found));
+}
+
+/// License keys, settings, nodes and preseeds.
+fn domain_routes(scope: actix_web::Scope) -> actix_web::Scope {
+    let scope = license_keys::routes(scope);
+    let scope = settings::routes(scope);
+    let scope = nodes::routes(scope);
+    preseeds::routes(scope)
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    HttpResponse::MethodNotAllowed().json(ErrorBody {
+        code: "method_not_allowed",
+        message: &format!("{} is not allowed on {}", req.method(), req.path()),
+    })
 }
 
 async fn not_found(req: HttpRequest) -> ApiResult {

@@ -2,7 +2,12 @@
 //! pushed snapshot), the two read paths over them (cached snapshots at once; live fan-out with
 //! one deadline), and persistence of what clusters report.
 
+pub mod license;
+pub mod nodes;
+pub mod preseed;
 pub mod service;
+pub mod settings;
+pub mod template;
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -608,5 +613,18 @@ impl Handler<ConnectedPeers> for RegionActor {
             .filter_map(|(id, entry)| entry.peer().map(|p| (id.clone(), p)))
             .collect();
         MessageResult(peers)
+    }
+}
+
+/// The region clock's now (unix ms), for the timestamps the service stores.
+#[derive(Message)]
+#[rtype(result = "i64")]
+pub struct Now;
+
+impl Handler<Now> for RegionActor {
+    type Result = i64;
+
+    fn handle(&mut self, _msg: Now, _ctx: &mut Self::Context) -> i64 {
+        self.clock.now_ms()
     }
 }

@@ -7,10 +7,14 @@ use osmesh_core::mesh::MeshRelease;
 use serde::Serialize;
 use std::time::Duration;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use osmesh_core::ClusterId;
+use osmesh_net::peer::Peer;
+use std::collections::BTreeMap;
 
 use super::{
-    CachedOsystems, ClusterStatus, ListClusters, LiveOsystems, OsystemsAnswer, RegionActor,
+    CachedOsystems, ClusterStatus, ConnectedPeers, ListClusters, LiveOsystems, Now, OsystemsAnswer,
+    RegionActor,
 };
 
 /// The live fan-out's deadline when the caller gives none.
@@ -48,7 +52,33 @@ impl ServiceError {
         }
     }
 
-    fn region_gone(err: MailboxError) -> Self {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(FailureKind::BadRequest, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(FailureKind::NotFound, code, message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Conflict, code, message)
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Unavailable, code, message)
+    }
+
+    /// A store failure the caller did not expect (a lost database is `Unavailable`, the
+    /// rest `Internal`). Expected outcomes (`NotFound`, `Conflict`, `Stale`) are mapped at
+    /// the call site, where the operation knows what they mean.
+    pub fn from_store(err: StoreError) -> Self {
+        match err {
+            StoreError::Connection(_) => Self::unavailable("database_unavailable", err.to_string()),
+            other => Self::new(FailureKind::Internal, "store_failed", other.to_string()),
+        }
+    }
+
+    pub(crate) fn region_gone(err: MailboxError) -> Self {
         Self::new(
             FailureKind::Unavailable,
             "region_unavailable",
@@ -92,6 +122,24 @@ impl RegionService {
 
     pub fn region(&self) -> &Addr<RegionActor> {
         &self.region
+    }
+
+    /// The region clock's now (unix ms; virtual under the simulator), for stored timestamps.
+    pub async fn now_ms(&self) -> Result<i64, ServiceError> {
+        self.region
+            .send(Now)
+            .await
+            .map_err(ServiceError::region_gone)
+    }
+
+    /// The clusters connected now, by id.
+    pub async fn connected_peers(&self) -> Result<BTreeMap<ClusterId, Peer>, ServiceError> {
+        let peers = self
+            .region
+            .send(ConnectedPeers)
+            .await
+            .map_err(ServiceError::region_gone)?;
+        Ok(peers.into_iter().collect())
     }
 
     pub async fn clusters(&self) -> Result<Vec<ClusterStatus>, ServiceError> {

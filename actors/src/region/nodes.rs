@@ -1,0 +1,461 @@
+//! Nodes: enlisting through a known cluster, and allocation that only picks a node whose
+//! cluster holds a boot image for the requested OS, release and arch (and only when a
+//! license key is stored for a release that needs one). Allocation is the store's atomic
+//! claim, so concurrent requests never get the same node.
+
+use osmesh_core::mesh::MeshView;
+use osmesh_core::{ClusterId, Purpose};
+use serde::{Deserialize, Serialize};
+
+use super::license::list_or_none;
+use super::service::{RegionService, ServiceError};
+use crate::store::{AllocationRequest, NewNode, NodeRecord, StoreError};
+
+/// A node can be installed by a cluster holding an image of the release with either
+/// purpose: `install` (netboot kernel + initrd, the installer runs) or `xinstall` (a root
+/// image or tarball written to disk, as curtin does). Images with only `commissioning` or
+/// `diskless` do not count.
+pub const INSTALL_PURPOSES: [Purpose; 2] = [Purpose::Install, Purpose::Xinstall];
+
+/// The subarchitecture of a node enlisted without one.
+pub const DEFAULT_SUBARCH: &str = "generic";
+
+/// A node to enlist.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnlistRequest {
+    pub hostname: String,
+    pub arch: String,
+    #[serde(default)]
+    pub subarch: Option<String>,
+    pub cluster: ClusterId,
+    #[serde(default)]
+    pub system_id: Option<String>,
+    #[serde(default)]
+    pub power_type: Option<String>,
+    #[serde(default)]
+    pub power_parameters: Option<serde_json::Value>,
+}
+
+/// What an allocation asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocateRequest {
+    pub osystem: String,
+    pub distro_series: String,
+    pub arch: String,
+    #[serde(default)]
+    pub subarch: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+/// A node as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: i64,
+    pub system_id: Option<String>,
+    pub hostname: String,
+    pub arch: String,
+    pub subarch: String,
+    pub cluster: ClusterId,
+    pub power_type: Option<String>,
+    pub power_parameters: Option<serde_json::Value>,
+    /// `ready` or `allocated`.
+    pub status: String,
+    pub osystem: Option<String>,
+    pub distro_series: Option<String>,
+    pub created_at_ms: i64,
+    pub allocated_at_ms: Option<i64>,
+}
+
+impl From<NodeRecord> for NodeView {
+    fn from(node: NodeRecord) -> Self {
+        NodeView {
+            id: node.id,
+            system_id: node.system_id,
+            hostname: node.hostname,
+            arch: node.arch,
+            subarch: node.subarch,
+            cluster: node.cluster_id,
+            power_type: node.power_type,
+            power_parameters: node.power_parameters,
+            status: node.status.as_str().to_owned(),
+            osystem: node.osystem,
+            distro_series: node.distro_series,
+            created_at_ms: node.created_at_ms,
+            allocated_at_ms: node.allocated_at_ms,
+        }
+    }
+}
+
+/// Where an allocation may look, decided from the view alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocationPlan {
+    /// Clusters holding an install or xinstall image of the release for the arch (sorted).
+    pub clusters: Vec<ClusterId>,
+    pub requires_license_key: bool,
+}
+
+/// Which clusters can install `osystem`/`release` on `arch`, or why none can: the OS or
+/// release is unknown everywhere (`no_such_osystem`, `no_such_release`), or no cluster holds
+/// an image for it (`no_cluster_with_image`).
+pub fn plan_allocation(
+    view: &MeshView,
+    osystem: &str,
+    release: &str,
+    arch: &str,
+) -> Result<AllocationPlan, ServiceError> {
+    let Some(os) = view.osystem(osystem) else {
+        let known: Vec<_> = view.osystems.iter().map(|o| o.name.as_str()).collect();
+        return Err(ServiceError::conflict(
+            "no_such_osystem",
+            format!(
+                "no cluster supports an operating system named {osystem:?}; known: {}",
+                list_or_none(&known)
+            ),
+        ));
+    };
+    let Some(detail) = view.release(osystem, release) else {
+        let known: Vec<_> = os.releases.iter().map(|r| r.name.as_str()).collect();
+        return Err(ServiceError::conflict(
+            "no_such_release",
+            format!(
+                "no cluster supports release {release:?} of {osystem}; known: {}",
+                list_or_none(&known)
+            ),
+        ));
+    };
+    let mut clusters: Vec<ClusterId> = INSTALL_PURPOSES
+        .iter()
+        .flat_map(|purpose| view.is_available(osystem, release, arch, *purpose))
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    if clusters.is_empty() {
+        let held: Vec<_> = detail
+            .available
+            .iter()
+            .map(|(arch, on)| {
+                let names: Vec<_> = on.keys().map(ClusterId::as_str).collect();
+                format!("{arch} on {}", names.join(","))
+            })
+            .collect();
+        return Err(ServiceError::conflict(
+            "no_cluster_with_image",
+            format!(
+                "no cluster holds an install or xinstall image of {osystem}/{release} for {arch}; images exist for: {}",
+                list_or_none(&held)
+            ),
+        ));
+    }
+    Ok(AllocationPlan {
+        clusters,
+        requires_license_key: detail.requires_license_key,
+    })
+}
+
+impl RegionService {
+    /// Enlists a node, `ready`, on a cluster the region knows.
+    pub async fn enlist_node(&self, request: &EnlistRequest) -> Result<NodeView, ServiceError> {
+        let hostname = request.hostname.trim();
+        if !valid_hostname(hostname) {
+            return Err(ServiceError::bad_request(
+                "bad_hostname",
+                format!(
+                    "{hostname:?} is not a hostname (letters, digits, '-' and '.', at most 253)"
+                ),
+            ));
+        }
+        let arch = request.arch.trim();
+        let subarch = request
+            .subarch
+            .as_deref()
+            .map_or(DEFAULT_SUBARCH, str::trim);
+        for (field, value) in [("arch", arch), ("subarch", subarch)] {
+            if !valid_word(value) {
+                return Err(ServiceError::bad_request(
+                    "bad_body",
+                    format!("{field} {value:?} must be letters, digits, '-' or '.'"),
+                ));
+            }
+        }
+        let known = self
+            .store()
+            .get_cluster(&request.cluster)
+            .map_err(ServiceError::from_store)?;
+        if known.is_none() {
+            return Err(self.unknown_cluster(&request.cluster).await);
+        }
+        let node = NewNode {
+            system_id: request.system_id.clone(),
+            hostname: hostname.to_owned(),
+            arch: arch.to_owned(),
+            subarch: subarch.to_owned(),
+            cluster_id: request.cluster.clone(),
+            power_type: request.power_type.clone(),
+            power_parameters: request.power_parameters.clone(),
+        };
+        let now = self.now_ms().await?;
+        let record = self.store().create_node(&node, now).map_err(|e| match e {
+            StoreError::Conflict { .. } => ServiceError::conflict(
+                "node_exists",
+                format!("a node with hostname {hostname:?} or the same system_id exists"),
+            ),
+            other => ServiceError::from_store(other),
+        })?;
+        Ok(record.into())
+    }
+
+    /// Every node, sorted by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, ServiceError> {
+        let nodes = self
+            .store()
+            .list_nodes()
+            .map_err(ServiceError::from_store)?;
+        Ok(nodes.into_iter().map(NodeView::from).collect())
+    }
+
+    pub async fn node(&self, id: i64) -> Result<NodeView, ServiceError> {
+        self.node_record(id).await.map(NodeView::from)
+    }
+
+    pub(crate) async fn node_record(&self, id: i64) -> Result<NodeRecord, ServiceError> {
+        self.store()
+            .get_node(id)
+            .map_err(ServiceError::from_store)?
+            .ok_or_else(|| node_not_found(id))
+    }
+
+    pub async fn delete_node(&self, id: i64) -> Result<(), ServiceError> {
+        self.store().delete_node(id).map_err(|e| match e {
+            StoreError::NotFound { .. } => node_not_found(id),
+            other => ServiceError::from_store(other),
+        })
+    }
+
+    /// Allocates one ready node for the request (see [`plan_allocation`] and
+    /// [`INSTALL_PURPOSES`]); every refusal is a conflict whose code says why:
+    /// `no_such_osystem`, `no_such_release`, `no_cluster_with_image`,
+    /// `license_key_missing` or `no_free_node`.
+    pub async fn allocate_node(&self, request: &AllocateRequest) -> Result<NodeView, ServiceError> {
+        let view = self.osystems_cached().await?.view;
+        let plan = plan_allocation(
+            &view,
+            &request.osystem,
+            &request.distro_series,
+            &request.arch,
+        )?;
+        if plan.requires_license_key {
+            let key = self
+                .store()
+                .get_license_key(&request.osystem, &request.distro_series)
+                .map_err(ServiceError::from_store)?;
+            if key.is_none() {
+                return Err(ServiceError::conflict(
+                    "license_key_missing",
+                    format!(
+                        "{}/{} requires a license key and none is stored; add one first",
+                        request.osystem, request.distro_series
+                    ),
+                ));
+            }
+        }
+        let now = self.now_ms().await?;
+        let claim = AllocationRequest {
+            arch: &request.arch,
+            subarch: request.subarch.as_deref(),
+            cluster_ids: &plan.clusters,
+            hostname: request.hostname.as_deref(),
+            osystem: &request.osystem,
+            distro_series: &request.distro_series,
+        };
+        match self
+            .store()
+            .allocate(&claim, now)
+            .map_err(ServiceError::from_store)?
+        {
+            Some(node) => {
+                tracing::info!(node = node.id, hostname = %node.hostname, osystem = %request.osystem, release = %request.distro_series, "node allocated");
+                Ok(node.into())
+            }
+            None => Err(self.no_free_node(request, &plan, &view)),
+        }
+    }
+
+    /// Returns a node to `ready`.
+    pub async fn release_node(&self, id: i64) -> Result<NodeView, ServiceError> {
+        self.store()
+            .release_node(id)
+            .map(NodeView::from)
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => node_not_found(id),
+                other => ServiceError::from_store(other),
+            })
+    }
+
+    /// The refusal when the image clusters have no free node; it also counts the ready
+    /// nodes of that arch skipped because their cluster lacks the image.
+    fn no_free_node(
+        &self,
+        request: &AllocateRequest,
+        plan: &AllocationPlan,
+        view: &MeshView,
+    ) -> ServiceError {
+        let others: Vec<ClusterId> = view
+            .answered
+            .iter()
+            .chain(view.not_answered.keys())
+            .filter(|c| !plan.clusters.contains(c))
+            .cloned()
+            .collect();
+        let skipped = self
+            .store()
+            .count_ready_nodes(&request.arch, &others)
+            .unwrap_or(0);
+        let names: Vec<_> = plan.clusters.iter().map(ClusterId::as_str).collect();
+        let mut message = format!(
+            "no ready {} node{} on the clusters with an image of {}/{} ({})",
+            request.arch,
+            request
+                .hostname
+                .as_deref()
+                .map(|h| format!(" named {h:?}"))
+                .unwrap_or_default(),
+            request.osystem,
+            request.distro_series,
+            names.join(", ")
+        );
+        if skipped > 0 {
+            message.push_str(&format!(
+                "; {skipped} ready {} node(s) elsewhere were skipped because their cluster has no such image",
+                request.arch
+            ));
+        }
+        ServiceError::conflict("no_free_node", message)
+    }
+
+    async fn unknown_cluster(&self, cluster: &ClusterId) -> ServiceError {
+        let known = match self.store().list_clusters() {
+            Ok(list) => list.into_iter().map(|c| c.id.0).collect(),
+            Err(_) => Vec::new(),
+        };
+        ServiceError::bad_request(
+            "unknown_cluster",
+            format!(
+                "the region knows no cluster {cluster}; known: {}",
+                list_or_none(&known)
+            ),
+        )
+    }
+}
+
+pub(crate) fn node_not_found(id: i64) -> ServiceError {
+    ServiceError::not_found("no_such_node", format!("no node with id {id}"))
+}
+
+fn valid_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+}
+
+fn valid_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with(['-', '.'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osmesh_core::mesh::{ClusterAnswer, ClusterReport};
+    use osmesh_core::{BootImage, OsystemInfo, ReleaseInfo};
+    use std::collections::BTreeMap;
+
+    fn os(name: &str, release: &str, key: bool) -> OsystemInfo {
+        OsystemInfo {
+            name: name.into(),
+            title: name.into(),
+            releases: vec![ReleaseInfo {
+                name: release.into(),
+                title: release.into(),
+                requires_license_key: key,
+                can_commission: false,
+            }],
+            default_release: None,
+            default_commissioning_release: None,
+        }
+    }
+
+    fn image(os: &str, arch: &str, release: &str, purpose: Purpose) -> BootImage {
+        BootImage {
+            osystem: os.into(),
+            arch: arch.into(),
+            subarch: "generic".into(),
+            release: release.into(),
+            label: "stable".into(),
+            purposes: [purpose].into(),
+        }
+    }
+
+    /// `a` holds ubuntu/jammy amd64 for install, `b` for xinstall, `c` only for
+    /// commissioning; `w` holds windows/win2019 amd64 (which needs a key).
+    fn view() -> MeshView {
+        let report = |osystems, images| ClusterAnswer::Answered(ClusterReport { osystems, images });
+        let jammy = |p| vec![image("ubuntu", "amd64", "jammy", p)];
+        let answers = BTreeMap::from([
+            (
+                ClusterId::new("a"),
+                report(vec![os("ubuntu", "jammy", false)], jammy(Purpose::Install)),
+            ),
+            (
+                ClusterId::new("b"),
+                report(vec![os("ubuntu", "jammy", false)], jammy(Purpose::Xinstall)),
+            ),
+            (
+                ClusterId::new("c"),
+                report(
+                    vec![os("ubuntu", "jammy", false)],
+                    jammy(Purpose::Commissioning),
+                ),
+            ),
+            (
+                ClusterId::new("w"),
+                report(
+                    vec![os("windows", "win2019", true)],
+                    vec![image("windows", "amd64", "win2019", Purpose::Install)],
+                ),
+            ),
+        ]);
+        MeshView::from_answers(&answers)
+    }
+
+    fn check(os: &str, release: &str, arch: &str, expected: Result<(&[&str], bool), &str>) {
+        let got = plan_allocation(&view(), os, release, arch)
+            .map(|p| {
+                (
+                    p.clusters
+                        .iter()
+                        .map(|c| c.as_str().to_owned())
+                        .collect::<Vec<_>>(),
+                    p.requires_license_key,
+                )
+            })
+            .map_err(|e| e.code);
+        let expected = expected.map(|(cs, key)| (cs.iter().map(|c| c.to_string()).collect(), key));
+        assert_eq!(got, expected, "{os}/{release}/{arch}");
+    }
+
+    #[test]
+    fn allocation_plans_use_install_and_xinstall_images_only() {
+        check("ubuntu", "jammy", "amd64", Ok((&["a", "b"], false)));
+        check("windows", "win2019", "amd64", Ok((&["w"], true)));
+        check("ubuntu", "jammy", "arm64", Err("no_cluster_with_image"));
+        check("ubuntu", "noble", "amd64", Err("no_such_release"));
+        check("plan9", "4", "amd64", Err("no_such_osystem"));
+    }
+}

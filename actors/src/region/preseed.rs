@@ -1,0 +1,349 @@
+//! Versioned preseeds as the operator sees them: the current version of each, the full
+//! history, edits based on a version (a stale base is a conflict naming the current one),
+//! conflict resolution, and rendering the most specific template for a node with the data
+//! its cluster returns.
+
+use osmesh_core::ClusterId;
+use osmesh_net::messages::{ErrorKind, GetPreseedData, NodeContext};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::license::list_or_none;
+use super::service::{RegionService, ServiceError};
+use super::template::{check_template, most_specific, render_template, PreseedContext};
+use crate::store::{
+    PreseedConflict, PreseedOrigin, PreseedRecord, PreseedVersion, SettingKey, StoreError,
+};
+
+/// How long the node's cluster has to answer `GetPreseedData`.
+pub const PRESEED_DATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One version of a template.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreseedVersionView {
+    pub name: String,
+    pub version: i32,
+    pub osystem: Option<String>,
+    /// `cluster` or `operator`.
+    pub origin: String,
+    /// The cluster that shipped it, for `cluster` versions.
+    pub origin_cluster: Option<ClusterId>,
+    pub parent_version: Option<i32>,
+    pub content: String,
+    pub content_hash: String,
+    pub created_at_ms: i64,
+}
+
+impl From<PreseedVersion> for PreseedVersionView {
+    fn from(v: PreseedVersion) -> Self {
+        let (origin, origin_cluster) = match v.origin {
+            PreseedOrigin::Cluster(cluster) => ("cluster", Some(cluster)),
+            PreseedOrigin::Operator => ("operator", None),
+        };
+        PreseedVersionView {
+            name: v.name,
+            version: v.version,
+            osystem: v.osystem,
+            origin: origin.to_owned(),
+            origin_cluster,
+            parent_version: v.parent_version,
+            content: v.content,
+            content_hash: v.content_hash,
+            created_at_ms: v.created_at_ms,
+        }
+    }
+}
+
+/// A cluster change that disagrees with the operator's edit; both versions are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictView {
+    /// The operator's version, current while the conflict lasts.
+    pub operator_version: i32,
+    /// The cluster's newest version.
+    pub cluster_version: i32,
+}
+
+impl From<PreseedConflict> for ConflictView {
+    fn from(c: PreseedConflict) -> Self {
+        ConflictView {
+            operator_version: c.operator_version,
+            cluster_version: c.cluster_version,
+        }
+    }
+}
+
+/// A preseed: its current version and any conflict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreseedView {
+    pub name: String,
+    pub current: PreseedVersionView,
+    pub in_conflict: bool,
+    pub conflict: Option<ConflictView>,
+    pub updated_at_ms: i64,
+}
+
+impl From<PreseedRecord> for PreseedView {
+    fn from(r: PreseedRecord) -> Self {
+        PreseedView {
+            name: r.current.name.clone(),
+            current: r.current.into(),
+            in_conflict: r.conflict.is_some(),
+            conflict: r.conflict.map(ConflictView::from),
+            updated_at_ms: r.updated_at_ms,
+        }
+    }
+}
+
+/// An operator's edit: the new content and the version it was based on.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreseedEdit {
+    pub content: String,
+    pub based_on_version: i32,
+}
+
+/// A rendered preseed and what it was rendered from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedPreseed {
+    pub node_id: i64,
+    pub hostname: String,
+    pub preseed_type: String,
+    pub osystem: String,
+    pub distro_series: String,
+    pub cluster: ClusterId,
+    /// The template chosen (the most specific that exists) and its current version.
+    pub template: String,
+    pub template_version: i32,
+    pub content: String,
+}
+
+impl RegionService {
+    /// Every preseed's current version and conflict flag, sorted by name.
+    pub async fn preseeds(&self) -> Result<Vec<PreseedView>, ServiceError> {
+        let list = self
+            .store()
+            .list_preseeds()
+            .map_err(ServiceError::from_store)?;
+        Ok(list.into_iter().map(PreseedView::from).collect())
+    }
+
+    pub async fn preseed(&self, name: &str) -> Result<PreseedView, ServiceError> {
+        self.store()
+            .get_preseed(name)
+            .map_err(ServiceError::from_store)?
+            .map(PreseedView::from)
+            .ok_or_else(|| preseed_not_found(name))
+    }
+
+    /// Every version of `name`, oldest first.
+    pub async fn preseed_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<PreseedVersionView>, ServiceError> {
+        let versions = self
+            .store()
+            .history(name)
+            .map_err(|e| preseed_error(name, e))?;
+        Ok(versions.into_iter().map(PreseedVersionView::from).collect())
+    }
+
+    /// Stores an operator's edit as a new current version. The content must parse as a
+    /// template; the edit must be based on the current version (else `stale_preseed`, a
+    /// conflict naming the current version). An edit during a conflict resolves it.
+    pub async fn edit_preseed(
+        &self,
+        name: &str,
+        edit: &PreseedEdit,
+    ) -> Result<PreseedView, ServiceError> {
+        check_template(name, &edit.content)
+            .map_err(|e| ServiceError::bad_request("bad_template", e.to_string()))?;
+        let now = self.now_ms().await?;
+        let record = self
+            .store()
+            .operator_edit(name, &edit.content, edit.based_on_version, now)
+            .map_err(|e| preseed_error(name, e))?;
+        Ok(record.into())
+    }
+
+    /// Ends a conflict by making `version` (either side) current.
+    pub async fn resolve_preseed(
+        &self,
+        name: &str,
+        version: i32,
+    ) -> Result<PreseedView, ServiceError> {
+        let now = self.now_ms().await?;
+        let record = self
+            .store()
+            .resolve_conflict(name, version, now)
+            .map_err(|e| preseed_error(name, e))?;
+        Ok(record.into())
+    }
+
+    /// Renders the most specific template of `preseed_type` for node `id`: with the node's
+    /// OS if it is allocated, else the default OS settings; filled with the node's data and
+    /// what its cluster returns from `GetPreseedData` (given the stored license key).
+    pub async fn render_preseed(
+        &self,
+        id: i64,
+        preseed_type: &str,
+    ) -> Result<RenderedPreseed, ServiceError> {
+        if preseed_type.is_empty()
+            || !preseed_type
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ServiceError::bad_request(
+                "bad_preseed_type",
+                format!("preseed type {preseed_type:?} must be letters, digits, '_' or '-'"),
+            ));
+        }
+        let node = self.node_record(id).await?;
+        let (osystem, release) = self.node_os(&node)?;
+        let mut ctx = PreseedContext {
+            preseed_type: preseed_type.to_owned(),
+            hostname: node.hostname.clone(),
+            arch: node.arch.clone(),
+            subarch: node.subarch.clone(),
+            osystem,
+            release,
+            cluster: node.cluster_id.to_string(),
+            data: Default::default(),
+        };
+        let records = self
+            .store()
+            .list_preseeds()
+            .map_err(ServiceError::from_store)?;
+        let names: BTreeSet<String> = records.iter().map(|r| r.current.name.clone()).collect();
+        let Some(chosen) = most_specific(&ctx, &names) else {
+            return Err(ServiceError::not_found(
+                "no_preseed_template",
+                format!(
+                    "no template serves node {} ({preseed_type}); looked for: {}",
+                    node.hostname,
+                    list_or_none(&super::template::template_candidates(&ctx))
+                ),
+            ));
+        };
+        let template = records
+            .into_iter()
+            .find(|r| r.current.name == chosen)
+            .map(|r| r.current)
+            .ok_or_else(|| preseed_not_found(&chosen))?;
+        ctx.data = self.preseed_data(&node.cluster_id, &ctx).await?;
+        let content = render_template(&chosen, &template.content, &ctx).map_err(|e| {
+            ServiceError::new(
+                super::service::FailureKind::Internal,
+                "preseed_render_failed",
+                format!("version {} of {e}", template.version),
+            )
+        })?;
+        Ok(RenderedPreseed {
+            node_id: node.id,
+            hostname: node.hostname,
+            preseed_type: preseed_type.to_owned(),
+            osystem: ctx.osystem,
+            distro_series: ctx.release,
+            cluster: node.cluster_id,
+            template: chosen,
+            template_version: template.version,
+            content,
+        })
+    }
+
+    /// The node's OS and release: its allocation's, else the default settings.
+    fn node_os(&self, node: &crate::store::NodeRecord) -> Result<(String, String), ServiceError> {
+        if let (Some(os), Some(release)) = (&node.osystem, &node.distro_series) {
+            return Ok((os.clone(), release.clone()));
+        }
+        let get = |key| {
+            self.store()
+                .get_setting(key)
+                .map_err(ServiceError::from_store)
+        };
+        match (
+            get(SettingKey::DefaultOsystem)?,
+            get(SettingKey::DefaultDistroSeries)?,
+        ) {
+            (Some(os), Some(release)) => Ok((os, release)),
+            _ => Err(ServiceError::conflict(
+                "node_has_no_os",
+                format!(
+                    "node {} is not allocated and no default OS and release are set",
+                    node.hostname
+                ),
+            )),
+        }
+    }
+
+    /// Asks the node's cluster for the OS-specific preseed data.
+    async fn preseed_data(
+        &self,
+        cluster: &ClusterId,
+        ctx: &PreseedContext,
+    ) -> Result<std::collections::BTreeMap<String, String>, ServiceError> {
+        let peers = self.connected_peers().await?;
+        let Some(peer) = peers.get(cluster) else {
+            return Err(ServiceError::unavailable(
+                "cluster_unavailable",
+                format!(
+                    "the node's cluster {cluster} is not connected; it supplies the preseed data"
+                ),
+            ));
+        };
+        let license_key = self
+            .store()
+            .get_license_key(&ctx.osystem, &ctx.release)
+            .map_err(ServiceError::from_store)?
+            .map(|k| k.license_key);
+        let call = GetPreseedData {
+            preseed_type: ctx.preseed_type.clone(),
+            osystem: ctx.osystem.clone(),
+            release: ctx.release.clone(),
+            node: NodeContext {
+                hostname: ctx.hostname.clone(),
+                arch: ctx.arch.clone(),
+                subarch: ctx.subarch.clone(),
+            },
+            license_key,
+        };
+        match peer.call_typed(&call, PRESEED_DATA_TIMEOUT).await {
+            Ok(reply) => Ok(reply.data),
+            Err(err) => Err(match err.kind {
+                ErrorKind::NoSuchOperatingSystem | ErrorKind::NoSuchRelease => {
+                    ServiceError::conflict(
+                        "cluster_lacks_os",
+                        format!(
+                            "cluster {cluster} does not know {}/{}: {}",
+                            ctx.osystem, ctx.release, err.message
+                        ),
+                    )
+                }
+                _ => ServiceError::unavailable(
+                    "cluster_unavailable",
+                    format!("cluster {cluster} did not return preseed data: {err}"),
+                ),
+            }),
+        }
+    }
+}
+
+fn preseed_not_found(name: &str) -> ServiceError {
+    ServiceError::not_found("no_such_preseed", format!("no preseed named {name:?}"))
+}
+
+fn preseed_error(name: &str, err: StoreError) -> ServiceError {
+    match err {
+        StoreError::NotFound { .. } => preseed_not_found(name),
+        StoreError::Stale {
+            based_on, current, ..
+        } => ServiceError::conflict(
+            "stale_preseed",
+            format!(
+                "preseed {name:?} changed meanwhile: the edit was based on version {based_on}, the current version is {current}"
+            ),
+        ),
+        StoreError::Invalid(message) => ServiceError::conflict("cannot_resolve", message),
+        other => ServiceError::from_store(other),
+    }
+}
