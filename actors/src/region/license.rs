@@ -9,12 +9,13 @@
 //! answer nothing is stored and the refusal names every cluster tried and why.
 
 use futures::future::join_all;
+use osmesh_core::mesh::MeshRelease;
 use osmesh_core::ClusterId;
 use osmesh_net::messages::{ErrorKind, LicenseKeyVerdict, ValidateLicenseKey};
 use osmesh_net::peer::Peer;
 use osmesh_net::RpcError;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::service::{RegionService, ServiceError};
@@ -201,15 +202,15 @@ impl RegionService {
         let peers = self.connected_peers().await?;
         let mut skipped: BTreeMap<ClusterId, String> = BTreeMap::new();
         let mut asks = Vec::new();
-        for cluster in &detail.supported_by {
-            match peers.get(cluster) {
-                Some(peer) => asks.push(ask(cluster.clone(), peer.clone(), request.clone())),
+        for cluster in validators_in_order(detail) {
+            match peers.get(&cluster) {
+                Some(peer) => asks.push(ask(cluster, peer.clone(), request.clone())),
                 None => {
-                    skipped.insert(cluster.clone(), "not connected".into());
+                    skipped.insert(cluster, "not connected".into());
                 }
             }
         }
-        // `supported_by` is sorted, so the answers come back in cluster-id order.
+        // The answers come back in the order asked: holders of the release first.
         for (cluster, result) in join_all(asks).await {
             match result {
                 Ok(LicenseKeyVerdict { valid: true, .. }) => return Ok(cluster),
@@ -337,4 +338,53 @@ pub(crate) fn list_or_none<S: AsRef<str>>(items: &[S]) -> String {
         .map(AsRef::as_ref)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The clusters that may validate a key for `release`, in the order their answers count: first
+/// those holding a boot image of the release (they are where it is installed from), then the
+/// rest of those whose registry knows it; each group sorted by id.
+fn validators_in_order(release: &MeshRelease) -> Vec<ClusterId> {
+    let holders: BTreeSet<&ClusterId> = release
+        .available
+        .values()
+        .flat_map(|clusters| clusters.keys())
+        .filter(|c| release.supported_by.contains(*c))
+        .collect();
+    let others = release.supported_by.iter().filter(|c| !holders.contains(c));
+    holders.iter().copied().chain(others).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osmesh_core::Purpose;
+
+    fn ids(names: &[&str]) -> BTreeSet<ClusterId> {
+        names.iter().map(|n| ClusterId::new(*n)).collect()
+    }
+
+    #[test]
+    fn clusters_holding_the_release_validate_before_those_that_only_know_it() {
+        let holders = [("arm64", "c"), ("amd64", "b"), ("amd64", "c")];
+        let mut available = osmesh_core::mesh::Availability::new();
+        for (arch, cluster) in holders {
+            available
+                .entry(arch.to_string())
+                .or_default()
+                .insert(ClusterId::new(cluster), BTreeSet::from([Purpose::Install]));
+        }
+        let release = MeshRelease {
+            name: "win2019".into(),
+            title: "Windows Server 2019".into(),
+            requires_license_key: true,
+            can_commission: false,
+            supported_by: ids(&["a", "b", "c", "d"]),
+            available,
+        };
+        let order: Vec<_> = validators_in_order(&release)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(order, ["b", "c", "a", "d"]);
+    }
 }
