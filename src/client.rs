@@ -21,24 +21,6 @@ pub struct ApiArgs {
     pub json: bool,
 }
 
-/// GETs `path` and decodes the JSON; a refusal becomes an error carrying the API's message.
-fn get_json<T: DeserializeOwned>(api: &ApiArgs, path: &str) -> Result<(T, serde_json::Value)> {
-    let url = format!("{}{path}", api.api.trim_end_matches('/'));
-    let value: serde_json::Value = match ureq::get(&url).call() {
-        Ok(response) => response
-            .into_json()
-            .with_context(|| format!("bad JSON from {url}"))?,
-        Err(ureq::Error::Status(status, response)) => {
-            let body = response.into_string().unwrap_or_default();
-            anyhow::bail!("{url} answered {status}: {body}");
-        }
-        Err(err) => return Err(err).with_context(|| format!("cannot reach the region at {url}")),
-    };
-    let typed = serde_json::from_value(value.clone())
-        .with_context(|| format!("unexpected answer from {url}"))?;
-    Ok((typed, value))
-}
-
 /// Sends `method` to `path` with an optional JSON body; the decoded answer (`null` for an
 /// empty one). A refusal becomes an error carrying the API's code and message.
 pub fn call_json(
@@ -70,7 +52,7 @@ pub fn call_json(
                 _ => anyhow::bail!("{url} answered {status}: {body}"),
             }
         }
-        Err(err) => Err(err).with_context(|| format!("cannot reach the region at {url}")),
+        Err(err) => Err(err).with_context(|| format!("cannot reach the region API at {}", api.api)),
     }
 }
 
@@ -93,7 +75,8 @@ pub fn print_json(value: &serde_json::Value) -> Result<()> {
 }
 
 pub fn clusters(api: &ApiArgs) -> Result<()> {
-    let (clusters, raw): (Vec<ClusterStatus>, _) = get_json(api, "/api/v1/clusters")?;
+    let (clusters, raw): (Vec<ClusterStatus>, _) =
+        call_typed(api, "GET", "/api/v1/clusters", None)?;
     if api.json {
         return print_json(&raw);
     }
@@ -119,7 +102,7 @@ pub fn osystems(api: &ApiArgs, live: bool, timeout_ms: Option<u64>) -> Result<()
             path.push_str(&format!("&timeout_ms={ms}"));
         }
     }
-    let (answer, raw): (OsystemsAnswer, _) = get_json(api, &path)?;
+    let (answer, raw): (OsystemsAnswer, _) = call_typed(api, "GET", &path, None)?;
     if api.json {
         return print_json(&raw);
     }
