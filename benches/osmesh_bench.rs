@@ -8,13 +8,22 @@
 //! The same executable, started with `--cluster-host`, is the child process that hosts a share
 //! of the clusters in the fan-out part.
 
+// The crate root is not a `mod.rs`, so its modules under `osmesh_bench/` need paths.
+#[path = "osmesh_bench/amp.rs"]
 mod amp;
+#[path = "osmesh_bench/fanout.rs"]
 mod fanout;
+#[path = "osmesh_bench/reply.rs"]
 mod reply;
+#[path = "osmesh_bench/report.rs"]
 mod report;
+#[path = "osmesh_bench/rpc.rs"]
 mod rpc;
+#[path = "osmesh_bench/sim.rs"]
 mod sim;
+#[path = "osmesh_bench/stats.rs"]
 mod stats;
+#[path = "osmesh_bench/tarpc_peer.rs"]
 mod tarpc_peer;
 
 use anyhow::{Context, Result};
@@ -73,7 +82,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
 }
 
 fn measure(options: &Options, workspace: &Path, target: &Path) -> Result<Run> {
-    let wanted = |part: &str| options.only.as_deref().is_none_or(|o| o == part);
+    let wanted = |part: &str| options.only.is_none() || options.only.as_deref() == Some(part);
     let mut run = Run::start(options.smoke);
     let progress = Progress::new(
         usize::from(wanted("rpc")) * 4 + usize::from(wanted("fanout")) + usize::from(wanted("sim")),
@@ -91,18 +100,24 @@ fn measure(options: &Options, workspace: &Path, target: &Path) -> Result<Run> {
         progress.step("RPC: raw TCP floor");
         run.rpc.push(runtime.block_on(rpc::raw_tcp(plan))?);
         progress.step("RPC: Twisted AMP (Python)");
-        run.rpc.push(amp::amp(amp_plan(options.smoke), workspace, target)?);
+        run.rpc
+            .push(amp::amp(amp_plan(options.smoke), workspace, target)?);
     }
     if wanted("fanout") {
         let plan = fanout_plan(options.smoke);
         progress.step(&format!("fan-out: 1 region, {} clusters", plan.clusters));
         let regiond = Path::new(env!("CARGO_BIN_EXE_regiond"));
-        run.fanout = Some(fanout::fanout(plan, regiond, &|line| progress.detail(line))?);
+        run.fanout = Some(fanout::fanout(plan, regiond, &|line| {
+            progress.detail(line)
+        })?);
         run.fanout_plan = Some(plan);
     }
     if wanted("sim") {
         progress.step("simulator");
-        run.sim = Some(sim::simulator(workspace, if options.smoke { 5 } else { 200 }));
+        run.sim = Some(sim::simulator(
+            workspace,
+            if options.smoke { 5 } else { 200 },
+        ));
     }
     run.finish();
     Ok(run)

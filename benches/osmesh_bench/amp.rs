@@ -37,8 +37,20 @@ pub fn amp(plan: RpcPlan, workspace: &Path, target: &Path) -> Result<PeerFigures
     let mut seq = Vec::new();
     let mut pipe = Vec::new();
     for _ in 0..plan.runs {
-        seq.push(client_run(&python, &script, port, plan.sequential_calls, 1)?);
-        pipe.push(client_run(&python, &script, port, plan.pipelined_calls, DEPTH)?);
+        seq.push(client_run(
+            &python,
+            &script,
+            port,
+            plan.sequential_calls,
+            1,
+        )?);
+        pipe.push(client_run(
+            &python,
+            &script,
+            port,
+            plan.pipelined_calls,
+            DEPTH,
+        )?);
     }
     Ok(PeerFigures {
         peer: "Twisted AMP (Python)".into(),
@@ -58,7 +70,10 @@ fn ensure_venv(workspace: &Path, target: &Path) -> Result<PathBuf> {
     if python.exists() && std::fs::read_to_string(&marker).ok().as_deref() == Some(&wanted) {
         return Ok(python);
     }
-    eprintln!("  creating {} (python3 -m venv, pip install)", venv.display());
+    eprintln!(
+        "  creating {} (python3 -m venv, pip install)",
+        venv.display()
+    );
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     run(Command::new(&python)
         .args(["-m", "pip", "install", "--quiet", "-r"])
@@ -78,7 +93,10 @@ fn run(command: &mut Command) -> Result<()> {
 }
 
 fn read_port(server: &mut Child) -> Result<u16> {
-    let stdout = server.stdout.take().context("no stdout from the AMP server")?;
+    let stdout = server
+        .stdout
+        .take()
+        .context("no stdout from the AMP server")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     line.trim()
@@ -87,7 +105,13 @@ fn read_port(server: &mut Child) -> Result<u16> {
         .with_context(|| format!("the AMP server said {line:?}, not PORT <n>"))
 }
 
-fn client_run(python: &Path, script: &Path, port: u16, calls: usize, depth: usize) -> Result<Figures> {
+fn client_run(
+    python: &Path,
+    script: &Path,
+    port: u16,
+    calls: usize,
+    depth: usize,
+) -> Result<Figures> {
     let output = Command::new(python)
         .arg(script)
         .arg("client")
@@ -102,8 +126,8 @@ fn client_run(python: &Path, script: &Path, port: u16, calls: usize, depth: usiz
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.lines().last().unwrap_or_default();
-    let figures: ClientFigures = serde_json::from_str(line)
-        .with_context(|| format!("the AMP client printed {line:?}"))?;
+    let figures: ClientFigures =
+        serde_json::from_str(line).with_context(|| format!("the AMP client printed {line:?}"))?;
     Ok(Figures {
         calls: figures.calls,
         calls_per_sec: figures.calls_per_sec,

@@ -82,7 +82,11 @@ pub fn fanout(plan: FanoutPlan, regiond: &Path, progress: &dyn Fn(&str)) -> Resu
     let region = start_region(regiond, &files, &rpc_addr, &http_addr, dir.path())?;
     let api = Api::new(&http_addr);
     api.wait_up(Duration::from_secs(30))?;
-    progress(&format!("region up (pid {}), starting {} clusters", region.id(), plan.clusters));
+    progress(&format!(
+        "region up (pid {}), starting {} clusters",
+        region.id(),
+        plan.clusters
+    ));
     let started = Instant::now();
     let mut hosts = start_hosts(plan, &files, &rpc_addr)?;
     api.wait_connected(plan.clusters, progress)?;
@@ -101,10 +105,14 @@ pub fn fanout(plan: FanoutPlan, regiond: &Path, progress: &dyn Fn(&str)) -> Resu
 
     let victim = hosts.remove(0);
     let stopped = plan.clusters_per_host.min(plan.clusters);
-    progress(&format!("SIGSTOP {stopped} clusters; live and cached reads"));
+    progress(&format!(
+        "SIGSTOP {stopped} clusters; live and cached reads"
+    ));
     signal(&victim, libc::SIGSTOP)?;
     figures.stopped = api.degraded("SIGSTOP", stopped, plan)?;
-    progress(&format!("SIGKILL {stopped} clusters; live and cached reads"));
+    progress(&format!(
+        "SIGKILL {stopped} clusters; live and cached reads"
+    ));
     signal(&victim, libc::SIGKILL)?;
     drop(victim);
     api.wait_disconnected(stopped, Duration::from_secs(20))?;
@@ -373,7 +381,9 @@ impl Api {
                 bail!("only {connected} of {clusters} clusters connected in {CONNECT_DEADLINE:?}");
             }
             if last_report.elapsed() > Duration::from_secs(5) {
-                progress(&format!("  {connected}/{clusters} connected, {with_snapshot} with snapshots"));
+                progress(&format!(
+                    "  {connected}/{clusters} connected, {with_snapshot} with snapshots"
+                ));
                 last_report = Instant::now();
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -417,7 +427,10 @@ impl Api {
     }
 
     fn live_reads(&self, deadline_ms: u64, requests: usize) -> Result<ReadFigures> {
-        self.reads(&format!("/osystems?live=true&timeout_ms={deadline_ms}"), requests)
+        self.reads(
+            &format!("/osystems?live=true&timeout_ms={deadline_ms}"),
+            requests,
+        )
     }
 
     fn cached_reads(&self, requests: usize) -> Result<ReadFigures> {

@@ -90,7 +90,10 @@ impl Progress {
     }
 
     pub fn detail(&self, what: &str) {
-        eprintln!("      {what}  ({:.0} s)", self.started.elapsed().as_secs_f64());
+        eprintln!(
+            "      {what}  ({:.0} s)",
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -243,8 +246,19 @@ fn fanout_table(f: &FanoutFigures, plan: &FanoutPlan, out: &mut String) {
 }
 
 fn degraded_rows(out: &mut String, d: &DegradedFigures) {
-    read_row(out, &format!("live, {} {} down ({})", d.stopped_clusters, "clusters", d.how), &d.live);
-    read_row(out, &format!("cached, {} clusters down ({})", d.stopped_clusters, d.how), &d.cached);
+    read_row(
+        out,
+        &format!(
+            "live, {} {} down ({})",
+            d.stopped_clusters, "clusters", d.how
+        ),
+        &d.live,
+    );
+    read_row(
+        out,
+        &format!("cached, {} clusters down ({})", d.stopped_clusters, d.how),
+        &d.cached,
+    );
 }
 
 fn read_row(out: &mut String, name: &str, r: &ReadFigures) {
@@ -265,7 +279,10 @@ fn sim_table(sim: &SimFigures, out: &mut String) {
     let _ = writeln!(out, "\nSimulator");
     match (sim.sim_secs_per_wall_sec, sim.seeds_per_minute) {
         (Some(speed), Some(seeds)) => {
-            let _ = writeln!(out, "  50 clusters, 10 min scenario: {speed:.0} simulated s per wall s");
+            let _ = writeln!(
+                out,
+                "  50 clusters, 10 min scenario: {speed:.0} simulated s per wall s"
+            );
             let _ = writeln!(out, "  swarm: {seeds:.0} seeds per minute");
         }
         _ => {

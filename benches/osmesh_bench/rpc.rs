@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use osmesh_net::messages::ListOperatingSystems;
 use osmesh_net::{
-    accept_handshake, dial_handshake, encode_body, spawn_peer, Dialer, HandshakeConfig,
-    Listener, Peer, PeerConfig, Secret, TcpDialer, TcpListener, DEFAULT_MAX_FRAME,
+    accept_handshake, dial_handshake, encode_body, spawn_peer, Dialer, HandshakeConfig, Listener,
+    Peer, PeerConfig, Secret, TcpDialer, TcpListener, DEFAULT_MAX_FRAME,
 };
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -216,7 +216,7 @@ async fn serve_raw(reply_len: usize, tx: std::sync::mpsc::Sender<String>) {
         if framed.feed(reply.clone()).await.is_err() {
             return;
         }
-        if framed.read_buffer().is_empty() && framed.flush().await.is_err() {
+        if framed.read_buffer().is_empty() && SinkExt::<Bytes>::flush(&mut framed).await.is_err() {
             return;
         }
     }

@@ -56,7 +56,11 @@ fn measure(workspace: &Path, swarm_seeds: usize) -> Result<SimFigures> {
         SCENARIO_SIM_SECS.to_string(),
     ];
     let wall = timed(workspace, &scenario_args)?;
-    let swarm_args = ["swarm".to_string(), "--seeds".into(), swarm_seeds.to_string()];
+    let swarm_args = [
+        "swarm".to_string(),
+        "--seeds".into(),
+        swarm_seeds.to_string(),
+    ];
     let swarm_wall = timed(workspace, &swarm_args)?;
     Ok(SimFigures {
         sim_secs_per_wall_sec: Some(SCENARIO_SIM_SECS as f64 / wall),
@@ -76,7 +80,9 @@ fn timed(workspace: &Path, args: &[String]) -> Result<f64> {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
-    let status = sim_command(workspace, &args).stdout(Stdio::null()).status()?;
+    let status = sim_command(workspace, &args)
+        .stdout(Stdio::null())
+        .status()?;
     if !status.success() {
         bail!("osmesh-sim {} failed: {status}", args.join(" "));
     }
