@@ -90,6 +90,11 @@ fn measure(options: &Options, workspace: &Path, target: &Path) -> Result<Run> {
     if wanted("rpc") {
         let plan = rpc_plan(options.smoke);
         run.rpc_plan = Some(plan);
+        run.codec = Some(reply::codec_alone(if options.smoke {
+            1_000
+        } else {
+            20_000
+        }));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -19,6 +19,8 @@ pub struct Run {
     pub load_start: [f64; 3],
     pub load_end: [f64; 3],
     pub reply_frame_bytes: usize,
+    /// osmesh's codec alone on the reply body (what each call costs beyond moving bytes).
+    pub codec: Option<crate::reply::CodecFigures>,
     pub rpc_plan: Option<RpcPlan>,
     pub rpc: Vec<PeerFigures>,
     pub fanout_plan: Option<FanoutPlan>,
@@ -44,6 +46,7 @@ impl Run {
             load_start: load_average(),
             load_end: [0.0; 3],
             reply_frame_bytes: crate::reply::osmesh_frame_sizes().1,
+            codec: None,
             rpc_plan: None,
             rpc: Vec::new(),
             fanout_plan: None,
@@ -211,6 +214,13 @@ fn rpc_table(run: &Run, out: &mut String) {
             p.p50_us,
             p.p99_us,
             p.calls_per_sec / osmesh.pipelined.calls_per_sec,
+        );
+    }
+    if let Some(c) = &run.codec {
+        let _ = writeln!(
+            out,
+            "  osmesh codec alone on the {}-byte reply body: encode {:.1} µs, decode {:.1} µs",
+            c.body_bytes, c.encode_us, c.decode_us
         );
     }
 }

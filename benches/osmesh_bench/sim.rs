@@ -1,7 +1,8 @@
 //! Part 3: the simulator's speed. ---- SIMULATOR HOOK: wired in once `osmesh-sim` has it. ----
 //!
-//! The harness asks `cargo run --release -p osmesh-sim -- --help` which commands exist and
-//! runs these only when both are listed; otherwise it prints "simulator figures: not
+//! The harness first looks for the command names in `sim/src` (so that it builds nothing for
+//! a simulator that cannot have them), then asks `cargo run --release -p osmesh-sim -- --help`
+//! which commands exist and runs these only when both are listed; otherwise it prints "simulator figures: not
 //! available" and goes on. The contract the simulator is expected to meet (adjust here when
 //! wiring it in):
 //!
@@ -39,13 +40,19 @@ pub fn simulator(workspace: &Path, swarm_seeds: usize) -> SimFigures {
     }
 }
 
+/// The simulator's subcommands this part needs.
+const COMMANDS: [&str; 2] = ["bench-scenario", "swarm"];
+
 fn measure(workspace: &Path, swarm_seeds: usize) -> Result<SimFigures> {
+    if !source_mentions(&workspace.join("sim/src"), &COMMANDS) {
+        bail!("osmesh-sim has no `bench-scenario` and `swarm` commands yet");
+    }
     let help = sim_command(workspace, &["--help"])
         .stderr(Stdio::null())
         .output()
         .context("cannot run cargo")?;
     let help = String::from_utf8_lossy(&help.stdout);
-    if !help.contains("bench-scenario") || !help.contains("swarm") {
+    if !COMMANDS.iter().all(|c| help.contains(c)) {
         bail!("osmesh-sim has no `bench-scenario` and `swarm` commands yet");
     }
     let scenario_args = [
@@ -96,4 +103,15 @@ fn sim_command(workspace: &Path, args: &[&str]) -> Command {
         .args(["run", "--release", "-q", "-p", "osmesh-sim", "--"])
         .args(args);
     command
+}
+
+/// Whether the files directly under `dir` mention every one of `words`.
+fn source_mentions(dir: &Path, words: &[&str]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let text: String = entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect();
+    words.iter().all(|w| text.contains(w))
 }
