@@ -90,11 +90,13 @@ fn measure(options: &Options, workspace: &Path, target: &Path) -> Result<Run> {
     if wanted("rpc") {
         let plan = rpc_plan(options.smoke);
         run.rpc_plan = Some(plan);
-        run.codec = Some(reply::codec_alone(if options.smoke {
-            1_000
-        } else {
-            20_000
-        }));
+        let iterations = if options.smoke { 1_000 } else { 20_000 };
+        let (bincode_encode_us, bincode_decode_us) = tarpc_peer::bincode_alone(iterations);
+        run.codec = Some(reply::CodecFigures {
+            bincode_encode_us,
+            bincode_decode_us,
+            ..reply::codec_alone(iterations)
+        });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -7,7 +7,7 @@
 //! and nothing answers, so the live read must give up at its deadline), then `SIGKILL`
 //! (connections reset, so the region knows at once).
 
-use crate::stats::Figures;
+use crate::stats::{median_of, Figures};
 use anyhow::{bail, Context, Result};
 use osmesh_cluster::sample::{sample_declares_os, write_sample_tree, SAMPLE_DECLARED_OS};
 use osmesh_cluster::{Args as ClusterArgs, ClusterConfig};
@@ -46,6 +46,11 @@ pub struct ReadFigures {
     /// Most clusters named as not answering in one response, by reason.
     pub timed_out_max: usize,
     pub not_connected_max: usize,
+    /// Live reads: the median of the region's own `elapsed_ms` (fan-out and merge, before the
+    /// answer is rendered as JSON and sent).
+    pub region_elapsed_p50_ms: Option<f64>,
+    /// The median size of an answer's JSON body.
+    pub body_bytes: usize,
 }
 
 /// The reads with one host stopped or killed.
@@ -337,9 +342,19 @@ impl Api {
     }
 
     fn get(&self, path: &str) -> Result<serde_json::Value> {
+        Ok(self.timed_get(path)?.0)
+    }
+
+    /// The answer, the size of its body, and how long the HTTP exchange took: from sending
+    /// the request to the last byte of the body, not counting the harness's JSON parse.
+    fn timed_get(&self, path: &str) -> Result<(serde_json::Value, usize, Duration)> {
         let url = format!("{}{path}", self.base);
+        let started = Instant::now();
         let body = self.agent.get(&url).call()?.into_string()?;
-        serde_json::from_str(&body).with_context(|| format!("{url} answered {body:.200}"))
+        let took = started.elapsed();
+        let value =
+            serde_json::from_str(&body).with_context(|| format!("{url} answered {body:.200}"))?;
+        Ok((value, body.len(), took))
     }
 
     fn wait_up(&self, within: Duration) -> Result<()> {
@@ -409,10 +424,15 @@ impl Api {
             answered: usize::MAX,
             ..AnswerCounts::default()
         };
+        let mut elapsed = Vec::new();
+        let mut sizes = Vec::new();
         for _ in 0..requests {
-            let one = Instant::now();
-            let answer = self.get(path)?;
-            latencies.push(one.elapsed());
+            let (answer, size, took) = self.timed_get(path)?;
+            latencies.push(took);
+            sizes.push(size as f64);
+            if let Some(ms) = answer["elapsed_ms"].as_f64() {
+                elapsed.push(ms);
+            }
             let counts = count_answers(&answer)?;
             worst.answered = worst.answered.min(counts.answered);
             worst.timed_out = worst.timed_out.max(counts.timed_out);
@@ -423,6 +443,8 @@ impl Api {
             answered_min: worst.answered,
             timed_out_max: worst.timed_out,
             not_connected_max: worst.not_connected,
+            region_elapsed_p50_ms: (!elapsed.is_empty()).then(|| median_of(elapsed)),
+            body_bytes: median_of(sizes) as usize,
         })
     }
 

@@ -49,6 +49,9 @@ pub struct CodecFigures {
     pub body_bytes: usize,
     pub encode_us: f64,
     pub decode_us: f64,
+    /// tarpc's bincode on the same reply, for comparison.
+    pub bincode_encode_us: f64,
+    pub bincode_decode_us: f64,
 }
 
 /// Times `encode_body` and `decode_body` of the reply, `iterations` times each.
@@ -70,5 +73,7 @@ pub fn codec_alone(iterations: u32) -> CodecFigures {
         body_bytes: body.len(),
         encode_us: encode.as_secs_f64() * 1e6,
         decode_us: decode.as_secs_f64() * 1e6,
+        bincode_encode_us: 0.0,
+        bincode_decode_us: 0.0,
     }
 }

@@ -219,8 +219,9 @@ fn rpc_table(run: &Run, out: &mut String) {
     if let Some(c) = &run.codec {
         let _ = writeln!(
             out,
-            "  osmesh codec alone on the {}-byte reply body: encode {:.1} µs, decode {:.1} µs",
-            c.body_bytes, c.encode_us, c.decode_us
+            "  codec alone on the reply: osmesh CBOR ({} bytes) encode {:.1} µs, decode {:.1} µs; \
+             tarpc bincode encode {:.1} µs, decode {:.1} µs",
+            c.body_bytes, c.encode_us, c.decode_us, c.bincode_encode_us, c.bincode_decode_us
         );
     }
 }
@@ -240,8 +241,16 @@ fn fanout_table(f: &FanoutFigures, plan: &FanoutPlan, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "  {:<36} {:>9} {:>9} {:>9}   {:>8} {:>9} {:>13}",
-        "read", "p50 ms", "p99 ms", "max ms", "answered", "timed out", "not connected"
+        "  {:<36} {:>9} {:>9} {:>9}   {:>8} {:>9} {:>13}   {:>9} {:>9}",
+        "read",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "answered",
+        "timed out",
+        "not connected",
+        "region ms",
+        "body KiB"
     );
     read_row(out, "live, all up", &f.live);
     read_row(out, "cached, all up", &f.cached);
@@ -274,14 +283,17 @@ fn degraded_rows(out: &mut String, d: &DegradedFigures) {
 fn read_row(out: &mut String, name: &str, r: &ReadFigures) {
     let _ = writeln!(
         out,
-        "  {:<36} {:>9.2} {:>9.2} {:>9.2}   {:>8} {:>9} {:>13}",
+        "  {:<36} {:>9.2} {:>9.2} {:>9.2}   {:>8} {:>9} {:>13}   {:>9} {:>9.0}",
         name,
         r.latency.p50_us / 1000.0,
         r.latency.p99_us / 1000.0,
         r.latency.max_us / 1000.0,
         r.answered_min,
         r.timed_out_max,
-        r.not_connected_max
+        r.not_connected_max,
+        r.region_elapsed_p50_ms
+            .map_or_else(|| "-".to_string(), |ms| format!("{ms:.0}")),
+        r.body_bytes as f64 / 1024.0,
     );
 }
 

@@ -74,3 +74,31 @@ async fn serve(tx: std::sync::mpsc::Sender<String>) {
         })
         .await;
 }
+
+/// The cost of tarpc's bincode codec alone on the same reply, in microseconds per call
+/// (encode, decode): the figure to set beside osmesh's `codec_alone`.
+pub fn bincode_alone(iterations: u32) -> (f64, f64) {
+    use tarpc::tokio_serde::{Deserializer, Serializer};
+    let list = os_list();
+    let mut codec = Bincode::<OperatingSystemList, OperatingSystemList>::default();
+    let mut codec = std::pin::Pin::new(&mut codec);
+    let started = std::time::Instant::now();
+    let mut bytes = bytes::Bytes::new();
+    for _ in 0..iterations {
+        match codec.as_mut().serialize(std::hint::black_box(&list)) {
+            Ok(b) => bytes = b,
+            Err(e) => panic!("bincode encode failed: {e}"),
+        }
+    }
+    let encode = started.elapsed() / iterations;
+    let buffer = bytes::BytesMut::from(&bytes[..]);
+    let started = std::time::Instant::now();
+    for _ in 0..iterations {
+        match codec.as_mut().deserialize(std::hint::black_box(&buffer)) {
+            Ok(back) => assert_eq!(back.osystems.len(), OSYSTEMS),
+            Err(e) => panic!("bincode decode failed: {e}"),
+        }
+    }
+    let decode = started.elapsed() / iterations;
+    (encode.as_secs_f64() * 1e6, decode.as_secs_f64() * 1e6)
+}
