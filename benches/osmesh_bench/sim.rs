@@ -1,0 +1,117 @@
+//! Part 3: the simulator's speed. ---- SIMULATOR HOOK: wired in once `osmesh-sim` has it. ----
+//!
+//! The harness first looks for the command names in `sim/src` (so that it builds nothing for
+//! a simulator that cannot have them), then asks `cargo run --release -p osmesh-sim -- --help`
+//! which commands exist and runs these only when both are listed; otherwise it prints "simulator figures: not
+//! available" and goes on. The contract the simulator is expected to meet (adjust here when
+//! wiring it in):
+//!
+//! - `osmesh-sim bench-scenario --clusters 50 --sim-secs 600` runs a 50-cluster, 10-minute
+//!   scenario once; the harness times it and reports simulated seconds per wall second.
+//! - `osmesh-sim swarm --seeds N` runs N seeds in swarm mode; the harness reports seeds per
+//!   wall minute.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Simulated time of the scenario, in seconds (10 minutes).
+const SCENARIO_SIM_SECS: u64 = 600;
+const SCENARIO_CLUSTERS: usize = 50;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SimFigures {
+    pub sim_secs_per_wall_sec: Option<f64>,
+    pub seeds_per_minute: Option<f64>,
+    /// Why a figure is missing, when one is.
+    pub note: Option<String>,
+}
+
+/// Runs the simulator's figures if the simulator supports them; never fails the harness.
+pub fn simulator(workspace: &Path, swarm_seeds: usize) -> SimFigures {
+    match measure(workspace, swarm_seeds) {
+        Ok(figures) => figures,
+        Err(e) => SimFigures {
+            note: Some(format!("not available: {e:#}")),
+            ..SimFigures::default()
+        },
+    }
+}
+
+/// The simulator's subcommands this part needs.
+const COMMANDS: [&str; 2] = ["bench-scenario", "swarm"];
+
+fn measure(workspace: &Path, swarm_seeds: usize) -> Result<SimFigures> {
+    if !source_mentions(&workspace.join("sim/src"), &COMMANDS) {
+        bail!("osmesh-sim has no `bench-scenario` and `swarm` commands yet");
+    }
+    let help = sim_command(workspace, &["--help"])
+        .stderr(Stdio::null())
+        .output()
+        .context("cannot run cargo")?;
+    let help = String::from_utf8_lossy(&help.stdout);
+    if !COMMANDS.iter().all(|c| help.contains(c)) {
+        bail!("osmesh-sim has no `bench-scenario` and `swarm` commands yet");
+    }
+    let scenario_args = [
+        "bench-scenario".to_string(),
+        "--clusters".into(),
+        SCENARIO_CLUSTERS.to_string(),
+        "--sim-secs".into(),
+        SCENARIO_SIM_SECS.to_string(),
+    ];
+    let wall = timed(workspace, &scenario_args)?;
+    let swarm_args = [
+        "swarm".to_string(),
+        "--seeds".into(),
+        swarm_seeds.to_string(),
+    ];
+    let swarm_wall = timed(workspace, &swarm_args)?;
+    Ok(SimFigures {
+        sim_secs_per_wall_sec: Some(SCENARIO_SIM_SECS as f64 / wall),
+        seeds_per_minute: Some(swarm_seeds as f64 / (swarm_wall / 60.0)),
+        note: None,
+    })
+}
+
+/// Wall seconds of one simulator command (built before the clock starts).
+fn timed(workspace: &Path, args: &[String]) -> Result<f64> {
+    let build = Command::new("cargo")
+        .current_dir(workspace)
+        .args(["build", "--release", "-q", "-p", "osmesh-sim"])
+        .status()?;
+    if !build.success() {
+        bail!("cargo build -p osmesh-sim failed");
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let status = sim_command(workspace, &args)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("osmesh-sim {} failed: {status}", args.join(" "));
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn sim_command(workspace: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("cargo");
+    command
+        .current_dir(workspace)
+        .args(["run", "--release", "-q", "-p", "osmesh-sim", "--"])
+        .args(args);
+    command
+}
+
+/// Whether the files directly under `dir` mention every one of `words`.
+fn source_mentions(dir: &Path, words: &[&str]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let text: String = entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect();
+    words.iter().all(|w| text.contains(w))
+}
