@@ -107,6 +107,7 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
             id: id.clone(),
             images: draw_images(&mut rng),
             declared: None,
+            templates: Vec::new(),
         })
         .collect();
     let window_end = options.heal_at_ms.unwrap_or(options.duration_ms);
