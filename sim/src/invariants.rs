@@ -215,9 +215,11 @@ impl DurabilityCheck for PreseedVersionsKept {
         for ((name, version), hash) in self.seen.iter().chain(&acked.preseed_versions) {
             match now.get(&(name.clone(), *version)) {
                 None => return Err(format!("version {version} of preseed {name:?} is gone")),
-                Some(current) if current != hash => return Err(format!(
+                Some(current) if current != hash => {
+                    return Err(format!(
                     "version {version} of preseed {name:?} was rewritten ({hash} is now {current})"
-                )),
+                ))
+                }
                 Some(_) => {}
             }
         }
@@ -371,5 +373,86 @@ impl DurabilityCheck for ClustersKept {
         }
         self.seen = now;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osmesh_actors::store::{AllocationRequest, NewLicenseKey, NewNode};
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        let path = dir.path().join("region.sqlite3");
+        Store::open(path.to_str().expect("a UTF-8 path")).expect("the store opens")
+    }
+
+    #[test]
+    fn a_lost_acknowledged_key_is_caught() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store(&dir);
+        let c1 = ClusterId::new("c1");
+        let key = NewLicenseKey {
+            osystem: "windows",
+            distro_series: "win2019",
+            license_key: "ABCDE-12345-FGHIJ-67890-KLMNO",
+            validated_by: &c1,
+            validated_at_ms: 1,
+        };
+        store.upsert_cluster_seen(&c1, "c1", 1).expect("registered");
+        store.insert_license_key(&key, 1).expect("stored");
+        let mut acked = Acked::default();
+        acked.license_keys.insert(
+            ("windows".into(), "win2019".into()),
+            (key.license_key.into(), "c1".into()),
+        );
+        assert_eq!(LicenseKeysKept.check(&store, &acked), Ok(()));
+        store
+            .delete_license_key("windows", "win2019")
+            .expect("deleted");
+        let lost = LicenseKeysKept.check(&store, &acked).unwrap_err();
+        assert_eq!(lost, "the acknowledged key of windows/win2019 is gone");
+    }
+
+    #[test]
+    fn an_allocation_undone_without_an_acknowledged_release_is_caught() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = store(&dir);
+        let c1 = ClusterId::new("c1");
+        store.upsert_cluster_seen(&c1, "c1", 1).expect("registered");
+        let node = NewNode {
+            system_id: None,
+            hostname: "n1".into(),
+            arch: "amd64".into(),
+            subarch: "generic".into(),
+            cluster_id: c1.clone(),
+            power_type: None,
+            power_parameters: None,
+        };
+        store.create_node(&node, 1).expect("enlisted");
+        let claim = AllocationRequest {
+            arch: "amd64",
+            subarch: None,
+            cluster_ids: &[c1],
+            hostname: None,
+            osystem: "ubuntu",
+            distro_series: "jammy",
+        };
+        let node = store
+            .allocate(&claim, 2)
+            .expect("allocates")
+            .expect("a node");
+        let mut acked = Acked::default();
+        acked.allocations.insert(
+            node.id,
+            AckedAllocation {
+                hostname: "n1".into(),
+                cluster: "c1".into(),
+                osystem: "ubuntu".into(),
+                distro_series: "jammy".into(),
+            },
+        );
+        assert_eq!(AllocationsKept.check(&store, &acked), Ok(()));
+        store.release_node(node.id).expect("released");
+        assert!(AllocationsKept.check(&store, &acked).is_err());
     }
 }
