@@ -646,8 +646,8 @@ fn ms(value: u64) -> Duration {
 
 /// A periodic step: who is registered, the cached answer's invariants, durability, liveness.
 async fn check(state: &Rc<RefCell<State>>) {
-    state.borrow_mut().check_durability();
     let Some(service) = state.borrow().service() else {
+        state.borrow_mut().check_durability();
         return;
     };
     if let Ok(statuses) = service.clusters().await {
@@ -661,6 +661,8 @@ async fn check(state: &Rc<RefCell<State>>) {
         }
         s.registered.extend(known);
     }
+    // After `registered` is current: a key's validator must have registered.
+    state.borrow_mut().check_durability();
     if let Ok(answer) = service.osystems_cached().await {
         let mut s = state.borrow_mut();
         s.check_answer(&answer);
