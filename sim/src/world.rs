@@ -140,6 +140,9 @@ struct SimCluster {
     knew: BTreeSet<(String, String)>,
     /// The templates it ships when it connects (changes take effect at its next start).
     templates: Vec<PreseedTemplate>,
+    /// When it last crashed: a cluster may say yes to the region and crash before the
+    /// region's answer arrives.
+    crashed_at_ms: Option<u64>,
     actor: Option<Addr<ClusterActor>>,
 }
 
@@ -221,6 +224,7 @@ impl World {
                     held,
                     knew,
                     templates: domain::templates(&spec.templates),
+                    crashed_at_ms: None,
                     actor: None,
                 },
             );
@@ -524,6 +528,12 @@ impl State {
                 region.actor.do_send(Shutdown);
             }
             return;
+        }
+        let now = self.now_ms();
+        if let Some(cluster) = self.clusters.get_mut(node) {
+            if cluster.actor.is_some() {
+                cluster.crashed_at_ms = Some(now);
+            }
         }
         if let Some(actor) = self.clusters.get_mut(node).and_then(|c| c.actor.take()) {
             self.net.cut(Some(node));

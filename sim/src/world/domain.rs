@@ -164,8 +164,9 @@ pub(super) async fn run(state: &Shared, number: usize, service: &RegionService, 
                 distro_series,
                 license_key,
             };
+            let issued_ms = state.borrow().now_ms();
             let result = service.add_license_key(&request).await;
-            let got = key_added(state, number, service, &request, result).await;
+            let got = key_added(state, number, service, &request, issued_ms, result).await;
             if let Some(expect) = expect {
                 check_key(state, number, &expect, &got);
             }
@@ -349,13 +350,15 @@ fn refusal_problems<T>(error: &Option<String>, got: &Result<T, &str>, problems: 
     }
 }
 
-/// Logs an add's answer and holds it to the invariants: a stored key names a running cluster
-/// that knows the release; a refused key is not stored.
+/// Logs an add's answer and holds it to the invariants: a stored key names a cluster that
+/// was up at some point since the add was issued and knows the release; a refused key is not
+/// stored.
 async fn key_added(
     state: &Shared,
     number: usize,
     service: &RegionService,
     request: &LicenseKeyRequest,
+    issued_ms: u64,
     result: Result<LicenseKeyView, ServiceError>,
 ) -> Result<String, &'static str> {
     let release = (
@@ -373,16 +376,16 @@ async fn key_added(
                 ),
             );
             let mut s = state.borrow_mut();
-            let knows = s
-                .clusters
-                .get(&by)
-                .is_some_and(|c| c.actor.is_some() && c.knew.contains(&release));
+            let knows = s.clusters.get(&by).is_some_and(|c| {
+                let up = c.actor.is_some() || c.crashed_at_ms.is_some_and(|t| t >= issued_ms);
+                up && c.knew.contains(&release)
+            });
             if !knows {
                 drop(s);
                 safety(
                     state,
                     format!(
-                        "op#{number}: the key of {}/{} was stored on the word of {by}, which is down or does not know the release",
+                        "op#{number}: the key of {}/{} was stored on the word of {by}, which was down throughout or does not know the release",
                         release.0, release.1
                     ),
                 );
