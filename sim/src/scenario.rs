@@ -129,6 +129,19 @@ pub struct ClusterSpec {
     /// Declared-OS TOML text, as a cluster would ship it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared: Option<String>,
+    /// The preseed templates the cluster ships on connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<TemplateSpec>,
+}
+
+/// One preseed template a cluster ships.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub osystem: Option<String>,
+    pub content: String,
 }
 
 /// Which way a partition drops frames.
@@ -206,6 +219,13 @@ pub enum Fault {
         cluster: String,
         images: Vec<String>,
     },
+    /// The cluster's preseed templates become `templates`. A cluster ships its templates
+    /// when it connects, so the change reaches the region at the cluster's next start.
+    TemplatesChange {
+        at_ms: u64,
+        cluster: String,
+        templates: Vec<TemplateSpec>,
+    },
     /// Ends every network fault: partitions, loss, duplication, reordering, delays, slowness.
     HealAll {
         at_ms: u64,
@@ -225,6 +245,7 @@ impl Fault {
             | Fault::Crash { at_ms, .. }
             | Fault::Restart { at_ms, .. }
             | Fault::ImagesChange { at_ms, .. }
+            | Fault::TemplatesChange { at_ms, .. }
             | Fault::HealAll { at_ms } => *at_ms,
         }
     }
@@ -234,7 +255,8 @@ impl Fault {
         match self {
             Fault::Partition { cluster, .. }
             | Fault::Slow { cluster, .. }
-            | Fault::ImagesChange { cluster, .. } => vec![cluster],
+            | Fault::ImagesChange { cluster, .. }
+            | Fault::TemplatesChange { cluster, .. } => vec![cluster],
             Fault::Heal { cluster, .. }
             | Fault::Delay { cluster, .. }
             | Fault::DropRate { cluster, .. }
@@ -253,9 +275,8 @@ pub enum Read {
     Live,
 }
 
-/// An operation at a virtual time, entering through the region's service functions. New
-/// operations (license keys, allocation, preseed edits) are new variants with their own
-/// expectation type.
+/// An operation at a virtual time, entering through the region's service functions. Each
+/// kind of answer has its own expectation type; absent expectations are not checked.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
@@ -274,14 +295,137 @@ pub enum Op {
         #[serde(default)]
         expect: Option<ClustersExpect>,
     },
+    /// Adds a license key: a cluster that knows the release must validate it first.
+    AddLicenseKey {
+        at_ms: u64,
+        osystem: String,
+        distro_series: String,
+        license_key: String,
+        #[serde(default)]
+        expect: Option<KeyExpect>,
+    },
+    /// The stored license keys.
+    LicenseKeys {
+        at_ms: u64,
+        #[serde(default)]
+        expect: Option<KeysExpect>,
+    },
+    /// Enlists a ready node on `cluster`.
+    EnlistNode {
+        at_ms: u64,
+        hostname: String,
+        arch: String,
+        #[serde(default)]
+        subarch: Option<String>,
+        cluster: String,
+        #[serde(default)]
+        expect: Option<NodeExpect>,
+    },
+    /// Allocates a ready node that can install `osystem/distro_series` on `arch`.
+    Allocate {
+        at_ms: u64,
+        osystem: String,
+        distro_series: String,
+        arch: String,
+        #[serde(default)]
+        hostname: Option<String>,
+        #[serde(default)]
+        expect: Option<NodeExpect>,
+    },
+    /// Returns the node named `hostname` to ready.
+    ReleaseNode {
+        at_ms: u64,
+        hostname: String,
+        #[serde(default)]
+        expect: Option<NodeExpect>,
+    },
+    /// An operator's edit of preseed `name`, based on a version.
+    EditPreseed {
+        at_ms: u64,
+        name: String,
+        content: String,
+        based_on_version: i32,
+        #[serde(default)]
+        expect: Option<PreseedExpect>,
+    },
+    /// Ends a preseed's conflict by making `version` current.
+    ResolvePreseed {
+        at_ms: u64,
+        name: String,
+        version: i32,
+        #[serde(default)]
+        expect: Option<PreseedExpect>,
+    },
+    /// Shows preseed `name` and its history.
+    Preseed {
+        at_ms: u64,
+        name: String,
+        #[serde(default)]
+        expect: Option<PreseedExpect>,
+    },
 }
 
 impl Op {
     pub fn at_ms(&self) -> u64 {
         match self {
-            Op::ListOsystems { at_ms, .. } | Op::ListClusters { at_ms, .. } => *at_ms,
+            Op::ListOsystems { at_ms, .. }
+            | Op::ListClusters { at_ms, .. }
+            | Op::AddLicenseKey { at_ms, .. }
+            | Op::LicenseKeys { at_ms, .. }
+            | Op::EnlistNode { at_ms, .. }
+            | Op::Allocate { at_ms, .. }
+            | Op::ReleaseNode { at_ms, .. }
+            | Op::EditPreseed { at_ms, .. }
+            | Op::ResolvePreseed { at_ms, .. }
+            | Op::Preseed { at_ms, .. } => *at_ms,
         }
     }
+}
+
+/// What an `add_license_key` answer must say: stored and validated by a cluster, or refused.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyExpect {
+    /// Stored, and this cluster said yes.
+    pub validated_by: Option<String>,
+    /// Refused with this code (e.g. `no_cluster_can_validate`).
+    pub error: Option<String>,
+}
+
+/// What a `license_keys` listing must hold.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeysExpect {
+    /// `"os/release"` → the cluster that validated it: exactly these keys are stored.
+    pub keys: Option<BTreeMap<String, String>>,
+}
+
+/// What a node operation's answer must say: the node, or a refusal.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeExpect {
+    pub hostname: Option<String>,
+    /// The node's cluster, exactly.
+    pub cluster: Option<String>,
+    /// The node's cluster is one of these.
+    pub cluster_in: Option<Vec<String>>,
+    /// Refused with this code (e.g. `no_cluster_with_image`).
+    pub error: Option<String>,
+}
+
+/// What a preseed operation's answer must say.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PreseedExpect {
+    /// The current version's number.
+    pub current: Option<i32>,
+    /// The current version's origin: `operator` or a cluster id.
+    pub origin: Option<String>,
+    pub in_conflict: Option<bool>,
+    /// Every version number in the history, oldest first.
+    pub versions: Option<Vec<i32>>,
+    /// Refused with this code (e.g. `stale_preseed`).
+    pub error: Option<String>,
 }
 
 /// What a `list_osystems` answer must say. Absent fields are not checked.

@@ -48,6 +48,110 @@ pub struct SwarmOptions {
     pub reorder_rate: f64,
     /// Liveness mode: when every fault is healed and every node restarted.
     pub heal_at_ms: Option<u64>,
+    /// Domain operations (drawn from their own RNG, so fault plans stay as they were).
+    pub domain: DomainOps,
+}
+
+/// How many domain operations of each kind a seed runs; zero switches a kind off.
+#[derive(Clone, Debug, Serialize)]
+pub struct DomainOps {
+    /// Nodes enlisted at the start.
+    pub nodes: usize,
+    pub allocations: usize,
+    pub releases: usize,
+    pub license_keys: usize,
+}
+
+impl DomainOps {
+    fn draw(seed: u64) -> DomainOps {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xd0d0_d0d0_d0d0_d0d0);
+        let mut count = |on: f64, max: usize| {
+            if rng.gen_bool(on) {
+                rng.gen_range(1..=max)
+            } else {
+                0
+            }
+        };
+        let allocations = count(0.5, 12);
+        let releases = if allocations > 0 { count(0.5, 6) } else { 0 };
+        let license_keys = count(0.4, 3);
+        let nodes = if allocations > 0 {
+            2 + allocations / 2
+        } else {
+            0
+        };
+        DomainOps {
+            nodes,
+            allocations,
+            releases,
+            license_keys,
+        }
+    }
+}
+
+/// What allocations ask for: `(osystem, release, arch)`.
+const ALLOCATION_POOL: [(&str, &str, &str); 6] = [
+    ("ubuntu", "jammy", "amd64"),
+    ("ubuntu", "focal", "amd64"),
+    ("ubuntu", "jammy", "arm64"),
+    ("centos", "centos8", "amd64"),
+    ("windows", "win2019", "amd64"),
+    ("custom", "appliance", "amd64"),
+];
+
+/// Appends the seed's domain operations (and a Windows image on some clusters).
+fn add_domain_ops(options: &SwarmOptions, clusters: &mut [ClusterSpec], ops: &mut Vec<Op>) {
+    let domain = &options.domain;
+    if domain.nodes + domain.license_keys == 0 {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(options.seed ^ 0xa110_ca7e_a110_ca7e);
+    for cluster in clusters.iter_mut() {
+        if rng.gen_bool(0.5) {
+            cluster
+                .images
+                .push("windows/amd64/generic/win2019:install".into());
+        }
+    }
+    let end = options.duration_ms - 1_000;
+    for n in 0..domain.nodes {
+        let cluster = &clusters[rng.gen_range(0..clusters.len())];
+        ops.push(Op::EnlistNode {
+            at_ms: 1_000 + n as u64,
+            hostname: format!("n{n}"),
+            arch: ["amd64", "arm64"][rng.gen_range(0..2)].into(),
+            subarch: None,
+            cluster: cluster.id.clone(),
+            expect: None,
+        });
+    }
+    for _ in 0..domain.allocations {
+        let (os, release, arch) = ALLOCATION_POOL[rng.gen_range(0..ALLOCATION_POOL.len())];
+        ops.push(Op::Allocate {
+            at_ms: rng.gen_range(2_000..end),
+            osystem: os.into(),
+            distro_series: release.into(),
+            arch: arch.into(),
+            hostname: None,
+            expect: None,
+        });
+    }
+    for _ in 0..domain.releases {
+        ops.push(Op::ReleaseNode {
+            at_ms: rng.gen_range(2_000..end),
+            hostname: format!("n{}", rng.gen_range(0..domain.nodes)),
+            expect: None,
+        });
+    }
+    for _ in 0..domain.license_keys {
+        ops.push(Op::AddLicenseKey {
+            at_ms: rng.gen_range(2_000..end),
+            osystem: "windows".into(),
+            distro_series: "win2019".into(),
+            license_key: "ABCDE-12345-FGHIJ-67890-KLMNO".into(),
+            expect: None,
+        });
+    }
 }
 
 /// The images clusters draw from.
@@ -94,6 +198,7 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
         reorder_rate: rng.gen_range(0.05..0.5),
         heal_at_ms,
         kinds,
+        domain: DomainOps::draw(seed),
     }
 }
 
@@ -101,12 +206,13 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
 pub fn generate(options: &SwarmOptions) -> Scenario {
     let mut rng = StdRng::seed_from_u64(options.seed ^ 0x5eed_5eed_5eed_5eed);
     let ids: Vec<String> = (1..=options.clusters).map(|n| format!("c{n}")).collect();
-    let clusters = ids
+    let mut clusters: Vec<ClusterSpec> = ids
         .iter()
         .map(|id| ClusterSpec {
             id: id.clone(),
             images: draw_images(&mut rng),
             declared: None,
+            templates: Vec::new(),
         })
         .collect();
     let window_end = options.heal_at_ms.unwrap_or(options.duration_ms);
@@ -145,6 +251,7 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
             expect: None,
         });
     }
+    add_domain_ops(options, &mut clusters, &mut ops);
     Scenario {
         description: format!("swarm seed {} ({:?})", options.seed, options.mode),
         settings: Settings {

@@ -22,12 +22,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::invariants::{self, DurabilityCheck, ImageKey};
+use crate::invariants::{self, Acked, DurabilityCheck, ImageKey};
 use crate::net::{SimNetwork, REGION_ADDR};
 use crate::scenario::{
     parse_images, ClustersExpect, Fault, ListExpect, Op, Read, Scenario, Settings, REGION,
 };
 use crate::trace::{SharedTrace, Source, Trace};
+use osmesh_net::messages::PreseedTemplate;
+
+mod domain;
 
 /// The wall-clock value the region's clock reads at virtual time zero.
 pub const SIM_EPOCH_MS: i64 = 1_700_000_000_000;
@@ -133,6 +136,13 @@ struct SimCluster {
     images: ScriptedImages,
     /// Every (os, release, arch) this cluster ever held: what "available" may claim.
     held: BTreeSet<ImageKey>,
+    /// Every (os, release) this cluster's registry ever listed: what it may validate.
+    knew: BTreeSet<(String, String)>,
+    /// The templates it ships when it connects (changes take effect at its next start).
+    templates: Vec<PreseedTemplate>,
+    /// When it last crashed: a cluster may say yes to the region and crash before the
+    /// region's answer arrives.
+    crashed_at_ms: Option<u64>,
     actor: Option<Addr<ClusterActor>>,
 }
 
@@ -154,6 +164,8 @@ struct State {
     region: Option<SimRegion>,
     registered: BTreeSet<String>,
     durability: Vec<Box<dyn DurabilityCheck>>,
+    /// What the region's service acknowledged: the durability checks hold the store to it.
+    acked: Acked,
     failure: Option<Failure>,
     step: u64,
     convergence: Option<Convergence>,
@@ -202,6 +214,7 @@ impl World {
             };
             let source = ScriptedImages::default();
             let held = images.iter().map(invariants::image_key).collect();
+            let knew = invariants::known_releases(&invariants::true_report(&config, &images));
             source.set(images);
             clusters.insert(
                 spec.id.clone(),
@@ -209,6 +222,9 @@ impl World {
                     config,
                     images: source,
                     held,
+                    knew,
+                    templates: domain::templates(&spec.templates),
+                    crashed_at_ms: None,
                     actor: None,
                 },
             );
@@ -230,6 +246,7 @@ impl World {
             region: None,
             registered: BTreeSet::new(),
             durability: invariants::durability_checks(),
+            acked: Acked::default(),
             failure: None,
             step: 0,
             convergence,
@@ -445,7 +462,7 @@ impl State {
             dialer,
             source,
             cluster.config.clone(),
-            Vec::new(),
+            cluster.templates.clone(),
             rng,
         );
         cluster.actor = Some(actor.start());
@@ -484,10 +501,19 @@ impl State {
                 let images = parse_images(images).map_err(anyhow::Error::msg)?;
                 if let Some(c) = self.clusters.get_mut(cluster) {
                     c.held.extend(images.iter().map(invariants::image_key));
+                    let report = invariants::true_report(&c.config, &images);
+                    c.knew.extend(invariants::known_releases(&report));
                     c.images.set(images);
                     if let Some(actor) = &c.actor {
                         actor.do_send(Rescan);
                     }
+                }
+            }
+            Fault::TemplatesChange {
+                cluster, templates, ..
+            } => {
+                if let Some(c) = self.clusters.get_mut(cluster) {
+                    c.templates = domain::templates(templates);
                 }
             }
         }
@@ -503,6 +529,12 @@ impl State {
             }
             return;
         }
+        let now = self.now_ms();
+        if let Some(cluster) = self.clusters.get_mut(node) {
+            if cluster.actor.is_some() {
+                cluster.crashed_at_ms = Some(now);
+            }
+        }
         if let Some(actor) = self.clusters.get_mut(node).and_then(|c| c.actor.take()) {
             self.net.cut(Some(node));
             actor.do_send(Shutdown);
@@ -513,6 +545,10 @@ impl State {
         if node == REGION {
             if self.region.is_none() {
                 self.start_region()?;
+                self.check_durability();
+                if self.failure.is_none() {
+                    self.log(Source::Check, domain::durability_summary(&self.acked));
+                }
             }
             return Ok(());
         }
@@ -560,12 +596,22 @@ impl State {
         let store = self.checker_store.clone();
         let mut failed = None;
         for check in &mut self.durability {
-            if let Err(message) = check.check(&store) {
+            if let Err(message) = check.check(&store, &self.acked) {
                 failed = Some(format!("{}: {message}", check.name()));
                 break;
             }
         }
         if let Some(message) = failed {
+            self.fail(FailureKind::Safety, message);
+            return;
+        }
+        let knew: BTreeMap<String, BTreeSet<(String, String)>> = self
+            .clusters
+            .iter()
+            .map(|(id, c)| (id.clone(), c.knew.clone()))
+            .collect();
+        if let Err(message) = invariants::keys_validated_by_knowers(&store, &self.registered, &knew)
+        {
             self.fail(FailureKind::Safety, message);
         }
     }
@@ -610,8 +656,8 @@ fn ms(value: u64) -> Duration {
 
 /// A periodic step: who is registered, the cached answer's invariants, durability, liveness.
 async fn check(state: &Rc<RefCell<State>>) {
-    state.borrow_mut().check_durability();
     let Some(service) = state.borrow().service() else {
+        state.borrow_mut().check_durability();
         return;
     };
     if let Ok(statuses) = service.clusters().await {
@@ -625,6 +671,8 @@ async fn check(state: &Rc<RefCell<State>>) {
         }
         s.registered.extend(known);
     }
+    // After `registered` is current: a key's validator must have registered.
+    state.borrow_mut().check_durability();
     if let Ok(answer) = service.osystems_cached().await {
         let mut s = state.borrow_mut();
         s.check_answer(&answer);
@@ -646,6 +694,7 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
             let got = Err("region_unavailable".to_owned());
             check_list_expect(&state, number, expect, &got);
         }
+        domain::expect_region_down(&state, number, &op);
         return;
     };
     state
@@ -736,6 +785,7 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
                 check_clusters_expect(&state, number, &expect, &statuses);
             }
         }
+        other => domain::run(&state, number, &service, other).await,
     }
 }
 
@@ -940,6 +990,16 @@ fn describe_fault(fault: &Fault) -> String {
         Fault::ImagesChange {
             cluster, images, ..
         } => format!("images_change {cluster} [{}]", images.join(", ")),
+        Fault::TemplatesChange {
+            cluster, templates, ..
+        } => format!(
+            "templates_change {cluster} [{}] (shipped at its next start)",
+            templates
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Fault::HealAll { .. } => "heal_all".into(),
     }
 }
@@ -953,6 +1013,7 @@ fn describe_op(op: &Op) -> String {
             None => format!("list_osystems {read}"),
         },
         Op::ListClusters { .. } => "list_clusters".into(),
+        other => domain::describe(other),
     }
 }
 
@@ -1042,6 +1103,9 @@ async fn final_state(state: &Rc<RefCell<State>>) -> String {
             let _ = writeln!(out, "  {line}");
         }
         let _ = now;
+    }
+    for line in domain::final_lines(&service).await {
+        let _ = writeln!(out, "{line}");
     }
     out
 }
