@@ -123,6 +123,7 @@ fn measure(options: &Options, workspace: &Path, target: &Path) -> Result<Run> {
         progress.step("simulator");
         run.sim = Some(sim::simulator(
             workspace,
+            target,
             if options.smoke { 5 } else { 200 },
         ));
     }

@@ -117,7 +117,7 @@ async fn both_views(service: &RegionService) -> (MeshView, MeshView) {
         .await
         .expect("live")
         .view;
-    (cached, live)
+    (MeshView::clone(&cached), MeshView::clone(&live))
 }
 
 fn views_over_tcp() -> (MeshView, MeshView) {
@@ -157,7 +157,7 @@ fn views_in_memory_on_paused_time() -> (MeshView, MeshView, Duration) {
         // An hour of virtual time: heartbeats and refreshes run, nothing may fall apart.
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let later = service.osystems_cached().await.expect("cached").view;
-        assert_eq!(later, cached, "an idle hour changed the cached view");
+        assert_eq!(*later, cached, "an idle hour changed the cached view");
         (cached, live, started.elapsed())
     })
 }

@@ -28,8 +28,8 @@ pub struct SimFigures {
 }
 
 /// Runs the simulator's figures if the simulator supports them; never fails the harness.
-pub fn simulator(workspace: &Path, swarm_seeds: usize) -> SimFigures {
-    match measure(workspace, swarm_seeds) {
+pub fn simulator(workspace: &Path, target: &Path, swarm_seeds: usize) -> SimFigures {
+    match measure(workspace, target, swarm_seeds) {
         Ok(figures) => figures,
         Err(e) => SimFigures {
             note: Some(format!("not available: {e:#}")),
@@ -38,21 +38,23 @@ pub fn simulator(workspace: &Path, swarm_seeds: usize) -> SimFigures {
     }
 }
 
-fn measure(workspace: &Path, swarm_seeds: usize) -> Result<SimFigures> {
-    let scenario_args = [
-        "bench".to_string(),
-        "--clusters".into(),
-        SCENARIO_CLUSTERS.to_string(),
-        "--minutes".into(),
-        (SCENARIO_SIM_SECS / 60).to_string(),
-    ];
-    let wall = timed(workspace, &scenario_args)?;
-    let swarm_args = [
-        "swarm".to_string(),
-        "--seeds".into(),
-        swarm_seeds.to_string(),
-    ];
-    let swarm_wall = timed(workspace, &swarm_args)?;
+fn measure(workspace: &Path, target: &Path, swarm_seeds: usize) -> Result<SimFigures> {
+    let build = Command::new("cargo")
+        .current_dir(workspace)
+        .args(["build", "--release", "-q", "-p", "osmesh-sim"])
+        .status()?;
+    if !build.success() {
+        bail!("cargo build --release -p osmesh-sim failed");
+    }
+    let sim = target.join("release").join("osmesh-sim");
+    let minutes = (SCENARIO_SIM_SECS / 60).to_string();
+    let clusters = SCENARIO_CLUSTERS.to_string();
+    let wall = timed(
+        &sim,
+        &["bench", "--clusters", &clusters, "--minutes", &minutes],
+    )?;
+    let seeds = swarm_seeds.to_string();
+    let swarm_wall = timed(&sim, &["swarm", "--seeds", &seeds])?;
     Ok(SimFigures {
         sim_secs_per_wall_sec: Some(SCENARIO_SIM_SECS as f64 / wall),
         seeds_per_minute: Some(swarm_seeds as f64 / (swarm_wall / 60.0)),
@@ -60,31 +62,16 @@ fn measure(workspace: &Path, swarm_seeds: usize) -> Result<SimFigures> {
     })
 }
 
-/// Wall seconds of one simulator command (built before the clock starts).
-fn timed(workspace: &Path, args: &[String]) -> Result<f64> {
-    let build = Command::new("cargo")
-        .current_dir(workspace)
-        .args(["build", "--release", "-q", "-p", "osmesh-sim"])
-        .status()?;
-    if !build.success() {
-        bail!("cargo build -p osmesh-sim failed");
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+/// Wall seconds of one run of the built simulator binary (process start included).
+fn timed(sim: &Path, args: &[&str]) -> Result<f64> {
     let started = Instant::now();
-    let status = sim_command(workspace, &args)
+    let status = Command::new(sim)
+        .args(args)
         .stdout(Stdio::null())
-        .status()?;
+        .status()
+        .with_context(|| format!("cannot run {}", sim.display()))?;
     if !status.success() {
         bail!("osmesh-sim {} failed: {status}", args.join(" "));
     }
     Ok(started.elapsed().as_secs_f64())
-}
-
-fn sim_command(workspace: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new("cargo");
-    command
-        .current_dir(workspace)
-        .args(["run", "--release", "-q", "-p", "osmesh-sim", "--"])
-        .args(args);
-    command
 }

@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -92,7 +93,7 @@ pub struct ClusterPart {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OsystemsAnswer {
     pub source: ReadPath,
-    pub view: MeshView,
+    pub view: Arc<MeshView>,
     pub clusters: Vec<ClusterPart>,
     /// For a live answer: the deadline it was given and how long it took, in milliseconds.
     pub deadline_ms: Option<u64>,
@@ -120,6 +121,9 @@ pub struct RegionActor {
     next_link: LinkId,
     pending_handshakes: usize,
     listener: Option<Box<dyn Listener>>,
+    /// The merged view of the clusters' snapshots, kept until a snapshot or a link changes, so
+    /// a cached read costs no merge. Invariant: `None` or equal to a fresh merge.
+    cached_view: Option<Arc<MeshView>>,
 }
 
 impl RegionActor {
@@ -161,6 +165,7 @@ impl RegionActor {
             next_link: 0,
             pending_handshakes: 0,
             listener: Some(listener),
+            cached_view: None,
         }
     }
 
@@ -215,6 +220,7 @@ impl RegionActor {
         }
         entry.last_seen_ms = now;
         self.links.insert(link, cluster.clone());
+        self.cached_view = None;
         tracing::info!(%cluster, "cluster connected");
     }
 
@@ -278,6 +284,13 @@ impl RegionActor {
         if let Err(err) = self.store.save_snapshot(cluster, &stored, now) {
             tracing::error!(%cluster, %err, "cannot persist the snapshot");
         }
+        let unchanged = entry
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.osystems == stored.osystems && s.images == stored.images);
+        if !unchanged {
+            self.cached_view = None;
+        }
         entry.snapshot = Some(HeldSnapshot {
             osystems: stored.osystems,
             images: stored.images,
@@ -309,35 +322,49 @@ impl RegionActor {
         }
     }
 
-    fn cached_answer(&self) -> OsystemsAnswer {
+    fn cached_answer(&mut self) -> OsystemsAnswer {
         let now = self.clock.now_ms();
-        let mut answers = BTreeMap::new();
-        let mut parts = Vec::new();
-        for (id, entry) in &self.clusters {
-            let mut part = self.cluster_part(id, entry, now);
-            let answer = match (&entry.snapshot, entry.link.is_some()) {
-                (Some(s), _) => ClusterAnswer::Answered(ClusterReport {
-                    osystems: s.osystems.clone(),
-                    images: s.images.clone(),
-                }),
-                (None, false) => ClusterAnswer::NoAnswer(NoAnswerReason::NotConnected),
-                (None, true) => ClusterAnswer::NoAnswer(NoAnswerReason::Error(
-                    "connected, but no report received yet".into(),
-                )),
-            };
-            if let ClusterAnswer::NoAnswer(reason) = &answer {
-                part.no_answer = Some(reason.clone());
-            }
-            answers.insert(id.clone(), answer);
-            parts.push(part);
-        }
+        let parts = self
+            .clusters
+            .iter()
+            .map(|(id, entry)| ClusterPart {
+                no_answer: cached_no_answer(entry),
+                ..self.cluster_part(id, entry, now)
+            })
+            .collect();
         OsystemsAnswer {
             source: ReadPath::Cached,
-            view: MeshView::from_answers(&answers),
+            view: self.cached_view(),
             clusters: parts,
             deadline_ms: None,
             elapsed_ms: None,
         }
+    }
+
+    /// The merge of every cluster's snapshot, computed again only after something changed.
+    fn cached_view(&mut self) -> Arc<MeshView> {
+        if let Some(view) = &self.cached_view {
+            return view.clone();
+        }
+        let answers: BTreeMap<_, _> = self
+            .clusters
+            .iter()
+            .map(|(id, entry)| {
+                let answer = match (&entry.snapshot, cached_no_answer(entry)) {
+                    (Some(s), _) => ClusterAnswer::Answered(ClusterReport {
+                        osystems: s.osystems.clone(),
+                        images: s.images.clone(),
+                    }),
+                    (None, reason) => {
+                        ClusterAnswer::NoAnswer(reason.unwrap_or(NoAnswerReason::NotConnected))
+                    }
+                };
+                (id.clone(), answer)
+            })
+            .collect();
+        let view = Arc::new(MeshView::from_answers(&answers));
+        self.cached_view = Some(view.clone());
+        view
     }
 
     /// Asks every known cluster now, each with `timeout`; the future resolves by the deadline.
@@ -379,6 +406,17 @@ impl RegionActor {
                 }
             }
         }
+    }
+}
+
+/// Why a cluster has no part in the cached view: no snapshot yet, connected or not.
+fn cached_no_answer(entry: &ClusterEntry) -> Option<NoAnswerReason> {
+    match (&entry.snapshot, entry.link.is_some()) {
+        (Some(_), _) => None,
+        (None, false) => Some(NoAnswerReason::NotConnected),
+        (None, true) => Some(NoAnswerReason::Error(
+            "connected, but no report received yet".into(),
+        )),
     }
 }
 
@@ -509,6 +547,7 @@ impl Handler<LinkClosed> for RegionActor {
                 .is_some_and(|(link, _)| *link == msg.link)
             {
                 entry.link = None;
+                self.cached_view = None;
                 tracing::warn!(%cluster, "cluster disconnected");
             }
         }
@@ -559,7 +598,7 @@ impl Handler<LiveOsystems> for RegionActor {
             let answers: BTreeMap<_, _> = answers.into_iter().collect();
             OsystemsAnswer {
                 source: ReadPath::Live,
-                view: MeshView::from_answers(&answers),
+                view: Arc::new(MeshView::from_answers(&answers)),
                 clusters: parts,
                 deadline_ms: Some(duration_ms(msg.timeout)),
                 elapsed_ms: Some(duration_ms(started.elapsed())),
