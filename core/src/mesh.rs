@@ -226,10 +226,15 @@ struct Votes<T>(BTreeMap<T, BTreeSet<ClusterId>>);
 
 impl<T: Ord + Clone + Rendered> Votes<T> {
     fn add(&mut self, value: &T, cluster: &ClusterId) {
-        self.0
-            .entry(value.clone())
-            .or_default()
-            .insert(cluster.clone());
+        // Most clusters agree: look the value up before cloning it as a new key.
+        match self.0.get_mut(value) {
+            Some(clusters) => clusters.insert(cluster.clone()),
+            None => self
+                .0
+                .entry(value.clone())
+                .or_default()
+                .insert(cluster.clone()),
+        };
     }
 
     /// Most clusters wins; ties go to the smallest value.
@@ -304,20 +309,26 @@ fn tally_listing(
     listing: &[OsystemInfo],
 ) {
     for info in listing {
-        let os = tally.entry(info.name.clone()).or_default();
+        let os = entry_for(tally, &info.name);
         os.supported_by.insert(cluster.clone());
         os.title.add(&info.title, cluster);
         os.default_release.add(&info.default_release, cluster);
         os.default_commissioning_release
             .add(&info.default_commissioning_release, cluster);
         for release in &info.releases {
-            tally_release(
-                os.releases.entry(release.name.clone()).or_default(),
-                cluster,
-                release,
-            );
+            tally_release(entry_for(&mut os.releases, &release.name), cluster, release);
         }
     }
+}
+
+/// The tally under `name`, created on first sight; the name is cloned only then.
+fn entry_for<'a, T: Default>(tallies: &'a mut BTreeMap<String, T>, name: &str) -> &'a mut T {
+    if !tallies.contains_key(name) {
+        tallies.insert(name.to_owned(), T::default());
+    }
+    tallies
+        .get_mut(name)
+        .expect("the tally was inserted just above")
 }
 
 fn tally_release(tally: &mut ReleaseTally, cluster: &ClusterId, release: &ReleaseInfo) {
