@@ -595,10 +595,20 @@ impl Handler<LiveOsystems> for RegionActor {
                 }
                 parts.push(part);
             }
-            let answers: BTreeMap<_, _> = answers.into_iter().collect();
+            let everyone_answered = answers
+                .iter()
+                .all(|(_, a)| matches!(a, ClusterAnswer::Answered(_)));
+            // When every cluster answered, the answers are now exactly the held snapshots, so
+            // the live view is the cached one (merged again only if a snapshot changed).
+            let view = if everyone_answered {
+                act.cached_view()
+            } else {
+                let answers: BTreeMap<_, _> = answers.into_iter().collect();
+                Arc::new(MeshView::from_answers(&answers))
+            };
             OsystemsAnswer {
                 source: ReadPath::Live,
-                view: Arc::new(MeshView::from_answers(&answers)),
+                view,
                 clusters: parts,
                 deadline_ms: Some(duration_ms(msg.timeout)),
                 elapsed_ms: Some(duration_ms(started.elapsed())),
