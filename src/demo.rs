@@ -63,8 +63,9 @@ pub fn run(options: DemoOptions) -> Result<()> {
         println!("        cargo run --release -- osystems --api {api} --live");
         println!("        cargo run --release -- preseeds list --api {api}");
         println!("  Ctrl-C to stop");
-        actix_rt::spawn(region.server);
-        tokio::signal::ctrl_c().await?;
+        // The HTTP server stops on SIGINT (Ctrl-C), SIGTERM and SIGQUIT; the demo ends with it,
+        // rather than leaving its region and clusters running without an API.
+        region.server.await?;
         println!("stopping");
         anyhow::Ok(())
     })

@@ -69,6 +69,8 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let server =
         HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
             .workers(2)
+            // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
+            .shutdown_timeout(5)
             .bind(&config.http_listen)
             .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addrs = server.addrs();
