@@ -26,6 +26,8 @@ mod nodes;
 mod preseeds;
 mod schema;
 mod settings;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

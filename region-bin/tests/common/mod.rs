@@ -3,10 +3,8 @@
 #![allow(dead_code)]
 
 use actix::{Actor, Addr};
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use osmesh_actors::clock::Clock;
-use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource};
+use osmesh_actors::cluster::{ClusterActor, ClusterSettings, FixedImages};
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{RegionActor, RegionSettings};
 use osmesh_actors::store::Store;
@@ -18,89 +16,12 @@ use osmesh_net::peer::PeerConfig;
 use osmesh_net::{MemNetwork, DEFAULT_MAX_FRAME};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const PG_ENV: &str = "OSMESH_TEST_POSTGRES_URL";
+pub use osmesh_actors::store::testing::TestDb;
 pub const REGION_ADDR: &str = "region";
 pub const VALID_WINDOWS_KEY: &str = "ABCDE-12345-FGHIJ-67890-KLMNO";
-
-static NEXT_SCHEMA: AtomicUsize = AtomicUsize::new(0);
-
-/// A database for one test; removes itself (temp dir, or PostgreSQL schema) on drop.
-pub struct TestDb {
-    pub label: &'static str,
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg_schema: Option<(String, String)>,
-}
-
-impl TestDb {
-    pub fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("region.db").display());
-        TestDb {
-            label: "sqlite",
-            url,
-            _dir: Some(dir),
-            pg_schema: None,
-        }
-    }
-
-    /// A fresh schema on the server `OSMESH_TEST_POSTGRES_URL` names; panics if it is
-    /// unreachable (a configured backend never skips).
-    pub fn postgres(admin_url: &str) -> TestDb {
-        let mut admin = PgConnection::establish(admin_url).unwrap_or_else(|e| {
-            panic!("{PG_ENV}={admin_url} is set but the server is unreachable: {e}")
-        });
-        let schema = format!(
-            "osmesh_rt_{}_{}",
-            std::process::id(),
-            NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-        );
-        admin
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-            ))
-            .unwrap_or_else(|e| panic!("cannot create test schema {schema}: {e}"));
-        let sep = if admin_url.contains('?') { '&' } else { '?' };
-        TestDb {
-            label: "postgres",
-            url: format!("{admin_url}{sep}options=-csearch_path%3D{schema}"),
-            _dir: None,
-            pg_schema: Some((admin_url.to_owned(), schema)),
-        }
-    }
-
-    /// SQLite always, PostgreSQL too when configured.
-    pub fn each() -> Vec<TestDb> {
-        let mut dbs = vec![TestDb::sqlite()];
-        if let Ok(url) = std::env::var(PG_ENV) {
-            dbs.push(TestDb::postgres(&url));
-        }
-        dbs
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin_url, schema)) = &self.pg_schema {
-            if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-            }
-        }
-    }
-}
-
-/// A fixed image set.
-struct StaticImages(Vec<BootImage>);
-
-impl ImageSource for StaticImages {
-    fn scan(&mut self) -> Vec<BootImage> {
-        self.0.clone()
-    }
-}
 
 pub fn image(osystem: &str, arch: &str, release: &str, purposes: &[Purpose]) -> BootImage {
     BootImage {
@@ -246,7 +167,7 @@ impl Mesh {
         let addr = ClusterActor::new(
             settings,
             Arc::new(self.network.dialer()),
-            Box::new(StaticImages(spec.images.clone())),
+            Box::new(FixedImages(spec.images.clone())),
             registry,
             spec.templates.clone(),
             StdRng::seed_from_u64(7),
