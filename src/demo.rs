@@ -43,6 +43,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
             http_listen: options.http_listen.clone(),
             secret: osmesh_net::handshake::Secret::from_file(&secret_file)?,
             refresh_interval: std::time::Duration::from_secs(30),
+            auth: Default::default(),
         })
         .await?;
         for (variant, name) in DEMO_CLUSTERS.iter().enumerate() {

@@ -1,8 +1,10 @@
 //! `regiond`: the osmesh region controller.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
-use osmesh_region::config::{Args, RegionConfig};
+use osmesh_actors::store::{Role, Store};
+use osmesh_region::config::{Args, RegionCommand, RegionConfig, TokenCommand};
+use osmesh_region::redact_url;
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -22,10 +24,61 @@ fn run() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = RegionConfig::from_args(Args::parse())?;
+    let mut args = Args::parse();
+    if let Some(RegionCommand::Token(command)) = args.command.take() {
+        return token(&args, command);
+    }
+    let config = RegionConfig::from_args(args)?;
     actix_web::rt::System::new().block_on(async move {
         let region = osmesh_region::start(config).await?;
         region.server.await?;
         Ok(())
     })
+}
+
+/// `regiond token …`: works on the database directly, so the first admin token can be made
+/// before any exists (whoever can read the database owns the region anyway).
+fn token(args: &Args, command: TokenCommand) -> Result<()> {
+    let url = osmesh_region::config::database_url(args)?;
+    let store = Store::open(&url)
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
+    let now = osmesh_region::wall_clock_ms();
+    match command {
+        TokenCommand::Create {
+            name,
+            role,
+            expires_in_days,
+        } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("role {role:?} is not reader, operator or admin"))?;
+            let expires = expires_in_days.map(|days| now + i64::from(days) * 86_400_000);
+            let (secret, record) =
+                osmesh_region::auth::issue_token(&store, &name, role, "regiond", now, expires)?;
+            eprintln!(
+                "created {} token {:?}; it is shown once, store it now:",
+                record.role, record.name
+            );
+            println!("{}", secret.expose());
+        }
+        TokenCommand::Revoke { name } => {
+            let record = store.revoke_token(&name, now)?;
+            println!("revoked token {:?} ({})", record.name, record.role);
+        }
+        TokenCommand::List => {
+            for t in store.list_tokens()? {
+                let state = if t.revoked_at_ms.is_some() {
+                    "revoked"
+                } else if !t.is_live_at(now) {
+                    "expired"
+                } else {
+                    "live"
+                };
+                println!(
+                    "{}\t{}\t{}\tcreated by {}\t{state}",
+                    t.id, t.name, t.role, t.created_by
+                );
+            }
+        }
+    }
+    Ok(())
 }
