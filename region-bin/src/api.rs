@@ -9,11 +9,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{
     error, web, App, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError,
 };
-use osmesh_actors::store::Role;
 use osmesh_actors::region::service::{
     FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT,
 };
 use osmesh_actors::region::{ClusterPart, OsystemsAnswer, ReadPath};
+use osmesh_actors::store::Role;
 use osmesh_core::mesh::MeshView;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -29,6 +29,7 @@ use std::future::{ready, Ready};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Paths anyone may call without a token: liveness and readiness probes. This is the one
@@ -57,8 +58,9 @@ pub const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 /// A token has 256 random bits, so this guards the database and the log, not the tokens.
 pub const FAILED_AUTH_BURST: u32 = 30;
 
-/// Failed authentications per second an address earns back once its burst is spent.
-pub const FAILED_AUTH_PER_SECOND: u32 = 5;
+/// An address earns back one failed authentication this often once its burst is spent
+/// (five a second).
+pub const FAILED_AUTH_REPLENISH: Duration = Duration::from_millis(200);
 
 /// Above this many tracked addresses, idle entries are dropped from the limiter.
 const MAX_TRACKED_SOURCES: usize = 10_000;
@@ -212,7 +214,7 @@ pub struct AuthSettings {
     /// `/metrics` answers without a token.
     pub open_metrics: bool,
     pub failed_auth_burst: NonZeroU32,
-    pub failed_auth_per_second: NonZeroU32,
+    pub failed_auth_replenish: Duration,
 }
 
 impl Default for AuthSettings {
@@ -220,8 +222,7 @@ impl Default for AuthSettings {
         AuthSettings {
             open_metrics: false,
             failed_auth_burst: NonZeroU32::new(FAILED_AUTH_BURST).unwrap_or(NonZeroU32::MIN),
-            failed_auth_per_second: NonZeroU32::new(FAILED_AUTH_PER_SECOND)
-                .unwrap_or(NonZeroU32::MIN),
+            failed_auth_replenish: FAILED_AUTH_REPLENISH,
         }
     }
 }
@@ -249,7 +250,9 @@ pub struct AuthState {
 
 impl AuthState {
     pub fn new(settings: AuthSettings) -> AuthState {
-        let quota = Quota::per_second(settings.failed_auth_per_second)
+        let quota = Quota::with_period(settings.failed_auth_replenish)
+            // Only a zero period has no quota; treat it as one a second.
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(settings.failed_auth_burst);
         AuthState {
             rules: crate::api::access_rules(),
@@ -294,10 +297,12 @@ impl AuthState {
         if self.limiter.len() > MAX_TRACKED_SOURCES {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&source_key(source)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        self.limiter
+            .check_key(&source_key(source))
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
     }
 }
 
@@ -351,7 +356,12 @@ fn authenticate_token(
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| refused("bad_token", "the Authorization header must be 'Bearer <token>'"))?;
+        .ok_or_else(|| {
+            refused(
+                "bad_token",
+                "the Authorization header must be 'Bearer <token>'",
+            )
+        })?;
     if !is_well_formed(token) {
         return Err(refused(
             "bad_token",
@@ -386,14 +396,21 @@ pub async fn authenticate(
         req.app_data::<web::Data<RegionService>>().cloned(),
     ) else {
         tracing::error!("the API is mounted without its authentication state; refusing");
-        let response = refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error");
+        let response = refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        );
         return Ok(req.into_response(response));
     };
     if state.is_public(req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let source = req.peer_addr().map(|a| a.ip());
-    let now_ms = service.now_ms().await.unwrap_or_else(|_| crate::wall_clock_ms());
+    let now_ms = service
+        .now_ms()
+        .await
+        .unwrap_or_else(|_| crate::wall_clock_ms());
     let caller = match authenticate_token(&req, service.store(), now_ms) {
         Ok(record) => Caller {
             name: record.name,

@@ -45,7 +45,10 @@ fn a_token_is_found_by_its_hash_and_revocation_keeps_the_row() {
         assert!(found.is_live_at(4_999) && !found.is_live_at(5_000));
         assert_eq!(store.token_by_hash("h2").unwrap(), None);
         store.touch_token(created.id, 200).unwrap();
-        assert_eq!(store.token_by_hash("h1").unwrap().unwrap().last_used_ms, Some(200));
+        assert_eq!(
+            store.token_by_hash("h1").unwrap().unwrap().last_used_ms,
+            Some(200)
+        );
 
         let revoked = store.revoke_token("ci", 300).unwrap();
         assert_eq!(revoked.revoked_at_ms, Some(300));

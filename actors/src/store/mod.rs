@@ -29,11 +29,11 @@ mod nodes;
 mod preseeds;
 mod schema;
 mod settings;
-mod tokens;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::time::Duration;
 

@@ -97,11 +97,18 @@ async fn create(
         ))
     })?;
     let now = service.now_ms().await?;
-    let expires = body
-        .expires_in_secs
-        .map(|secs| now.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)));
-    let (secret, record) = issue_token(service.store(), &body.name, role, &caller.name, now, expires)
-        .map_err(|e| ApiError(token_error(&body.name, e)))?;
+    let expires = body.expires_in_secs.map(|secs| {
+        now.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+    });
+    let (secret, record) = issue_token(
+        service.store(),
+        &body.name,
+        role,
+        &caller.name,
+        now,
+        expires,
+    )
+    .map_err(|e| ApiError(token_error(&body.name, e)))?;
     Ok(HttpResponse::Created().json(Created {
         token: secret.expose().to_owned(),
         record: record.into(),
@@ -119,7 +126,9 @@ async fn revoke(service: web::Data<RegionService>, name: web::Path<String>) -> A
 
 fn token_error(name: &str, err: crate::auth::IssueError) -> ServiceError {
     match err {
-        crate::auth::IssueError::BadName(message) => ServiceError::bad_request("bad_token_name", message),
+        crate::auth::IssueError::BadName(message) => {
+            ServiceError::bad_request("bad_token_name", message)
+        }
         crate::auth::IssueError::Store(StoreError::Conflict { .. }) => ServiceError::conflict(
             "token_exists",
             format!("a live token is named {name:?}; revoke it first or pick another name"),
