@@ -127,7 +127,10 @@ fn cluster_ready(http: u16) -> bool {
 #[test]
 fn acknowledged_writes_survive_a_kill_9_of_regiond() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("secret"), "durability-test-secret\n").unwrap();
+    common::write_secret(
+        &dir.path().join("secret"),
+        "durability-test-secret-0123456789abcdef\n",
+    );
     let db_url = format!("sqlite://{}", dir.path().join("region.db").display());
     let _ = TOKEN.set(common::create_token(&db_url, "durability", "admin"));
     osmesh_cluster::sample::write_sample_tree(&dir.path().join("images"), 1).unwrap();

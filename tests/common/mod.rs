@@ -58,6 +58,19 @@ pub fn free_port() -> u16 {
     socket.local_addr().expect("local addr").port()
 }
 
+/// Writes a secret file as the daemons require it: mode 0600, created new.
+pub fn write_secret(path: &Path, contents: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .expect("write the secret file");
+}
+
 /// Where one test's processes keep their files.
 pub struct Site {
     pub dir: tempfile::TempDir,
@@ -70,7 +83,7 @@ impl Site {
     pub fn new() -> Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let secret_file = dir.path().join("secret");
-        std::fs::write(&secret_file, "e2e-shared-secret\n").expect("secret");
+        write_secret(&secret_file, "e2e-shared-secret-0123456789abcdef\n");
         let site = Site {
             rpc: format!("127.0.0.1:{}", free_port()),
             http: format!("127.0.0.1:{}", free_port()),
