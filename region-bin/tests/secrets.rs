@@ -186,3 +186,23 @@ async fn power_passwords_and_license_keys_never_reach_a_reader_or_the_log() {
         assert!(!logs.contains(secret), "{secret} in the log");
     }
 }
+
+#[core::prelude::v1::test]
+fn a_template_cannot_dump_its_context() {
+    use osmesh_actors::region::template::{render_template, PreseedContext};
+    let mut ctx = PreseedContext {
+        preseed_type: "curtin".into(),
+        hostname: "w1".into(),
+        arch: "amd64".into(),
+        subarch: "generic".into(),
+        osystem: "windows".into(),
+        release: "win2019".into(),
+        cluster: "alpha".into(),
+        data: Default::default(),
+    };
+    ctx.data
+        .insert("license_key".into(), VALID_WINDOWS_KEY.into());
+    let err = render_template("t", "{{ debug() }}", &ctx).unwrap_err();
+    assert!(!err.to_string().contains(VALID_WINDOWS_KEY), "{err}");
+    assert!(!format!("{ctx:?}").contains(VALID_WINDOWS_KEY));
+}
