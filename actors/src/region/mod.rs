@@ -363,6 +363,7 @@ impl RegionActor {
             })
             .collect();
         let view = Arc::new(MeshView::from_answers(&answers));
+        crate::metrics::view_rebuilt();
         self.cached_view = Some(view.clone());
         view
     }
@@ -490,6 +491,7 @@ impl Handler<Dialed> for RegionActor {
 
     fn handle(&mut self, msg: Dialed, ctx: &mut Self::Context) {
         if self.pending_handshakes >= MAX_PENDING_HANDSHAKES {
+            osmesh_net::metrics::handshake_refused("too_many_pending");
             tracing::warn!(peer = %msg.conn.peer_addr, "too many handshakes under way; closing");
             return;
         }
@@ -503,7 +505,10 @@ impl Handler<Dialed> for RegionActor {
             act.pending_handshakes -= 1;
             match result {
                 Ok(auth) => act.on_authenticated(auth, ctx),
-                Err(err) => tracing::warn!(peer = %peer_addr, %err, "handshake refused"),
+                Err(err) => {
+                    osmesh_net::metrics::handshake_failed(&err);
+                    tracing::warn!(peer = %peer_addr, %err, "handshake refused")
+                }
             }
         }));
     }
@@ -521,7 +526,7 @@ impl Handler<InboundCall> for RegionActor {
             body,
             responder,
         } = call.incoming;
-        let result = self.answer(&cluster, &method, &body);
+        let result = osmesh_net::metrics::served(&method, || self.answer(&cluster, &method, &body));
         match responder {
             Some(responder) => responder.reply(result),
             None => {
@@ -581,6 +586,7 @@ impl Handler<LiveOsystems> for RegionActor {
         let started = tokio::time::Instant::now();
         let asks = self.ask_all(msg.timeout);
         Box::pin(asks.into_actor(self).map(move |answers, act, _ctx| {
+            crate::metrics::fanout_done(started.elapsed(), &answers);
             act.hold_answers(&answers);
             let now = act.clock.now_ms();
             let mut parts = Vec::new();
