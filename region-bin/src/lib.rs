@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod config;
+pub mod health;
+pub mod metrics;
 
 use actix::Actor;
 use actix_web::{web, App, HttpServer};
@@ -40,6 +42,8 @@ pub struct RunningRegion {
 /// Opens the store (running migrations), binds the RPC listener, starts the region actor and
 /// the HTTP API. Must be called inside an actix `System`.
 pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
+    osmesh_telemetry::metrics::install();
+    osmesh_actors::store::install_query_metrics();
     let store = Store::open(&config.database_url)
         .with_context(|| format!("cannot open the database {}", config.database_url))?;
     let listener = TcpListener::bind(&config.rpc_listen, DEFAULT_MAX_FRAME)
@@ -66,13 +70,18 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     .start();
     let service = RegionService::new(region, store);
     let data = web::Data::new(service.clone());
-    let server =
-        HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
-            .workers(2)
-            // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
-            .shutdown_timeout(5)
-            .bind(&config.http_listen)
-            .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(metrics::track))
+            .configure(ops_routes)
+            .configure(api::configure)
+    })
+    .workers(2)
+    // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
+    .shutdown_timeout(5)
+    .bind(&config.http_listen)
+    .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addrs = server.addrs();
     tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
     Ok(RunningRegion {
@@ -81,6 +90,12 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         service,
         server: server.run(),
     })
+}
+
+/// The operator's routes beside the API: `/healthz`, `/readyz`, `/metrics`.
+pub fn ops_routes(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    metrics::configure(cfg);
 }
 
 /// The wall clock, read once at start-up to anchor the actors' tokio-time clock.
