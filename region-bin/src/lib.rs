@@ -7,6 +7,7 @@
 //! What it must not know: domain rules (those live in `core`) or the simulator.
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod health;
 pub mod metrics;
