@@ -71,6 +71,7 @@ impl ClusterEntry {
 
 /// Which read path produced an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReadPath {
     Cached,
@@ -79,6 +80,7 @@ pub enum ReadPath {
 
 /// One cluster's part in an answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterPart {
     pub cluster: ClusterId,
     pub name: String,
@@ -91,6 +93,7 @@ pub struct ClusterPart {
 
 /// The OS view, with how it was obtained and every known cluster's part in it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OsystemsAnswer {
     pub source: ReadPath,
     pub view: Arc<MeshView>,
@@ -102,6 +105,7 @@ pub struct OsystemsAnswer {
 
 /// A cluster as the status listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     pub id: ClusterId,
     pub name: String,
