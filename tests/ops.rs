@@ -66,9 +66,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A secret file as the daemons require it: mode 0600, 32 bytes or more.
 fn secret_file(dir: &Path) -> String {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("secret");
-    std::fs::write(&path, "do-not-print-this-secret").expect("secret");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("secret file");
+    file.write_all(b"do-not-print-this-secret-0123456789abcdef")
+        .expect("secret");
     path.display().to_string()
 }
 
