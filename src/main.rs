@@ -19,6 +19,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: osmesh_telemetry::logging::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -120,13 +122,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    osmesh_telemetry::logging::init(cli.log.log_format, "warn");
+    match cli.command {
         Command::Demo {
             dir,
             http_listen,

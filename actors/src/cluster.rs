@@ -164,9 +164,10 @@ impl ClusterActor {
         self.rng.fill_bytes(&mut nonce);
         let connect = async move {
             let conn = dialer.dial(&addr).await.map_err(|e| e.to_string())?;
-            let auth = dial_handshake(conn, &handshake, nonce)
-                .await
-                .map_err(|e| e.to_string())?;
+            let auth = dial_handshake(conn, &handshake, nonce).await.map_err(|e| {
+                osmesh_net::metrics::handshake_failed(&e);
+                e.to_string()
+            })?;
             Ok::<_, String>(spawn_peer(auth, peer_config))
         };
         ctx.spawn(connect.into_actor(self).map(|result, act, ctx| match result {
@@ -340,7 +341,9 @@ impl Handler<InboundCall> for ClusterActor {
             tracing::debug!(%method, "ignoring a notification from the region");
             return;
         };
-        responder.reply(self.answer(&method, &body));
+        responder.reply(osmesh_net::metrics::served(&method, || {
+            self.answer(&method, &body)
+        }));
     }
 }
 

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod cluster;
 pub mod connection;
 mod masked;
+pub mod metrics;
 pub mod region;
 pub mod store;
 

@@ -5,7 +5,9 @@
 //!
 //! What it must not know: region internals (it only speaks the protocol) or the simulator.
 
+pub mod daemon;
 pub mod sample;
+pub mod status;
 
 use actix::{Actor, Addr};
 use anyhow::{Context, Result};
@@ -28,7 +30,7 @@ use std::time::Duration;
 /// How long the cluster gives the region to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(name = "clusterd", about = "The osmesh cluster controller")]
 pub struct Args {
     /// The cluster's identity (what it authenticates as); defaults to its name.

@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use clap::Parser;
-use osmesh_cluster::{Args, ClusterConfig};
+use osmesh_cluster::daemon::{self, DaemonArgs};
+use osmesh_cluster::ClusterConfig;
+use osmesh_telemetry::logging;
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -16,17 +18,26 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let config = ClusterConfig::from_args(Args::parse())?;
+    let cli = DaemonArgs::parse();
+    logging::init(cli.log.log_format, "info");
+    let check_only = cli.check_config;
+    let resolved = cli.resolve()?;
+    if check_only {
+        print!("{}", daemon::check(&resolved)?);
+        println!("# configuration OK");
+        return Ok(());
+    }
+    let status_listen = resolved.status_listen;
+    let config = ClusterConfig::from_args(resolved.args)?;
     let system = actix_rt::System::new();
     system.block_on(async move {
-        osmesh_cluster::start(config);
-    });
+        let cluster = osmesh_cluster::start(config);
+        if let Some(addr) = status_listen {
+            let (server, _) = osmesh_cluster::status::start(&addr, cluster)?;
+            actix_rt::spawn(server);
+        }
+        anyhow::Ok(())
+    })?;
     system.run()?;
     Ok(())
 }

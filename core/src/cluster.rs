@@ -7,6 +7,7 @@ use std::fmt;
 ///
 /// Ordered, so every view keyed by cluster iterates in one deterministic order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct ClusterId(pub String);
 

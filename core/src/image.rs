@@ -6,6 +6,7 @@ use std::fmt;
 
 /// What a boot image can be used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Purpose {
     Commissioning,
@@ -43,6 +44,7 @@ impl fmt::Display for Purpose {
 /// Invariant: `purposes` is never empty; a directory whose files give no purpose is not an
 /// image (the scanner reports it as skipped instead).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BootImage {
     pub osystem: String,
     pub arch: String,

@@ -43,6 +43,7 @@ pub struct ClusterReport {
 
 /// Why a cluster is missing from a merge.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NoAnswerReason {
     NotConnected,
     Timeout,
@@ -64,6 +65,7 @@ pub type Availability = BTreeMap<String, BTreeMap<ClusterId, BTreeSet<Purpose>>>
 
 /// The merged answer of every cluster asked.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeshView {
     /// Sorted by name; one entry per OS name.
     pub osystems: Vec<MeshOsystem>,
@@ -75,6 +77,7 @@ pub struct MeshView {
 
 /// One OS across the mesh.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeshOsystem {
     pub name: String,
     pub title: String,
@@ -87,6 +90,7 @@ pub struct MeshOsystem {
 
 /// One release across the mesh.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeshRelease {
     pub name: String,
     pub title: String,
@@ -99,6 +103,7 @@ pub struct MeshRelease {
 
 /// Clusters disagreeing on one field; `chosen` is what the view shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conflict {
     pub osystem: String,
     /// `None` for an OS-level field.
@@ -111,6 +116,7 @@ pub struct Conflict {
 
 /// One value in a conflict; booleans are written `"true"`/`"false"`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictValue {
     pub value: Option<String>,
     pub clusters: BTreeSet<ClusterId>,
@@ -118,6 +124,7 @@ pub struct ConflictValue {
 
 /// The fields on which clusters can disagree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ConflictField {
     Title,
     DefaultRelease,

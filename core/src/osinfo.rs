@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// One release of an operating system, as a registry describes it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseInfo {
     pub name: String,
     pub title: String,
@@ -14,6 +15,7 @@ pub struct ReleaseInfo {
 
 /// One operating system, as a registry describes it. Releases are sorted by name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OsystemInfo {
     pub name: String,
     pub title: String,

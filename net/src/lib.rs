@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod handshake;
 pub mod mem;
 pub mod messages;
+pub mod metrics;
 pub mod peer;
 pub mod tcp;
 pub mod transport;

@@ -98,6 +98,7 @@ impl Peer {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
+        let started = Instant::now();
         let (id, reply) = self.shared.register()?;
         let pending = PendingCall {
             shared: &self.shared,
@@ -114,6 +115,7 @@ impl Peer {
             ))),
         };
         drop(pending);
+        crate::metrics::call_done(method, &result, started.elapsed());
         result
     }
 

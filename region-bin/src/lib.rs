@@ -8,7 +8,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod check;
 pub mod config;
+pub mod health;
+pub mod metrics;
 pub mod redact;
 
 use actix::Actor;
@@ -43,6 +46,8 @@ pub struct RunningRegion {
 /// Opens the store (running migrations), binds the RPC listener, starts the region actor and
 /// the HTTP API. Must be called inside an actix `System`.
 pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
+    osmesh_telemetry::metrics::install();
+    osmesh_actors::store::install_query_metrics();
     let store = Store::open(&config.database_url).with_context(|| {
         format!(
             "cannot open the database {}",
@@ -88,6 +93,12 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         service,
         server: server.run(),
     })
+}
+
+/// The operator's routes beside the API: `/healthz`, `/readyz`, `/metrics`.
+pub fn ops_routes(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    metrics::configure(cfg);
 }
 
 /// The wall clock, read once at start-up to anchor the actors' tokio-time clock.

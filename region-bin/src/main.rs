@@ -5,6 +5,19 @@ use clap::Parser;
 use osmesh_actors::store::{Role, Store};
 use osmesh_region::config::{Args, RegionCommand, RegionConfig, TokenCommand};
 use osmesh_region::redact_url;
+use osmesh_telemetry::logging::{self, LogArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "regiond", about = "The osmesh region controller")]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+    /// Validate the configuration, print it with secrets masked, and exit (0: valid, 1: not).
+    #[arg(long)]
+    check_config: bool,
+    #[command(flatten)]
+    log: LogArgs,
+}
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -18,17 +31,19 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let mut args = Args::parse();
+    let cli = Cli::parse();
+    logging::init(cli.log.log_format, "info");
+    let mut args = cli.args;
     if let Some(RegionCommand::Token(command)) = args.command.take() {
         return token(&args, command);
     }
     let config = RegionConfig::from_args(args)?;
+    if cli.check_config {
+        osmesh_region::check::validate(&config)?;
+        print!("{}", osmesh_region::check::effective(&config));
+        println!("# configuration OK");
+        return Ok(());
+    }
     actix_web::rt::System::new().block_on(async move {
         let region = osmesh_region::start(config).await?;
         region.server.await?;

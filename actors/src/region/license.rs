@@ -30,6 +30,7 @@ pub const MAX_KEY_LEN: usize = 256;
 
 /// A key as an operator submits it. `Debug` masks the key.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LicenseKeyRequest {
     pub osystem: String,
@@ -49,6 +50,7 @@ impl std::fmt::Debug for LicenseKeyRequest {
 
 /// A stored key as every answer shows it: masked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseKeyView {
     pub osystem: String,
     pub distro_series: String,

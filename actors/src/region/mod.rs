@@ -71,6 +71,7 @@ impl ClusterEntry {
 
 /// Which read path produced an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReadPath {
     Cached,
@@ -79,6 +80,7 @@ pub enum ReadPath {
 
 /// One cluster's part in an answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterPart {
     pub cluster: ClusterId,
     pub name: String,
@@ -91,6 +93,7 @@ pub struct ClusterPart {
 
 /// The OS view, with how it was obtained and every known cluster's part in it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OsystemsAnswer {
     pub source: ReadPath,
     pub view: Arc<MeshView>,
@@ -102,6 +105,7 @@ pub struct OsystemsAnswer {
 
 /// A cluster as the status listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     pub id: ClusterId,
     pub name: String,
@@ -363,6 +367,7 @@ impl RegionActor {
             })
             .collect();
         let view = Arc::new(MeshView::from_answers(&answers));
+        crate::metrics::view_rebuilt();
         self.cached_view = Some(view.clone());
         view
     }
@@ -490,6 +495,7 @@ impl Handler<Dialed> for RegionActor {
 
     fn handle(&mut self, msg: Dialed, ctx: &mut Self::Context) {
         if self.pending_handshakes >= MAX_PENDING_HANDSHAKES {
+            osmesh_net::metrics::handshake_refused("too_many_pending");
             tracing::warn!(peer = %msg.conn.peer_addr, "too many handshakes under way; closing");
             return;
         }
@@ -503,7 +509,10 @@ impl Handler<Dialed> for RegionActor {
             act.pending_handshakes -= 1;
             match result {
                 Ok(auth) => act.on_authenticated(auth, ctx),
-                Err(err) => tracing::warn!(peer = %peer_addr, %err, "handshake refused"),
+                Err(err) => {
+                    osmesh_net::metrics::handshake_failed(&err);
+                    tracing::warn!(peer = %peer_addr, %err, "handshake refused")
+                }
             }
         }));
     }
@@ -521,7 +530,7 @@ impl Handler<InboundCall> for RegionActor {
             body,
             responder,
         } = call.incoming;
-        let result = self.answer(&cluster, &method, &body);
+        let result = osmesh_net::metrics::served(&method, || self.answer(&cluster, &method, &body));
         match responder {
             Some(responder) => responder.reply(result),
             None => {
@@ -581,6 +590,7 @@ impl Handler<LiveOsystems> for RegionActor {
         let started = tokio::time::Instant::now();
         let asks = self.ask_all(msg.timeout);
         Box::pin(asks.into_actor(self).map(move |answers, act, _ctx| {
+            crate::metrics::fanout_done(started.elapsed(), &answers);
             act.hold_answers(&answers);
             let now = act.clock.now_ms();
             let mut parts = Vec::new();

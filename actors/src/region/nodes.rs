@@ -22,6 +22,7 @@ pub const DEFAULT_SUBARCH: &str = "generic";
 
 /// A node to enlist. `Debug` masks the power parameters (`masked.rs`).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnlistRequest {
     pub hostname: String,
@@ -39,6 +40,7 @@ pub struct EnlistRequest {
 
 /// What an allocation asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AllocateRequest {
     pub osystem: String,
@@ -52,6 +54,7 @@ pub struct AllocateRequest {
 
 /// A node as the API shows it. `Debug` masks the power parameters (`masked.rs`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeView {
     pub id: i64,
     pub system_id: Option<String>,

@@ -21,6 +21,7 @@ pub const PRESEED_DATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One version of a template.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreseedVersionView {
     pub name: String,
     pub version: i32,
@@ -57,6 +58,7 @@ impl From<PreseedVersion> for PreseedVersionView {
 
 /// A cluster change that disagrees with the operator's edit; both versions are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictView {
     /// The operator's version, current while the conflict lasts.
     pub operator_version: i32,
@@ -75,6 +77,7 @@ impl From<PreseedConflict> for ConflictView {
 
 /// A preseed: its current version and any conflict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreseedView {
     pub name: String,
     pub current: PreseedVersionView,
@@ -97,6 +100,7 @@ impl From<PreseedRecord> for PreseedView {
 
 /// An operator's edit: the new content and the version it was based on.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PreseedEdit {
     pub content: String,
@@ -105,6 +109,7 @@ pub struct PreseedEdit {
 
 /// A rendered preseed and what it was rendered from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenderedPreseed {
     pub node_id: i64,
     pub hostname: String,

@@ -25,6 +25,7 @@ pub const MAX_LIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What kind of refusal an operation ended in; the API maps each to one HTTP status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     BadRequest,
@@ -89,6 +90,7 @@ impl ServiceError {
 
 /// One release as the API shows it: where it is supported and available.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseAnswer {
     pub osystem: String,
     pub release: String,
@@ -99,6 +101,7 @@ pub struct ReleaseAnswer {
 
 /// The non-view part of an `OsystemsAnswer`, for answers that show one slice of the view.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OsystemsAnswerSummary {
     pub source: super::ReadPath,
     pub clusters: Vec<super::ClusterPart>,

@@ -12,6 +12,7 @@ use crate::store::SettingKey;
 /// The OS settings; `None` when unset. Also the body of an update: fields left out (or
 /// `null`) are left as they are.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OsSettings {
     #[serde(default)]

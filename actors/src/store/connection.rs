@@ -175,6 +175,15 @@ fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How many embedded migrations the database has not applied (readiness: 0 once started).
+pub(crate) fn pending_migrations(conn: &mut AnyConnection) -> Result<usize, StoreError> {
+    match conn {
+        AnyConnection::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        AnyConnection::Postgresql(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+    }
+    .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
 /// Runs `body` in a transaction that writes. On SQLite it begins `IMMEDIATE`, taking the
 /// write lock up front (waiting up to `busy_timeout`): a deferred transaction that reads and
 /// then writes can fail with `SQLITE_BUSY` instead of waiting. On PostgreSQL it is a plain

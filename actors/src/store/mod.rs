@@ -26,6 +26,7 @@ mod connection;
 mod error;
 mod license_keys;
 mod nodes;
+mod observe;
 mod preseeds;
 mod schema;
 mod settings;
@@ -45,6 +46,7 @@ pub use connection::Backend;
 pub use error::StoreError;
 pub use license_keys::{LicenseKeyRecord, NewLicenseKey};
 pub use nodes::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
+pub use observe::{install_query_metrics, PoolState, StoreReadiness};
 pub use preseeds::{
     decide_cluster_report, decide_operator_edit, ClusterReportAction, PreseedConflict, PreseedHead,
     PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
