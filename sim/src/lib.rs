@@ -10,6 +10,7 @@
 
 pub mod invariants;
 pub mod net;
+pub mod oracle;
 pub mod scenario;
 pub mod swarm;
 pub mod trace;

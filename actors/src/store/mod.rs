@@ -38,7 +38,7 @@ use diesel::r2d2::{Pool, PooledConnection};
 pub use clusters::{ClusterRecord, ClusterSnapshot};
 pub use connection::Backend;
 pub use error::StoreError;
-pub use license_keys::{LicenseKeyRecord, NewLicenseKey};
+pub use license_keys::{mask_key, LicenseKeyRecord, NewLicenseKey};
 pub use nodes::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
 pub use preseeds::{
     decide_cluster_report, decide_operator_edit, ClusterReportAction, PreseedConflict, PreseedHead,
