@@ -524,7 +524,7 @@ pub fn allocation_is_sound(
     }
     if node.arch != request_arch {
         return Err(format!(
-            "node {} ({}) was allocated for a {request_arch} request",
+            "node {} ({}) was allocated for a request for {request_arch}",
             node.hostname, node.arch
         ));
     }
@@ -595,6 +595,326 @@ mod tests {
     fn store(dir: &tempfile::TempDir) -> Store {
         let path = dir.path().join("region.sqlite3");
         Store::open(path.to_str().expect("a UTF-8 path")).expect("the store opens")
+    }
+
+    mod answers {
+        //! Each answer invariant passes a correct answer and fails the bug it is named after.
+
+        use super::super::*;
+        use crate::net::Observed;
+        use crate::oracle::Oracle;
+        use osmesh_actors::region::ClusterPart;
+        use osmesh_core::{ClusterAnswer, NoAnswerReason};
+        use std::sync::Arc;
+
+        fn images(specs: &[&str]) -> Vec<BootImage> {
+            let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+            crate::scenario::parse_images(&specs).expect("valid images")
+        }
+
+        const C1: &[&str] = &["ubuntu/amd64/generic/jammy:install"];
+        const C2: &[&str] = &["centos/amd64/generic/centos8"];
+
+        /// c1 and c2 hold their images from 100 ms on, both registered, both replied at 1000.
+        fn oracle() -> Oracle {
+            let config = RegistryConfig::default();
+            let mut oracle = Oracle::default();
+            oracle.hold("c1", 100, &config, &images(C1));
+            oracle.hold("c2", 100, &config, &images(C2));
+            let mut seen = Observed::default();
+            for c in ["c1", "c2"] {
+                seen.registered.insert(c.into(), 50);
+                for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
+                    seen.replies
+                        .entry(c.into())
+                        .or_default()
+                        .push((1_000, m.into()));
+                }
+            }
+            oracle.observe(seen);
+            oracle
+        }
+
+        /// An answer as the region should give it, from these clusters' answers (`None`:
+        /// not connected).
+        fn answer(source: ReadPath, given: &[(&str, Option<&[&str]>)], age: i64) -> OsystemsAnswer {
+            let config = RegistryConfig::default();
+            let mut answers = BTreeMap::new();
+            let mut parts = Vec::new();
+            for (c, held) in given {
+                let id = ClusterId::new(*c);
+                let (a, part_age, no_answer) = match held {
+                    Some(specs) => (
+                        ClusterAnswer::Answered(true_report(&config, &images(specs))),
+                        Some(age),
+                        None,
+                    ),
+                    None => (
+                        ClusterAnswer::NoAnswer(NoAnswerReason::NotConnected),
+                        None,
+                        Some(NoAnswerReason::NotConnected),
+                    ),
+                };
+                answers.insert(id.clone(), a);
+                parts.push(ClusterPart {
+                    cluster: id,
+                    name: c.to_string(),
+                    connected: held.is_some(),
+                    age_ms: part_age,
+                    no_answer,
+                });
+            }
+            OsystemsAnswer {
+                source,
+                view: Arc::new(MeshView::from_answers(&answers)),
+                clusters: parts,
+                deadline_ms: None,
+                elapsed_ms: None,
+            }
+        }
+
+        fn all_checks(
+            a: &OsystemsAnswer,
+            oracle: &Oracle,
+            issued: u64,
+            now: u64,
+        ) -> Result<(), String> {
+            names_every_cluster(a, oracle)
+                .and_then(|()| parts_agree_with_view(a))
+                .and_then(|()| live_answers_are_live(a, oracle, issued, now))
+                .and_then(|()| available_as_held(a, oracle, now))
+        }
+
+        #[test]
+        fn a_true_answer_passes_every_check() {
+            let oracle = oracle();
+            let cached = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 300);
+            assert_eq!(all_checks(&cached, &oracle, 500, 500), Ok(()));
+            let live = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", None)], 0);
+            assert_eq!(all_checks(&live, &oracle, 990, 1_010), Ok(()));
+        }
+
+        #[test]
+        fn a_cluster_both_answering_and_not_is_caught() {
+            let mut a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            Arc::make_mut(&mut a.view)
+                .not_answered
+                .insert(ClusterId::new("c1"), NoAnswerReason::Timeout);
+            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            assert!(
+                err.contains("both as answering and as not answering"),
+                "{err}"
+            );
+        }
+
+        #[test]
+        fn a_forgotten_registered_cluster_is_caught() {
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1))], 0);
+            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            assert!(err.contains("does not name registered cluster c2"), "{err}");
+        }
+
+        #[test]
+        fn a_cluster_that_does_not_exist_is_caught() {
+            let a = answer(
+                ReadPath::Cached,
+                &[("c1", Some(C1)), ("c2", Some(C2)), ("c9", None)],
+                0,
+            );
+            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            assert!(err.contains("names c9, which does not exist"), "{err}");
+        }
+
+        #[test]
+        fn a_part_disagreeing_with_the_view_is_caught() {
+            let mut a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            a.clusters[0].no_answer = Some(NoAnswerReason::Timeout);
+            let err = parts_agree_with_view(&a).unwrap_err();
+            assert!(err.contains("c1's part says it did not answer"), "{err}");
+            let mut a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
+            a.clusters[1].no_answer = None;
+            let err = parts_agree_with_view(&a).unwrap_err();
+            assert!(err.contains("c2's part says it answered"), "{err}");
+            let mut a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
+            a.clusters.pop();
+            let err = parts_agree_with_view(&a).unwrap_err();
+            assert!(err.contains("names c2, which has no part"), "{err}");
+        }
+
+        #[test]
+        fn a_stale_part_in_a_live_answer_is_caught() {
+            let a = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 40);
+            let err = parts_agree_with_view(&a).unwrap_err();
+            assert!(err.contains("40 ms old in a live answer"), "{err}");
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], -1);
+            assert!(parts_agree_with_view(&a).is_err());
+        }
+
+        #[test]
+        fn a_cached_snapshot_counted_as_a_live_answer_is_caught() {
+            let a = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            let oracle = oracle();
+            assert_eq!(live_answers_are_live(&a, &oracle, 900, 1_100), Ok(()));
+            // The replies reached the region before this fan-out started.
+            let err = live_answers_are_live(&a, &oracle, 1_001, 1_100).unwrap_err();
+            assert!(err.contains("no ListOperatingSystems reply of c1"), "{err}");
+            // A cached answer is not held to it.
+            let cached = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(
+                live_answers_are_live(&cached, &oracle, 1_001, 1_100),
+                Ok(())
+            );
+        }
+
+        #[test]
+        fn availability_never_held_is_caught() {
+            let oracle = oracle();
+            // c1 shown with an arm64 image it never held.
+            let a = answer(
+                ReadPath::Cached,
+                &[
+                    ("c1", Some(&["ubuntu/arm64/generic/jammy:install"])),
+                    ("c2", Some(C2)),
+                ],
+                0,
+            );
+            let err = available_as_held(&a, &oracle, 500).unwrap_err();
+            assert!(err.contains("c1") && err.contains("never held"), "{err}");
+        }
+
+        #[test]
+        fn availability_with_other_purposes_is_caught() {
+            // c1 holds an install image only; shown with every purpose.
+            let a = answer(
+                ReadPath::Cached,
+                &[
+                    ("c1", Some(&["ubuntu/amd64/generic/jammy"])),
+                    ("c2", Some(C2)),
+                ],
+                0,
+            );
+            let err = available_as_held(&a, &oracle(), 500).unwrap_err();
+            assert!(err.contains("Commissioning"), "{err}");
+        }
+
+        #[test]
+        fn availability_held_only_later_is_caught() {
+            // What c1 holds from 100 ms on, in a snapshot received at 50 ms (now 500, age 450).
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 450);
+            let err = available_as_held(&a, &oracle(), 500).unwrap_err();
+            assert!(err.contains("never held by 50 ms"), "{err}");
+            // An image set c1 held before, but not what it held: the earlier one is allowed.
+            let mut oracle = oracle();
+            let config = RegistryConfig::default();
+            oracle.hold("c1", 600, &config, &images(&["ubuntu/amd64/generic/noble"]));
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(available_as_held(&a, &oracle, 700), Ok(()));
+        }
+
+        #[test]
+        fn a_silent_cluster_contributing_to_the_view_is_caught() {
+            let mut a = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            let view = Arc::make_mut(&mut a.view);
+            let c2 = ClusterId::new("c2");
+            view.answered.remove(&c2);
+            view.not_answered.insert(c2, NoAnswerReason::Timeout);
+            let err = available_as_held(&a, &oracle(), 1_000).unwrap_err();
+            assert!(err.contains("c2 is not among those that answered"), "{err}");
+        }
+
+        #[test]
+        fn convergence_needs_every_cluster_as_it_is_now() {
+            let oracle = oracle();
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(converged(&a, &oracle), Ok(()));
+            let stale = answer(
+                ReadPath::Cached,
+                &[
+                    ("c1", Some(&["ubuntu/amd64/generic/focal"])),
+                    ("c2", Some(C2)),
+                ],
+                0,
+            );
+            assert!(converged(&stale, &oracle).is_err());
+            let missing = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
+            assert!(converged(&missing, &oracle).is_err());
+        }
+
+        fn node(arch: &str, cluster: &str) -> Enlisted {
+            Enlisted {
+                id: 7,
+                hostname: "n7".into(),
+                arch: arch.into(),
+                cluster: cluster.into(),
+            }
+        }
+
+        fn allocation(cluster: &str, os: &str, release: &str) -> AckedAllocation {
+            AckedAllocation {
+                hostname: "n7".into(),
+                cluster: cluster.into(),
+                osystem: os.into(),
+                distro_series: release.into(),
+            }
+        }
+
+        #[test]
+        fn allocation_checks_the_node_and_what_its_cluster_held() {
+            let oracle = oracle();
+            let acked = Acked::default();
+            let good = allocation("c1", "ubuntu", "jammy");
+            let sound = |n: &Enlisted, arch: &str, a: &AckedAllocation, now: u64| {
+                allocation_is_sound(n, arch, a, &acked, &oracle, now)
+            };
+            assert_eq!(sound(&node("amd64", "c1"), "amd64", &good, 500), Ok(()));
+            // The node's arch, not the request's.
+            let err = sound(&node("arm64", "c1"), "amd64", &good, 500).unwrap_err();
+            assert!(
+                err.contains("(arm64) was allocated for a request for amd64"),
+                "{err}"
+            );
+            // A node of c1 reported on c2.
+            assert!(sound(
+                &node("amd64", "c1"),
+                "amd64",
+                &allocation("c2", "ubuntu", "jammy"),
+                500
+            )
+            .is_err());
+            // c2 never held a jammy image; c1 did not hold it yet at 50 ms.
+            let on_c2 = allocation("c2", "ubuntu", "jammy");
+            assert!(sound(&node("amd64", "c2"), "amd64", &on_c2, 500).is_err());
+            assert!(sound(&node("amd64", "c1"), "amd64", &good, 50).is_err());
+            // Twice.
+            let mut twice = Acked::default();
+            twice.allocations.insert(7, good.clone());
+            let err =
+                allocation_is_sound(&node("amd64", "c1"), "amd64", &good, &twice, &oracle, 500)
+                    .unwrap_err();
+            assert!(err.contains("handed out twice"), "{err}");
+        }
+
+        #[test]
+        fn allocation_needs_an_install_purpose() {
+            let mut oracle = Oracle::default();
+            let config = RegistryConfig::default();
+            oracle.hold(
+                "c1",
+                0,
+                &config,
+                &images(&["ubuntu/amd64/generic/jammy:commissioning"]),
+            );
+            let err = allocation_is_sound(
+                &node("amd64", "c1"),
+                "amd64",
+                &allocation("c1", "ubuntu", "jammy"),
+                &Acked::default(),
+                &oracle,
+                500,
+            )
+            .unwrap_err();
+            assert!(err.contains("never held an install image"), "{err}");
+        }
     }
 
     #[test]
