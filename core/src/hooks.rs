@@ -64,4 +64,7 @@ switches! {
     forget_disconnected_cluster / set_forget_disconnected_cluster;
     /// Injected bug: allocation picks a ready node of any arch on a cluster with the image.
     allocate_any_arch / set_allocate_any_arch;
+    /// Injected fault: the region actor stops when asked for its cluster list (the harness
+    /// must fail the run, not skip its checks).
+    region_actor_dies / set_region_actor_dies;
 }

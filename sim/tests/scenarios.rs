@@ -232,3 +232,23 @@ fn swarm_catches_an_allocation_of_a_node_of_the_wrong_arch() {
         &["was allocated for a request for"],
     );
 }
+
+#[test]
+fn a_region_actor_that_dies_fails_the_run() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/healthy_divergent.toml");
+    let scenario = load_scenario(&path).expect("the scenario parses");
+    osmesh_core::hooks::set_region_actor_dies(true);
+    let outcome = run(&scenario, SEED, false);
+    osmesh_core::hooks::set_region_actor_dies(false);
+    let failure = outcome
+        .expect("the run completes")
+        .failure
+        .expect("a dead region actor fails the run");
+    assert_eq!(failure.kind, FailureKind::Safety);
+    assert!(
+        failure.message.contains("region actor is gone"),
+        "{}",
+        failure.message
+    );
+}

@@ -655,7 +655,10 @@ pub struct ListClusters;
 impl Handler<ListClusters> for RegionActor {
     type Result = MessageResult<ListClusters>;
 
-    fn handle(&mut self, _msg: ListClusters, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _msg: ListClusters, ctx: &mut Self::Context) -> Self::Result {
+        if osmesh_core::hooks::region_actor_dies() {
+            ctx.stop();
+        }
         let now = self.clock.now_ms();
         let list = self
             .clusters
