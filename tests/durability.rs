@@ -25,26 +25,47 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn start_region(dir: &Path, rpc: u16, http: u16) -> Daemon {
+/// Starts `regiond` on port 0 for both listeners; returns it with the `(rpc, http)` ports it
+/// reported (through `OSMESH_ADDR_FILE`), so no port is guessed and released before use.
+fn start_region(dir: &Path) -> (Daemon, u16, u16) {
+    let addr_file = dir.join("regiond.addrs");
+    let _ = std::fs::remove_file(&addr_file);
     let child = Command::new(env!("CARGO_BIN_EXE_regiond"))
         .arg("--database-url")
         .arg(format!("sqlite://{}", dir.join("region.db").display()))
-        .args(["--rpc-listen", &format!("127.0.0.1:{rpc}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http}")])
+        .args([
+            "--rpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--secret-file")
         .arg(dir.join("secret"))
+        .env("OSMESH_ADDR_FILE", &addr_file)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn regiond");
-    Daemon(child)
+    let mut daemon = Daemon(child);
+    let mut addrs = None;
+    wait_for("regiond to report its addresses", || {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            panic!("regiond exited: {status}");
+        }
+        addrs = std::fs::read_to_string(&addr_file).ok().and_then(|text| {
+            let port = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|a| a.split(' ').next())
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok())
+            };
+            Some((port("rpc ")?, port("http ")?))
+        });
+        addrs.is_some()
+    });
+    let (rpc, http) = addrs.expect("addresses");
+    (daemon, rpc, http)
 }
 
 fn start_cluster(dir: &Path, rpc: u16) -> Daemon {
@@ -103,7 +124,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < Duration::from_secs(60),
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -136,8 +157,7 @@ fn acknowledged_writes_survive_a_kill_9_of_regiond() {
     osmesh_cluster::sample::write_sample_tree(&dir.path().join("images"), 1).unwrap();
     osmesh_cluster::sample::write_sample_templates(&dir.path().join("preseeds"), 1).unwrap();
 
-    let (rpc, http) = (free_port(), free_port());
-    let mut region = start_region(dir.path(), rpc, http);
+    let (mut region, rpc, http) = start_region(dir.path());
     let _cluster = start_cluster(dir.path(), rpc);
     wait_for("the cluster to connect and report", || cluster_ready(http));
 
@@ -163,8 +183,7 @@ fn acknowledged_writes_survive_a_kill_9_of_regiond() {
     region.0.kill().expect("kill -9 regiond");
     region.0.wait().unwrap();
 
-    let http = free_port();
-    let _region = start_region(dir.path(), free_port(), http);
+    let (_region, _, http) = start_region(dir.path());
     wait_for("regiond to restart", || {
         call(http, "GET", "/api/v1/settings", None).is_some()
     });

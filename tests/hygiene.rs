@@ -3,15 +3,19 @@
 
 mod common;
 
-use common::{free_port, write_secret, Site};
+use common::{write_secret, Site};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 fn regiond(site: &Site, secret: &std::path::Path, database_url: &str) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_regiond"))
         .args(["--database-url", database_url])
-        .args(["--rpc-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--rpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--secret-file")
         .arg(secret)
         .output()
@@ -36,7 +40,8 @@ fn daemons_refuse_secret_files_open_to_others_or_short() {
         let (ok, stderr) = regiond(&site, file, &site.db_url());
         assert!(!ok && stderr.contains(expected), "regiond: {stderr}");
         let out = Command::new(env!("CARGO_BIN_EXE_clusterd"))
-            .args(["--name", "c", "--region", &site.rpc, "--images"])
+            // It refuses the secret before it dials, so the region address is never used.
+            .args(["--name", "c", "--region", "127.0.0.1:9", "--images"])
             .arg(site.path("images"))
             .arg("--secret-file")
             .arg(file)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, Site};
+use common::Site;
 use prometheus_parse::Scrape;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -217,6 +217,13 @@ fn status_of(url: &str) -> u16 {
     }
 }
 
+/// A free loopback port for clusterd's status listener, which does not report the port it
+/// bound (bound, then released: a small race, acceptable for this one listener).
+fn free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    socket.local_addr().expect("local addr").port()
+}
+
 fn wait(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -228,6 +235,9 @@ fn wait(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 #[test]
 fn clusterd_status_listener_reports_readiness_by_region_link_and_serves_metrics() {
     let site = Site::new();
+    // The region binds port 0 and reports its addresses; stopped, it leaves an address that
+    // nothing answers, which the cluster dials until the region comes back on it.
+    site.start_region().kill();
     let status = format!("127.0.0.1:{}", free_port());
     let images = site.path("images");
     std::fs::create_dir(&images).expect("images");
@@ -236,7 +246,7 @@ fn clusterd_status_listener_reports_readiness_by_region_link_and_serves_metrics(
         "--name",
         "probe",
         "--region",
-        &site.rpc,
+        &site.rpc(),
         "--status-listen",
         &status,
     ])
@@ -276,27 +286,46 @@ fn clusterd_status_listener_reports_readiness_by_region_link_and_serves_metrics(
 fn a_handshake_flood_is_counted_in_metrics_and_rate_limited_in_the_json_log() {
     let site = Site::new();
     let log = site.path("regiond.log");
+    let addr_file = site.path("regiond.addrs");
     let mut cmd = Command::new(REGIOND);
     cmd.arg("--database-url")
-        .arg(format!("sqlite://{}", site.path("region.db").display()))
-        .args(["--rpc-listen", &site.rpc, "--http-listen", &site.http])
+        .arg(site.db_url())
+        .args([
+            "--rpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--secret-file")
         .arg(&site.secret_file)
-        .args(["--log-format", "json"]);
+        .args(["--log-format", "json"])
+        .env(common::ADDR_FILE_ENV, &addr_file);
     let region = Proc::spawn(cmd, log.clone());
+    let mut addrs = None;
+    wait(
+        "regiond to report its addresses",
+        Duration::from_secs(60),
+        || {
+            addrs = common::read_addrs(&addr_file);
+            addrs.is_some()
+        },
+    );
+    let (rpc, http) = addrs.expect("addresses");
+    let api = format!("http://{http}");
+    common::register_token(&api, &site.token);
     wait("regiond", Duration::from_secs(30), || {
-        status_of(&format!("{}/readyz", site.api())) == 200
+        status_of(&format!("{api}/readyz")) == 200
     });
     // 300 connections that send a frame that is no handshake.
     const FLOOD: usize = 300;
     for _ in 0..FLOOD {
-        if let Ok(mut conn) = std::net::TcpStream::connect(&site.rpc) {
+        if let Ok(mut conn) = std::net::TcpStream::connect(&rpc) {
             use std::io::Write;
             let _ = conn.write_all(b"\x00\x00\x00\x04junk");
         }
     }
     wait("every refusal counted", Duration::from_secs(60), || {
-        let scrape = scrape(&site.api());
+        let scrape = scrape(&api);
         let refused: f64 = scrape
             .samples
             .iter()

@@ -815,10 +815,44 @@ mod tests {
         })
     }
 
+    /// Answers where a cluster id may repeat (three ids, up to eight answers, so most cases
+    /// have duplicates), and the same answers shuffled.
+    fn answers_with_repeats_and_shuffle() -> impl Strategy<Value = (Answers, Answers)> {
+        let answers = prop::collection::vec(("[a-c]", answer()), 0..8);
+        answers.prop_flat_map(|answers| {
+            let answers: Answers = answers
+                .into_iter()
+                .map(|(name, answer)| (id(&name), answer))
+                .collect();
+            (Just(answers.clone()), Just(answers).prop_shuffle())
+        })
+    }
+
     proptest! {
         #[test]
         fn merge_does_not_depend_on_arrival_order((answers, shuffled) in answers_and_shuffle()) {
             prop_assert_eq!(MeshView::merge(answers), MeshView::merge(shuffled));
+        }
+
+        /// With repeated cluster ids too: the same verdict in any order, and a refusal that
+        /// names exactly the repeated ids (never a view that picked one answer by arrival).
+        #[test]
+        fn merge_with_repeated_clusters_does_not_depend_on_arrival_order(
+            (answers, shuffled) in answers_with_repeats_and_shuffle()
+        ) {
+            let mut seen = BTreeSet::new();
+            let repeated: BTreeSet<ClusterId> = answers
+                .iter()
+                .filter(|(c, _)| !seen.insert(c.clone()))
+                .map(|(c, _)| c.clone())
+                .collect();
+            let merged = MeshView::merge(answers);
+            prop_assert_eq!(&merged, &MeshView::merge(shuffled));
+            if repeated.is_empty() {
+                prop_assert!(merged.is_ok());
+            } else {
+                prop_assert_eq!(merged, Err(MergeError::DuplicateClusters(repeated)));
+            }
         }
 
         #[test]

@@ -46,6 +46,7 @@ fn run() -> Result<()> {
     }
     actix_web::rt::System::new().block_on(async move {
         let region = osmesh_region::start(config).await?;
+        report_addrs(&region)?;
         region.server.await?;
         Ok(())
     })
@@ -96,4 +97,21 @@ fn token(args: &Args, command: TokenCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// When this names a file, `regiond` writes the addresses it bound there once it listens
+/// (`rpc ADDR` and `http ADDR ...` lines, written whole), so a test or a supervisor can ask for
+/// port 0 and learn the port instead of guessing a free one.
+const ADDR_FILE_ENV: &str = "OSMESH_ADDR_FILE";
+
+fn report_addrs(region: &osmesh_region::RunningRegion) -> Result<()> {
+    let Some(path) = std::env::var_os(ADDR_FILE_ENV).map(std::path::PathBuf::from) else {
+        return Ok(());
+    };
+    let http: Vec<String> = region.http_addrs.iter().map(ToString::to_string).collect();
+    let text = format!("rpc {}\nhttp {}\n", region.rpc_addr, http.join(" "));
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|e| anyhow::anyhow!("cannot write {ADDR_FILE_ENV}={}: {e}", path.display()))
 }

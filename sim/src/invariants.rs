@@ -1,44 +1,236 @@
 //! The invariants the simulator checks at every step, as plain functions over what the region
-//! answered and what the simulated clusters really hold, plus the durability checks that
+//! answered and what the reference model (`oracle`, fed by the world, never by the region)
+//! allows, plus the durability checks that
 //! compare the store with what it acknowledged before (a list the domain work extends).
 
-use osmesh_actors::region::OsystemsAnswer;
+use osmesh_actors::region::{OsystemsAnswer, ReadPath};
 use osmesh_actors::store::{NodeStatus, Store};
 use osmesh_core::os::{Registry, RegistryConfig};
-use osmesh_core::{BootImage, ClusterAnswer, ClusterId, ClusterReport, MeshView};
+use osmesh_core::{BootImage, ClusterId, ClusterReport, MeshView, Purpose};
+use osmesh_net::messages::method;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// `(osystem, release, arch)` of an image: what "available" is claimed about.
-pub type ImageKey = (String, String, String);
+use crate::oracle::{Held, Oracle, Projection};
 
-pub fn image_key(image: &BootImage) -> ImageKey {
-    (
-        image.osystem.clone(),
-        image.release.clone(),
-        image.arch.clone(),
-    )
+/// Every answer: answered and not answered are disjoint; every cluster the region
+/// acknowledged as registered is named (in the view and among the parts); nothing else is.
+pub fn names_every_cluster(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(), String> {
+    let view = &answer.view;
+    let label = answer.source_label();
+    if let Some(both) = view
+        .answered
+        .iter()
+        .find(|c| view.not_answered.contains_key(*c))
+    {
+        return Err(format!(
+            "{label} answer names {both} both as answering and as not answering"
+        ));
+    }
+    let parts: BTreeSet<&str> = answer.clusters.iter().map(|p| p.cluster.as_str()).collect();
+    for id in oracle.registered() {
+        let cluster = ClusterId::new(id.clone());
+        let in_view = view.answered.contains(&cluster) || view.not_answered.contains_key(&cluster);
+        if !in_view || !parts.contains(id.as_str()) {
+            return Err(format!(
+                "{label} answer does not name registered cluster {id} (view: answered {:?}, not answered {:?})",
+                view.answered.iter().map(ClusterId::as_str).collect::<Vec<_>>(),
+                view.not_answered.keys().map(ClusterId::as_str).collect::<Vec<_>>(),
+            ));
+        }
+    }
+    let world = oracle.clusters();
+    let named = view
+        .answered
+        .iter()
+        .chain(view.not_answered.keys())
+        .map(ClusterId::as_str)
+        .chain(parts.iter().copied());
+    for id in named {
+        if !world.contains(id) {
+            return Err(format!("{label} answer names {id}, which does not exist"));
+        }
+    }
+    Ok(())
 }
 
-/// The region never calls an OS/release/arch available on a cluster that has never held an
-/// image of it (the cached view may lag, so any set the cluster held counts).
-pub fn available_only_where_held(
-    answer: &OsystemsAnswer,
-    held: &BTreeMap<String, BTreeSet<ImageKey>>,
-) -> Result<(), String> {
-    for os in &answer.view.osystems {
-        for release in &os.releases {
-            for (arch, clusters) in &release.available {
-                for cluster in clusters.keys() {
-                    let key = (os.name.clone(), release.name.clone(), arch.clone());
-                    let ever = held.get(cluster.as_str()).is_some_and(|h| h.contains(&key));
-                    if !ever {
+/// Every answer: each cluster's part agrees with the view. A part without a reason is in
+/// `answered` and has an age (0 in a live answer); a part with one is in `not_answered` with
+/// the same reason; there is one part per cluster the view names, and no other.
+pub fn parts_agree_with_view(answer: &OsystemsAnswer) -> Result<(), String> {
+    let view = &answer.view;
+    let label = answer.source_label();
+    let live = answer.source == ReadPath::Live;
+    let mut seen = BTreeSet::new();
+    for part in &answer.clusters {
+        let c = &part.cluster;
+        if !seen.insert(c.clone()) {
+            return Err(format!("{label} answer has two parts for {c}"));
+        }
+        match &part.no_answer {
+            None => {
+                if !view.answered.contains(c) {
+                    return Err(format!(
+                        "{label} answer: {c}'s part says it answered, the view does not"
+                    ));
+                }
+                match part.age_ms {
+                    None => return Err(format!("{label} answer: {c} answered without an age")),
+                    Some(age) if age < 0 || (live && age != 0) => {
                         return Err(format!(
-                            "{} answer calls {}/{}/{arch} available on {cluster}, which never held such an image",
-                            answer.source_label(),
-                            os.name,
-                            release.name
-                        ));
+                            "{label} answer: {c}'s part is {age} ms old{}",
+                            if live { " in a live answer" } else { "" }
+                        ))
                     }
+                    Some(_) => {}
+                }
+            }
+            Some(reason) => {
+                if view.not_answered.get(c) != Some(reason) {
+                    return Err(format!(
+                        "{label} answer: {c}'s part says it did not answer ({reason}), the view says {}",
+                        view.not_answered
+                            .get(c)
+                            .map_or("it answered".to_owned(), |r| format!("{r}"))
+                    ));
+                }
+            }
+        }
+    }
+    for c in view.answered.iter().chain(view.not_answered.keys()) {
+        if !seen.contains(c) {
+            return Err(format!(
+                "{label} answer's view names {c}, which has no part"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A live answer's "answered" means answered in this fan-out: the cluster's replies to
+/// `ListOperatingSystems` and `ListBootImages` reached the region between `issued_ms` and
+/// `now_ms`, as the network saw them (a cached snapshot is not an answer).
+pub fn live_answers_are_live(
+    answer: &OsystemsAnswer,
+    oracle: &Oracle,
+    issued_ms: u64,
+    now_ms: u64,
+) -> Result<(), String> {
+    if answer.source != ReadPath::Live {
+        return Ok(());
+    }
+    for c in &answer.view.answered {
+        for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
+            if !oracle.seen.replied_within(c.as_str(), m, issued_ms, now_ms) {
+                return Err(format!(
+                    "live answer counts {c} as answering, but no {m} reply of {c} reached the region between {issued_ms} and {now_ms} ms"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `view` says about `cluster`: the OSes and releases it supports, and per arch the
+/// purposes it has available.
+pub fn projection_of(view: &MeshView, cluster: &ClusterId) -> Projection {
+    let mut p = Projection::default();
+    for os in &view.osystems {
+        if os.supported_by.contains(cluster) {
+            p.osystems.insert(os.name.clone());
+        }
+        for release in &os.releases {
+            if release.supported_by.contains(cluster) {
+                p.releases.insert((os.name.clone(), release.name.clone()));
+            }
+            for (arch, on) in &release.available {
+                if let Some(purposes) = on.get(cluster) {
+                    p.available.insert(
+                        (os.name.clone(), release.name.clone(), arch.clone()),
+                        purposes.clone(),
+                    );
+                }
+            }
+        }
+    }
+    p
+}
+
+/// Every answer: what the view says each answering cluster supports and has available
+/// (purposes included) is what that cluster held at one moment no later than the region
+/// received it (a live answer: now; a cached one: now minus the part's age); a cluster that
+/// did not answer contributes nothing; no OS or release is in the view without a supporter.
+pub fn available_as_held(
+    answer: &OsystemsAnswer,
+    oracle: &Oracle,
+    now_ms: u64,
+) -> Result<(), String> {
+    let view = &answer.view;
+    let label = answer.source_label();
+    no_orphans(view, label)?;
+    let mut mentioned: BTreeSet<&ClusterId> = BTreeSet::new();
+    for os in &view.osystems {
+        mentioned.extend(&os.supported_by);
+        for release in &os.releases {
+            mentioned.extend(&release.supported_by);
+            mentioned.extend(release.available.values().flat_map(BTreeMap::keys));
+        }
+    }
+    if let Some(c) = mentioned.iter().find(|c| !view.answered.contains(**c)) {
+        return Err(format!(
+            "{label} answer shows what {c} supports or holds, but {c} is not among those that answered"
+        ));
+    }
+    for c in &view.answered {
+        let age = answer
+            .clusters
+            .iter()
+            .find(|p| &p.cluster == c)
+            .and_then(|p| p.age_ms)
+            .unwrap_or(0);
+        let received = i128::from(now_ms) - i128::from(age);
+        let projection = projection_of(view, c);
+        if !oracle.explains(c.as_str(), received, &projection) {
+            let held = oracle
+                .held_by(c.as_str(), received)
+                .iter()
+                .map(|h| describe(&h.projection()))
+                .collect::<Vec<_>>();
+            return Err(format!(
+                "{label} answer shows {c} with {}, which it never held by {received} ms (held: {})",
+                describe(&projection),
+                if held.is_empty() {
+                    "nothing yet".to_owned()
+                } else {
+                    held.join(" | ")
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No OS or release without a cluster supporting it; nothing available where not supported.
+fn no_orphans(view: &MeshView, label: &str) -> Result<(), String> {
+    for os in &view.osystems {
+        if os.supported_by.is_empty() {
+            return Err(format!(
+                "{label} answer lists {} with no supporter",
+                os.name
+            ));
+        }
+        for release in &os.releases {
+            if release.supported_by.is_empty() {
+                return Err(format!(
+                    "{label} answer lists {}/{} with no supporter",
+                    os.name, release.name
+                ));
+            }
+            for (arch, on) in &release.available {
+                if let Some(c) = on.keys().find(|c| !release.supported_by.contains(*c)) {
+                    return Err(format!(
+                        "{label} answer calls {}/{}/{arch} available on {c}, which does not support it",
+                        os.name, release.name
+                    ));
                 }
             }
         }
@@ -46,26 +238,21 @@ pub fn available_only_where_held(
     Ok(())
 }
 
-/// Every cluster that ever registered is named by every answer: as answering or not.
-pub fn names_every_cluster(
-    answer: &OsystemsAnswer,
-    registered: &BTreeSet<String>,
-) -> Result<(), String> {
-    let view = &answer.view;
-    let parts: BTreeSet<&str> = answer.clusters.iter().map(|p| p.cluster.as_str()).collect();
-    for id in registered {
-        let cluster = ClusterId::new(id.clone());
-        let in_view = view.answered.contains(&cluster) || view.not_answered.contains_key(&cluster);
-        if !in_view || !parts.contains(id.as_str()) {
-            return Err(format!(
-                "{} answer does not name registered cluster {id} (view: answered {:?}, not answered {:?})",
-                answer.source_label(),
-                view.answered.iter().map(ClusterId::as_str).collect::<Vec<_>>(),
-                view.not_answered.keys().map(ClusterId::as_str).collect::<Vec<_>>(),
-            ));
-        }
-    }
-    Ok(())
+/// A projection as one line: `os/release/arch(purposes)` for what is available.
+fn describe(p: &Projection) -> String {
+    let items: Vec<String> = p
+        .available
+        .iter()
+        .map(|((os, release, arch), purposes)| {
+            let purposes: Vec<String> = purposes.iter().map(|x| format!("{x:?}")).collect();
+            format!("{os}/{release}/{arch}({})", purposes.join("+"))
+        })
+        .collect();
+    format!(
+        "{} releases, available [{}]",
+        p.releases.len(),
+        items.join(", ")
+    )
 }
 
 /// A live answer arrives by its deadline, in virtual time.
@@ -87,25 +274,24 @@ pub fn true_report(config: &RegistryConfig, images: &[BootImage]) -> ClusterRepo
     }
 }
 
-/// The cached answer equals the clusters' true state: every cluster connected, and the view
-/// the merge of their true reports. `Err` says what still differs.
-pub fn converged(
-    answer: &OsystemsAnswer,
-    truth: &BTreeMap<ClusterId, ClusterReport>,
-) -> Result<(), String> {
+/// The cached answer equals the clusters' true state: every cluster of the world connected
+/// and answering, none not answering, and what the view says of each exactly what it holds
+/// now. `Err` says what still differs.
+pub fn converged(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(), String> {
     if let Some(part) = answer.clusters.iter().find(|p| !p.connected) {
         return Err(format!("{} is not connected", part.cluster));
     }
-    let answers: BTreeMap<ClusterId, ClusterAnswer> = truth
-        .iter()
-        .map(|(id, report)| (id.clone(), ClusterAnswer::Answered(report.clone())))
-        .collect();
-    let expected = MeshView::from_answers(&answers);
-    if answer.view.answered != expected.answered {
+    let view = &answer.view;
+    let answered: BTreeSet<String> = view.answered.iter().map(ToString::to_string).collect();
+    if answered != oracle.clusters() || !view.not_answered.is_empty() {
         return Err("the set of answering clusters differs".into());
     }
-    if answer.view.osystems != expected.osystems {
-        return Err("the merged OS view differs from the clusters' images".into());
+    no_orphans(view, answer.source_label())?;
+    for c in &view.answered {
+        let now = oracle.current(c.as_str()).map(Held::projection);
+        if now.as_ref() != Some(&projection_of(view, c)) {
+            return Err("the merged OS view differs from the clusters' images".into());
+        }
     }
     Ok(())
 }
@@ -309,34 +495,59 @@ pub fn known_releases(report: &ClusterReport) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The node an allocation handed out, as the world enlisted it.
+#[derive(Clone, Debug)]
+pub struct Enlisted {
+    pub id: i64,
+    pub hostname: String,
+    pub arch: String,
+    pub cluster: String,
+}
+
 /// A node handed out by an acknowledged allocation: it was not already allocated (by an
-/// acknowledged, unreleased allocation), and its cluster has held an image of the release for
-/// the node's arch.
+/// acknowledged, unreleased allocation); it is the node the world enlisted with the request's
+/// arch on the cluster the answer names; and that cluster held an install or xinstall image
+/// of the release for the *node's* arch, in a release its registry listed, by `now_ms`.
 pub fn allocation_is_sound(
-    id: i64,
-    arch: &str,
+    node: &Enlisted,
+    request_arch: &str,
     allocation: &AckedAllocation,
     acked: &Acked,
-    held: &BTreeMap<String, BTreeSet<ImageKey>>,
+    oracle: &Oracle,
+    now_ms: u64,
 ) -> Result<(), String> {
-    if let Some(earlier) = acked.allocations.get(&id) {
+    if let Some(earlier) = acked.allocations.get(&node.id) {
         return Err(format!(
             "node {} was handed out twice: already allocated for {}/{}",
             allocation.hostname, earlier.osystem, earlier.distro_series
         ));
     }
+    if node.arch != request_arch {
+        return Err(format!(
+            "node {} ({}) was allocated for a request for {request_arch}",
+            node.hostname, node.arch
+        ));
+    }
+    if node.cluster != allocation.cluster {
+        return Err(format!(
+            "node {} was enlisted on {}, the allocation says {}",
+            node.hostname, node.cluster, allocation.cluster
+        ));
+    }
     let key = (
         allocation.osystem.clone(),
         allocation.distro_series.clone(),
-        arch.to_owned(),
+        node.arch.clone(),
     );
-    if !held
-        .get(&allocation.cluster)
-        .is_some_and(|h| h.contains(&key))
-    {
+    let install = [Purpose::Install, Purpose::Xinstall];
+    if !oracle.held_for(&node.cluster, i128::from(now_ms), &key, &install) {
         return Err(format!(
-            "node {} was allocated for {}/{}/{arch} on {}, which never held such an image",
-            allocation.hostname, allocation.osystem, allocation.distro_series, allocation.cluster
+            "node {} was allocated for {}/{}/{} on {}, which never held an install image of it",
+            allocation.hostname,
+            allocation.osystem,
+            allocation.distro_series,
+            node.arch,
+            node.cluster
         ));
     }
     Ok(())
@@ -384,6 +595,326 @@ mod tests {
     fn store(dir: &tempfile::TempDir) -> Store {
         let path = dir.path().join("region.sqlite3");
         Store::open(path.to_str().expect("a UTF-8 path")).expect("the store opens")
+    }
+
+    mod answers {
+        //! Each answer invariant passes a correct answer and fails the bug it is named after.
+
+        use super::super::*;
+        use crate::net::Observed;
+        use crate::oracle::Oracle;
+        use osmesh_actors::region::ClusterPart;
+        use osmesh_core::{ClusterAnswer, NoAnswerReason};
+        use std::sync::Arc;
+
+        fn images(specs: &[&str]) -> Vec<BootImage> {
+            let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+            crate::scenario::parse_images(&specs).expect("valid images")
+        }
+
+        const C1: &[&str] = &["ubuntu/amd64/generic/jammy:install"];
+        const C2: &[&str] = &["centos/amd64/generic/centos8"];
+
+        /// c1 and c2 hold their images from 100 ms on, both registered, both replied at 1000.
+        fn oracle() -> Oracle {
+            let config = RegistryConfig::default();
+            let mut oracle = Oracle::default();
+            oracle.hold("c1", 100, &config, &images(C1));
+            oracle.hold("c2", 100, &config, &images(C2));
+            let mut seen = Observed::default();
+            for c in ["c1", "c2"] {
+                seen.registered.insert(c.into(), 50);
+                for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
+                    seen.replies
+                        .entry(c.into())
+                        .or_default()
+                        .push((1_000, m.into()));
+                }
+            }
+            oracle.observe(seen);
+            oracle
+        }
+
+        /// An answer as the region should give it, from these clusters' answers (`None`:
+        /// not connected).
+        fn answer(source: ReadPath, given: &[(&str, Option<&[&str]>)], age: i64) -> OsystemsAnswer {
+            let config = RegistryConfig::default();
+            let mut answers = BTreeMap::new();
+            let mut parts = Vec::new();
+            for (c, held) in given {
+                let id = ClusterId::new(*c);
+                let (a, part_age, no_answer) = match held {
+                    Some(specs) => (
+                        ClusterAnswer::Answered(true_report(&config, &images(specs))),
+                        Some(age),
+                        None,
+                    ),
+                    None => (
+                        ClusterAnswer::NoAnswer(NoAnswerReason::NotConnected),
+                        None,
+                        Some(NoAnswerReason::NotConnected),
+                    ),
+                };
+                answers.insert(id.clone(), a);
+                parts.push(ClusterPart {
+                    cluster: id,
+                    name: c.to_string(),
+                    connected: held.is_some(),
+                    age_ms: part_age,
+                    no_answer,
+                });
+            }
+            OsystemsAnswer {
+                source,
+                view: Arc::new(MeshView::from_answers(&answers)),
+                clusters: parts,
+                deadline_ms: None,
+                elapsed_ms: None,
+            }
+        }
+
+        fn all_checks(
+            a: &OsystemsAnswer,
+            oracle: &Oracle,
+            issued: u64,
+            now: u64,
+        ) -> Result<(), String> {
+            names_every_cluster(a, oracle)
+                .and_then(|()| parts_agree_with_view(a))
+                .and_then(|()| live_answers_are_live(a, oracle, issued, now))
+                .and_then(|()| available_as_held(a, oracle, now))
+        }
+
+        #[test]
+        fn a_true_answer_passes_every_check() {
+            let oracle = oracle();
+            let cached = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 300);
+            assert_eq!(all_checks(&cached, &oracle, 500, 500), Ok(()));
+            let live = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", None)], 0);
+            assert_eq!(all_checks(&live, &oracle, 990, 1_010), Ok(()));
+        }
+
+        #[test]
+        fn a_cluster_both_answering_and_not_is_caught() {
+            let mut a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            Arc::make_mut(&mut a.view)
+                .not_answered
+                .insert(ClusterId::new("c1"), NoAnswerReason::Timeout);
+            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            assert!(
+                err.contains("both as answering and as not answering"),
+                "{err}"
+            );
+        }
+
+        #[test]
+        fn a_forgotten_registered_cluster_is_caught() {
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1))], 0);
+            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            assert!(err.contains("does not name registered cluster c2"), "{err}");
+        }
+
+        #[test]
+        fn a_cluster_that_does_not_exist_is_caught() {
+            let a = answer(
+                ReadPath::Cached,
+                &[("c1", Some(C1)), ("c2", Some(C2)), ("c9", None)],
+                0,
+            );
+            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            assert!(err.contains("names c9, which does not exist"), "{err}");
+        }
+
+        #[test]
+        fn a_part_disagreeing_with_the_view_is_caught() {
+            let mut a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            a.clusters[0].no_answer = Some(NoAnswerReason::Timeout);
+            let err = parts_agree_with_view(&a).unwrap_err();
+            assert!(err.contains("c1's part says it did not answer"), "{err}");
+            let mut a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
+            a.clusters[1].no_answer = None;
+            let err = parts_agree_with_view(&a).unwrap_err();
+            assert!(err.contains("c2's part says it answered"), "{err}");
+            let mut a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
+            a.clusters.pop();
+            let err = parts_agree_with_view(&a).unwrap_err();
+            assert!(err.contains("names c2, which has no part"), "{err}");
+        }
+
+        #[test]
+        fn a_stale_part_in_a_live_answer_is_caught() {
+            let a = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 40);
+            let err = parts_agree_with_view(&a).unwrap_err();
+            assert!(err.contains("40 ms old in a live answer"), "{err}");
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], -1);
+            assert!(parts_agree_with_view(&a).is_err());
+        }
+
+        #[test]
+        fn a_cached_snapshot_counted_as_a_live_answer_is_caught() {
+            let a = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            let oracle = oracle();
+            assert_eq!(live_answers_are_live(&a, &oracle, 900, 1_100), Ok(()));
+            // The replies reached the region before this fan-out started.
+            let err = live_answers_are_live(&a, &oracle, 1_001, 1_100).unwrap_err();
+            assert!(err.contains("no ListOperatingSystems reply of c1"), "{err}");
+            // A cached answer is not held to it.
+            let cached = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(
+                live_answers_are_live(&cached, &oracle, 1_001, 1_100),
+                Ok(())
+            );
+        }
+
+        #[test]
+        fn availability_never_held_is_caught() {
+            let oracle = oracle();
+            // c1 shown with an arm64 image it never held.
+            let a = answer(
+                ReadPath::Cached,
+                &[
+                    ("c1", Some(&["ubuntu/arm64/generic/jammy:install"])),
+                    ("c2", Some(C2)),
+                ],
+                0,
+            );
+            let err = available_as_held(&a, &oracle, 500).unwrap_err();
+            assert!(err.contains("c1") && err.contains("never held"), "{err}");
+        }
+
+        #[test]
+        fn availability_with_other_purposes_is_caught() {
+            // c1 holds an install image only; shown with every purpose.
+            let a = answer(
+                ReadPath::Cached,
+                &[
+                    ("c1", Some(&["ubuntu/amd64/generic/jammy"])),
+                    ("c2", Some(C2)),
+                ],
+                0,
+            );
+            let err = available_as_held(&a, &oracle(), 500).unwrap_err();
+            assert!(err.contains("Commissioning"), "{err}");
+        }
+
+        #[test]
+        fn availability_held_only_later_is_caught() {
+            // What c1 holds from 100 ms on, in a snapshot received at 50 ms (now 500, age 450).
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 450);
+            let err = available_as_held(&a, &oracle(), 500).unwrap_err();
+            assert!(err.contains("never held by 50 ms"), "{err}");
+            // An image set c1 held before, but not what it held: the earlier one is allowed.
+            let mut oracle = oracle();
+            let config = RegistryConfig::default();
+            oracle.hold("c1", 600, &config, &images(&["ubuntu/amd64/generic/noble"]));
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(available_as_held(&a, &oracle, 700), Ok(()));
+        }
+
+        #[test]
+        fn a_silent_cluster_contributing_to_the_view_is_caught() {
+            let mut a = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            let view = Arc::make_mut(&mut a.view);
+            let c2 = ClusterId::new("c2");
+            view.answered.remove(&c2);
+            view.not_answered.insert(c2, NoAnswerReason::Timeout);
+            let err = available_as_held(&a, &oracle(), 1_000).unwrap_err();
+            assert!(err.contains("c2 is not among those that answered"), "{err}");
+        }
+
+        #[test]
+        fn convergence_needs_every_cluster_as_it_is_now() {
+            let oracle = oracle();
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(converged(&a, &oracle), Ok(()));
+            let stale = answer(
+                ReadPath::Cached,
+                &[
+                    ("c1", Some(&["ubuntu/amd64/generic/focal"])),
+                    ("c2", Some(C2)),
+                ],
+                0,
+            );
+            assert!(converged(&stale, &oracle).is_err());
+            let missing = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
+            assert!(converged(&missing, &oracle).is_err());
+        }
+
+        fn node(arch: &str, cluster: &str) -> Enlisted {
+            Enlisted {
+                id: 7,
+                hostname: "n7".into(),
+                arch: arch.into(),
+                cluster: cluster.into(),
+            }
+        }
+
+        fn allocation(cluster: &str, os: &str, release: &str) -> AckedAllocation {
+            AckedAllocation {
+                hostname: "n7".into(),
+                cluster: cluster.into(),
+                osystem: os.into(),
+                distro_series: release.into(),
+            }
+        }
+
+        #[test]
+        fn allocation_checks_the_node_and_what_its_cluster_held() {
+            let oracle = oracle();
+            let acked = Acked::default();
+            let good = allocation("c1", "ubuntu", "jammy");
+            let sound = |n: &Enlisted, arch: &str, a: &AckedAllocation, now: u64| {
+                allocation_is_sound(n, arch, a, &acked, &oracle, now)
+            };
+            assert_eq!(sound(&node("amd64", "c1"), "amd64", &good, 500), Ok(()));
+            // The node's arch, not the request's.
+            let err = sound(&node("arm64", "c1"), "amd64", &good, 500).unwrap_err();
+            assert!(
+                err.contains("(arm64) was allocated for a request for amd64"),
+                "{err}"
+            );
+            // A node of c1 reported on c2.
+            assert!(sound(
+                &node("amd64", "c1"),
+                "amd64",
+                &allocation("c2", "ubuntu", "jammy"),
+                500
+            )
+            .is_err());
+            // c2 never held a jammy image; c1 did not hold it yet at 50 ms.
+            let on_c2 = allocation("c2", "ubuntu", "jammy");
+            assert!(sound(&node("amd64", "c2"), "amd64", &on_c2, 500).is_err());
+            assert!(sound(&node("amd64", "c1"), "amd64", &good, 50).is_err());
+            // Twice.
+            let mut twice = Acked::default();
+            twice.allocations.insert(7, good.clone());
+            let err =
+                allocation_is_sound(&node("amd64", "c1"), "amd64", &good, &twice, &oracle, 500)
+                    .unwrap_err();
+            assert!(err.contains("handed out twice"), "{err}");
+        }
+
+        #[test]
+        fn allocation_needs_an_install_purpose() {
+            let mut oracle = Oracle::default();
+            let config = RegistryConfig::default();
+            oracle.hold(
+                "c1",
+                0,
+                &config,
+                &images(&["ubuntu/amd64/generic/jammy:commissioning"]),
+            );
+            let err = allocation_is_sound(
+                &node("amd64", "c1"),
+                "amd64",
+                &allocation("c1", "ubuntu", "jammy"),
+                &Acked::default(),
+                &oracle,
+                500,
+            )
+            .unwrap_err();
+            assert!(err.contains("never held an install image"), "{err}");
+        }
     }
 
     #[test]

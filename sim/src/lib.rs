@@ -2,7 +2,8 @@
 //!
 //! What lives here: the simulated network (`net`, an implementation of `osmesh-net`'s
 //! transport seam), scenario files (`scenario`), the simulated world on virtual time
-//! (`world`), the invariants (`invariants`), the trace (`trace`) and swarm plans (`swarm`).
+//! (`world`), the reference model the invariants hold answers to (`oracle`), the invariants
+//! (`invariants`), the trace (`trace`) and swarm plans (`swarm`).
 //!
 //! What it must not do: fork the actors. It hosts the same `osmesh-actors` code that runs in
 //! production; everything it controls enters through the transport, the clock and the RNG.
@@ -10,6 +11,7 @@
 
 pub mod invariants;
 pub mod net;
+pub mod oracle;
 pub mod scenario;
 pub mod swarm;
 pub mod trace;

@@ -54,6 +54,9 @@ struct LinkEntry {
     last_at: [Instant; 2],
     /// Calls in flight per sending direction, by id, so replies can be labelled.
     calls: [BTreeMap<u64, String>; 2],
+    /// Calls already replied to, so the oracle can name the method of a second reply (to a
+    /// duplicated call) that the trace labels `?`.
+    replied: [BTreeMap<u64, String>; 2],
 }
 
 struct NetState {
@@ -69,6 +72,30 @@ struct NetState {
     partitions: BTreeMap<String, Direction>,
     slow: BTreeMap<String, u64>,
     connect_timeout: Duration,
+    /// What the network itself saw, for the oracle (never read by the nodes).
+    seen: Observed,
+}
+
+/// What the network saw travel, recorded when a frame is handed a delivery time: the
+/// oracle's evidence of registrations and answers, independent of the region's state.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Clusters the region replied `Registered` to, with the first time it did.
+    pub registered: BTreeMap<String, u64>,
+    /// Per cluster, `(delivery ms, method)` of every reply it sent the region.
+    pub replies: BTreeMap<String, Vec<(u64, String)>>,
+}
+
+impl Observed {
+    /// Whether `cluster` sent a reply to `method` that reaches the region within
+    /// `from_ms..=to_ms`.
+    pub fn replied_within(&self, cluster: &str, method: &str, from_ms: u64, to_ms: u64) -> bool {
+        self.replies.get(cluster).is_some_and(|replies| {
+            replies
+                .iter()
+                .any(|(at, m)| m == method && (from_ms..=to_ms).contains(at))
+        })
+    }
 }
 
 /// The network every simulated node is on. Cheap to clone.
@@ -99,6 +126,7 @@ impl SimNetwork {
             partitions: BTreeMap::new(),
             slow: BTreeMap::new(),
             connect_timeout,
+            seen: Observed::default(),
         };
         SimNetwork {
             state: Arc::new(Mutex::new(state)),
@@ -108,6 +136,11 @@ impl SimNetwork {
     fn lock(&self) -> MutexGuard<'_, NetState> {
         // One thread only; a poisoned lock means a panic is already ending the run.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the network has seen so far (see [`Observed`]).
+    pub fn observed(&self) -> Observed {
+        self.lock().seen.clone()
     }
 
     /// The region's listener; replaces any earlier one (a restarted region).
@@ -238,6 +271,7 @@ impl SimNetwork {
                 cut,
                 last_at: [start; 2],
                 calls: [BTreeMap::new(), BTreeMap::new()],
+                replied: [BTreeMap::new(), BTreeMap::new()],
             },
         );
         let text = format!("L{id} {cluster}>region  connected");
@@ -305,7 +339,7 @@ impl SimNetwork {
             return Err(NetError::Closed);
         };
         let cluster = entry.cluster.clone();
-        let (label, detail, kind) = label_frame(&frame, dir, entry);
+        let (label, detail, kind, replied_to) = label_frame(&frame, dir, entry);
         let link_label = match dir {
             Dir::Up => format!("L{link} {cluster}>region"),
             Dir::Down => format!("L{link} region>{cluster}"),
@@ -335,6 +369,7 @@ impl SimNetwork {
         }
         let reordered = chance(&mut state.rng, faults.reorder_rate);
         let at = state.delivery_time(link, dir, delay, reordered);
+        state.observe(&cluster, dir, replied_to.as_deref(), at);
         let _ = queue.send((at, frame.clone()));
         let mut fate = format!("+{delay}ms");
         if reordered {
@@ -344,6 +379,7 @@ impl SimNetwork {
         if chance(&mut state.rng, faults.duplicate_rate) {
             let again = delay + state.draw_latency(faults.latency);
             let at = state.delivery_time(link, dir, again, true);
+            state.observe(&cluster, dir, replied_to.as_deref(), at);
             let _ = queue.send((at, frame));
             let fate = format!("DUP +{again}ms");
             state.record(now_ms, &link_label, &label, &detail, Fate::Duplicated, fate);
@@ -355,6 +391,30 @@ impl SimNetwork {
 impl NetState {
     fn now_ms(&self) -> u64 {
         u64::try_from(Instant::now().duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a reply frame about to be delivered at `at` (see [`Observed`]).
+    fn observe(&mut self, cluster: &str, dir: Dir, replied_to: Option<&str>, at: Instant) {
+        let Some(method) = replied_to else {
+            return;
+        };
+        let at_ms = u64::try_from(at.duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        match dir {
+            Dir::Down if method == osmesh_net::messages::method::REGISTER => {
+                let now = self.now_ms();
+                self.seen
+                    .registered
+                    .entry(cluster.to_owned())
+                    .or_insert(now);
+            }
+            Dir::Down => {}
+            Dir::Up => self
+                .seen
+                .replies
+                .entry(cluster.to_owned())
+                .or_default()
+                .push((at_ms, method.to_owned())),
+        }
     }
 
     fn effective(&self, cluster: &str) -> LinkFaults {
@@ -414,15 +474,22 @@ fn chance(rng: &mut StdRng, rate: Option<f64>) -> bool {
     }
 }
 
-/// `(count label, trace detail, kind)` of a frame, from its decoded envelope.
-fn label_frame(frame: &[u8], dir: Dir, link: &mut LinkEntry) -> (String, String, Option<Kind>) {
+/// `(count label, trace detail, kind, method replied to)` of a frame, from its decoded
+/// envelope; the last is set for a successful reply only.
+fn label_frame(
+    frame: &[u8],
+    dir: Dir,
+    link: &mut LinkEntry,
+) -> (String, String, Option<Kind>, Option<String>) {
     let Ok(envelope) = Envelope::decode(frame) else {
         return (
             "undecodable".into(),
             format!("undecodable {}B", frame.len()),
             None,
+            None,
         );
     };
+    let mut replied_to = None;
     let size = frame.len();
     let id = envelope.id;
     let kind = envelope.kind;
@@ -434,7 +501,16 @@ fn label_frame(frame: &[u8], dir: Dir, link: &mut LinkEntry) -> (String, String,
         }
         Kind::Reply | Kind::Error => {
             let other = 1 - dir as usize;
-            let method = link.calls[other].remove(&id).unwrap_or_else(|| "?".into());
+            let called = link.calls[other].remove(&id);
+            if let Some(m) = &called {
+                link.replied[other].insert(id, m.clone());
+            }
+            if kind == Kind::Reply {
+                replied_to = called
+                    .clone()
+                    .or_else(|| link.replied[other].get(&id).cloned());
+            }
+            let method = called.unwrap_or_else(|| "?".into());
             let word = if kind == Kind::Reply {
                 "reply"
             } else {
@@ -456,7 +532,7 @@ fn label_frame(frame: &[u8], dir: Dir, link: &mut LinkEntry) -> (String, String,
             format!("handshake {} {size}B", envelope.method),
         ),
     };
-    (label, detail, Some(kind))
+    (label, detail, Some(kind), replied_to)
 }
 
 /// Moves one direction's frames from its sink to its stream at their delivery times.

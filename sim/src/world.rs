@@ -10,7 +10,7 @@ use osmesh_actors::region::{OsystemsAnswer, RegionActor, RegionSettings};
 use osmesh_actors::store::{Store, StoreOptions};
 use osmesh_actors::Shutdown;
 use osmesh_core::os::RegistryConfig;
-use osmesh_core::{BootImage, ClusterId, ClusterReport, NoAnswerReason};
+use osmesh_core::{BootImage, ClusterId, NoAnswerReason};
 use osmesh_net::{HandshakeConfig, PeerConfig, Secret};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::invariants::{self, Acked, DurabilityCheck, ImageKey};
+use crate::invariants::{self, Acked, DurabilityCheck, Enlisted};
 use crate::net::{SimNetwork, REGION_ADDR};
+use crate::oracle::Oracle;
 use crate::scenario::{
     parse_images, ClustersExpect, Fault, ListExpect, Op, Read, Scenario, Settings, REGION,
 };
@@ -134,8 +135,6 @@ impl ImageSource for ScriptedImages {
 struct SimCluster {
     config: RegistryConfig,
     images: ScriptedImages,
-    /// Every (os, release, arch) this cluster ever held: what "available" may claim.
-    held: BTreeSet<ImageKey>,
     /// Every (os, release) this cluster's registry ever listed: what it may validate.
     knew: BTreeSet<(String, String)>,
     /// The templates it ships when it connects (changes take effect at its next start).
@@ -149,6 +148,9 @@ struct SimCluster {
 struct SimRegion {
     actor: Addr<RegionActor>,
     service: RegionService,
+    /// Counts region starts: an operation refused by the region it was issued to while that
+    /// region is still up means the actor died under it.
+    generation: u64,
 }
 
 struct State {
@@ -162,7 +164,11 @@ struct State {
     checker_store: Store,
     clusters: BTreeMap<String, SimCluster>,
     region: Option<SimRegion>,
-    registered: BTreeSet<String>,
+    region_starts: u64,
+    /// The reference model: what each cluster held and when, what the network carried.
+    oracle: Oracle,
+    /// Nodes the service enlisted, by id, as the world asked for them.
+    enlisted: BTreeMap<i64, Enlisted>,
     durability: Vec<Box<dyn DurabilityCheck>>,
     /// What the region's service acknowledged: the durability checks hold the store to it.
     acked: Acked,
@@ -202,6 +208,7 @@ impl World {
         );
         let checker_store = open_store(&db_url)?;
         let mut clusters = BTreeMap::new();
+        let mut oracle = Oracle::default();
         for spec in &scenario.clusters {
             let images = parse_images(&spec.images).map_err(anyhow::Error::msg)?;
             let declared = match &spec.declared {
@@ -213,7 +220,7 @@ impl World {
                 ..RegistryConfig::default()
             };
             let source = ScriptedImages::default();
-            let held = images.iter().map(invariants::image_key).collect();
+            oracle.hold(&spec.id, 0, &config, &images);
             let knew = invariants::known_releases(&invariants::true_report(&config, &images));
             source.set(images);
             clusters.insert(
@@ -221,7 +228,6 @@ impl World {
                 SimCluster {
                     config,
                     images: source,
-                    held,
                     knew,
                     templates: domain::templates(&spec.templates),
                     crashed_at_ms: None,
@@ -244,7 +250,9 @@ impl World {
             checker_store,
             clusters,
             region: None,
-            registered: BTreeSet::new(),
+            region_starts: 0,
+            oracle,
+            enlisted: BTreeMap::new(),
             durability: invariants::durability_checks(),
             acked: Acked::default(),
             failure: None,
@@ -355,7 +363,7 @@ impl World {
             let service = self.state.borrow().service();
             let is = match service {
                 Some(service) => match service.osystems_cached().await {
-                    Ok(answer) => self.state.borrow().converged(&answer).is_ok(),
+                    Ok(answer) => self.state.borrow_mut().converged(&answer).is_ok(),
                     Err(_) => false,
                 },
                 None => false,
@@ -405,6 +413,11 @@ impl State {
         self.region.as_ref().map(|r| r.service.clone())
     }
 
+    /// Which start of the region is up, if one is.
+    fn region_generation(&self) -> Option<u64> {
+        self.region.as_ref().map(|r| r.generation)
+    }
+
     fn secret() -> Secret {
         Secret::new(b"osmesh-sim shared secret".to_vec())
     }
@@ -436,7 +449,12 @@ impl State {
         let listener = Box::new(self.net.listen());
         let actor = RegionActor::new(settings, store.clone(), clock, rng, listener).start();
         let service = RegionService::new(actor.clone(), store);
-        self.region = Some(SimRegion { actor, service });
+        self.region_starts += 1;
+        self.region = Some(SimRegion {
+            actor,
+            service,
+            generation: self.region_starts,
+        });
         Ok(())
     }
 
@@ -499,8 +517,9 @@ impl State {
                 cluster, images, ..
             } => {
                 let images = parse_images(images).map_err(anyhow::Error::msg)?;
+                let now = self.now_ms();
                 if let Some(c) = self.clusters.get_mut(cluster) {
-                    c.held.extend(images.iter().map(invariants::image_key));
+                    self.oracle.hold(cluster, now, &c.config, &images);
                     let report = invariants::true_report(&c.config, &images);
                     c.knew.extend(invariants::known_releases(&report));
                     c.images.set(images);
@@ -558,35 +577,29 @@ impl State {
         Ok(())
     }
 
-    fn held(&self) -> BTreeMap<String, BTreeSet<ImageKey>> {
-        self.clusters
-            .iter()
-            .map(|(id, c)| (id.clone(), c.held.clone()))
-            .collect()
+    /// Brings the oracle's view of the network up to date.
+    fn observe(&mut self) {
+        let seen = self.net.observed();
+        self.oracle.observe(seen);
     }
 
-    fn truth(&self) -> BTreeMap<ClusterId, ClusterReport> {
-        self.clusters
-            .iter()
-            .map(|(id, c)| {
-                let report = invariants::true_report(&c.config, &c.images.get());
-                (ClusterId::new(id.clone()), report)
-            })
-            .collect()
-    }
-
-    fn converged(&self, answer: &OsystemsAnswer) -> Result<(), String> {
+    fn converged(&mut self, answer: &OsystemsAnswer) -> Result<(), String> {
         if self.clusters.values().any(|c| c.actor.is_none()) {
             return Err("a cluster is down".into());
         }
-        invariants::converged(answer, &self.truth())
+        self.observe();
+        invariants::converged(answer, &self.oracle)
     }
 
-    /// The invariants every answer must satisfy.
-    fn check_answer(&mut self, answer: &OsystemsAnswer) {
-        let held = self.held();
-        let result = invariants::available_only_where_held(answer, &held)
-            .and_then(|()| invariants::names_every_cluster(answer, &self.registered));
+    /// The invariants every answer must satisfy; `issued_ms` is when it was asked for.
+    fn check_answer(&mut self, answer: &OsystemsAnswer, issued_ms: u64) {
+        self.observe();
+        let now = self.now_ms();
+        let oracle = &self.oracle;
+        let result = invariants::names_every_cluster(answer, oracle)
+            .and_then(|()| invariants::parts_agree_with_view(answer))
+            .and_then(|()| invariants::live_answers_are_live(answer, oracle, issued_ms, now))
+            .and_then(|()| invariants::available_as_held(answer, oracle, now));
         if let Err(message) = result {
             self.fail(FailureKind::Safety, message);
         }
@@ -610,8 +623,9 @@ impl State {
             .iter()
             .map(|(id, c)| (id.clone(), c.knew.clone()))
             .collect();
-        if let Err(message) = invariants::keys_validated_by_knowers(&store, &self.registered, &knew)
-        {
+        self.observe();
+        let registered = self.oracle.registered();
+        if let Err(message) = invariants::keys_validated_by_knowers(&store, &registered, &knew) {
             self.fail(FailureKind::Safety, message);
         }
     }
@@ -654,30 +668,49 @@ fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
 }
 
-/// A periodic step: who is registered, the cached answer's invariants, durability, liveness.
+/// A periodic step: the region is alive and lists every cluster it acknowledged as
+/// registered; the cached answer's invariants; durability; liveness.
 async fn check(state: &Rc<RefCell<State>>) {
     let Some(service) = state.borrow().service() else {
         state.borrow_mut().check_durability();
         return;
     };
-    if let Ok(statuses) = service.clusters().await {
-        let mut s = state.borrow_mut();
-        let known: BTreeSet<String> = statuses.iter().map(|c| c.id.to_string()).collect();
-        if let Some(lost) = s.registered.difference(&known).next().cloned() {
-            s.fail(
-                FailureKind::Safety,
-                format!("the region no longer lists registered cluster {lost}"),
-            );
+    let now = state.borrow().now_ms();
+    match service.clusters().await {
+        Ok(statuses) => {
+            let mut s = state.borrow_mut();
+            s.observe();
+            let known: BTreeSet<String> = statuses.iter().map(|c| c.id.to_string()).collect();
+            if let Some(lost) = s.oracle.registered().difference(&known).next().cloned() {
+                s.fail(
+                    FailureKind::Safety,
+                    format!("the region does not list registered cluster {lost}"),
+                );
+            }
         }
-        s.registered.extend(known);
+        Err(err) => region_died(state, &err),
     }
-    // After `registered` is current: a key's validator must have registered.
+    // After the oracle is current: a key's validator must have registered.
     state.borrow_mut().check_durability();
-    if let Ok(answer) = service.osystems_cached().await {
-        let mut s = state.borrow_mut();
-        s.check_answer(&answer);
-        s.track_convergence(&answer);
+    match service.osystems_cached().await {
+        Ok(answer) => {
+            let mut s = state.borrow_mut();
+            s.check_answer(&answer, now);
+            s.track_convergence(&answer);
+        }
+        Err(err) => region_died(state, &err),
     }
+}
+
+/// The region the world believes up refused with `err`: its actor is gone, a failure.
+fn region_died(state: &Rc<RefCell<State>>, err: &osmesh_actors::region::service::ServiceError) {
+    state.borrow_mut().fail(
+        FailureKind::Safety,
+        format!(
+            "the region actor is gone while the region is up: {} ({})",
+            err.code, err.message
+        ),
+    );
 }
 
 async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
@@ -697,6 +730,7 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
         domain::expect_region_down(&state, number, &op);
         return;
     };
+    let generation = state.borrow().region_generation();
     state
         .borrow()
         .log(Source::Op, format!("op#{number} {}", describe_op(&op)));
@@ -708,6 +742,7 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
             ..
         } => {
             let issued = Instant::now();
+            let issued_ms = state.borrow().now_ms();
             let result = match read {
                 Read::Cached => service.osystems_cached().await,
                 Read::Live => {
@@ -728,7 +763,7 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
                         }
                     }
                     let mut s = state.borrow_mut();
-                    s.check_answer(&answer);
+                    s.check_answer(&answer, issued_ms);
                     if let Some(deadline) = answer.deadline_ms {
                         let in_time =
                             invariants::live_answer_in_time(waited, deadline).and_then(|()| {
@@ -748,6 +783,10 @@ async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
                         Source::Answer,
                         format!("op#{number} refused: {} ({})", err.code, err.message),
                     );
+                    let same_region = state.borrow().region_generation() == generation;
+                    if err.code == "region_unavailable" && same_region {
+                        region_died(&state, &err);
+                    }
                     Err(err.code.to_owned())
                 }
             };
@@ -1089,7 +1128,7 @@ async fn final_state(state: &Rc<RefCell<State>>) -> String {
         }
     }
     if let Ok(answer) = service.osystems_cached().await {
-        let s = state.borrow();
+        let mut s = state.borrow_mut();
         let converged = match s.converged(&answer) {
             Ok(()) => "yes".to_owned(),
             Err(why) => format!("no ({why})"),

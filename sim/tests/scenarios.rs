@@ -144,3 +144,111 @@ fn swarm_catches_a_merge_that_forgets_non_answering_clusters() {
         );
     }
 }
+
+/// The first seed in `0..200` (the CI count) on which `mode`'s swarm fails with `hook` on,
+/// checked to pass with it off; the hook is off again on return, even on a panic.
+fn caught_within_ci_seeds(mode: Mode, hook: fn(bool)) -> Option<(u64, osmesh_sim::Failure)> {
+    struct Off(fn(bool));
+    impl Drop for Off {
+        fn drop(&mut self) {
+            (self.0)(false);
+        }
+    }
+    let run_seed = |seed: u64| {
+        let options = swarm::options(seed, mode, None);
+        run(&swarm::generate(&options), seed, false)
+            .expect("the run completes")
+            .failure
+    };
+    let found = {
+        let _off = Off(hook);
+        hook(true);
+        (0..200).find_map(|seed| run_seed(seed).map(|f| (seed, f)))
+    };
+    if let Some((seed, _)) = &found {
+        assert_eq!(
+            run_seed(*seed),
+            None,
+            "seed {seed} ({mode:?}) fails without the injected bug"
+        );
+    }
+    found
+}
+
+fn assert_caught(mode: Mode, hook: fn(bool), what: &str, any_of: &[&str]) {
+    let (seed, failure) = caught_within_ci_seeds(mode, hook)
+        .unwrap_or_else(|| panic!("{what} is not caught within 200 {mode:?} seeds"));
+    assert_eq!(failure.kind, FailureKind::Safety, "{}", failure.message);
+    assert!(
+        any_of.iter().any(|m| failure.message.contains(m)),
+        "{what}: seed {seed} failed for another reason: {}",
+        failure.message
+    );
+    println!(
+        "{what}: caught at {mode:?} seed {seed}: {}",
+        failure.message
+    );
+}
+
+#[test]
+fn swarm_catches_a_cached_snapshot_served_as_a_live_answer() {
+    assert_caught(
+        Mode::Safety,
+        osmesh_core::hooks::set_serve_cached_as_live,
+        "cached served as live",
+        &["reached the region between"],
+    );
+}
+
+#[test]
+fn swarm_catches_the_cached_merge_reused_when_any_cluster_answered() {
+    assert_caught(
+        Mode::Safety,
+        osmesh_core::hooks::set_reuse_merge_if_any_answered,
+        "cached merge reused when any answered",
+        &["part says it did not answer", "reached the region between"],
+    );
+}
+
+#[test]
+fn swarm_catches_a_region_that_forgets_a_disconnected_cluster() {
+    assert_caught(
+        Mode::Safety,
+        osmesh_core::hooks::set_forget_disconnected_cluster,
+        "forgotten cluster",
+        &[
+            "does not name registered cluster",
+            "does not list registered cluster",
+        ],
+    );
+}
+
+#[test]
+fn swarm_catches_an_allocation_of_a_node_of_the_wrong_arch() {
+    assert_caught(
+        Mode::Safety,
+        osmesh_core::hooks::set_allocate_any_arch,
+        "wrong-arch allocation",
+        &["was allocated for a request for"],
+    );
+}
+
+#[test]
+fn a_region_actor_that_dies_fails_the_run() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/healthy_divergent.toml");
+    let scenario = load_scenario(&path).expect("the scenario parses");
+    osmesh_core::hooks::set_region_actor_dies(true);
+    let outcome = run(&scenario, SEED, false);
+    osmesh_core::hooks::set_region_actor_dies(false);
+    let failure = outcome
+        .expect("the run completes")
+        .failure
+        .expect("a dead region actor fails the run");
+    assert_eq!(failure.kind, FailureKind::Safety);
+    assert!(
+        failure.message.contains("region actor is gone"),
+        "{}",
+        failure.message
+    );
+}

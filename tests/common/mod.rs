@@ -3,9 +3,10 @@
 #![allow(dead_code)]
 
 use osmesh_cluster::sample::{sample_declares_os, write_sample_tree, SAMPLE_DECLARED_OS};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,14 @@ pub fn create_token(db_url: &str, name: &str, role: &str) -> String {
         .to_owned()
 }
 
+/// Registers `token` as the one `get` and `get_status` send to `api`.
+pub fn register_token(api: &str, token: &str) {
+    TOKENS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(api.to_owned(), token.to_owned());
+}
+
 /// The token registered for `api`, as an `Authorization` header value.
 pub fn bearer(api: &str) -> Option<String> {
     let tokens = TOKENS.lock().unwrap_or_else(|p| p.into_inner());
@@ -50,12 +59,6 @@ fn authorized(api: &str, request: ureq::Request) -> ureq::Request {
         Some(value) => request.set("Authorization", &value),
         None => request,
     }
-}
-
-/// A free loopback port (bound, then released; good enough for tests on one machine).
-pub fn free_port() -> u16 {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    socket.local_addr().expect("local addr").port()
 }
 
 /// Writes a secret file as the daemons require it: mode 0600, created new.
@@ -71,12 +74,17 @@ pub fn write_secret(path: &Path, contents: &str) {
         .expect("write the secret file");
 }
 
-/// Where one test's processes keep their files.
+/// The variable `regiond` reads to report the addresses it bound (see its `main.rs`).
+pub const ADDR_FILE_ENV: &str = "OSMESH_ADDR_FILE";
+
+/// Where one test's processes keep their files, where its region listens, and its admin token.
 pub struct Site {
     pub dir: tempfile::TempDir,
-    pub rpc: String,
-    pub http: String,
     pub secret_file: PathBuf,
+    /// `(rpc, http)` as the region reported them after binding; kept for its restarts.
+    addrs: RefCell<Option<(String, String)>>,
+    /// An admin token made with `regiond token create` before the region first starts.
+    pub token: String,
 }
 
 impl Site {
@@ -85,17 +93,15 @@ impl Site {
         let secret_file = dir.path().join("secret");
         write_secret(&secret_file, "e2e-shared-secret-0123456789abcdef\n");
         let site = Site {
-            rpc: format!("127.0.0.1:{}", free_port()),
-            http: format!("127.0.0.1:{}", free_port()),
             secret_file,
             dir,
+            addrs: RefCell::new(None),
+            token: String::new(),
         };
-        let token = create_token(&site.db_url(), "e2e-admin", "admin");
-        TOKENS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(site.api(), token);
-        site
+        Site {
+            token: create_token(&site.db_url(), "e2e-admin", "admin"),
+            ..site
+        }
     }
 
     pub fn db_url(&self) -> String {
@@ -106,20 +112,61 @@ impl Site {
         self.dir.path().join(name)
     }
 
-    pub fn api(&self) -> String {
-        format!("http://{}", self.http)
+    fn addrs(&self) -> (String, String) {
+        self.addrs
+            .borrow()
+            .clone()
+            .expect("the region has not started yet: its addresses are known once it binds")
     }
 
-    /// Starts `regiond` on SQLite in the site's directory; its log goes to `regiond.log`.
+    /// The region's RPC address (after `start_region`).
+    pub fn rpc(&self) -> String {
+        self.addrs().0
+    }
+
+    /// The region's HTTP address (after `start_region`).
+    pub fn http(&self) -> String {
+        self.addrs().1
+    }
+
+    pub fn api(&self) -> String {
+        format!("http://{}", self.http())
+    }
+
+    /// Starts `regiond` on SQLite in the site's directory; its log goes to `regiond.log`. The
+    /// first start binds port 0 and reads the ports back from the region; a restart binds
+    /// the same ones again (the clusters keep dialing that address).
     pub fn start_region(&self) -> Daemon {
         let log = self.path("regiond.log");
+        let addr_file = self.path("regiond.addrs");
+        let _ = std::fs::remove_file(&addr_file);
+        let (rpc, http) = self
+            .addrs
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| ("127.0.0.1:0".into(), "127.0.0.1:0".into()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_regiond"));
         cmd.arg("--database-url")
             .arg(self.db_url())
-            .args(["--rpc-listen", &self.rpc, "--http-listen", &self.http])
+            .args(["--rpc-listen", &rpc, "--http-listen", &http])
             .arg("--secret-file")
-            .arg(&self.secret_file);
-        let daemon = Daemon::spawn(cmd, log);
+            .arg(&self.secret_file)
+            .env(ADDR_FILE_ENV, &addr_file);
+        let mut daemon = Daemon::spawn(cmd, log);
+        let mut reported = None;
+        self.wait_for(
+            "the region to report its addresses",
+            Duration::from_secs(60),
+            || {
+                if let Ok(Some(status)) = daemon.child.try_wait() {
+                    panic!("regiond exited ({status}): {}", daemon.log_text());
+                }
+                reported = read_addrs(&addr_file);
+                reported.is_some()
+            },
+        );
+        *self.addrs.borrow_mut() = reported;
+        register_token(&self.api(), &self.token);
         self.wait_for("the region API", Duration::from_secs(30), || {
             get(&self.api(), "/api/v1/clusters").is_ok()
         });
@@ -139,7 +186,7 @@ impl Site {
             write_sample_tree(&images, variant).expect("sample tree");
         }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterd"));
-        cmd.args(["--name", name, "--region", &self.rpc])
+        cmd.args(["--name", name, "--region", &self.rpc()])
             .arg("--secret-file")
             .arg(secret_file)
             .arg("--images")
@@ -167,6 +214,61 @@ impl Site {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("timed out after {limit:?} waiting for {what}");
+    }
+}
+
+/// `(rpc, http)` from a region's address file, once it is there whole.
+pub fn read_addrs(path: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut rpc = None;
+    let mut http = None;
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("rpc", addr)) => rpc = Some(addr.to_owned()),
+            Some(("http", addrs)) => http = addrs.split(' ').next().map(str::to_owned),
+            _ => {}
+        }
+    }
+    Some((rpc?, http?))
+}
+
+/// Runs `cmd` to completion as `Command::output` does, but fails the test (killing the child)
+/// if it has not exited within `limit`, rather than hanging.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
 }
 

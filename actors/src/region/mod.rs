@@ -414,6 +414,21 @@ impl RegionActor {
     }
 }
 
+impl RegionActor {
+    /// Injected bug (test hooks only): every silent cluster with a snapshot "answers" with it.
+    fn inject_cached_as_live(&self, answers: &mut [(ClusterId, ClusterAnswer)]) {
+        for (id, answer) in answers.iter_mut() {
+            let snapshot = self.clusters.get(id).and_then(|e| e.snapshot.as_ref());
+            if let (ClusterAnswer::NoAnswer(_), Some(s)) = (&*answer, snapshot) {
+                *answer = ClusterAnswer::Answered(ClusterReport {
+                    osystems: s.osystems.clone(),
+                    images: s.images.clone(),
+                });
+            }
+        }
+    }
+}
+
 /// Why a cluster has no part in the cached view: no snapshot yet, connected or not.
 fn cached_no_answer(entry: &ClusterEntry) -> Option<NoAnswerReason> {
     match (&entry.snapshot, entry.link.is_some()) {
@@ -558,6 +573,9 @@ impl Handler<LinkClosed> for RegionActor {
                 entry.link = None;
                 self.cached_view = None;
                 tracing::warn!(%cluster, "cluster disconnected");
+                if osmesh_core::hooks::forget_disconnected_cluster() {
+                    self.clusters.remove(&cluster);
+                }
             }
         }
     }
@@ -592,6 +610,10 @@ impl Handler<LiveOsystems> for RegionActor {
         Box::pin(asks.into_actor(self).map(move |answers, act, _ctx| {
             crate::metrics::fanout_done(started.elapsed(), &answers);
             act.hold_answers(&answers);
+            let mut answers = answers;
+            if osmesh_core::hooks::serve_cached_as_live() {
+                act.inject_cached_as_live(&mut answers);
+            }
             let now = act.clock.now_ms();
             let mut parts = Vec::new();
             for (id, answer) in &answers {
@@ -605,9 +627,13 @@ impl Handler<LiveOsystems> for RegionActor {
                 }
                 parts.push(part);
             }
-            let everyone_answered = answers
-                .iter()
-                .all(|(_, a)| matches!(a, ClusterAnswer::Answered(_)));
+            let answered =
+                |(_, a): &(ClusterId, ClusterAnswer)| matches!(a, ClusterAnswer::Answered(_));
+            let everyone_answered = if osmesh_core::hooks::reuse_merge_if_any_answered() {
+                answers.iter().any(answered)
+            } else {
+                answers.iter().all(answered)
+            };
             // When every cluster answered, the answers are now exactly the held snapshots, so
             // the live view is the cached one (merged again only if a snapshot changed).
             let view = if everyone_answered {
@@ -639,7 +665,10 @@ pub struct ListClusters;
 impl Handler<ListClusters> for RegionActor {
     type Result = MessageResult<ListClusters>;
 
-    fn handle(&mut self, _msg: ListClusters, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _msg: ListClusters, ctx: &mut Self::Context) -> Self::Result {
+        if osmesh_core::hooks::region_actor_dies() {
+            ctx.stop();
+        }
         let now = self.clock.now_ms();
         let list = self
             .clusters

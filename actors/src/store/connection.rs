@@ -152,8 +152,31 @@ pub(crate) fn open_and_migrate(
         .establish()
         .map_err(|e| StoreError::Connection(e.to_string()))?;
     pragmas.apply(&mut conn)?;
+    // SQLite has no advisory lock: two processes opening one fresh file would both see a
+    // migration pending and the second would fail on `CREATE TABLE`. A lock file beside the
+    // database serialises them (PostgreSQL uses an advisory lock in `run_migrations`).
+    let _migrating = match target {
+        DbTarget::Sqlite(path) => Some(lock_sqlite_migrations(path)?),
+        DbTarget::Postgres(_) => None,
+    };
     run_migrations(&mut conn)?;
     Ok(conn)
+}
+
+/// An exclusive lock on `<database>.migrate-lock`, released when the file is dropped.
+fn lock_sqlite_migrations(path: &str) -> Result<std::fs::File, StoreError> {
+    let file_path = path.split('?').next().unwrap_or(path);
+    let file_path = file_path.strip_prefix("file:").unwrap_or(file_path);
+    let lock_path = format!("{file_path}.migrate-lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Connection(format!("cannot open {lock_path}: {e}")))?;
+    lock.lock()
+        .map_err(|e| StoreError::Connection(format!("cannot lock {lock_path}: {e}")))?;
+    Ok(lock)
 }
 
 fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {

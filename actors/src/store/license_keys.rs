@@ -93,7 +93,8 @@ impl std::fmt::Debug for NewLicenseKey<'_> {
     }
 }
 
-fn mask_key(key: &str) -> String {
+/// A key as it may be shown or logged (see [`LicenseKeyRecord::masked`]).
+pub fn mask_key(key: &str) -> String {
     let total = key.chars().filter(char::is_ascii_alphanumeric).count();
     let hidden = if total <= VISIBLE_KEY_CHARS {
         total

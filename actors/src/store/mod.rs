@@ -44,7 +44,7 @@ pub use audit::{AuditEntry, AuditQuery, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use clusters::{ClusterRecord, ClusterSnapshot};
 pub use connection::Backend;
 pub use error::StoreError;
-pub use license_keys::{LicenseKeyRecord, NewLicenseKey};
+pub use license_keys::{mask_key, LicenseKeyRecord, NewLicenseKey};
 pub use nodes::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
 pub use observe::{install_query_metrics, PoolState, StoreReadiness};
 pub use preseeds::{

@@ -282,11 +282,13 @@ fn ready_candidates(
     let mut query = nodes::table
         .select(nodes::id)
         .filter(nodes::status.eq(NodeStatus::Ready.as_str()))
-        .filter(nodes::arch.eq(request.arch))
         .filter(nodes::cluster_id.eq_any(cluster_strs(request.cluster_ids)))
         .order(nodes::id)
         .limit(CANDIDATES_PER_ROUND)
         .into_boxed();
+    if !osmesh_core::hooks::allocate_any_arch() {
+        query = query.filter(nodes::arch.eq(request.arch));
+    }
     if let Some(subarch) = request.subarch {
         query = query.filter(nodes::subarch.eq(subarch));
     }

@@ -60,11 +60,13 @@ impl TestDb {
         }
     }
 
-    /// SQLite always, PostgreSQL too when configured.
+    /// SQLite always, PostgreSQL too when configured; when it is not, says so once per test
+    /// binary on the real stderr (not the captured one), so a skipped leg is never silent.
     pub fn each() -> Vec<TestDb> {
         let mut dbs = vec![TestDb::sqlite()];
-        if let Ok(url) = std::env::var(PG_ENV) {
-            dbs.push(TestDb::postgres(&url));
+        match std::env::var(PG_ENV) {
+            Ok(url) => dbs.push(TestDb::postgres(&url)),
+            Err(_) => note_postgres_skipped(),
         }
         dbs
     }
@@ -77,6 +79,18 @@ impl TestDb {
         Store::open_with(&self.url, options)
             .unwrap_or_else(|e| panic!("[{}] open {}: {e}", self.label, self.url))
     }
+}
+
+/// Prints, once per process, that the PostgreSQL leg is skipped.
+pub fn note_postgres_skipped() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {PG_ENV} is unset: the PostgreSQL leg of the store tests is skipped (SQLite only)"
+        );
+    });
 }
 
 impl Drop for TestDb {

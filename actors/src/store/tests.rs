@@ -87,16 +87,49 @@ fn migrations_are_idempotent_and_data_survives_reopen() {
     });
 }
 
+/// The engine really behind a store: asked of the server itself, not of the URL.
+fn engine_of(store: &Store) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let conn = &mut *store.conn().unwrap();
+    let version = match conn {
+        connection::AnyConnection::Sqlite(c) => diesel::RunQueryDsl::get_result::<Version>(
+            diesel::sql_query("SELECT 'SQLite ' || sqlite_version() AS v"),
+            c,
+        ),
+        connection::AnyConnection::Postgresql(c) => diesel::RunQueryDsl::get_result::<Version>(
+            diesel::sql_query("SELECT version() AS v"),
+            c,
+        ),
+    };
+    version.expect("the engine says its version").v
+}
+
 #[test]
 fn backend_follows_the_url_scheme() {
+    // Which constructor made the database (not its URL) says what it must run on; the
+    // engine is asked for its own name, so a `postgres://` URL opened as a SQLite file
+    // (or the reverse) fails here.
     for_each_backend(|db| {
-        let expected = if db.label == "postgres" {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
+        let store = db.open();
+        let (expected, engine) = match db.label {
+            "postgres" => (Backend::Postgres, "PostgreSQL "),
+            _ => (Backend::Sqlite, "SQLite "),
         };
-        assert_eq!(db.open().backend(), expected);
+        assert_eq!(store.backend(), expected, "[{}]", db.label);
+        let version = engine_of(&store);
+        assert!(
+            version.starts_with(engine),
+            "[{}] runs on {version}",
+            db.label
+        );
     });
+    let sqlite = Store::open(":memory:").unwrap();
+    assert_eq!(sqlite.backend(), Backend::Sqlite);
+    assert!(engine_of(&sqlite).starts_with("SQLite "));
 }
 
 #[test]
@@ -111,8 +144,34 @@ fn unreachable_postgres_is_a_connection_error() {
 
 #[test]
 fn in_memory_sqlite_is_one_shared_database() {
-    let store = Store::open(":memory:").unwrap();
+    // Ask for a pool of eight: an in-memory database exists once per connection, so a second
+    // connection would be a second, empty database.
+    let store = Store::open_with(
+        ":memory:",
+        &StoreOptions {
+            pool_size: 8,
+            connection_timeout: std::time::Duration::from_secs(30),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
     store.upsert_cluster_seen(&cid("c1"), "one", 1).unwrap();
+    // While the test holds a connection, another caller must wait for it rather than open a
+    // fresh (empty) database: it sees c1 once the held one is back.
+    let held = store.conn().unwrap();
+    let reader = {
+        let store = store.clone();
+        std::thread::spawn(move || store.list_clusters().map(|c| c.len()))
+    };
+    // Long enough for the reader to reach the pool; if it raced past, the held connection is
+    // the one it gets and the test still passes for a correct store.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(held);
+    let seen = reader.join().expect("the reader ran").unwrap();
+    assert_eq!(
+        seen, 1,
+        "a second connection saw a different in-memory database"
+    );
     store
         .set_setting(SettingKey::DefaultOsystem, "ubuntu")
         .unwrap();
@@ -823,10 +882,19 @@ fn preseed_versions_cannot_be_updated_or_deleted() {
             .unwrap();
         {
             let conn = &mut *store.conn().unwrap();
-            assert!(conn
-                .batch_execute("UPDATE preseed_versions SET content = 'x'")
-                .is_err());
-            assert!(conn.batch_execute("DELETE FROM preseed_versions").is_err());
+            for sql in [
+                "UPDATE preseed_versions SET content = 'x'",
+                "DELETE FROM preseed_versions",
+            ] {
+                let err = conn
+                    .batch_execute(sql)
+                    .expect_err("the trigger refuses it")
+                    .to_string();
+                assert!(
+                    err.contains("preseed versions are immutable"),
+                    "{sql}: refused for another reason: {err}"
+                );
+            }
         }
         assert_eq!(store.history("generic").unwrap()[0].content, "v1");
     });
@@ -871,5 +939,133 @@ fn concurrent_operator_edits_have_exactly_one_winner() {
             db.label
         );
         assert_eq!(store.history("generic").unwrap().len(), 2, "[{}]", db.label);
+    });
+}
+
+// ---------------------------------------------------------------- concurrent first writes
+
+/// Runs `work(i)` for `i` in `0..n` on `n` threads released together; results in order.
+fn at_once<T: Send + 'static>(
+    n: usize,
+    work: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(n));
+    let work = Arc::new(work);
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            let work = Arc::clone(&work);
+            std::thread::spawn(move || {
+                barrier.wait();
+                work(i)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("a worker panicked"))
+        .collect()
+}
+
+#[test]
+fn ten_clusters_reporting_the_same_new_template_at_once_create_it_once() {
+    const CLUSTERS: usize = 10;
+    for_each_backend(|db| {
+        let store = db.open_with(&StoreOptions {
+            pool_size: 16,
+            ..StoreOptions::default()
+        });
+        for i in 0..CLUSTERS {
+            store
+                .upsert_cluster_seen(&cid(&format!("c{i}")), "c", 1)
+                .unwrap();
+        }
+        let results = {
+            let store = store.clone();
+            at_once(CLUSTERS, move |i| {
+                store.record_cluster_template(
+                    "generic",
+                    Some("ubuntu"),
+                    "same content everywhere",
+                    &cid(&format!("c{i}")),
+                    10,
+                )
+            })
+        };
+        let label = db.label;
+        let outcomes: Vec<_> = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("[{label}] a first report failed: {e}")))
+            .collect();
+        let created = outcomes
+            .iter()
+            .filter(|o| matches!(o, PreseedOutcome::Created { version: 1 }))
+            .count();
+        assert_eq!(created, 1, "[{label}] {outcomes:?}");
+        let appended = outcomes
+            .iter()
+            .filter(|o| !matches!(o, PreseedOutcome::Unchanged { .. }))
+            .count();
+        let versions: Vec<i32> = store
+            .history("generic")
+            .unwrap()
+            .iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=appended as i32).collect::<Vec<_>>(),
+            "[{label}] one version per appending report, numbered without gaps: {outcomes:?}"
+        );
+        assert_eq!(store.list_preseeds().unwrap().len(), 1, "[{label}]");
+    });
+}
+
+#[test]
+fn concurrent_first_set_setting_on_an_unset_key_keeps_one_value() {
+    const WRITERS: usize = 10;
+    for_each_backend(|db| {
+        let store = db.open_with(&StoreOptions {
+            pool_size: 16,
+            ..StoreOptions::default()
+        });
+        assert_eq!(store.get_setting(SettingKey::DefaultOsystem).unwrap(), None);
+        let results = {
+            let store = store.clone();
+            at_once(WRITERS, move |i| {
+                store.set_setting(SettingKey::DefaultOsystem, &format!("os{i}"))
+            })
+        };
+        for r in &results {
+            assert!(r.is_ok(), "[{}] {results:?}", db.label);
+        }
+        let value = store
+            .get_setting(SettingKey::DefaultOsystem)
+            .unwrap()
+            .expect("a value");
+        let written: BTreeSet<String> = (0..WRITERS).map(|i| format!("os{i}")).collect();
+        assert!(written.contains(&value), "[{}] {value}", db.label);
+    });
+}
+
+#[test]
+fn several_stores_migrating_one_fresh_database_at_once() {
+    const STORES: usize = 4;
+    // `TestDb` gives a fresh SQLite path and, when configured, a fresh empty PostgreSQL schema
+    // (dropped after); nothing has migrated either yet.
+    for_each_backend(|db| {
+        let url = db.url.clone();
+        let results = at_once(STORES, move |_| {
+            Store::open(&url).map(|s| s.list_clusters())
+        });
+        for r in results {
+            match r {
+                Ok(Ok(clusters)) => assert!(clusters.is_empty(), "[{}]", db.label),
+                Ok(Err(e)) | Err(e) => panic!("[{}] a concurrent first open failed: {e}", db.label),
+            }
+        }
+        let store = db.open();
+        store.upsert_cluster_seen(&cid("c1"), "one", 1).unwrap();
+        assert_eq!(store.list_clusters().unwrap().len(), 1, "[{}]", db.label);
     });
 }

@@ -32,26 +32,9 @@ pub(super) fn templates(specs: &[TemplateSpec]) -> Vec<PreseedTemplate> {
         .collect()
 }
 
-/// A key as the trace may show it: every letter and digit but the last five replaced by `*`,
-/// separators kept; five or fewer are masked entirely.
-pub fn mask_key(key: &str) -> String {
-    let alnum = key.chars().filter(char::is_ascii_alphanumeric).count();
-    let hidden = if alnum <= 5 { alnum } else { alnum - 5 };
-    let mut seen = 0;
-    key.chars()
-        .map(|c| {
-            if !c.is_ascii_alphanumeric() {
-                return c;
-            }
-            seen += 1;
-            if seen <= hidden {
-                '*'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
+/// A key as the trace may show it: the product's own masking, so the trace shows what the
+/// API and the logs would.
+pub use osmesh_actors::store::mask_key;
 
 /// How the trace names a domain operation.
 pub(super) fn describe(op: &Op) -> String {
@@ -214,6 +197,15 @@ pub(super) async fn run(state: &Shared, number: usize, service: &RegionService, 
             };
             let result = service.enlist_node(&request).await;
             let got = node_answer(state, number, "enlisted", result);
+            if let Ok(node) = &got {
+                let enlisted = invariants::Enlisted {
+                    id: node.id,
+                    hostname: request.hostname.clone(),
+                    arch: request.arch.clone(),
+                    cluster: request.cluster.to_string(),
+                };
+                state.borrow_mut().enlisted.insert(node.id, enlisted);
+            }
             if let Some(expect) = expect {
                 check_node(state, number, &expect, &got);
             }
@@ -477,9 +469,24 @@ fn allocated(state: &Shared, request: &AllocateRequest, node: &NodeView) {
         distro_series: request.distro_series.clone(),
     };
     let mut s = state.borrow_mut();
-    let held = s.held();
-    let sound =
-        invariants::allocation_is_sound(node.id, &request.arch, &allocation, &s.acked, &held);
+    s.observe();
+    let now = s.now_ms();
+    let Some(enlisted) = s.enlisted.get(&node.id).cloned() else {
+        let message = format!(
+            "node {} (id {}) was allocated, but the world never enlisted it",
+            node.hostname, node.id
+        );
+        s.fail(FailureKind::Safety, message);
+        return;
+    };
+    let sound = invariants::allocation_is_sound(
+        &enlisted,
+        &request.arch,
+        &allocation,
+        &s.acked,
+        &s.oracle,
+        now,
+    );
     match sound {
         Ok(()) => {
             s.acked.allocations.insert(node.id, allocation);
@@ -614,13 +621,23 @@ async fn preseed_answer(
 mod tests {
     use super::mask_key;
 
+    /// The trace masks keys with the product's function: a key never shows more there than
+    /// the API shows.
     #[test]
-    fn keys_show_only_their_last_five_characters() {
+    fn the_trace_masks_keys_as_the_product_does() {
+        let op = crate::scenario::Op::AddLicenseKey {
+            at_ms: 0,
+            osystem: "windows".into(),
+            distro_series: "win2019".into(),
+            license_key: "ABCDE-12345-FGHIJ-67890-KLMNO".into(),
+            expect: None,
+        };
+        let line = super::describe(&op);
         assert_eq!(
-            mask_key("ABCDE-12345-FGHIJ-67890-KLMNO"),
-            "*****-*****-*****-*****-KLMNO"
+            line,
+            "add_license_key windows/win2019 *****-*****-*****-*****-KLMNO"
         );
+        assert!(!line.contains("ABCDE"));
         assert_eq!(mask_key("AB-CD"), "**-**");
-        assert_eq!(mask_key("ACME-1234"), "***E-1234");
     }
 }

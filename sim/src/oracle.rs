@@ -1,0 +1,235 @@
+//! The reference model the invariants hold the region's answers to.
+//!
+//! It is fed only by what the world itself did: which image sets each cluster held and from
+//! when (the world changes them), and what the network carried (which clusters the region
+//! acknowledged a `Register` to, which replies each cluster sent and when they reached the
+//! region). From that, and from the rules in ARCHITECTURE.md and `core/src/mesh.rs`'s header
+//! written out again here, it says what any answer may claim about each cluster. It never
+//! reads the region's state, its store or its merge (`MeshView::from_answers`).
+//!
+//! The rules it encodes:
+//!
+//! - every cluster the region acknowledged as registered is named by every answer, either as
+//!   answering or as not answering, never both;
+//! - a cluster's contribution to a view (the OSes and releases it supports; per arch, the
+//!   purposes of the images it holds of a release it lists) is what the cluster held at one
+//!   moment no later than when the region received it: a live answer's "now", a cached
+//!   answer's "now − age";
+//! - a cluster that did not answer contributes nothing;
+//! - a live answer's "answered" means the cluster's replies to `ListOperatingSystems` and
+//!   `ListBootImages` reached the region during that fan-out.
+
+use osmesh_core::os::{Registry, RegistryConfig};
+use osmesh_core::{BootImage, Purpose};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::net::Observed;
+
+/// `(osystem, release)`.
+pub type ReleaseKey = (String, String);
+/// `(osystem, release, arch)`.
+pub type ArchKey = (String, String, String);
+
+/// What one cluster's part of a view says: the OSes and releases it supports, and per
+/// `(osystem, release, arch)` the purposes it has images for. Comparable with the same
+/// projection of a region's view onto that cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Projection {
+    pub osystems: BTreeSet<String>,
+    pub releases: BTreeSet<ReleaseKey>,
+    pub available: BTreeMap<ArchKey, BTreeSet<Purpose>>,
+}
+
+/// One image set a cluster held, from `since_ms` on: its registry's listing and, apart, the
+/// purposes of its images (a live fan-out asks for the two in separate calls, so an answer
+/// may pair the listing of one set with the images of the next).
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub since_ms: u64,
+    pub osystems: BTreeSet<String>,
+    pub releases: BTreeSet<ReleaseKey>,
+    /// Every image's purposes, whether or not the registry lists its release.
+    pub images: BTreeMap<ArchKey, BTreeSet<Purpose>>,
+}
+
+impl Held {
+    /// What the cluster with `config` holding `images` shows: the availability rule is that a
+    /// release is available for an arch only where the cluster lists it and holds an image.
+    pub fn new(since_ms: u64, config: &RegistryConfig, images: &[BootImage]) -> Held {
+        let registry = Registry::new(config, images);
+        let listing = registry.list();
+        let osystems = listing.iter().map(|os| os.name.clone()).collect();
+        let releases = listing
+            .iter()
+            .flat_map(|os| {
+                os.releases
+                    .iter()
+                    .map(|r| (os.name.clone(), r.name.clone()))
+            })
+            .collect();
+        let mut by_arch: BTreeMap<ArchKey, BTreeSet<Purpose>> = BTreeMap::new();
+        for image in registry.boot_images() {
+            let key = (
+                image.osystem.clone(),
+                image.release.clone(),
+                image.arch.clone(),
+            );
+            by_arch
+                .entry(key)
+                .or_default()
+                .extend(image.purposes.iter().copied());
+        }
+        Held {
+            since_ms,
+            osystems,
+            releases,
+            images: by_arch,
+        }
+    }
+
+    /// The projection when the listing is this set's and the images are `images_of`'s.
+    pub fn projection_with(&self, images_of: &Held) -> Projection {
+        Projection {
+            osystems: self.osystems.clone(),
+            releases: self.releases.clone(),
+            available: images_of
+                .images
+                .iter()
+                .filter(|((os, release, _), _)| {
+                    self.releases.contains(&(os.clone(), release.clone()))
+                })
+                .map(|(key, purposes)| (key.clone(), purposes.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn projection(&self) -> Projection {
+        self.projection_with(self)
+    }
+}
+
+/// The reference model of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Oracle {
+    /// Per cluster of the world, every image set it held, oldest first.
+    pub history: BTreeMap<String, Vec<Held>>,
+    /// What the network carried, as last read from it.
+    pub seen: Observed,
+}
+
+impl Oracle {
+    /// Records that `cluster` holds `images` from `at_ms` on.
+    pub fn hold(
+        &mut self,
+        cluster: &str,
+        at_ms: u64,
+        config: &RegistryConfig,
+        images: &[BootImage],
+    ) {
+        self.history
+            .entry(cluster.to_owned())
+            .or_default()
+            .push(Held::new(at_ms, config, images));
+    }
+
+    /// Brings the network's observations up to date.
+    pub fn observe(&mut self, seen: Observed) {
+        self.seen = seen;
+    }
+
+    /// Every cluster of the world.
+    pub fn clusters(&self) -> BTreeSet<String> {
+        self.history.keys().cloned().collect()
+    }
+
+    /// The clusters the region acknowledged as registered (by `at_ms`, when given).
+    pub fn registered(&self) -> BTreeSet<String> {
+        self.seen.registered.keys().cloned().collect()
+    }
+
+    /// The image sets `cluster` may have reported by `at_ms`: those held from then or earlier.
+    pub fn held_by(&self, cluster: &str, at_ms: i128) -> &[Held] {
+        let history = self.history.get(cluster).map_or(&[][..], Vec::as_slice);
+        let n = history
+            .iter()
+            .take_while(|h| i128::from(h.since_ms) <= at_ms)
+            .count();
+        &history[..n]
+    }
+
+    /// What `cluster` holds now.
+    pub fn current(&self, cluster: &str) -> Option<&Held> {
+        self.history.get(cluster).and_then(|h| h.last())
+    }
+
+    /// Whether `projection` is what `cluster` could have reported by `at_ms`: the listing of
+    /// one set it held and the images of the same or another one, both held by then (the two
+    /// are separate calls, answered in either order).
+    pub fn explains(&self, cluster: &str, at_ms: i128, projection: &Projection) -> bool {
+        let held = self.held_by(cluster, at_ms);
+        held.iter().any(|listing| {
+            held.iter()
+                .any(|images| listing.projection_with(images) == *projection)
+        })
+    }
+
+    /// Whether `cluster` held an image of `os`/`release` for `arch` serving one of
+    /// `purposes`, in a release its registry listed, at some time up to `at_ms`.
+    pub fn held_for(
+        &self,
+        cluster: &str,
+        at_ms: i128,
+        key: &ArchKey,
+        purposes: &[Purpose],
+    ) -> bool {
+        self.held_by(cluster, at_ms).iter().any(|h| {
+            h.projection()
+                .available
+                .get(key)
+                .is_some_and(|p| purposes.iter().any(|x| p.contains(x)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(spec: &str) -> BootImage {
+        crate::scenario::parse_images(&[spec.to_owned()])
+            .expect("a valid image")
+            .remove(0)
+    }
+
+    #[test]
+    fn availability_needs_the_listing_and_the_image() {
+        let config = RegistryConfig::default();
+        let held = Held::new(0, &config, &[image("ubuntu/amd64/generic/jammy:install")]);
+        let p = held.projection();
+        assert!(p.releases.contains(&("ubuntu".into(), "jammy".into())));
+        assert_eq!(
+            p.available
+                .get(&("ubuntu".into(), "jammy".into(), "amd64".into()))
+                .cloned(),
+            Some(BTreeSet::from([Purpose::Install]))
+        );
+        assert!(!p
+            .available
+            .contains_key(&("ubuntu".into(), "jammy".into(), "arm64".into())));
+    }
+
+    #[test]
+    fn only_sets_held_by_the_time_explain_an_answer() {
+        let config = RegistryConfig::default();
+        let mut oracle = Oracle::default();
+        oracle.hold("c1", 0, &config, &[image("ubuntu/amd64/generic/jammy")]);
+        oracle.hold("c1", 100, &config, &[image("ubuntu/amd64/generic/noble")]);
+        let later = oracle.history["c1"][1].projection();
+        assert!(!oracle.explains("c1", 99, &later));
+        assert!(oracle.explains("c1", 100, &later));
+        let earlier = oracle.history["c1"][0].projection();
+        assert!(oracle.explains("c1", 500, &earlier));
+        assert!(!oracle.explains("c1", -1, &earlier));
+        assert!(!oracle.explains("c2", 500, &earlier));
+    }
+}
