@@ -9,12 +9,15 @@ B=${OSMESH_BIN:-target/release}
 N=${1:-300}
 D=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$D"' EXIT
-echo api3-secret > "$D/secret"
+# The daemons want a secret of at least 32 bytes that only its owner may read.
+(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$D/secret")
 "$B/osmesh" demo --dir "$D/demo" --http-listen 127.0.0.1:17340 --rpc-listen 127.0.0.1:17350 >/dev/null 2>&1 &
 DEMO=$!; sleep 2; kill $DEMO; wait $DEMO 2>/dev/null || true   # only for its sample trees
 "$B/regiond" --database-url "sqlite://$D/r.db" --rpc-listen 127.0.0.1:17250 \
   --http-listen 127.0.0.1:17240 --secret-file "$D/secret" 2>"$D/regiond.log" &
 sleep 0.5
+OSMESH_TOKEN=$("$B/regiond" --database-url "sqlite://$D/r.db" token create --name api3 --role admin 2>/dev/null)
+export OSMESH_TOKEN
 declare -A PID
 for c in a b c; do
   extra=()

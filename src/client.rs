@@ -22,7 +22,8 @@ pub struct ApiArgs {
 }
 
 /// Sends `method` to `path` with an optional JSON body; the decoded answer (`null` for an
-/// empty one). A refusal becomes an error carrying the API's code and message.
+/// empty one). A refusal becomes an error carrying the API's code and message. The token
+/// comes from `OSMESH_TOKEN`, else from what `osmesh login` (or the demo) saved for this API.
 pub fn call_json(
     api: &ApiArgs,
     method: &str,
@@ -30,7 +31,11 @@ pub fn call_json(
     body: Option<&serde_json::Value>,
 ) -> Result<serde_json::Value> {
     let url = format!("{}{path}", api.api.trim_end_matches('/'));
-    let request = ureq::request(method, &url);
+    let mut request = ureq::request(method, &url);
+    let token = crate::credentials::token_for(&api.api)?;
+    if let Some(token) = &token {
+        request = request.set("Authorization", &format!("Bearer {}", token.as_str()));
+    }
     let result = match body {
         Some(body) => request.send_json(body),
         None => request.call(),
@@ -47,14 +52,30 @@ pub fn call_json(
         }
         Err(ureq::Error::Status(status, response)) => {
             let body: serde_json::Value = response.into_json().unwrap_or_default();
+            let hint = match (status, &token) {
+                (401, None) => "; set OSMESH_TOKEN or run `osmesh login` (a token comes from `regiond token create`)",
+                _ => "",
+            };
             match (body["code"].as_str(), body["message"].as_str()) {
-                (Some(code), Some(message)) => anyhow::bail!("{status} {code}: {message}"),
-                _ => anyhow::bail!("{url} answered {status}: {body}"),
+                (Some(code), Some(message)) => anyhow::bail!("{status} {code}: {message}{hint}"),
+                _ => anyhow::bail!("{url} answered {status}: {body}{hint}"),
             }
         }
         Err(err) => Err(err).with_context(|| format!("cannot reach the region API at {}", api.api)),
     }
 }
+
+/// `segment` percent-encoded for one path segment (a name with `/`, `?` or `%` stays one).
+pub fn seg(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT).to_string()
+}
+
+/// Everything but RFC 3986's unreserved characters is encoded.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// `call_json` decoded into `T`, with the raw JSON beside it for `--json`.
 pub fn call_typed<T: DeserializeOwned>(

@@ -24,25 +24,31 @@ pub fn run(options: DemoOptions) -> Result<()> {
     let temp;
     let dir = match &options.dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            private_dir(dir)?;
             dir.clone()
         }
         None => {
+            // tempfile creates its directories mode 0700.
             temp = tempfile::tempdir().context("cannot create a temporary directory")?;
             temp.path().to_path_buf()
         }
     };
     let secret_file = write_secret(&dir)?;
+    let db = dir.join("region.db");
+    if !db.exists() {
+        // SQLite keeps the file's mode (and gives its journal files the same): 0600.
+        create_private(&db, b"")?;
+    }
     let system = actix_rt::System::new();
     system.block_on(async {
         let region = osmesh_region::start(RegionConfig {
             name: "demo-region".into(),
-            database_url: format!("sqlite://{}", dir.join("region.db").display()),
+            database_url: format!("sqlite://{}", db.display()),
             rpc_listen: options.rpc_listen.clone(),
             http_listen: options.http_listen.clone(),
             secret: osmesh_net::handshake::Secret::from_file(&secret_file)?,
             refresh_interval: std::time::Duration::from_secs(30),
+            auth: Default::default(),
         })
         .await?;
         for (variant, name) in DEMO_CLUSTERS.iter().enumerate() {
@@ -54,12 +60,21 @@ pub fn run(options: DemoOptions) -> Result<()> {
             .first()
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
+        let token = admin_token(&region.service).await?;
+        let saved = crate::credentials::save(&api, token.expose())?;
         println!(
             "osmesh demo: region API at {api} (RPC at {})",
             region.rpc_addr
         );
         println!("  data in {}", dir.display());
-        println!("  try:  curl -s {api}/api/v1/osystems | head");
+        println!(
+            "  admin token (saved for {api} in {}, so the CLI uses it):",
+            saved.display()
+        );
+        println!("        {}", token.expose());
+        println!(
+            "  try:  curl -s -H \"Authorization: Bearer $OSMESH_TOKEN\" {api}/api/v1/osystems | head"
+        );
         println!("        cargo run --release -- osystems --api {api} --live");
         println!("        cargo run --release -- preseeds list --api {api}");
         println!("  Ctrl-C to stop");
@@ -71,12 +86,74 @@ pub fn run(options: DemoOptions) -> Result<()> {
     })
 }
 
+/// The demo's admin token "demo-admin" (a previous run's, in a kept `--dir`, is revoked).
+async fn admin_token(
+    service: &osmesh_actors::region::service::RegionService,
+) -> Result<osmesh_region::auth::NewTokenSecret> {
+    let now = service.now_ms().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = service.store().revoke_token(DEMO_TOKEN, now);
+    let (secret, _) = osmesh_region::auth::issue_token(
+        service.store(),
+        DEMO_TOKEN,
+        osmesh_actors::store::Role::Admin,
+        "osmesh demo",
+        now,
+        None,
+    )?;
+    Ok(secret)
+}
+
+/// The name of the token the demo creates.
+pub const DEMO_TOKEN: &str = "demo-admin";
+
+/// `dir`, created mode 0700 if missing; an existing one must not be open to group or others.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "{} is open to group or others (mode {:o}); the demo keeps secrets there: chmod 700 it",
+        dir.display(),
+        mode & 0o777
+    );
+    Ok(())
+}
+
+/// Creates `path` mode 0600 with `contents`, refusing to write through an existing file.
+fn create_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A fresh 256-bit shared secret (a kept `--dir`'s old one is replaced).
 fn write_secret(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("shared-secret");
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    std::fs::write(&path, hex::encode(bytes))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut *bytes);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot replace {}", path.display())),
+    }
+    create_private(
+        &path,
+        zeroize::Zeroizing::new(hex::encode(*bytes)).as_bytes(),
+    )?;
     Ok(path)
 }
 

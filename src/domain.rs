@@ -10,24 +10,28 @@ use osmesh_actors::region::settings::OsSettings;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-use crate::client::{call_json, call_typed, print_json, yes_no, ApiArgs};
+use crate::client::{call_json, call_typed, print_json, seg, yes_no, ApiArgs};
 use crate::table::Table;
 
 #[derive(Subcommand)]
 pub enum LicenseKeysCommand {
     /// Every stored key, masked.
     List,
-    /// Add a key; a cluster that knows the release validates it first.
+    /// Add a key; a cluster that knows the release validates it first. The key is read from
+    /// standard input (`--license-key -`) or OSMESH_LICENSE_KEY, never from the command line.
     Add {
         osystem: String,
         distro_series: String,
-        license_key: String,
+        /// `-`: read the key from standard input. Without it, OSMESH_LICENSE_KEY is used.
+        #[arg(long)]
+        license_key: Option<String>,
     },
-    /// Replace the key of a release; validated like `add`.
+    /// Replace the key of a release; validated like `add`, read like `add`.
     Update {
         osystem: String,
         distro_series: String,
-        license_key: String,
+        #[arg(long)]
+        license_key: Option<String>,
     },
     Delete {
         osystem: String,
@@ -63,7 +67,8 @@ pub enum NodesCommand {
         subarch: Option<String>,
         #[arg(long)]
         power_type: Option<String>,
-        /// Power parameters as a JSON object.
+        /// `-`: read the power parameters (a JSON object, passwords included) from standard
+        /// input. Without it, OSMESH_POWER_PARAMETERS is used if set.
         #[arg(long)]
         power_parameters: Option<String>,
     },
@@ -124,7 +129,11 @@ pub fn license_keys(api: &ApiArgs, command: LicenseKeysCommand) -> Result<()> {
             distro_series,
             license_key,
         } => {
-            let body = json!({"osystem": osystem, "distro_series": distro_series, "license_key": license_key});
+            let license_key = read_secret("license key", license_key, "OSMESH_LICENSE_KEY")?
+                .context(
+                "a license key is needed: --license-key - (standard input) or OSMESH_LICENSE_KEY",
+            )?;
+            let body = json!({"osystem": osystem, "distro_series": distro_series, "license_key": license_key.as_str()});
             one(call_typed(api, "POST", path, Some(&body))?)
         }
         LicenseKeysCommand::Update {
@@ -132,8 +141,12 @@ pub fn license_keys(api: &ApiArgs, command: LicenseKeysCommand) -> Result<()> {
             distro_series,
             license_key,
         } => {
-            let body = json!({ "license_key": license_key });
-            let path = format!("{path}/{osystem}/{distro_series}");
+            let license_key = read_secret("license key", license_key, "OSMESH_LICENSE_KEY")?
+                .context(
+                "a license key is needed: --license-key - (standard input) or OSMESH_LICENSE_KEY",
+            )?;
+            let body = json!({ "license_key": license_key.as_str() });
+            let path = format!("{path}/{}/{}", seg(&osystem), seg(&distro_series));
             one(call_typed(api, "PUT", &path, Some(&body))?)
         }
         LicenseKeysCommand::Delete {
@@ -143,7 +156,7 @@ pub fn license_keys(api: &ApiArgs, command: LicenseKeysCommand) -> Result<()> {
             call_json(
                 api,
                 "DELETE",
-                &format!("{path}/{osystem}/{distro_series}"),
+                &format!("{path}/{}/{}", seg(&osystem), seg(&distro_series)),
                 None,
             )?;
             return done(
@@ -218,9 +231,13 @@ pub fn nodes(api: &ApiArgs, command: NodesCommand) -> Result<()> {
             power_type,
             power_parameters,
         } => {
-            let power_parameters: Option<Value> = power_parameters
-                .map(|p| serde_json::from_str(&p).context("--power-parameters must be JSON"))
-                .transpose()?;
+            let power_parameters: Option<Value> = read_secret(
+                "power parameters",
+                power_parameters,
+                "OSMESH_POWER_PARAMETERS",
+            )?
+            .map(|p| serde_json::from_str(&p).context("the power parameters must be JSON"))
+            .transpose()?;
             let body = json!({"hostname": hostname, "cluster": cluster, "arch": arch, "subarch": subarch, "power_type": power_type, "power_parameters": power_parameters});
             one(call_typed(api, "POST", path, Some(&body))?)
         }
@@ -249,7 +266,7 @@ pub fn nodes(api: &ApiArgs, command: NodesCommand) -> Result<()> {
             Some(&json!({})),
         )?),
         NodesCommand::Preseed { id, preseed_type } => {
-            let path = format!("{path}/{id}/preseed?type={preseed_type}");
+            let path = format!("{path}/{id}/preseed?type={}", seg(&preseed_type));
             let (rendered, raw): (RenderedPreseed, Value) = call_typed(api, "GET", &path, None)?;
             if api.json {
                 return print_json(&raw);
@@ -296,7 +313,7 @@ pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
         PreseedsCommand::List => call_typed(api, "GET", path, None)?,
         PreseedsCommand::History { name } => {
             let (history, raw): (Vec<PreseedVersionView>, Value) =
-                call_typed(api, "GET", &format!("{path}/{name}/history"), None)?;
+                call_typed(api, "GET", &format!("{path}/{}/history", seg(&name)), None)?;
             if api.json {
                 return print_json(&raw);
             }
@@ -313,7 +330,7 @@ pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
                 Some(version) => version,
                 None => {
                     let (current, _): (PreseedView, Value) =
-                        call_typed(api, "GET", &format!("{path}/{name}"), None)?;
+                        call_typed(api, "GET", &format!("{path}/{}", seg(&name)), None)?;
                     current.current.version
                 }
             };
@@ -321,7 +338,7 @@ pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
             one(call_typed(
                 api,
                 "PUT",
-                &format!("{path}/{name}"),
+                &format!("{path}/{}", seg(&name)),
                 Some(&body),
             )?)
         }
@@ -330,7 +347,7 @@ pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
             one(call_typed(
                 api,
                 "POST",
-                &format!("{path}/{name}/resolve"),
+                &format!("{path}/{}/resolve", seg(&name)),
                 Some(&body),
             )?)
         }
@@ -389,6 +406,30 @@ fn read_content(file: &PathBuf) -> Result<String> {
         return std::io::read_to_string(std::io::stdin()).context("cannot read standard input");
     }
     std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+/// A secret from standard input (`flag` is `-`) or the environment variable `env`; never
+/// from the command line itself, where every local user could read it in the process list.
+pub fn read_secret(
+    what: &str,
+    flag: Option<String>,
+    env: &str,
+) -> Result<Option<zeroize::Zeroizing<String>>> {
+    match flag.as_deref() {
+        Some("-") => {
+            let text = zeroize::Zeroizing::new(
+                std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?,
+            );
+            Ok(Some(zeroize::Zeroizing::new(text.trim().to_owned())))
+        }
+        Some(_) => anyhow::bail!(
+            "a {what} is not taken on the command line (every local user can read it there): pass - and write it to standard input, or set {env}"
+        ),
+        None => Ok(std::env::var(env)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| zeroize::Zeroizing::new(v.trim().to_owned()))),
+    }
 }
 
 /// A single answer as a one-element list, so one table shows it.

@@ -1,7 +1,9 @@
 //! `osmesh`: the CLI. `osmesh demo` starts a region and three clusters in one process; the
 //! other commands query a region's HTTP API and print sorted, aligned tables (or `--json`).
 
+mod admin;
 mod client;
+mod credentials;
 mod demo;
 mod domain;
 mod table;
@@ -71,6 +73,34 @@ enum Command {
         #[command(subcommand)]
         command: domain::NodesCommand,
     },
+    /// Check a token (read from standard input or OSMESH_TOKEN) and save it for this API.
+    Login {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// API tokens (admin): list, create, revoke.
+    Tokens {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: admin::TokensCommand,
+    },
+    /// Every write the API received, accepted or refused, newest first (admin).
+    Audit {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Only writes to this path (e.g. /api/v1/settings).
+        #[arg(long)]
+        object: Option<String>,
+        /// Only writes by this token.
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// The page before this id (printed at the end of the previous page).
+        #[arg(long)]
+        before_id: Option<i64>,
+    },
     /// Versioned preseed templates: list, history, edit, resolve conflicts.
     Preseeds {
         #[command(flatten)]
@@ -114,5 +144,14 @@ fn run() -> Result<()> {
         Command::Settings { api, command } => domain::settings(&api, command),
         Command::Nodes { api, command } => domain::nodes(&api, command),
         Command::Preseeds { api, command } => domain::preseeds(&api, command),
+        Command::Login { api } => admin::login(&api),
+        Command::Tokens { api, command } => admin::tokens(&api, command),
+        Command::Audit {
+            api,
+            object,
+            token,
+            limit,
+            before_id,
+        } => admin::audit(&api, object, token, limit, before_id),
     }
 }

@@ -158,7 +158,7 @@ fn a_cluster_with_the_wrong_secret_is_refused_and_never_connected() {
     let region = site.start_region();
     let good = site.start_cluster("cluster-a", 0);
     let wrong = site.path("wrong-secret");
-    std::fs::write(&wrong, "not-the-secret").expect("secret");
+    common::write_secret(&wrong, "not-the-secret-but-just-as-long-0123");
     let intruder = site.start_cluster_with_secret("intruder", 1, &wrong);
     site.wait_for("the good cluster", Duration::from_secs(30), || {
         reported_clusters(&api) == ["cluster-a"]

@@ -2,12 +2,18 @@
 //! acknowledged license keys, preseed edits, settings and node changes, started again on the
 //! same SQLite file, and every acknowledged write must be there.
 
+mod common;
+
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const WINDOWS_KEY: &str = "ABCDE-12345-FGHIJ-67890-KLMNO";
+
+/// The admin token every call sends.
+static TOKEN: OnceLock<String> = OnceLock::new();
 
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
 struct Daemon(Child);
@@ -61,8 +67,11 @@ fn start_cluster(dir: &Path, rpc: u16) -> Daemon {
 /// Sends a request; the status and the JSON body (`null` when empty), or `None` if the
 /// region cannot be reached.
 fn call(http: u16, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
-    let request = ureq::request(method, &format!("http://127.0.0.1:{http}{path}"))
+    let mut request = ureq::request(method, &format!("http://127.0.0.1:{http}{path}"))
         .timeout(Duration::from_secs(10));
+    if let Some(token) = TOKEN.get() {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
     let result = match body {
         Some(body) => request.send_json(body),
         None => request.call(),
@@ -118,7 +127,12 @@ fn cluster_ready(http: u16) -> bool {
 #[test]
 fn acknowledged_writes_survive_a_kill_9_of_regiond() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("secret"), "durability-test-secret\n").unwrap();
+    common::write_secret(
+        &dir.path().join("secret"),
+        "durability-test-secret-0123456789abcdef\n",
+    );
+    let db_url = format!("sqlite://{}", dir.path().join("region.db").display());
+    let _ = TOKEN.set(common::create_token(&db_url, "durability", "admin"));
     osmesh_cluster::sample::write_sample_tree(&dir.path().join("images"), 1).unwrap();
     osmesh_cluster::sample::write_sample_templates(&dir.path().join("preseeds"), 1).unwrap();
 

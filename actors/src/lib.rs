@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod connection;
+mod masked;
 pub mod metrics;
 pub mod region;
 pub mod store;

@@ -13,6 +13,7 @@ use osmesh_cluster::sample::{sample_declares_os, write_sample_tree, SAMPLE_DECLA
 use osmesh_cluster::{Args as ClusterArgs, ClusterConfig};
 use serde::Serialize;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,7 +86,8 @@ pub fn fanout(plan: FanoutPlan, regiond: &Path, progress: &dyn Fn(&str)) -> Resu
     let files = BenchFiles::write(dir.path())?;
     let (rpc_addr, http_addr) = (free_addr()?, free_addr()?);
     let region = start_region(regiond, &files, &rpc_addr, &http_addr, dir.path())?;
-    let api = Api::new(&http_addr);
+    let token = create_admin_token(regiond, dir.path())?;
+    let api = Api::new(&http_addr, &token);
     api.wait_up(Duration::from_secs(30))?;
     progress(&format!(
         "region up (pid {}), starting {} clusters",
@@ -190,6 +192,8 @@ impl BenchFiles {
     fn write(dir: &Path) -> Result<BenchFiles> {
         let files = BenchFiles::at(dir);
         std::fs::write(files.secret(), hex::encode([7u8; 32]))?;
+        // The daemons refuse a secret file others may read.
+        std::fs::set_permissions(files.secret(), std::fs::Permissions::from_mode(0o600))?;
         std::fs::write(files.declared_os(), SAMPLE_DECLARED_OS)?;
         for variant in 0..SAMPLE_VARIANTS {
             write_sample_tree(&files.images(variant), variant)?;
@@ -240,6 +244,21 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// An admin token for the run, made in the region's database as an operator bootstraps one.
+fn create_admin_token(regiond: &Path, dir: &Path) -> Result<String> {
+    let out = Command::new(regiond)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("region.db").display()))
+        .args(["token", "create", "--name", "bench", "--role", "admin"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "regiond token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 fn start_region(
@@ -321,6 +340,8 @@ pub fn memory_mib(pid: u32, field: &str) -> Result<f64> {
 struct Api {
     agent: ureq::Agent,
     base: String,
+    /// The `Authorization` header's value.
+    bearer: String,
 }
 
 /// How many clusters one answer names as answered, timed out and not connected.
@@ -332,8 +353,9 @@ struct AnswerCounts {
 }
 
 impl Api {
-    fn new(http_addr: &str) -> Api {
+    fn new(http_addr: &str, token: &str) -> Api {
         Api {
+            bearer: format!("Bearer {token}"),
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(70))
                 .build(),
@@ -350,7 +372,12 @@ impl Api {
     fn timed_get(&self, path: &str) -> Result<(serde_json::Value, usize, Duration)> {
         let url = format!("{}{path}", self.base);
         let started = Instant::now();
-        let body = self.agent.get(&url).call()?.into_string()?;
+        let body = self
+            .agent
+            .get(&url)
+            .set("Authorization", &self.bearer)
+            .call()?
+            .into_string()?;
         let took = started.elapsed();
         let value =
             serde_json::from_str(&body).with_context(|| format!("{url} answered {body:.200}"))?;

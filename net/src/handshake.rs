@@ -50,6 +50,11 @@ pub mod step {
     pub const REFUSE: &str = "refuse";
 }
 
+/// The shortest shared secret a secret file may hold: 32 bytes, as many as the 256-bit random
+/// secret the demo writes (as hex, 64). Shorter ones are guessable offline from one recorded
+/// handshake.
+pub const MIN_SECRET_FILE_LEN: usize = 32;
+
 /// The shared secret. Its `Debug` never shows the bytes.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
@@ -63,6 +68,12 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
@@ -445,14 +456,39 @@ impl Secret {
     /// Reads a shared secret from a file: its bytes with surrounding whitespace trimmed, so a
     /// trailing newline written by an editor is not part of the secret. An empty file is an
     /// error, never an empty secret.
+    ///
+    /// A daemon's secret must be its own: a file that group or others may read is refused, and
+    /// so is a secret shorter than [`MIN_SECRET_FILE_LEN`] bytes (write 32 random bytes, e.g.
+    /// `head -c 32 /dev/urandom | xxd -p -c 64 > secret; chmod 600 secret`).
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Secret> {
+        let invalid =
+            |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(invalid(format!(
+                    "the secret file {} may be read by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
+        }
         let bytes = std::fs::read(path)?;
         let trimmed = bytes.trim_ascii();
         if trimmed.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("the secret file {} is empty", path.display()),
-            ));
+            return Err(invalid(format!(
+                "the secret file {} is empty",
+                path.display()
+            )));
+        }
+        if trimmed.len() < MIN_SECRET_FILE_LEN {
+            return Err(invalid(format!(
+                "the secret in {} is {} bytes; at least {MIN_SECRET_FILE_LEN} are needed",
+                path.display(),
+                trimmed.len()
+            )));
         }
         Ok(Secret::new(trimmed.to_vec()))
     }

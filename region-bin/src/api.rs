@@ -2,12 +2,18 @@
 //! Every refusal is JSON `{"code": "...", "message": "..."}` with a 4xx or 5xx status; bad
 //! paths, queries and bodies are 4xx, never 500.
 
-use actix_web::http::StatusCode;
-use actix_web::{error, web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::from_fn;
+use actix_web::{
+    error, web, App, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError,
+};
 use osmesh_actors::region::service::{
     FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT,
 };
 use osmesh_actors::region::{ClusterPart, OsystemsAnswer, ReadPath};
+use osmesh_actors::store::Role;
 use osmesh_core::mesh::MeshView;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -15,10 +21,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::auth::{AccessRule, AuthState};
+
 mod license_keys;
 mod nodes;
 mod preseeds;
 mod settings;
+mod tokens;
 
 /// An API refusal: the service's error, rendered as JSON with its status.
 #[derive(Debug)]
@@ -53,12 +62,49 @@ impl ResponseError for ApiError {
         }
     }
 
+    /// A 5xx whose message may carry driver or infrastructure text (database errors name hosts
+    /// and addresses) answers a generic message and a request id; the detail goes to the log
+    /// under that id. Messages osmesh writes itself about the mesh stay (see
+    /// [`DOMAIN_5XX_CODES`]).
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let status = self.status_code();
+        if status.is_server_error() && !DOMAIN_5XX_CODES.contains(&self.0.code) {
+            let request_id = request_id();
+            tracing::error!(%request_id, code = self.0.code, detail = %self.0.message, "request failed");
+            return HttpResponse::build(status).json(InternalBody {
+                code: self.0.code,
+                message: "the region could not complete the request; its log has the detail",
+                request_id: &request_id,
+            });
+        }
+        HttpResponse::build(status).json(ErrorBody {
             code: self.0.code,
             message: &self.0.message,
         })
     }
+}
+
+/// 5xx codes whose messages osmesh composes from its own state (which cluster is not
+/// connected, which template line failed), never from a driver's error text.
+const DOMAIN_5XX_CODES: &[&str] = &[
+    "cluster_unavailable",
+    "no_cluster_can_validate",
+    "preseed_render_failed",
+];
+
+#[derive(Serialize)]
+struct InternalBody<'a> {
+    code: &'a str,
+    message: &'a str,
+    request_id: &'a str,
+}
+
+/// A random id tying a generic 5xx answer to its log line.
+fn request_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -73,6 +119,126 @@ type ApiResult = Result<HttpResponse, ApiError>;
 /// A resource whose unsupported methods answer a JSON 405, like every other refusal.
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Where every route is mounted.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// The API's routes, each registered with the role it needs: the one table that both
+/// [`configure`] mounts and the authentication middleware (and `tests/auth.rs`) reads, so a
+/// route cannot exist without an access rule.
+pub struct Routes {
+    /// Resources in registration order (it decides matching: `/nodes/allocate` before
+    /// `/nodes/{id}`), each with its routes.
+    resources: Vec<(String, Vec<actix_web::Route>)>,
+    rules: Vec<AccessRule>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            resources: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// Registers `method` on `path` (below [`API_PREFIX`]), callable by `role` and above.
+    pub fn add<F, Args>(&mut self, method: Method, path: &str, role: Role, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let full = format!("{API_PREFIX}{path}");
+        let route = web::method(method.clone()).to(handler);
+        match self.resources.iter_mut().find(|(p, _)| *p == full) {
+            Some((_, routes)) => routes.push(route),
+            None => self.resources.push((full.clone(), vec![route])),
+        }
+        self.rules.push(AccessRule {
+            method,
+            path: full,
+            role,
+        });
+        self
+    }
+
+    pub fn get<F, Args>(&mut self, path: &str, role: Role, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::GET, path, role, handler)
+    }
+
+    pub fn post<F, Args>(&mut self, path: &str, role: Role, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::POST, path, role, handler)
+    }
+
+    pub fn put<F, Args>(&mut self, path: &str, role: Role, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::PUT, path, role, handler)
+    }
+
+    pub fn delete<F, Args>(&mut self, path: &str, role: Role, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::DELETE, path, role, handler)
+    }
+}
+
+/// Every route of the API, with its rule. Reads are `reader`'s (secrets redacted); node and
+/// settings writes `operator`'s; license keys, preseed edits, tokens and the audit log `admin`'s.
+fn api_routes() -> Routes {
+    let mut r = Routes::new();
+    r.get("/clusters", Role::Reader, clusters)
+        .get("/osystems", Role::Reader, osystems)
+        .get("/osystems/{name}/releases/{release}", Role::Reader, release);
+    license_keys::routes(&mut r);
+    settings::routes(&mut r);
+    nodes::routes(&mut r);
+    preseeds::routes(&mut r);
+    tokens::routes(&mut r);
+    r
+}
+
+/// The access rule of every registered route, in registration order.
+pub fn access_rules() -> Vec<AccessRule> {
+    api_routes().rules
+}
+
+/// The API as the server runs it: the region service, the authentication middleware and its
+/// state, and every route.
+pub fn app(
+    service: web::Data<RegionService>,
+    auth: web::Data<AuthState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(service)
+        .app_data(auth)
+        .wrap(from_fn(crate::auth::authenticate))
+        .configure(configure)
 }
 
 /// Mounts every route, with JSON errors for malformed queries, bodies and paths.
@@ -102,25 +268,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 bad_request("bad_path", err.to_string()).error_response(),
             )
             .into()
-        }))
-        .service(domain_routes(
-            web::scope("/api/v1")
-                .route("/clusters", web::get().to(clusters))
-                .route("/osystems", web::get().to(osystems))
-                .route(
-                    "/osystems/{name}/releases/{release}",
-                    web::get().to(release),
-                ),
-        ))
-        .default_service(web::to(not_found));
-}
-
-/// License keys, settings, nodes and preseeds.
-fn domain_routes(scope: actix_web::Scope) -> actix_web::Scope {
-    let scope = license_keys::routes(scope);
-    let scope = settings::routes(scope);
-    let scope = nodes::routes(scope);
-    preseeds::routes(scope)
+        }));
+    for (path, routes) in api_routes().resources {
+        let mut res = resource(&path);
+        for route in routes {
+            res = res.route(route);
+        }
+        cfg.service(res);
+    }
+    cfg.default_service(web::to(not_found));
 }
 
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {

@@ -8,6 +8,9 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::AuthSettings;
+use crate::redact::redact_url;
+
 pub const DEFAULT_RPC_LISTEN: &str = "127.0.0.1:5250";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:5240";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://osmesh-region.db";
@@ -34,6 +37,41 @@ pub struct Args {
     /// The region's name, as clusters see it.
     #[arg(long, env = "OSMESH_REGION_NAME")]
     pub name: Option<String>,
+    /// Serve /metrics without a token (for a scraper on a trusted network).
+    #[arg(long, env = "OSMESH_OPEN_METRICS")]
+    pub open_metrics: bool,
+    #[command(subcommand)]
+    pub command: Option<RegionCommand>,
+}
+
+/// What regiond does instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum RegionCommand {
+    /// API tokens, straight in the database (the first admin token comes from here).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once; only its hash is stored.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// reader, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Expire after this many days; without it the token lives until revoked.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke the live token of this name; it authenticates nothing from then on.
+    Revoke {
+        #[arg(long)]
+        name: String,
+    },
+    /// Every token: name, role, creator, created, last used, expiry, revocation.
+    List,
 }
 
 /// The TOML file's shape. Unknown keys are an error, so a typo is not silently ignored.
@@ -48,8 +86,9 @@ pub struct FileConfig {
     pub refresh_interval_secs: Option<u64>,
 }
 
-/// Everything regiond needs to start, resolved and checked.
-#[derive(Clone, Debug)]
+/// Everything regiond needs to start, resolved and checked. `Debug` redacts the database
+/// URL's password and never shows the secret.
+#[derive(Clone)]
 pub struct RegionConfig {
     pub name: String,
     pub database_url: String,
@@ -57,6 +96,35 @@ pub struct RegionConfig {
     pub http_listen: String,
     pub secret: Secret,
     pub refresh_interval: Duration,
+    pub auth: AuthSettings,
+}
+
+impl std::fmt::Debug for RegionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionConfig")
+            .field("name", &self.name)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("rpc_listen", &self.rpc_listen)
+            .field("http_listen", &self.http_listen)
+            .field("secret", &self.secret)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// The database URL the flags, environment and file name (for `regiond token …`, which
+/// needs nothing else).
+pub fn database_url(args: &Args) -> Result<String> {
+    let file = match &args.config {
+        Some(path) => load_file_config(path)?,
+        None => FileConfig::default(),
+    };
+    Ok(args
+        .database_url
+        .clone()
+        .or(file.database_url)
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()))
 }
 
 impl RegionConfig {
@@ -87,6 +155,10 @@ impl RegionConfig {
                 format!("cannot read the secret file {}", secret_file.display())
             })?,
             refresh_interval: Duration::from_secs(file.refresh_interval_secs.unwrap_or(30)),
+            auth: AuthSettings {
+                open_metrics: args.open_metrics,
+                ..AuthSettings::default()
+            },
         })
     }
 }

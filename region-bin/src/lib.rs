@@ -7,13 +7,15 @@
 //! What it must not know: domain rules (those live in `core`) or the simulator.
 
 pub mod api;
+pub mod auth;
 pub mod check;
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod redact;
 
 use actix::Actor;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, HttpServer};
 use anyhow::{Context, Result};
 use osmesh_actors::clock::Clock;
 use osmesh_actors::region::service::RegionService;
@@ -28,6 +30,7 @@ use rand::SeedableRng;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use config::RegionConfig;
+pub use redact::redact_url;
 
 /// How long a cluster has to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,8 +48,12 @@ pub struct RunningRegion {
 pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     osmesh_telemetry::metrics::install();
     osmesh_actors::store::install_query_metrics();
-    let store = Store::open(&config.database_url)
-        .with_context(|| format!("cannot open the database {}", config.database_url))?;
+    let store = Store::open(&config.database_url).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            redact_url(&config.database_url)
+        )
+    })?;
     let listener = TcpListener::bind(&config.rpc_listen, DEFAULT_MAX_FRAME)
         .await
         .with_context(|| format!("cannot listen for clusters on {}", config.rpc_listen))?;
@@ -71,12 +78,12 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     .start();
     let service = RegionService::new(region, store);
     let data = web::Data::new(service.clone());
+    let auth = web::Data::new(auth::AuthState::new(config.auth.clone()));
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
+        api::app(data.clone(), auth.clone())
+            // Outermost, so refusals by the authentication middleware are counted too.
             .wrap(actix_web::middleware::from_fn(metrics::track))
             .configure(ops_routes)
-            .configure(api::configure)
     })
     .workers(2)
     // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
@@ -105,18 +112,4 @@ pub fn wall_clock_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// A database URL fit for a log line: any password replaced.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }

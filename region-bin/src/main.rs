@@ -1,10 +1,14 @@
 //! `regiond`: the osmesh region controller.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
-use osmesh_region::config::{Args, RegionConfig};
+use osmesh_actors::store::{Role, Store};
+use osmesh_region::config::{Args, RegionCommand, RegionConfig, TokenCommand};
+use osmesh_region::redact_url;
 use osmesh_telemetry::logging::{self, LogArgs};
 
+/// `regiond`'s command line: the configuration flags (and `token` subcommands), plus the
+/// operations flags every daemon has.
 #[derive(Debug, Parser)]
 #[command(name = "regiond", about = "The osmesh region controller")]
 struct Cli {
@@ -31,7 +35,11 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log.log_format, "info");
-    let config = RegionConfig::from_args(cli.args)?;
+    let mut args = cli.args;
+    if let Some(RegionCommand::Token(command)) = args.command.take() {
+        return token(&args, command);
+    }
+    let config = RegionConfig::from_args(args)?;
     if cli.check_config {
         osmesh_region::check::validate(&config)?;
         print!("{}", osmesh_region::check::effective(&config));
@@ -43,4 +51,51 @@ fn run() -> Result<()> {
         region.server.await?;
         Ok(())
     })
+}
+
+/// `regiond token …`: works on the database directly, so the first admin token can be made
+/// before any exists (whoever can read the database owns the region anyway).
+fn token(args: &Args, command: TokenCommand) -> Result<()> {
+    let url = osmesh_region::config::database_url(args)?;
+    let store = Store::open(&url)
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
+    let now = osmesh_region::wall_clock_ms();
+    match command {
+        TokenCommand::Create {
+            name,
+            role,
+            expires_in_days,
+        } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("role {role:?} is not reader, operator or admin"))?;
+            let expires = expires_in_days.map(|days| now + i64::from(days) * 86_400_000);
+            let (secret, record) =
+                osmesh_region::auth::issue_token(&store, &name, role, "regiond", now, expires)?;
+            eprintln!(
+                "created {} token {:?}; it is shown once, store it now:",
+                record.role, record.name
+            );
+            println!("{}", secret.expose());
+        }
+        TokenCommand::Revoke { name } => {
+            let record = store.revoke_token(&name, now)?;
+            println!("revoked token {:?} ({})", record.name, record.role);
+        }
+        TokenCommand::List => {
+            for t in store.list_tokens()? {
+                let state = if t.revoked_at_ms.is_some() {
+                    "revoked"
+                } else if !t.is_live_at(now) {
+                    "expired"
+                } else {
+                    "live"
+                };
+                println!(
+                    "{}\t{}\t{}\tcreated by {}\t{state}",
+                    t.id, t.name, t.role, t.created_by
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ mod common;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::{test, web, App};
+use actix_web::{test, web, App, HttpMessage};
 use common::*;
 use osmesh_actors::region::nodes::AllocateRequest;
 use osmesh_actors::region::service::{FailureKind, ServiceError};
@@ -19,6 +19,14 @@ macro_rules! app {
         test::init_service(
             App::new()
                 .app_data(web::Data::new($mesh.service.clone()))
+                // Every request as an admin: authentication has its own tests (tests/auth.rs).
+                .wrap_fn(|req, srv| {
+                    req.extensions_mut().insert(osmesh_region::auth::Caller {
+                        name: "domain-tests".into(),
+                        role: osmesh_actors::store::Role::Admin,
+                    });
+                    srv.call(req)
+                })
                 .configure(api::configure),
         )
         .await

@@ -3,14 +3,72 @@
 #![allow(dead_code)]
 
 use osmesh_cluster::sample::{sample_declares_os, write_sample_tree, SAMPLE_DECLARED_OS};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The admin token of each site's API (by URL), which `get` and `get_status` send.
+static TOKENS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// Creates a token in the database at `db_url` with `regiond token create`, as an operator
+/// bootstraps one; the token.
+pub fn create_token(db_url: &str, name: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_regiond"))
+        .args([
+            "--database-url",
+            db_url,
+            "token",
+            "create",
+            "--name",
+            name,
+            "--role",
+            role,
+        ])
+        .output()
+        .expect("run regiond token create");
+    assert!(
+        out.status.success(),
+        "regiond token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// The token registered for `api`, as an `Authorization` header value.
+pub fn bearer(api: &str) -> Option<String> {
+    let tokens = TOKENS.lock().unwrap_or_else(|p| p.into_inner());
+    tokens.get(api).map(|t| format!("Bearer {t}"))
+}
+
+fn authorized(api: &str, request: ureq::Request) -> ureq::Request {
+    match bearer(api) {
+        Some(value) => request.set("Authorization", &value),
+        None => request,
+    }
+}
 
 /// A free loopback port (bound, then released; good enough for tests on one machine).
 pub fn free_port() -> u16 {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     socket.local_addr().expect("local addr").port()
+}
+
+/// Writes a secret file as the daemons require it: mode 0600, created new.
+pub fn write_secret(path: &Path, contents: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .expect("write the secret file");
 }
 
 /// Where one test's processes keep their files.
@@ -25,13 +83,23 @@ impl Site {
     pub fn new() -> Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let secret_file = dir.path().join("secret");
-        std::fs::write(&secret_file, "e2e-shared-secret\n").expect("secret");
-        Site {
+        write_secret(&secret_file, "e2e-shared-secret-0123456789abcdef\n");
+        let site = Site {
             rpc: format!("127.0.0.1:{}", free_port()),
             http: format!("127.0.0.1:{}", free_port()),
             secret_file,
             dir,
-        }
+        };
+        let token = create_token(&site.db_url(), "e2e-admin", "admin");
+        TOKENS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(site.api(), token);
+        site
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.path("region.db").display())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -47,7 +115,7 @@ impl Site {
         let log = self.path("regiond.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_regiond"));
         cmd.arg("--database-url")
-            .arg(format!("sqlite://{}", self.path("region.db").display()))
+            .arg(self.db_url())
             .args(["--rpc-listen", &self.rpc, "--http-listen", &self.http])
             .arg("--secret-file")
             .arg(&self.secret_file);
@@ -139,7 +207,7 @@ impl Drop for Daemon {
 
 /// GET a JSON document from the API.
 pub fn get(api: &str, path: &str) -> Result<serde_json::Value, String> {
-    match ureq::get(&format!("{api}{path}"))
+    match authorized(api, ureq::get(&format!("{api}{path}")))
         .timeout(Duration::from_secs(20))
         .call()
     {
@@ -154,7 +222,7 @@ pub fn get(api: &str, path: &str) -> Result<serde_json::Value, String> {
 
 /// The status code and JSON body of a GET, whatever the status.
 pub fn get_status(api: &str, path: &str) -> (u16, serde_json::Value) {
-    match ureq::get(&format!("{api}{path}")).call() {
+    match authorized(api, ureq::get(&format!("{api}{path}"))).call() {
         Ok(response) => (response.status(), response.into_json().unwrap_or_default()),
         Err(ureq::Error::Status(code, response)) => {
             (code, response.into_json().unwrap_or_default())

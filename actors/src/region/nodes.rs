@@ -20,8 +20,8 @@ pub const INSTALL_PURPOSES: [Purpose; 2] = [Purpose::Install, Purpose::Xinstall]
 /// The subarchitecture of a node enlisted without one.
 pub const DEFAULT_SUBARCH: &str = "generic";
 
-/// A node to enlist.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// A node to enlist. `Debug` masks the power parameters (`masked.rs`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnlistRequest {
@@ -52,8 +52,8 @@ pub struct AllocateRequest {
     pub hostname: Option<String>,
 }
 
-/// A node as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A node as the API shows it. `Debug` masks the power parameters (`masked.rs`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeView {
     pub id: i64,

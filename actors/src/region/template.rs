@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The name every lookup ends with when nothing more specific exists.
 pub const GENERIC_TEMPLATE: &str = "generic";
 
-/// What a template is looked up and rendered for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// What a template is looked up and rendered for. `Debug` shows `data`'s keys, never its
+/// values (a license key is one; `masked.rs`).
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct PreseedContext {
     pub preseed_type: String,
     pub hostname: String,
@@ -89,6 +90,8 @@ fn environment<'a>() -> minijinja::Environment<'a> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // `debug()` would print the whole context, the license key in `data` included.
+    env.remove_global("debug");
     env
 }
 

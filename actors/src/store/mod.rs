@@ -18,6 +18,9 @@
 //! `sqlite://PATH`, `sqlite:PATH`, `file:…`, a plain path or `:memory:` open SQLite.
 //! Migrations (`migrations/{sqlite,postgres}` at the workspace root, embedded) run there.
 
+mod audit;
+#[cfg(test)]
+mod auth_tests;
 mod clusters;
 mod connection;
 mod error;
@@ -31,11 +34,13 @@ mod settings;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::time::Duration;
 
 use diesel::r2d2::{Pool, PooledConnection};
 
+pub use audit::{AuditEntry, AuditQuery, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use clusters::{ClusterRecord, ClusterSnapshot};
 pub use connection::Backend;
 pub use error::StoreError;
@@ -47,6 +52,7 @@ pub use preseeds::{
     PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
 };
 pub use settings::SettingKey;
+pub use tokens::{NewToken, Role, TokenRecord};
 
 use connection::{AnyConnection, AnyConnectionManager, DbTarget, SqlitePragmas};
 

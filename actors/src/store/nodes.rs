@@ -38,8 +38,8 @@ impl NodeStatus {
     }
 }
 
-/// A node to enlist. It starts `Ready`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A node to enlist. It starts `Ready`. `Debug` masks the power parameters (`masked.rs`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewNode {
     pub system_id: Option<String>,
     pub hostname: String,
@@ -50,8 +50,8 @@ pub struct NewNode {
     pub power_parameters: Option<serde_json::Value>,
 }
 
-/// A stored node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A stored node. `Debug` masks the power parameters (`masked.rs`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct NodeRecord {
     pub id: i64,
     pub system_id: Option<String>,

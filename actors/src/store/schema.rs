@@ -73,3 +73,32 @@ diesel::table! {
         created_at_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        name -> Text,
+        role -> Text,
+        token_hash -> Text,
+        created_by -> Text,
+        created_at_ms -> BigInt,
+        last_used_ms -> Nullable<BigInt>,
+        expires_at_ms -> Nullable<BigInt>,
+        revoked_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at_ms -> BigInt,
+        token_name -> Nullable<Text>,
+        role -> Nullable<Text>,
+        method -> Text,
+        route -> Text,
+        object -> Text,
+        status -> Integer,
+        outcome -> Text,
+        client -> Text,
+    }
+}

@@ -6,21 +6,18 @@ use osmesh_actors::region::license::LicenseKeyRequest;
 use osmesh_actors::region::service::RegionService;
 use serde::Deserialize;
 
-use super::{resource, ApiResult};
+use osmesh_actors::store::Role;
 
-pub(super) fn routes(scope: actix_web::Scope) -> actix_web::Scope {
-    scope
-        .service(
-            resource("/license-keys")
-                .route(web::get().to(list))
-                .route(web::post().to(add)),
-        )
-        .service(
-            resource("/license-keys/{osystem}/{distro_series}")
-                .route(web::get().to(show))
-                .route(web::put().to(update))
-                .route(web::delete().to(delete)),
-        )
+use super::{ApiResult, Routes};
+
+/// Anyone may list (keys are masked); only `admin` changes keys.
+pub(super) fn routes(r: &mut Routes) {
+    let one = "/license-keys/{osystem}/{distro_series}";
+    r.get("/license-keys", Role::Reader, list)
+        .post("/license-keys", Role::Admin, add)
+        .get(one, Role::Reader, show)
+        .put(one, Role::Admin, update)
+        .delete(one, Role::Admin, delete);
 }
 
 /// The body of a PUT: the release comes from the path.

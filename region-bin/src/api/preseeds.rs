@@ -5,18 +5,17 @@ use osmesh_actors::region::preseed::PreseedEdit;
 use osmesh_actors::region::service::RegionService;
 use serde::Deserialize;
 
-use super::{resource, ApiResult};
+use osmesh_actors::store::Role;
 
-pub(super) fn routes(scope: actix_web::Scope) -> actix_web::Scope {
-    scope
-        .service(resource("/preseeds").route(web::get().to(list)))
-        .service(
-            resource("/preseeds/{name}")
-                .route(web::get().to(show))
-                .route(web::put().to(edit)),
-        )
-        .service(resource("/preseeds/{name}/history").route(web::get().to(history)))
-        .service(resource("/preseeds/{name}/resolve").route(web::post().to(resolve)))
+use super::{ApiResult, Routes};
+
+/// A template is the script a machine runs at install time: only `admin` edits one.
+pub(super) fn routes(r: &mut Routes) {
+    r.get("/preseeds", Role::Reader, list)
+        .get("/preseeds/{name}", Role::Reader, show)
+        .put("/preseeds/{name}", Role::Admin, edit)
+        .get("/preseeds/{name}/history", Role::Reader, history)
+        .post("/preseeds/{name}/resolve", Role::Admin, resolve);
 }
 
 /// Which side of a conflict to keep.

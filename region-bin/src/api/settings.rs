@@ -4,14 +4,13 @@ use actix_web::{web, HttpResponse};
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::settings::OsSettings;
 
-use super::{resource, ApiResult};
+use osmesh_actors::store::Role;
 
-pub(super) fn routes(scope: actix_web::Scope) -> actix_web::Scope {
-    scope.service(
-        resource("/settings")
-            .route(web::get().to(show))
-            .route(web::put().to(update)),
-    )
+use super::{ApiResult, Routes};
+
+pub(super) fn routes(r: &mut Routes) {
+    r.get("/settings", Role::Reader, show)
+        .put("/settings", Role::Operator, update);
 }
 
 async fn show(service: web::Data<RegionService>) -> ApiResult {
