@@ -195,9 +195,13 @@ fn check_config_refuses_bad_files_with_exit_1_and_says_why() {
     }
 }
 
-fn scrape(url: &str) -> Scrape {
-    let body = ureq::get(url)
-        .timeout(Duration::from_secs(20))
+/// Scrapes `base`/metrics, with the site's admin token where the API requires one.
+fn scrape(base: &str) -> Scrape {
+    let mut request = ureq::get(&format!("{base}/metrics")).timeout(Duration::from_secs(20));
+    if let Some(value) = common::bearer(base) {
+        request = request.set("Authorization", &value);
+    }
+    let body = request
         .call()
         .expect("GET /metrics")
         .into_string()
@@ -255,7 +259,7 @@ fn clusterd_status_listener_reports_readiness_by_region_link_and_serves_metrics(
     wait("the cluster to link", Duration::from_secs(60), || {
         status_of(&format!("{base}/readyz")) == 200
     });
-    let scrape = scrape(&format!("{base}/metrics"));
+    let scrape = scrape(&base);
     let links = scrape
         .samples
         .iter()
@@ -293,7 +297,7 @@ fn a_handshake_flood_is_counted_in_metrics_and_rate_limited_in_the_json_log() {
         }
     }
     wait("every refusal counted", Duration::from_secs(60), || {
-        let scrape = scrape(&format!("{}/metrics", site.api()));
+        let scrape = scrape(&site.api());
         let refused: f64 = scrape
             .samples
             .iter()

@@ -260,6 +260,9 @@ pub fn app(
         .app_data(service)
         .app_data(auth)
         .wrap(from_fn(crate::auth::authenticate))
+        // Outermost, so refusals (401, 403, 429) are counted too.
+        .wrap(from_fn(crate::metrics::track))
+        .configure(crate::ops_routes)
         .configure(configure)
 }
 

@@ -80,17 +80,12 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let service = RegionService::new(region, store);
     let data = web::Data::new(service.clone());
     let auth = web::Data::new(auth::AuthState::new(config.auth.clone()));
-    let server = HttpServer::new(move || {
-        api::app(data.clone(), auth.clone())
-            // Outermost, so refusals by the authentication middleware are counted too.
-            .wrap(actix_web::middleware::from_fn(metrics::track))
-            .configure(ops_routes)
-    })
-    .workers(2)
-    // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
-    .shutdown_timeout(5)
-    .bind(&config.http_listen)
-    .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    let server = HttpServer::new(move || api::app(data.clone(), auth.clone()))
+        .workers(2)
+        // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
+        .shutdown_timeout(5)
+        .bind(&config.http_listen)
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addrs = server.addrs();
     tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
     Ok(RunningRegion {

@@ -49,6 +49,9 @@ where
     let bytes = test::read_body(response).await;
     let body = if bytes.is_empty() {
         Value::Null
+    } else if status.is_success() && !bytes.starts_with(b"{") && !bytes.starts_with(b"[") {
+        // A successful non-JSON answer (`/metrics` is the text exposition format).
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             panic!(
