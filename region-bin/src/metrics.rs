@@ -1,5 +1,5 @@
 //! `GET /metrics` (Prometheus text exposition) and the HTTP middleware that counts and times
-//! every request by route pattern (`/api/v1/nodes/:system_id`, never the raw path), method
+//! every request by route pattern (`/api/v1/nodes/:id`, never the raw path), method
 //! and status. Gauges that describe state (clusters, snapshot age, the DB pool) are read at
 //! scrape time. Exempt from API authentication; it shows counts, never names or secrets.
 
