@@ -9,10 +9,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{
     error, web, App, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError,
 };
+use osmesh_actors::region::service::ReleaseAnswer;
 use osmesh_actors::region::service::{
     FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT,
 };
-use osmesh_actors::region::{ClusterPart, OsystemsAnswer, ReadPath};
+use osmesh_actors::region::{ClusterPart, ClusterStatus, OsystemsAnswer, ReadPath};
 use osmesh_actors::store::Role;
 use osmesh_core::mesh::MeshView;
 use serde::{Deserialize, Serialize};
@@ -29,12 +30,32 @@ mod preseeds;
 mod settings;
 mod tokens;
 
+/// The OpenAPI paths of every API handler, each module's merged into one document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(clusters, osystems, release))]
+    struct Doc;
+    let mut doc = Doc::openapi();
+    for part in [
+        license_keys::Doc::openapi(),
+        settings::Doc::openapi(),
+        nodes::Doc::openapi(),
+        preseeds::Doc::openapi(),
+        tokens::Doc::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
+}
+
 /// An API refusal: the service's error, rendered as JSON with its status.
 #[derive(Debug)]
 pub struct ApiError(pub ServiceError);
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every refusal: a stable machine-readable code and a sentence for people.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     code: &'a str,
     message: &'a str,
 }
@@ -212,6 +233,7 @@ fn api_routes() -> Routes {
     nodes::routes(&mut r);
     preseeds::routes(&mut r);
     tokens::routes(&mut r);
+    r.get("/openapi.json", Role::Reader, crate::openapi::serve);
     r
 }
 
@@ -297,18 +319,30 @@ async fn not_found(req: HttpRequest) -> ApiResult {
     )))
 }
 
+/// Every cluster the region knows, connected or not, with its snapshot's age.
+#[utoipa::path(get, path = "/api/v1/clusters", tag = "clusters",
+    responses((status = 200, body = Vec<ClusterStatus>), (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn clusters(service: web::Data<RegionService>) -> ApiResult {
     Ok(HttpResponse::Ok().json(service.clusters().await?))
 }
 
-#[derive(Deserialize)]
+/// `GET /api/v1/osystems`'s query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct OsystemsQuery {
+    /// Ask every cluster now instead of reading the cached snapshots.
     #[serde(default)]
     live: bool,
+    /// The live read's deadline in ms (1 to 60,000; default 2,000); only with `live=true`.
     timeout_ms: Option<u64>,
 }
 
+/// The merged OS view: for each OS and release, which clusters support it and which hold
+/// images for it, and which clusters did not answer and why; cached (each cluster's last
+/// snapshot, with its age) or live (every cluster asked now, under a deadline).
+#[utoipa::path(get, path = "/api/v1/osystems", tag = "osystems", params(OsystemsQuery),
+    responses((status = 200, description = "The mesh view and which read path answered", body = OsystemsAnswer), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn osystems(
     service: web::Data<RegionService>,
     rendered: web::Data<RenderedView>,
@@ -332,6 +366,10 @@ async fn osystems(
     Ok(HttpResponse::Ok().json(service.osystems_live(timeout).await?))
 }
 
+/// One release of one OS, from the cached view.
+#[utoipa::path(get, path = "/api/v1/osystems/{name}/releases/{release}", tag = "osystems",
+    params(("name" = String, Path, description = "OS name"), ("release" = String, Path, description = "Release name")),
+    responses((status = 200, body = ReleaseAnswer), (status = 404, description = "No cluster supports it", body = ErrorBody), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn release(
     service: web::Data<RegionService>,
     path: web::Path<(String, String)>,

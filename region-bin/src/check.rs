@@ -58,6 +58,11 @@ pub fn effective(config: &RegionConfig) -> String {
     );
     let _ = writeln!(
         out,
+        "# open_metrics = {} (flag --open-metrics or env OSMESH_OPEN_METRICS; not a file key)",
+        config.auth.open_metrics
+    );
+    let _ = writeln!(
+        out,
         "# secret: read from the secret file, {:?}",
         config.secret
     );

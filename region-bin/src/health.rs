@@ -22,13 +22,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `/healthz`'s body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Liveness {
     pub status: &'static str,
 }
 
 /// One readiness check and its outcome.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: &'static str,
     pub ok: bool,
@@ -38,17 +38,23 @@ pub struct Check {
 }
 
 /// `/readyz`'s body: `ready`, every check, and the names of the failed ones.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub ready: bool,
     pub failed: Vec<&'static str>,
     pub checks: Vec<Check>,
 }
 
+/// Liveness: the process serves HTTP. Needs no token.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, body = Liveness)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
+/// Readiness: database reachable, migrations applied, RPC listener running. Needs no token.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Not ready: `failed` names the checks", body = Readiness)))]
 pub async fn readyz(service: web::Data<RegionService>) -> HttpResponse {
     let readiness = readiness(&service).await;
     let status = if readiness.ready {

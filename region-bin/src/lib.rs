@@ -12,6 +12,7 @@ pub mod check;
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod redact;
 
 use actix::Actor;
@@ -94,6 +95,9 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         server: server.run(),
     })
 }
+
+/// The operator's routes beside the API (all GET); the API's own are `api::access_rules`.
+pub const OPS_PATHS: [&str; 3] = [health::HEALTHZ, health::READYZ, metrics::METRICS];
 
 /// The operator's routes beside the API: `/healthz`, `/readyz`, `/metrics`.
 pub fn ops_routes(cfg: &mut web::ServiceConfig) {

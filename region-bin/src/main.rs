@@ -7,6 +7,8 @@ use osmesh_region::config::{Args, RegionCommand, RegionConfig, TokenCommand};
 use osmesh_region::redact_url;
 use osmesh_telemetry::logging::{self, LogArgs};
 
+/// `regiond`'s command line: the configuration flags (and `token` subcommands), plus the
+/// operations flags every daemon has.
 #[derive(Debug, Parser)]
 #[command(name = "regiond", about = "The osmesh region controller")]
 struct Cli {

@@ -1,5 +1,5 @@
 //! `GET /metrics` (Prometheus text exposition) and the HTTP middleware that counts and times
-//! every request by route pattern (`/api/v1/nodes/:system_id`, never the raw path), method
+//! every request by route pattern (`/api/v1/nodes/:id`, never the raw path), method
 //! and status. Gauges that describe state (clusters, snapshot age, the DB pool) are read at
 //! scrape time. Exempt from API authentication; it shows counts, never names or secrets.
 
@@ -17,7 +17,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(METRICS, web::get().to(metrics));
 }
 
-/// Sets the state gauges, then renders every metric of the process.
+/// Every metric of the process, Prometheus text exposition format (state gauges read now).
+/// Needs a token unless regiond runs with `--open-metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "No valid token", body = crate::api::ErrorBody)))]
 pub async fn metrics(service: web::Data<RegionService>) -> HttpResponse {
     if let Ok(clusters) = service.clusters().await {
         let connected = clusters.iter().filter(|c| c.connected).count();

@@ -30,6 +30,7 @@ pub struct NewAuditEntry<'a> {
 
 /// A recorded write, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Queryable, Selectable)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[diesel(table_name = audit_log)]
 pub struct AuditEntry {
     pub id: i64,

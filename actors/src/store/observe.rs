@@ -81,3 +81,37 @@ impl Instrumentation for QueryTimer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDb;
+
+    #[test]
+    fn a_migrated_store_is_ready_and_its_pool_is_counted() {
+        for db in TestDb::each() {
+            let store = db.open();
+            assert_eq!(store.readiness(), StoreReadiness::Ready, "{}", db.url);
+            let state = store.pool_state();
+            assert!(state.in_use == 0 && state.idle >= 1, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn a_schema_behind_the_binary_is_not_ready_and_says_so() {
+        for db in TestDb::each() {
+            let store = db.open();
+            store
+                .conn()
+                .expect("a connection")
+                .batch_execute("DELETE FROM __diesel_schema_migrations")
+                .expect("forget the applied migrations");
+            match store.readiness() {
+                StoreReadiness::MigrationsPending(why) => {
+                    assert!(why.contains("migrations not applied"), "{why}")
+                }
+                other => panic!("{}: {other:?}", db.url),
+            }
+        }
+    }
+}

@@ -8,7 +8,12 @@ use serde::Deserialize;
 
 use osmesh_actors::store::Role;
 
-use super::{ApiResult, Routes};
+use super::{ApiResult, ErrorBody, Routes};
+use osmesh_actors::region::license::LicenseKeyView;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, add, show, update, delete))]
+pub(super) struct Doc;
 
 /// Anyone may list (keys are masked); only `admin` changes keys.
 pub(super) fn routes(r: &mut Routes) {
@@ -21,25 +26,33 @@ pub(super) fn routes(r: &mut Routes) {
 }
 
 /// The body of a PUT: the release comes from the path.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KeyBody {
     license_key: String,
 }
 
+/// Every license key, masked.
+#[utoipa::path(get, path = "/api/v1/license-keys", tag = "license-keys", responses((status = 200, body = Vec<LicenseKeyView>), (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn list(service: web::Data<RegionService>) -> ApiResult {
     Ok(HttpResponse::Ok().json(service.license_keys().await?))
 }
 
+/// Adds a key once a connected cluster that knows the release has validated it.
+#[utoipa::path(post, path = "/api/v1/license-keys", tag = "license-keys", request_body = LicenseKeyRequest, responses((status = 201, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
 async fn add(service: web::Data<RegionService>, body: web::Json<LicenseKeyRequest>) -> ApiResult {
     Ok(HttpResponse::Created().json(service.add_license_key(&body).await?))
 }
 
+/// One release's key, masked.
+#[utoipa::path(get, path = "/api/v1/license-keys/{osystem}/{distro_series}", tag = "license-keys", params(("osystem" = String, Path, description = "OS name"), ("distro_series" = String, Path, description = "Release")), responses((status = 200, body = LicenseKeyView), (status = 401, description = "No valid token", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 async fn show(service: web::Data<RegionService>, path: web::Path<(String, String)>) -> ApiResult {
     let (osystem, series) = path.into_inner();
     Ok(HttpResponse::Ok().json(service.license_key(&osystem, &series).await?))
 }
 
+/// Replaces a release's key, validated again.
+#[utoipa::path(put, path = "/api/v1/license-keys/{osystem}/{distro_series}", tag = "license-keys", params(("osystem" = String, Path, description = "OS name"), ("distro_series" = String, Path, description = "Release")), request_body = KeyBody, responses((status = 200, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
 async fn update(
     service: web::Data<RegionService>,
     path: web::Path<(String, String)>,
@@ -54,6 +67,8 @@ async fn update(
     Ok(HttpResponse::Ok().json(service.update_license_key(&request).await?))
 }
 
+/// Deletes a release's key.
+#[utoipa::path(delete, path = "/api/v1/license-keys/{osystem}/{distro_series}", tag = "license-keys", params(("osystem" = String, Path, description = "OS name"), ("distro_series" = String, Path, description = "Release")), responses((status = 204, description = "Deleted"), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 async fn delete(service: web::Data<RegionService>, path: web::Path<(String, String)>) -> ApiResult {
     let (osystem, series) = path.into_inner();
     service.delete_license_key(&osystem, &series).await?;

@@ -9,7 +9,12 @@ use osmesh_actors::store::Role;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiResult, Routes};
+use super::{ApiResult, ErrorBody, Routes};
+use osmesh_actors::region::preseed::RenderedPreseed;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, enlist, allocate, show, delete, release, preseed))]
+pub(super) struct Doc;
 use crate::auth::Caller;
 use crate::redact::{is_secret_name, redact_secrets, MASK};
 
@@ -24,9 +29,11 @@ pub(super) fn routes(r: &mut Routes) {
         .get("/nodes/{id}/preseed", Role::Reader, preseed);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PreseedQuery {
+    /// The preseed type to render (for example `install`).
     #[serde(rename = "type")]
     preseed_type: String,
 }
@@ -74,24 +81,34 @@ fn secret_values(value: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// Every node, secret power parameters masked.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, body = Vec<NodeView>), (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn list(service: web::Data<RegionService>) -> ApiResult {
     let nodes: Vec<NodeView> = service.nodes().await?.into_iter().map(masked).collect();
     Ok(HttpResponse::Ok().json(nodes))
 }
 
+/// Enlists a node on a known cluster.
+#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", request_body = EnlistRequest, responses((status = 201, body = NodeView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
 async fn enlist(service: web::Data<RegionService>, body: web::Json<EnlistRequest>) -> ApiResult {
     Ok(HttpResponse::Created().json(masked(service.enlist_node(&body).await?)))
 }
 
+/// One node.
+#[utoipa::path(get, path = "/api/v1/nodes/{id}", tag = "nodes", params(("id" = i64, Path, description = "Node id")), responses((status = 200, body = NodeView), (status = 401, description = "No valid token", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 async fn show(service: web::Data<RegionService>, id: web::Path<i64>) -> ApiResult {
     Ok(HttpResponse::Ok().json(masked(service.node(*id).await?)))
 }
 
+/// Deletes a node.
+#[utoipa::path(delete, path = "/api/v1/nodes/{id}", tag = "nodes", params(("id" = i64, Path, description = "Node id")), responses((status = 204, description = "Deleted"), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 async fn delete(service: web::Data<RegionService>, id: web::Path<i64>) -> ApiResult {
     service.delete_node(*id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Allocates a ready node whose cluster holds an install image for the request (atomic).
+#[utoipa::path(post, path = "/api/v1/nodes/allocate", tag = "nodes", request_body = AllocateRequest, responses((status = 200, body = NodeView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
 async fn allocate(
     service: web::Data<RegionService>,
     body: web::Json<AllocateRequest>,
@@ -99,12 +116,16 @@ async fn allocate(
     Ok(HttpResponse::Ok().json(masked(service.allocate_node(&body).await?)))
 }
 
+/// Releases an allocated node.
+#[utoipa::path(post, path = "/api/v1/nodes/{id}/release", tag = "nodes", params(("id" = i64, Path, description = "Node id")), responses((status = 200, body = NodeView), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
 async fn release(service: web::Data<RegionService>, id: web::Path<i64>) -> ApiResult {
     Ok(HttpResponse::Ok().json(masked(service.release_node(*id).await?)))
 }
 
 /// The rendered preseed; for every role but `admin`, the node's secret power parameters and
 /// its release's license key are replaced wherever they appear in it.
+/// Renders the most specific preseed template for the node.
+#[utoipa::path(get, path = "/api/v1/nodes/{id}/preseed", tag = "nodes", params(("id" = i64, Path, description = "Node id"), PreseedQuery), responses((status = 200, body = RenderedPreseed), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 async fn preseed(
     service: web::Data<RegionService>,
     caller: Caller,

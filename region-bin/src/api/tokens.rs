@@ -6,7 +6,11 @@ use osmesh_actors::region::service::{RegionService, ServiceError};
 use osmesh_actors::store::{AuditQuery, Role, StoreError, TokenRecord, MAX_AUDIT_PAGE};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, Routes};
+use super::{ApiError, ApiResult, ErrorBody, Routes};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(whoami, list, create, revoke, audit))]
+pub(super) struct Doc;
 use crate::auth::{issue_token, Caller};
 
 pub(super) fn routes(r: &mut Routes) {
@@ -18,7 +22,7 @@ pub(super) fn routes(r: &mut Routes) {
 }
 
 /// A token as listed: never its secret, never its hash.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: i64,
     pub name: String,
@@ -45,7 +49,7 @@ impl From<TokenRecord> for TokenView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
@@ -55,7 +59,7 @@ struct CreateBody {
     expires_in_secs: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Created {
     /// The token itself: shown here once, stored only as a hash.
     token: String,
@@ -63,12 +67,14 @@ struct Created {
     record: TokenView,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct WhoAmI<'a> {
     name: &'a str,
     role: &'static str,
 }
 
+/// The calling token's name and role.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens", responses((status = 200, body = WhoAmI), (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn whoami(caller: Caller) -> ApiResult {
     Ok(HttpResponse::Ok().json(WhoAmI {
         name: &caller.name,
@@ -76,6 +82,8 @@ async fn whoami(caller: Caller) -> ApiResult {
     }))
 }
 
+/// Every token: never its secret or hash.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody)))]
 async fn list(service: web::Data<RegionService>) -> ApiResult {
     let tokens = service
         .store()
@@ -85,6 +93,8 @@ async fn list(service: web::Data<RegionService>) -> ApiResult {
     Ok(HttpResponse::Ok().json(views))
 }
 
+/// Creates a token; the answer shows it once.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateBody, responses((status = 201, body = Created), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
 async fn create(
     service: web::Data<RegionService>,
     caller: Caller,
@@ -115,6 +125,8 @@ async fn create(
     }))
 }
 
+/// Revokes a token at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path, description = "Token name")), responses((status = 200, body = TokenView), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 async fn revoke(service: web::Data<RegionService>, name: web::Path<String>) -> ApiResult {
     let now = service.now_ms().await?;
     let record = service
@@ -146,7 +158,8 @@ impl From<StoreError> for crate::auth::IssueError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditParams {
     object: Option<String>,
@@ -155,7 +168,7 @@ struct AuditParams {
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AuditPage {
     entries: Vec<osmesh_actors::store::AuditEntry>,
     /// Pass as `before_id` for the next (older) page; absent on the last page.
@@ -163,6 +176,7 @@ struct AuditPage {
 }
 
 /// The audit log, newest first, `limit` rows a page (default 100, at most 500).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "tokens", params(AuditParams), responses((status = 200, body = AuditPage), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody)))]
 async fn audit(service: web::Data<RegionService>, params: web::Query<AuditParams>) -> ApiResult {
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(100);
