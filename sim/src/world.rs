@@ -586,7 +586,8 @@ impl State {
     fn check_answer(&mut self, answer: &OsystemsAnswer) {
         let held = self.held();
         let result = invariants::available_only_where_held(answer, &held)
-            .and_then(|()| invariants::names_every_cluster(answer, &self.registered));
+            .and_then(|()| invariants::names_every_cluster(answer, &self.registered))
+            .and_then(|()| invariants::disconnected_never_answered(answer));
         if let Err(message) = result {
             self.fail(FailureKind::Safety, message);
         }
