@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource};
 use osmesh_core::image::scan_boot_resources;
-use osmesh_core::os::{parse_declared, RegistryConfig};
+use osmesh_core::os::{parse_declared, RegistryConfig, UbuntuDate, UbuntuReleaseTable};
 use osmesh_core::{BootImage, ClusterId};
 use osmesh_net::handshake::{HandshakeConfig, Secret};
 use osmesh_net::messages::PreseedTemplate;
@@ -81,7 +81,11 @@ impl ClusterConfig {
         let secret = Secret::from_file(&args.secret_file).with_context(|| {
             format!("cannot read the secret file {}", args.secret_file.display())
         })?;
-        let mut registry = RegistryConfig::default();
+        let mut registry = RegistryConfig {
+            ubuntu_releases: load_ubuntu_releases(Path::new(SYSTEM_UBUNTU_CSV)),
+            today: Some(today()),
+            ..RegistryConfig::default()
+        };
         if let Some(path) = &args.declared_os {
             registry.declared = load_declared(path)?;
         }
@@ -110,6 +114,33 @@ impl ClusterConfig {
             templates,
         })
     }
+}
+
+/// distro-info-data's Ubuntu table, as MAAS reads it through python's `distro_info`.
+pub const SYSTEM_UBUNTU_CSV: &str = "/usr/share/distro-info/ubuntu.csv";
+
+/// The Ubuntu release table at `path` where it exists and parses, else the bundled copy (a
+/// table that does not parse is logged, not fatal: titles and support status fall back).
+pub fn load_ubuntu_releases(path: &Path) -> UbuntuReleaseTable {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return UbuntuReleaseTable::built_in();
+    };
+    match UbuntuReleaseTable::parse_csv(&text) {
+        Ok(table) if !table.is_empty() => table,
+        Ok(_) => UbuntuReleaseTable::built_in(),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), %err, "using the bundled Ubuntu release table");
+            UbuntuReleaseTable::built_in()
+        }
+    }
+}
+
+/// Today's UTC date, for Ubuntu support status (taken at start-up).
+fn today() -> UbuntuDate {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    UbuntuDate::from_unix_ms(ms)
 }
 
 /// Reads and validates a declared-OS TOML file; errors name the file, line and field.

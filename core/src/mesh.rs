@@ -108,6 +108,8 @@ pub struct MeshRelease {
     pub title: String,
     pub requires_license_key: bool,
     pub can_commission: bool,
+    /// Past its end of support, if any cluster listing it says so (a safety merge).
+    pub end_of_life: bool,
     pub supported_by: BTreeSet<ClusterId>,
     /// Invariant: every cluster here is also in `supported_by`.
     pub available: Availability,
@@ -145,6 +147,7 @@ pub enum ConflictField {
     DefaultCommissioningRelease,
     RequiresLicenseKey,
     CanCommission,
+    EndOfLife,
 }
 
 /// Why answers could not be merged.
@@ -407,6 +410,7 @@ struct ReleaseTally {
     title: Votes<String>,
     requires_license_key: Votes<bool>,
     can_commission: Votes<bool>,
+    end_of_life: Votes<bool>,
     supported_by: BTreeSet<ClusterId>,
     available: Availability,
 }
@@ -446,6 +450,7 @@ fn tally_release(tally: &mut ReleaseTally, cluster: &ClusterId, release: &Releas
         .requires_license_key
         .add(&release.requires_license_key, cluster);
     tally.can_commission.add(&release.can_commission, cluster);
+    tally.end_of_life.add(&release.end_of_life, cluster);
 }
 
 fn tally_images(tally: &mut BTreeMap<String, OsTally>, cluster: &ClusterId, images: &[BootImage]) {
@@ -508,10 +513,14 @@ impl ReleaseTally {
         let can_commission = self
             .can_commission
             .decide(site(ConflictField::CanCommission), conflicts);
+        let end_of_life = self
+            .end_of_life
+            .decide_any(site(ConflictField::EndOfLife), conflicts);
         MeshRelease {
             title: title.unwrap_or_default(),
             requires_license_key: requires_license_key.unwrap_or_default(),
             can_commission: can_commission.unwrap_or_default(),
+            end_of_life: end_of_life.unwrap_or_default(),
             supported_by: self.supported_by,
             available: self.available,
             last_known_by: BTreeSet::new(),
@@ -569,6 +578,7 @@ mod tests {
             title: title.into(),
             requires_license_key: key,
             can_commission: commission,
+            end_of_life: false,
         }
     }
 

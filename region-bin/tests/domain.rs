@@ -224,7 +224,7 @@ async fn settings_are_checked_against_the_mesh_and_refusals_list_the_choices() {
         ),
         (
             json!({"default_osystem": "windows"}),
-            "win2019, win2022 (releases of windows)",
+            "valid choices: win2019 (releases of windows)",
         ),
     ];
     for (update, expected) in cases {
@@ -515,10 +515,10 @@ async fn preseed_edits_conflicts_and_resolution_never_lose_a_version() {
         .iter()
         .map(|p| p["name"].clone())
         .collect();
-    assert_eq!(names, [json!("curtin_windows"), json!("generic")]);
-    assert_eq!(list[1]["current"]["version"], 1);
-    assert_eq!(list[1]["current"]["origin_cluster"], "alpha");
-    assert_eq!(list[1]["in_conflict"], false);
+    assert_eq!(names, [json!("generic"), json!("windows")]);
+    assert_eq!(list[0]["current"]["version"], 1);
+    assert_eq!(list[0]["current"]["origin_cluster"], "alpha");
+    assert_eq!(list[0]["in_conflict"], false);
 
     let (status, body) = send(&app, edit("generic", "operator {{ hostname }}\n", 1)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -645,12 +645,19 @@ async fn preseed_renders_the_most_specific_template_with_cluster_data() {
     );
 
     send(&app, allocate("windows", "win2019", "amd64")).await;
-    let (status, body) = send(&app, preseed(&win["id"], "curtin")).await;
+    let (status, body) = send(&app, preseed(&win["id"], "windows")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["template"], "curtin_windows");
+    assert_eq!(body["template"], "windows");
     assert_eq!(
         body["content"],
         format!("windows win2019 on w1 key={VALID_WINDOWS_KEY}\n")
+    );
+    // As in MAAS, Windows is not installed by curtin: its cluster refuses the preseed.
+    let (status, body) = send(&app, preseed(&win["id"], "curtin")).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::CONFLICT, &json!("preseed_not_served")),
+        "{body}"
     );
 
     send(&app, allocate("ubuntu", "jammy", "amd64")).await;

@@ -482,6 +482,7 @@ mod tests {
             title: "Windows Server 2019".into(),
             requires_license_key: true,
             can_commission: false,
+            end_of_life: false,
             supported_by: ids(supported),
             available,
             last_known_by: BTreeSet::new(),

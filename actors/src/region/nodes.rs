@@ -465,6 +465,7 @@ mod tests {
                 title: release.into(),
                 requires_license_key: key,
                 can_commission: false,
+                end_of_life: false,
             }],
             default_release: None,
             default_commissioning_release: None,

@@ -7,6 +7,10 @@
 //! it resolves to a regular file (MAAS snapshots link files from a cache); a dangling one is
 //! reported as unreadable.
 //!
+//! Hidden entries (names starting with `.`, such as MAAS's `.noble-partial` downloads) are
+//! never read: a hidden directory is reported as skipped, a hidden file in a label directory
+//! (`.boot-kernel.tmp`) gives no purpose.
+//!
 //! The walk never panics and never fails as a whole: whatever cannot be read is reported.
 
 use super::layout::{display_path, parse_label_dir, SkipReason, Skipped, LABEL_DEPTH};
@@ -65,6 +69,7 @@ fn visit_above_label(entry: &DirEntry, components: &mut Vec<OsString>, report: &
         _ if entry.file_name().to_str().is_none() => {
             skip(report, components, SkipReason::NonUtf8Name)
         }
+        _ if is_hidden(entry) => skip(report, components, SkipReason::Hidden),
         Ok(EntryKind::Directory) => visit_directory(&entry.path(), components, report),
         Ok(EntryKind::File) => {
             let depth = components.len();
@@ -87,6 +92,8 @@ fn visit_label_dir(entries: &[DirEntry], components: &mut Vec<OsString>, report:
             _ if entry.file_name().to_str().is_none() => {
                 skip(report, components, SkipReason::NonUtf8Name)
             }
+            Ok(EntryKind::File) if is_hidden(entry) => {}
+            _ if is_hidden(entry) => skip(report, components, SkipReason::Hidden),
             Ok(EntryKind::File) => files.push(entry.file_name()),
             Ok(EntryKind::Directory) => {
                 let depth = components.len();
@@ -106,6 +113,10 @@ fn visit_label_dir(entries: &[DirEntry], components: &mut Vec<OsString>, report:
         Ok(image) => report.images.push(image),
         Err(skipped) => report.skipped.push(skipped),
     }
+}
+
+fn is_hidden(entry: &DirEntry) -> bool {
+    entry.file_name().as_encoded_bytes().starts_with(b".")
 }
 
 fn read_entries(dir: &Path) -> std::io::Result<Vec<DirEntry>> {
@@ -312,6 +323,23 @@ mod tests {
             reasons[2],
             ("ubuntu/arm64", &SkipReason::SymlinkedDirectory)
         );
+    }
+
+    #[test]
+    fn hidden_partial_downloads_are_skipped_not_read() {
+        let root = tree(&[
+            &format!("{JAMMY}/root-tgz"),
+            &format!("{JAMMY}/.boot-kernel.tmp"),
+            "ubuntu/amd64/generic/.noble-partial/stable/root-tgz",
+            ".cache/ubuntu/amd64/generic/noble/stable/root-tgz",
+        ]);
+        let report = scan_boot_resources(root.path());
+        assert_eq!(report.images, vec![image(JAMMY, &[Xinstall])]);
+        let expected = vec![
+            skipped(".cache", SkipReason::Hidden),
+            skipped("ubuntu/amd64/generic/.noble-partial", SkipReason::Hidden),
+        ];
+        assert_eq!(report.skipped, expected);
     }
 
     #[cfg(unix)]
