@@ -11,7 +11,7 @@ use actix::{Actor, Addr};
 use anyhow::{Context, Result};
 use clap::Parser;
 use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource};
-use osmesh_core::image::scan_boot_resources;
+use osmesh_core::image::{read_maas_meta, scan_boot_resources};
 use osmesh_core::os::{parse_declared, RegistryConfig, UbuntuDate, UbuntuReleaseTable};
 use osmesh_core::{BootImage, ClusterId};
 use osmesh_net::handshake::{HandshakeConfig, Secret};
@@ -88,6 +88,12 @@ impl ClusterConfig {
         };
         if let Some(path) = &args.declared_os {
             registry.declared = load_declared(path)?;
+        }
+        // Titles of custom and Ubuntu Core images from MAAS's metadata, read at start-up.
+        match read_maas_meta(&args.images) {
+            Some(Ok(meta)) => registry.custom_titles = meta.titles(&["custom", "ubuntu-core"]),
+            Some(Err(err)) => tracing::warn!(%err, "ignoring maas.meta"),
+            None => {}
         }
         let templates = match &args.preseeds {
             Some(dir) => load_templates(dir)?,

@@ -14,6 +14,7 @@
 //! The walk never panics and never fails as a whole: whatever cannot be read is reported.
 
 use super::layout::{display_path, parse_label_dir, SkipReason, Skipped, LABEL_DEPTH};
+use super::meta::{MaasMeta, MetaError, MAAS_META, MAX_META_BYTES};
 use super::BootImage;
 use serde::{Deserialize, Serialize};
 use std::ffi::{OsStr, OsString};
@@ -113,6 +114,26 @@ fn visit_label_dir(entries: &[DirEntry], components: &mut Vec<OsString>, report:
         Ok(image) => report.images.push(image),
         Err(skipped) => report.skipped.push(skipped),
     }
+}
+
+/// Reads `<root>/maas.meta` when present: `None` when there is no such file, else the parse
+/// (a file over [`MAX_META_BYTES`] or unreadable is refused, not read).
+pub fn read_maas_meta(root: &Path) -> Option<Result<MaasMeta, MetaError>> {
+    use std::io::Read;
+    let file = fs::File::open(root.join(MAAS_META)).ok()?;
+    let mut text = String::new();
+    let read = file
+        .take(MAX_META_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| MetaError::NotJson(e.to_string()));
+    Some(read.and_then(|len| {
+        if len as u64 > MAX_META_BYTES {
+            return Err(MetaError::NotJson(format!(
+                "larger than {MAX_META_BYTES} bytes, not read"
+            )));
+        }
+        MaasMeta::parse(&text)
+    }))
 }
 
 fn is_hidden(entry: &DirEntry) -> bool {
