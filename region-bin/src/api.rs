@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod images;
 mod license_keys;
 mod nodes;
 mod preseeds;
@@ -117,6 +118,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// License keys, settings, nodes and preseeds.
 fn domain_routes(scope: actix_web::Scope) -> actix_web::Scope {
+    let scope = images::routes(scope);
     let scope = license_keys::routes(scope);
     let scope = settings::routes(scope);
     let scope = nodes::routes(scope);

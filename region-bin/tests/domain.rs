@@ -779,3 +779,51 @@ async fn allocation_race(db: &TestDb) {
         .count();
     assert_eq!(allocated, 10, "[{}]", db.label);
 }
+
+#[actix_rt::test]
+async fn images_are_listed_per_cluster_with_flavour_and_staleness() {
+    let (_db, mut mesh) = mesh().await;
+    let app = app!(mesh);
+    let (status, body) = send(&app, get("/api/v1/images?osystem=ubuntu&release=jammy")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows: Vec<(String, String, String, bool)> = body["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["cluster"].as_str().unwrap().to_owned(),
+                r["arch"].as_str().unwrap().to_owned(),
+                r["kflavor"].as_str().unwrap().to_owned(),
+                r["connected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("alpha".into(), "amd64".into(), "generic".into(), true),
+            ("beta".into(), "arm64".into(), "generic".into(), true),
+        ]
+    );
+    assert_eq!(
+        body["images"][0]["title"],
+        "Ubuntu 22.04 LTS \"Jammy Jellyfish\""
+    );
+
+    mesh.stop_cluster("beta").await;
+    let (_, body) = send(&app, get("/api/v1/images?arch=arm64")).await;
+    let beta = &body["images"][0];
+    assert_eq!(beta["cluster"], "beta");
+    assert_eq!(
+        beta["connected"], false,
+        "last known, not available: {body}"
+    );
+    assert!(beta["disconnected_since_ms"].is_i64(), "{body}");
+
+    let (status, body) = send(&app, get("/api/v1/images?color=red")).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("bad_query"))
+    );
+}

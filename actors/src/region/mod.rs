@@ -2,6 +2,7 @@
 //! pushed snapshot), the two read paths over them (cached snapshots at once; live fan-out with
 //! one deadline), and persistence of what clusters report.
 
+pub mod images;
 pub mod license;
 pub mod nodes;
 pub mod preseed;
@@ -672,6 +673,35 @@ impl Handler<ListClusters> for RegionActor {
             })
             .collect();
         MessageResult(list)
+    }
+}
+
+/// Every known cluster's held images (its last snapshot), with whether it is connected.
+#[derive(Message)]
+#[rtype(result = "Vec<images::HeldImages>")]
+pub struct ListHeldImages;
+
+impl Handler<ListHeldImages> for RegionActor {
+    type Result = MessageResult<ListHeldImages>;
+
+    fn handle(&mut self, _msg: ListHeldImages, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        let held = self
+            .clusters
+            .iter()
+            .map(|(id, entry)| images::HeldImages {
+                cluster: id.clone(),
+                connected: entry.link.is_some(),
+                disconnected_since_ms: entry.disconnected_since_ms,
+                age_ms: entry.snapshot.as_ref().map(|s| now - s.received_at_ms),
+                images: entry
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.images.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        MessageResult(held)
     }
 }
 
