@@ -221,3 +221,28 @@ pub fn start(config: ClusterConfig) -> Addr<ClusterActor> {
     )
     .start()
 }
+
+#[cfg(test)]
+mod release_table_tests {
+    use super::*;
+
+    #[test]
+    fn the_system_table_is_used_where_it_exists_else_the_bundled_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = load_ubuntu_releases(&dir.path().join("absent.csv"));
+        assert_eq!(missing, UbuntuReleaseTable::built_in());
+
+        let system = dir.path().join("ubuntu.csv");
+        std::fs::write(
+            &system,
+            "version,codename,series,created,release,eol\n30.04 LTS,Zany Zebu,zany,2029-10-01,2030-04-20,2035-05-01\n",
+        )
+        .unwrap();
+        let table = load_ubuntu_releases(&system);
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.get("zany").map(|r| r.lts), Some(true));
+
+        std::fs::write(&system, "not,a,table\n").unwrap();
+        assert_eq!(load_ubuntu_releases(&system), UbuntuReleaseTable::built_in());
+    }
+}
