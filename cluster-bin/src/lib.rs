@@ -243,6 +243,9 @@ mod release_table_tests {
         assert_eq!(table.get("zany").map(|r| r.lts), Some(true));
 
         std::fs::write(&system, "not,a,table\n").unwrap();
-        assert_eq!(load_ubuntu_releases(&system), UbuntuReleaseTable::built_in());
+        assert_eq!(
+            load_ubuntu_releases(&system),
+            UbuntuReleaseTable::built_in()
+        );
     }
 }
