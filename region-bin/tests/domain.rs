@@ -827,3 +827,27 @@ async fn images_are_listed_per_cluster_with_flavour_and_staleness() {
         (StatusCode::BAD_REQUEST, &json!("bad_query"))
     );
 }
+
+#[actix_rt::test]
+async fn keys_for_releases_that_need_none_are_refused_and_holders_validate() {
+    let (_db, mesh) = mesh().await;
+    let app = app!(mesh);
+    let ubuntu =
+        json!({"osystem": "ubuntu", "distro_series": "jammy", "license_key": VALID_WINDOWS_KEY});
+    let (status, body) = send(&app, post("/api/v1/license-keys", ubuntu)).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("license_key_not_needed")),
+        "{body}"
+    );
+    // Every cluster knows windows/win2019, but only alpha holds an image: alpha decides.
+    let (status, body) = send(
+        &app,
+        post("/api/v1/license-keys", windows_key(VALID_WINDOWS_KEY)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["validated_by"], "alpha");
+    let (_, list) = send(&app, get("/api/v1/license-keys")).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
