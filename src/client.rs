@@ -176,15 +176,30 @@ pub fn render_osystems(answer: &OsystemsAnswer) -> String {
                     format!("{arch}: {}", names.join(","))
                 })
                 .collect();
+            // Issue #16: end of life and last-known (disconnected) holders are shown as such.
+            let eol = if release.end_of_life {
+                " (end of life)"
+            } else {
+                ""
+            };
+            let mut available = available.join("; ");
+            for (arch, clusters) in &release.last_known {
+                let names: Vec<_> = clusters.keys().map(|c| c.to_string()).collect();
+                available.push_str(&format!(
+                    "{}{arch}: {} (last known)",
+                    if available.is_empty() { "" } else { "; " },
+                    names.join(",")
+                ));
+            }
             table.row(vec![
                 os.name.clone(),
                 format!("{}{mark}", release.name),
-                release.title.clone(),
+                format!("{}{eol}", release.title),
                 supported.join(","),
                 if available.is_empty() {
                     "-".into()
                 } else {
-                    available.join("; ")
+                    available
                 },
             ]);
         }

@@ -6,6 +6,7 @@ mod client;
 mod credentials;
 mod demo;
 mod domain;
+mod images;
 mod table;
 
 use anyhow::Result;
@@ -50,6 +51,13 @@ enum Command {
     Clusters {
         #[command(flatten)]
         api: client::ApiArgs,
+    },
+    /// Every image each cluster holds: arch, subarch, kernel flavour, label, purposes.
+    Images {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(flatten)]
+        filter: images::ImagesArgs,
     },
     /// License keys per OS release, validated by a cluster, shown masked.
     #[command(name = "license-keys")]
@@ -140,6 +148,7 @@ fn run() -> Result<()> {
             timeout_ms,
         } => client::osystems(&api, live, timeout_ms),
         Command::Clusters { api } => client::clusters(&api),
+        Command::Images { api, filter } => images::images(&api, &filter),
         Command::LicenseKeys { api, command } => domain::license_keys(&api, command),
         Command::Settings { api, command } => domain::settings(&api, command),
         Command::Nodes { api, command } => domain::nodes(&api, command),

@@ -123,11 +123,25 @@ fn region_survives_cluster_and_region_restarts_and_names_the_silent() {
         b_part["age_ms"].as_i64().is_some(),
         "the cached part of b has no age"
     );
+    // b's images are kept, but only as last known: never available while it is gone.
     assert_eq!(
         jammy_amd64(&cached),
-        ["cluster-a", "cluster-b"],
-        "last-reported images kept"
+        ["cluster-a"],
+        "available only on connected clusters"
     );
+    let ubuntu = cached["view"]["osystems"]
+        .as_array()
+        .and_then(|oses| oses.iter().find(|os| os["name"] == "ubuntu"))
+        .expect("ubuntu");
+    let jammy = ubuntu["releases"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == "jammy"))
+        .expect("jammy");
+    assert!(
+        jammy["last_known"]["amd64"]["cluster-b"].is_array(),
+        "last-reported images kept as last known: {jammy}"
+    );
+    assert!(b_part["disconnected_since_ms"].is_i64(), "{b_part}");
 
     // Restart it: it rejoins.
     clusters[1] = site.start_cluster("cluster-b", 1);

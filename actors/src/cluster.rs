@@ -282,7 +282,13 @@ impl ClusterActor {
                 let req: GetPreseedData = decode_body(body)?;
                 let data = self
                     .registry
-                    .preseed_data(&req.osystem, &req.release, req.license_key.as_deref())
+                    .compose_preseed(
+                        &req.osystem,
+                        &req.release,
+                        &req.preseed_type,
+                        &req.node.hostname,
+                        req.license_key.as_deref(),
+                    )
                     .map_err(registry_error)?;
                 Ok(encode_body(&PreseedData { data }))
             }

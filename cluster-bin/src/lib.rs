@@ -13,8 +13,8 @@ use actix::{Actor, Addr};
 use anyhow::{Context, Result};
 use clap::Parser;
 use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource};
-use osmesh_core::image::scan_boot_resources;
-use osmesh_core::os::{parse_declared, RegistryConfig};
+use osmesh_core::image::{read_maas_meta, scan_boot_resources};
+use osmesh_core::os::{parse_declared, RegistryConfig, UbuntuDate, UbuntuReleaseTable};
 use osmesh_core::{BootImage, ClusterId};
 use osmesh_net::handshake::{HandshakeConfig, Secret};
 use osmesh_net::messages::PreseedTemplate;
@@ -83,9 +83,19 @@ impl ClusterConfig {
         let secret = Secret::from_file(&args.secret_file).with_context(|| {
             format!("cannot read the secret file {}", args.secret_file.display())
         })?;
-        let mut registry = RegistryConfig::default();
+        let mut registry = RegistryConfig {
+            ubuntu_releases: load_ubuntu_releases(Path::new(SYSTEM_UBUNTU_CSV)),
+            today: Some(today()),
+            ..RegistryConfig::default()
+        };
         if let Some(path) = &args.declared_os {
             registry.declared = load_declared(path)?;
+        }
+        // Titles of custom and Ubuntu Core images from MAAS's metadata, read at start-up.
+        match read_maas_meta(&args.images) {
+            Some(Ok(meta)) => registry.custom_titles = meta.titles(&["custom", "ubuntu-core"]),
+            Some(Err(err)) => tracing::warn!(%err, "ignoring maas.meta"),
+            None => {}
         }
         let templates = match &args.preseeds {
             Some(dir) => load_templates(dir)?,
@@ -112,6 +122,33 @@ impl ClusterConfig {
             templates,
         })
     }
+}
+
+/// distro-info-data's Ubuntu table, as MAAS reads it through python's `distro_info`.
+pub const SYSTEM_UBUNTU_CSV: &str = "/usr/share/distro-info/ubuntu.csv";
+
+/// The Ubuntu release table at `path` where it exists and parses, else the bundled copy (a
+/// table that does not parse is logged, not fatal: titles and support status fall back).
+pub fn load_ubuntu_releases(path: &Path) -> UbuntuReleaseTable {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return UbuntuReleaseTable::built_in();
+    };
+    match UbuntuReleaseTable::parse_csv(&text) {
+        Ok(table) if !table.is_empty() => table,
+        Ok(_) => UbuntuReleaseTable::built_in(),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), %err, "using the bundled Ubuntu release table");
+            UbuntuReleaseTable::built_in()
+        }
+    }
+}
+
+/// Today's UTC date, for Ubuntu support status (taken at start-up).
+fn today() -> UbuntuDate {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    UbuntuDate::from_unix_ms(ms)
 }
 
 /// Reads and validates a declared-OS TOML file; errors name the file, line and field.
@@ -185,4 +222,32 @@ pub fn start(config: ClusterConfig) -> Addr<ClusterActor> {
         StdRng::from_entropy(),
     )
     .start()
+}
+
+#[cfg(test)]
+mod release_table_tests {
+    use super::*;
+
+    #[test]
+    fn the_system_table_is_used_where_it_exists_else_the_bundled_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = load_ubuntu_releases(&dir.path().join("absent.csv"));
+        assert_eq!(missing, UbuntuReleaseTable::built_in());
+
+        let system = dir.path().join("ubuntu.csv");
+        std::fs::write(
+            &system,
+            "version,codename,series,created,release,eol\n30.04 LTS,Zany Zebu,zany,2029-10-01,2030-04-20,2035-05-01\n",
+        )
+        .unwrap();
+        let table = load_ubuntu_releases(&system);
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.get("zany").map(|r| r.lts), Some(true));
+
+        std::fs::write(&system, "not,a,table\n").unwrap();
+        assert_eq!(
+            load_ubuntu_releases(&system),
+            UbuntuReleaseTable::built_in()
+        );
+    }
 }

@@ -144,15 +144,15 @@ pub fn sample_declares_os(variant: usize) -> bool {
 }
 
 /// The preseed templates sample variant `variant` ships: every variant a `generic` one; the
-/// Ubuntu clusters a `curtin_ubuntu`; the Windows cluster a `curtin_windows` that carries the
-/// license key its driver hands out.
+/// Ubuntu clusters a `curtin_ubuntu`; the Windows cluster a `windows` one (Windows is not
+/// installed by curtin) that carries the license key and NetBIOS hostname its driver hands out.
 pub fn sample_templates(variant: usize) -> Vec<osmesh_net::messages::PreseedTemplate> {
     const GENERIC: &str = "# generic preseed for {{ hostname }} ({{ arch }}/{{ subarch }})\n\
                            # {{ osystem }} {{ release }}, served by {{ cluster }}\n";
     const UBUNTU: &str = "#cloud-config\n\
                           hostname: {{ hostname }}\n\
                           # curtin installs {{ osystem }} {{ release }} on {{ arch }}\n";
-    const WINDOWS: &str = "<!-- unattend for {{ hostname }}: {{ osystem }} {{ release }} -->\n\
+    const WINDOWS: &str = "<!-- unattend for {{ data.hostname }}: {{ osystem }} {{ release }} -->\n\
                            {% if data.license_key is defined %}<ProductKey>{{ data.license_key }}</ProductKey>\n{% endif %}";
     let template =
         |name: &str, osystem: Option<&str>, content: &str| osmesh_net::messages::PreseedTemplate {
@@ -163,7 +163,7 @@ pub fn sample_templates(variant: usize) -> Vec<osmesh_net::messages::PreseedTemp
     let mut templates = vec![template("generic", None, GENERIC)];
     match variant % 3 {
         0 => templates.push(template("curtin_ubuntu", Some("ubuntu"), UBUNTU)),
-        1 => templates.push(template("curtin_windows", Some("windows"), WINDOWS)),
+        1 => templates.push(template("windows", Some("windows"), WINDOWS)),
         _ => {}
     }
     templates

@@ -55,7 +55,12 @@ pub struct BootImage {
 }
 
 mod layout;
+mod meta;
 mod scan;
 
+pub use meta::{
+    kflavor_of, ImageDetail, ImageMeta, ImagePath, MaasMeta, MetaError, MAAS_META, MAX_META_BYTES,
+};
+
 pub use layout::{parse_label_dir, purposes_from_files, SkipReason, Skipped, LABEL_DEPTH};
-pub use scan::{scan_boot_resources, ScanReport};
+pub use scan::{read_maas_meta, scan_boot_resources, ScanReport};

@@ -17,6 +17,14 @@
 //!   conflict lists every value with the clusters that gave it.
 //! - A cluster id may appear only once in the input; `merge` refuses duplicates rather than
 //!   pick one by arrival order.
+//! - **Staleness is explicit**: a cluster that is not answering but whose last report is held
+//!   (`ClusterAnswer::LastKnown`) is named in `not_answered` with its reason, and what it last
+//!   reported is shown apart, as `last_known_by` and `last_known`: it never counts as
+//!   supporting, answering or holding an available image. Its listing decides a field only
+//!   where no answering cluster lists the OS or release, and raises no conflict.
+//! - **`requires_license_key` is a safety merge**, not a vote: a release requires a key when
+//!   any answering cluster that lists it says so (the conflict is still recorded), so one
+//!   cluster's driver cannot switch off another's key check.
 
 use crate::cluster::ClusterId;
 use crate::image::{BootImage, Purpose};
@@ -32,6 +40,12 @@ use thiserror::Error;
 pub enum ClusterAnswer {
     Answered(ClusterReport),
     NoAnswer(NoAnswerReason),
+    /// Not answering now (`reason`), but its last report is held: shown as last known, never
+    /// as supported or available.
+    LastKnown {
+        reason: NoAnswerReason,
+        report: ClusterReport,
+    },
 }
 
 /// A cluster's registry listing and the images it reported.
@@ -84,6 +98,8 @@ pub struct MeshOsystem {
     pub default_release: Option<String>,
     pub default_commissioning_release: Option<String>,
     pub supported_by: BTreeSet<ClusterId>,
+    /// Clusters not answering whose last report listed this OS (never in `supported_by`).
+    pub last_known_by: BTreeSet<ClusterId>,
     /// Sorted by name.
     pub releases: Vec<MeshRelease>,
 }
@@ -96,9 +112,16 @@ pub struct MeshRelease {
     pub title: String,
     pub requires_license_key: bool,
     pub can_commission: bool,
+    /// Past its end of support, if any cluster listing it says so (a safety merge).
+    pub end_of_life: bool,
     pub supported_by: BTreeSet<ClusterId>,
     /// Invariant: every cluster here is also in `supported_by`.
     pub available: Availability,
+    /// Clusters not answering whose last report listed this release.
+    pub last_known_by: BTreeSet<ClusterId>,
+    /// What those clusters last reported holding: "last known", never available. Invariant:
+    /// every cluster here is in `last_known_by`, none in `supported_by`.
+    pub last_known: Availability,
 }
 
 /// Clusters disagreeing on one field; `chosen` is what the view shows.
@@ -131,6 +154,7 @@ pub enum ConflictField {
     DefaultCommissioningRelease,
     RequiresLicenseKey,
     CanCommission,
+    EndOfLife,
 }
 
 /// Why answers could not be merged.
@@ -166,26 +190,36 @@ impl MeshView {
     /// Merges answers already keyed by cluster.
     pub fn from_answers(answers: &BTreeMap<ClusterId, ClusterAnswer>) -> MeshView {
         let mut view = MeshView::default();
-        let mut tally = BTreeMap::new();
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
         for (cluster, answer) in answers {
             match answer {
                 ClusterAnswer::Answered(report) => {
                     view.answered.insert(cluster.clone());
-                    tally_listing(&mut tally, cluster, &report.osystems);
+                    live.push((cluster, report));
                 }
-                ClusterAnswer::NoAnswer(_) if crate::hooks::forget_not_answering() => {}
+                ClusterAnswer::NoAnswer(_) | ClusterAnswer::LastKnown { .. }
+                    if crate::hooks::forget_not_answering() => {}
                 ClusterAnswer::NoAnswer(reason) => {
                     view.not_answered.insert(cluster.clone(), reason.clone());
                 }
+                ClusterAnswer::LastKnown { reason, report } => {
+                    view.not_answered.insert(cluster.clone(), reason.clone());
+                    stale.push((cluster, report));
+                }
             }
         }
-        for (cluster, answer) in answers {
-            if let ClusterAnswer::Answered(report) = answer {
-                tally_images(&mut tally, cluster, &report.images);
-            }
-        }
-        for (name, os) in tally {
+        for (name, os) in tally_reports(&live) {
             view.osystems.push(os.decide(&name, &mut view.conflicts));
+        }
+        // Stale listings only fill what no answering cluster lists; their conflicts are moot.
+        let mut ignored = Vec::new();
+        for (name, os) in tally_reports(&stale) {
+            let last = os.decide(&name, &mut ignored).into_last_known();
+            match view.osystems.binary_search_by(|o| o.name.cmp(&name)) {
+                Ok(index) => view.osystems[index].add_last_known(last),
+                Err(index) => view.osystems.insert(index, last),
+            }
         }
         view
     }
@@ -225,6 +259,66 @@ impl MeshView {
             .filter(|(_, purposes)| purposes.contains(&purpose))
             .map(|(cluster, _)| cluster.clone())
             .collect()
+    }
+}
+
+/// The tally of `reports`: listings first, then images (which count only for listed releases).
+fn tally_reports(reports: &[(&ClusterId, &ClusterReport)]) -> BTreeMap<String, OsTally> {
+    let mut tally = BTreeMap::new();
+    for (cluster, report) in reports {
+        tally_listing(&mut tally, cluster, &report.osystems);
+    }
+    for (cluster, report) in reports {
+        tally_images(&mut tally, cluster, &report.images);
+    }
+    tally
+}
+
+impl MeshOsystem {
+    /// This OS as last known: its supporters and availability moved to the last-known fields.
+    fn into_last_known(self) -> MeshOsystem {
+        MeshOsystem {
+            last_known_by: self.supported_by,
+            supported_by: BTreeSet::new(),
+            releases: self
+                .releases
+                .into_iter()
+                .map(MeshRelease::into_last_known)
+                .collect(),
+            ..self
+        }
+    }
+
+    /// Adds what not-answering clusters last reported to an OS answering clusters list.
+    fn add_last_known(&mut self, last: MeshOsystem) {
+        self.last_known_by.extend(last.last_known_by);
+        for release in last.releases {
+            match self
+                .releases
+                .binary_search_by(|r| r.name.cmp(&release.name))
+            {
+                Ok(index) => {
+                    let mine = &mut self.releases[index];
+                    mine.last_known_by.extend(release.last_known_by);
+                    for (arch, clusters) in release.last_known {
+                        mine.last_known.entry(arch).or_default().extend(clusters);
+                    }
+                }
+                Err(index) => self.releases.insert(index, release),
+            }
+        }
+    }
+}
+
+impl MeshRelease {
+    fn into_last_known(self) -> MeshRelease {
+        MeshRelease {
+            last_known_by: self.supported_by,
+            last_known: self.available,
+            supported_by: BTreeSet::new(),
+            available: Availability::new(),
+            ..self
+        }
     }
 }
 
@@ -278,6 +372,23 @@ impl<T: Ord + Clone + Rendered> Votes<T> {
     }
 }
 
+impl Votes<bool> {
+    /// `true` if any cluster said `true`, recording a conflict when clusters disagree.
+    fn decide_any(&self, at: ConflictSite<'_>, conflicts: &mut Vec<Conflict>) -> Option<bool> {
+        let any = self.0.keys().next_back().copied();
+        if self.0.len() > 1 {
+            conflicts.push(Conflict {
+                osystem: at.osystem.to_owned(),
+                release: at.release.map(str::to_owned),
+                field: at.field,
+                chosen: any.and_then(|v| v.rendered()),
+                values: self.conflict_values(),
+            });
+        }
+        any
+    }
+}
+
 impl<T> Default for Votes<T> {
     fn default() -> Self {
         Votes(BTreeMap::new())
@@ -306,6 +417,7 @@ struct ReleaseTally {
     title: Votes<String>,
     requires_license_key: Votes<bool>,
     can_commission: Votes<bool>,
+    end_of_life: Votes<bool>,
     supported_by: BTreeSet<ClusterId>,
     available: Availability,
 }
@@ -345,6 +457,7 @@ fn tally_release(tally: &mut ReleaseTally, cluster: &ClusterId, release: &Releas
         .requires_license_key
         .add(&release.requires_license_key, cluster);
     tally.can_commission.add(&release.can_commission, cluster);
+    tally.end_of_life.add(&release.end_of_life, cluster);
 }
 
 fn tally_images(tally: &mut BTreeMap<String, OsTally>, cluster: &ClusterId, images: &[BootImage]) {
@@ -386,6 +499,7 @@ impl OsTally {
             default_release: default_release.flatten(),
             default_commissioning_release: default_commissioning_release.flatten(),
             supported_by: self.supported_by,
+            last_known_by: BTreeSet::new(),
             releases,
         }
     }
@@ -399,18 +513,25 @@ impl ReleaseTally {
             field,
         };
         let title = self.title.decide(site(ConflictField::Title), conflicts);
+        // A safety merge, not a vote: any cluster that says a key is needed wins.
         let requires_license_key = self
             .requires_license_key
-            .decide(site(ConflictField::RequiresLicenseKey), conflicts);
+            .decide_any(site(ConflictField::RequiresLicenseKey), conflicts);
         let can_commission = self
             .can_commission
             .decide(site(ConflictField::CanCommission), conflicts);
+        let end_of_life = self
+            .end_of_life
+            .decide_any(site(ConflictField::EndOfLife), conflicts);
         MeshRelease {
             title: title.unwrap_or_default(),
             requires_license_key: requires_license_key.unwrap_or_default(),
             can_commission: can_commission.unwrap_or_default(),
+            end_of_life: end_of_life.unwrap_or_default(),
             supported_by: self.supported_by,
             available: self.available,
+            last_known_by: BTreeSet::new(),
+            last_known: Availability::new(),
             name,
         }
     }
@@ -464,6 +585,7 @@ mod tests {
             title: title.into(),
             requires_license_key: key,
             can_commission: commission,
+            end_of_life: false,
         }
     }
 
@@ -663,8 +785,101 @@ mod tests {
             .collect();
         assert_eq!(
             chosen,
-            [(ConflictField::RequiresLicenseKey, Some("false".into()))]
+            [(ConflictField::RequiresLicenseKey, Some("true".into()))]
         );
+        let required = view
+            .release("windows", "win2019")
+            .map(|r| r.requires_license_key);
+        assert_eq!(required, Some(true));
+    }
+
+    #[test]
+    fn one_cluster_requiring_a_key_outweighs_any_majority() {
+        let win = |key: bool| {
+            os(
+                "windows",
+                "Windows",
+                None,
+                vec![release("win2019", "W", key, false)],
+            )
+        };
+        let view = merge(vec![
+            ("a", answered(vec![win(false)], vec![])),
+            ("b", answered(vec![win(false)], vec![])),
+            ("c", answered(vec![win(true)], vec![])),
+        ]);
+        let required = view
+            .release("windows", "win2019")
+            .map(|r| r.requires_license_key);
+        assert_eq!(required, Some(true));
+    }
+
+    #[test]
+    fn a_disconnected_cluster_is_last_known_never_answered_or_available() {
+        let jammy = || {
+            answered(
+                vec![ubuntu(&["jammy"], "jammy")],
+                vec![image("ubuntu", "amd64", "jammy", &[Install])],
+            )
+        };
+        let ClusterAnswer::Answered(report) = jammy() else {
+            unreachable!("built as answered")
+        };
+        let noble_only = ClusterReport {
+            osystems: vec![ubuntu(&["noble"], "noble")],
+            images: vec![image("ubuntu", "arm64", "noble", &[Install])],
+        };
+        let view = merge(vec![
+            ("up", jammy()),
+            (
+                "down",
+                ClusterAnswer::LastKnown {
+                    reason: NoAnswerReason::NotConnected,
+                    report,
+                },
+            ),
+            (
+                "gone",
+                ClusterAnswer::LastKnown {
+                    reason: NoAnswerReason::NotConnected,
+                    report: noble_only,
+                },
+            ),
+        ]);
+        assert_eq!(view.answered, ids(&["up"]));
+        assert_eq!(
+            view.not_answered.keys().cloned().collect::<BTreeSet<_>>(),
+            ids(&["down", "gone"])
+        );
+        assert_eq!(
+            view.is_available("ubuntu", "jammy", "amd64", Install),
+            vec![id("up")]
+        );
+        let Some(jammy) = view.release("ubuntu", "jammy") else {
+            panic!("jammy listed")
+        };
+        assert_eq!(jammy.supported_by, ids(&["up"]));
+        assert_eq!(jammy.last_known_by, ids(&["down"]));
+        let last: Availability =
+            [("amd64".to_owned(), [(id("down"), [Install].into())].into())].into();
+        assert_eq!(jammy.last_known, last);
+        // A release only a disconnected cluster knows is shown, but as last known only.
+        let Some(noble) = view.release("ubuntu", "noble") else {
+            panic!("noble shown as last known")
+        };
+        assert_eq!(noble.supported_by, BTreeSet::new());
+        assert_eq!(noble.available, Availability::new());
+        assert_eq!(noble.last_known_by, ids(&["gone"]));
+        assert_eq!(
+            view.is_available("ubuntu", "noble", "arm64", Install),
+            vec![]
+        );
+        let os = view
+            .osystem("ubuntu")
+            .map(|o| (o.supported_by.clone(), o.last_known_by.clone()));
+        assert_eq!(os, Some((ids(&["up"]), ids(&["down", "gone"]))));
+        // The stale default (noble) raises no conflict with the answering one.
+        assert_eq!(view.conflicts, vec![]);
     }
 
     #[test]
@@ -795,9 +1010,17 @@ mod tests {
             prop::collection::vec(osystem_info(), 0..3),
             prop::collection::vec(boot_image(), 0..4),
         );
+        let stale = (
+            prop::collection::vec(osystem_info(), 0..3),
+            prop::collection::vec(boot_image(), 0..4),
+        );
         prop_oneof![
             reason.prop_map(ClusterAnswer::NoAnswer),
             report.prop_map(|(osystems, images)| answered(osystems, images)),
+            stale.prop_map(|(osystems, images)| ClusterAnswer::LastKnown {
+                reason: NoAnswerReason::NotConnected,
+                report: ClusterReport { osystems, images },
+            }),
         ]
     }
 
@@ -867,8 +1090,15 @@ mod tests {
             prop_assert_eq!(union, all);
             for os in &view.osystems {
                 prop_assert!(os.supported_by.is_subset(&view.answered));
+                prop_assert!(os.last_known_by.is_subset(&not_answered));
                 for release in &os.releases {
                     prop_assert!(release.supported_by.is_subset(&os.supported_by));
+                    prop_assert!(release.last_known_by.is_subset(&os.last_known_by));
+                    for clusters in release.last_known.values() {
+                        for cluster in clusters.keys() {
+                            prop_assert!(release.last_known_by.contains(cluster));
+                        }
+                    }
                     for clusters in release.available.values() {
                         for (cluster, purposes) in clusters {
                             prop_assert!(release.supported_by.contains(cluster));

@@ -11,6 +11,10 @@ pub struct ReleaseInfo {
     pub title: String,
     pub requires_license_key: bool,
     pub can_commission: bool,
+    /// Past its end of support (Ubuntu: distro-info's `eol-server`, else `eol`): shown, but
+    /// never offered as a default or for commissioning. Absent from older clusters' replies.
+    #[serde(default)]
+    pub end_of_life: bool,
 }
 
 /// One operating system, as a registry describes it. Releases are sorted by name.

@@ -29,6 +29,7 @@ fn os_list() -> OperatingSystemList {
                     title: format!("OS {o} release {r} \"Some Codename\""),
                     requires_license_key: r == 0,
                     can_commission: r % 2 == 0,
+                    end_of_life: false,
                 })
                 .collect(),
             default_release: Some("release1".into()),

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::auth::{AccessRule, AuthState};
 
+mod images;
 mod license_keys;
 mod nodes;
 mod preseeds;
@@ -38,6 +39,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     struct Doc;
     let mut doc = Doc::openapi();
     for part in [
+        images::Doc::openapi(),
         license_keys::Doc::openapi(),
         settings::Doc::openapi(),
         nodes::Doc::openapi(),
@@ -228,6 +230,7 @@ fn api_routes() -> Routes {
     r.get("/clusters", Role::Reader, clusters)
         .get("/osystems", Role::Reader, osystems)
         .get("/osystems/{name}/releases/{release}", Role::Reader, release);
+    images::routes(&mut r);
     license_keys::routes(&mut r);
     settings::routes(&mut r);
     nodes::routes(&mut r);

@@ -155,7 +155,10 @@ async fn invalid_windows_key_is_refused_with_the_clusters_reason() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["code"], "invalid_license_key");
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains("cluster alpha refused"), "{message}");
+    assert!(
+        message.contains("refused the key") && message.contains("alpha ("),
+        "{message}"
+    );
     assert!(
         message.contains("group"),
         "the driver's reason is passed on: {message}"
@@ -183,7 +186,10 @@ async fn key_for_an_os_only_a_disconnected_cluster_knows_is_refused_and_not_stor
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "no_cluster_can_validate");
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains("gamma (not connected)"), "{message}");
+    assert!(
+        message.contains("known to disconnected clusters: gamma"),
+        "{message}"
+    );
     assert!(
         !message.contains("ACME-1234"),
         "the key is not echoed: {message}"
@@ -226,7 +232,7 @@ async fn settings_are_checked_against_the_mesh_and_refusals_list_the_choices() {
         ),
         (
             json!({"default_osystem": "windows"}),
-            "win2019, win2022 (releases of windows)",
+            "valid choices: win2019 (releases of windows)",
         ),
     ];
     for (update, expected) in cases {
@@ -348,9 +354,9 @@ async fn allocation_skips_ready_nodes_whose_cluster_lacks_the_image() {
     );
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains("(alpha)")
-            && message.contains("1 ready amd64 node(s) elsewhere were skipped"),
-        "{message}"
+        message.contains("alpha: no ready amd64 node")
+            && message.contains("beta: holds no amd64 image of ubuntu/jammy"),
+        "the refusal says per cluster why it could not serve: {message}"
     );
 
     for (os, release, arch, code) in [
@@ -517,10 +523,10 @@ async fn preseed_edits_conflicts_and_resolution_never_lose_a_version() {
         .iter()
         .map(|p| p["name"].clone())
         .collect();
-    assert_eq!(names, [json!("curtin_windows"), json!("generic")]);
-    assert_eq!(list[1]["current"]["version"], 1);
-    assert_eq!(list[1]["current"]["origin_cluster"], "alpha");
-    assert_eq!(list[1]["in_conflict"], false);
+    assert_eq!(names, [json!("generic"), json!("windows")]);
+    assert_eq!(list[0]["current"]["version"], 1);
+    assert_eq!(list[0]["current"]["origin_cluster"], "alpha");
+    assert_eq!(list[0]["in_conflict"], false);
 
     let (status, body) = send(&app, edit("generic", "operator {{ hostname }}\n", 1)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -647,12 +653,19 @@ async fn preseed_renders_the_most_specific_template_with_cluster_data() {
     );
 
     send(&app, allocate("windows", "win2019", "amd64")).await;
-    let (status, body) = send(&app, preseed(&win["id"], "curtin")).await;
+    let (status, body) = send(&app, preseed(&win["id"], "windows")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["template"], "curtin_windows");
+    assert_eq!(body["template"], "windows");
     assert_eq!(
         body["content"],
         format!("windows win2019 on w1 key={VALID_WINDOWS_KEY}\n")
+    );
+    // As in MAAS, Windows is not installed by curtin: its cluster refuses the preseed.
+    let (status, body) = send(&app, preseed(&win["id"], "curtin")).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::CONFLICT, &json!("preseed_not_served")),
+        "{body}"
     );
 
     send(&app, allocate("ubuntu", "jammy", "amd64")).await;
@@ -773,4 +786,76 @@ async fn allocation_race(db: &TestDb) {
         .filter(|n| n.status == osmesh_actors::store::NodeStatus::Allocated)
         .count();
     assert_eq!(allocated, 10, "[{}]", db.label);
+}
+
+#[actix_rt::test]
+async fn images_are_listed_per_cluster_with_flavour_and_staleness() {
+    let (_db, mut mesh) = mesh().await;
+    let app = app!(mesh);
+    let (status, body) = send(&app, get("/api/v1/images?osystem=ubuntu&release=jammy")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows: Vec<(String, String, String, bool)> = body["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["cluster"].as_str().unwrap().to_owned(),
+                r["arch"].as_str().unwrap().to_owned(),
+                r["kflavor"].as_str().unwrap().to_owned(),
+                r["connected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("alpha".into(), "amd64".into(), "generic".into(), true),
+            ("beta".into(), "arm64".into(), "generic".into(), true),
+        ]
+    );
+    assert_eq!(
+        body["images"][0]["title"],
+        "Ubuntu 22.04 LTS \"Jammy Jellyfish\""
+    );
+
+    mesh.stop_cluster("beta").await;
+    let (_, body) = send(&app, get("/api/v1/images?arch=arm64")).await;
+    let beta = &body["images"][0];
+    assert_eq!(beta["cluster"], "beta");
+    assert_eq!(
+        beta["connected"], false,
+        "last known, not available: {body}"
+    );
+    assert!(beta["disconnected_since_ms"].is_i64(), "{body}");
+
+    let (status, body) = send(&app, get("/api/v1/images?color=red")).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("bad_query"))
+    );
+}
+
+#[actix_rt::test]
+async fn keys_for_releases_that_need_none_are_refused_and_holders_validate() {
+    let (_db, mesh) = mesh().await;
+    let app = app!(mesh);
+    let ubuntu =
+        json!({"osystem": "ubuntu", "distro_series": "jammy", "license_key": VALID_WINDOWS_KEY});
+    let (status, body) = send(&app, post("/api/v1/license-keys", ubuntu)).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("license_key_not_needed")),
+        "{body}"
+    );
+    // Every cluster knows windows/win2019, but only alpha holds an image: alpha decides.
+    let (status, body) = send(
+        &app,
+        post("/api/v1/license-keys", windows_key(VALID_WINDOWS_KEY)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["validated_by"], "alpha");
+    let (_, list) = send(&app, get("/api/v1/license-keys")).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
 }

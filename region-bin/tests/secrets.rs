@@ -150,7 +150,7 @@ async fn power_passwords_and_license_keys_never_reach_a_reader_or_the_log() {
     answers.push(body);
 
     // Everything a reader can read.
-    let preseed = format!("/api/v1/nodes/{id}/preseed?type=curtin");
+    let preseed = format!("/api/v1/nodes/{id}/preseed?type=windows");
     for path in [
         "/api/v1/nodes".to_owned(),
         format!("/api/v1/nodes/{id}"),
@@ -158,7 +158,7 @@ async fn power_passwords_and_license_keys_never_reach_a_reader_or_the_log() {
         "/api/v1/license-keys/windows/win2019".into(),
         preseed.clone(),
         "/api/v1/preseeds".into(),
-        "/api/v1/preseeds/curtin_windows/history".into(),
+        "/api/v1/preseeds/windows/history".into(),
         "/api/v1/settings".into(),
         "/api/v1/audit".into(),
         "/api/v1/tokens".into(),

@@ -209,17 +209,18 @@ pub fn available_as_held(
     Ok(())
 }
 
-/// No OS or release without a cluster supporting it; nothing available where not supported.
+/// No OS or release without a cluster supporting it or last known to (a disconnected
+/// cluster's last report is shown apart, as last known); nothing available where not supported.
 fn no_orphans(view: &MeshView, label: &str) -> Result<(), String> {
     for os in &view.osystems {
-        if os.supported_by.is_empty() {
+        if os.supported_by.is_empty() && os.last_known_by.is_empty() {
             return Err(format!(
                 "{label} answer lists {} with no supporter",
                 os.name
             ));
         }
         for release in &os.releases {
-            if release.supported_by.is_empty() {
+            if release.supported_by.is_empty() && release.last_known_by.is_empty() {
                 return Err(format!(
                     "{label} answer lists {}/{} with no supporter",
                     os.name, release.name
@@ -587,6 +588,71 @@ impl DurabilityCheck for ClustersKept {
     }
 }
 
+/// Staleness is explicit (issue #16): in a cached answer, a cluster whose part says it is
+/// disconnected is never counted as answered, never supports an OS or release and never
+/// holds an available image; what it last reported is only "last known". (A live answer may
+/// hold an answer a cluster gave just before its link closed, so only cached answers count.)
+pub fn disconnected_never_answered(answer: &OsystemsAnswer) -> Result<(), String> {
+    if answer.source != osmesh_actors::region::ReadPath::Cached {
+        return Ok(());
+    }
+    let view = &answer.view;
+    for part in answer.clusters.iter().filter(|p| !p.connected) {
+        let cluster = &part.cluster;
+        if view.answered.contains(cluster) {
+            return Err(format!(
+                "the cached answer counts disconnected cluster {cluster} as answered"
+            ));
+        }
+        if part.disconnected_since_ms.is_none() {
+            return Err(format!(
+                "the cached answer calls {cluster} disconnected without saying since when"
+            ));
+        }
+        for os in &view.osystems {
+            let supports = os.supported_by.contains(cluster)
+                || os.releases.iter().any(|r| r.supported_by.contains(cluster));
+            let holds = os.releases.iter().find(|r| {
+                r.available
+                    .values()
+                    .any(|clusters| clusters.contains_key(cluster))
+            });
+            if supports {
+                return Err(format!(
+                    "the cached answer counts disconnected cluster {cluster} as supporting {}",
+                    os.name
+                ));
+            }
+            if let Some(release) = holds {
+                return Err(format!(
+                    "the cached answer calls {}/{} available on disconnected cluster {cluster}",
+                    os.name, release.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// No allocation lands on a disconnected cluster (issue #16): after an allocation answered
+/// at `allocated_at_ms`, the node's cluster is connected in the region's answer, or lost its
+/// link no earlier than the allocation (the service reads its clock before its view).
+pub fn allocation_on_connected_cluster(
+    cluster: &ClusterId,
+    allocated_at_ms: i64,
+    answer: &OsystemsAnswer,
+) -> Result<(), String> {
+    let Some(part) = answer.clusters.iter().find(|p| &p.cluster == cluster) else {
+        return Err(format!("a node was allocated on unknown cluster {cluster}"));
+    };
+    match part.disconnected_since_ms {
+        Some(since) if !part.connected && since < allocated_at_ms => Err(format!(
+            "a node was allocated at {allocated_at_ms} ms on {cluster}, disconnected since {since} ms"
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +728,7 @@ mod tests {
                     connected: held.is_some(),
                     age_ms: part_age,
                     no_answer,
+                    disconnected_since_ms: None,
                 });
             }
             OsystemsAnswer {

@@ -599,7 +599,8 @@ impl State {
         let result = invariants::names_every_cluster(answer, oracle)
             .and_then(|()| invariants::parts_agree_with_view(answer))
             .and_then(|()| invariants::live_answers_are_live(answer, oracle, issued_ms, now))
-            .and_then(|()| invariants::available_as_held(answer, oracle, now));
+            .and_then(|()| invariants::available_as_held(answer, oracle, now))
+            .and_then(|()| invariants::disconnected_never_answered(answer));
         if let Err(message) = result {
             self.fail(FailureKind::Safety, message);
         }

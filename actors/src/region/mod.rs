@@ -2,6 +2,7 @@
 //! pushed snapshot), the two read paths over them (cached snapshots at once; live fan-out with
 //! one deadline), and persistence of what clusters report.
 
+pub mod images;
 pub mod license;
 pub mod nodes;
 pub mod preseed;
@@ -61,6 +62,9 @@ struct ClusterEntry {
     link: Option<(LinkId, Peer)>,
     snapshot: Option<HeldSnapshot>,
     last_seen_ms: i64,
+    /// When the region last lost (or, after a restart, last heard from) this cluster; `None`
+    /// while connected.
+    disconnected_since_ms: Option<i64>,
 }
 
 impl ClusterEntry {
@@ -85,6 +89,9 @@ pub struct ClusterPart {
     pub cluster: ClusterId,
     pub name: String,
     pub connected: bool,
+    /// Since when the region has had no link to it (unix ms); `None` while connected. A
+    /// disconnected cluster's part of a view is only ever "last known".
+    pub disconnected_since_ms: Option<i64>,
     /// How old this cluster's part of the answer is (0 for a live answer it gave).
     pub age_ms: Option<i64>,
     /// Why it is not in the answer, when it is not.
@@ -110,6 +117,7 @@ pub struct ClusterStatus {
     pub id: ClusterId,
     pub name: String,
     pub connected: bool,
+    pub disconnected_since_ms: Option<i64>,
     pub last_seen_ms: i64,
     pub image_count: usize,
     pub snapshot_age_ms: Option<i64>,
@@ -143,6 +151,13 @@ impl RegionActor {
         match store.list_clusters() {
             Ok(records) => {
                 for record in records {
+                    // Disconnected since, at the latest, the last time it was heard from.
+                    let heard = record
+                        .snapshot
+                        .as_ref()
+                        .map_or(record.last_seen_ms, |(_, at)| {
+                            (*at).max(record.last_seen_ms)
+                        });
                     let snapshot = record.snapshot.map(|(s, at)| HeldSnapshot {
                         osystems: s.osystems,
                         images: s.images,
@@ -153,6 +168,7 @@ impl RegionActor {
                         link: None,
                         snapshot,
                         last_seen_ms: record.last_seen_ms,
+                        disconnected_since_ms: Some(heard),
                     };
                     clusters.insert(record.id, entry);
                 }
@@ -216,6 +232,7 @@ impl RegionActor {
                 link: None,
                 snapshot: None,
                 last_seen_ms: now,
+                disconnected_since_ms: None,
             });
         if let Some((old_link, old_peer)) = entry.link.replace((link, peer)) {
             tracing::info!(%cluster, "a new connection replaces the old one");
@@ -223,6 +240,7 @@ impl RegionActor {
             self.links.remove(&old_link);
         }
         entry.last_seen_ms = now;
+        entry.disconnected_since_ms = None;
         self.links.insert(link, cluster.clone());
         self.cached_view = None;
         tracing::info!(%cluster, "cluster connected");
@@ -321,6 +339,7 @@ impl RegionActor {
             cluster: id.clone(),
             name: entry.name.clone(),
             connected: entry.link.is_some(),
+            disconnected_since_ms: entry.disconnected_since_ms,
             age_ms: entry.snapshot.as_ref().map(|s| now - s.received_at_ms),
             no_answer: None,
         }
@@ -354,11 +373,16 @@ impl RegionActor {
             .clusters
             .iter()
             .map(|(id, entry)| {
+                let report = |s: &HeldSnapshot| ClusterReport {
+                    osystems: s.osystems.clone(),
+                    images: s.images.clone(),
+                };
                 let answer = match (&entry.snapshot, cached_no_answer(entry)) {
-                    (Some(s), _) => ClusterAnswer::Answered(ClusterReport {
-                        osystems: s.osystems.clone(),
-                        images: s.images.clone(),
-                    }),
+                    (Some(s), None) => ClusterAnswer::Answered(report(s)),
+                    (Some(s), Some(reason)) => ClusterAnswer::LastKnown {
+                        reason,
+                        report: report(s),
+                    },
                     (None, reason) => {
                         ClusterAnswer::NoAnswer(reason.unwrap_or(NoAnswerReason::NotConnected))
                     }
@@ -429,11 +453,12 @@ impl RegionActor {
     }
 }
 
-/// Why a cluster has no part in the cached view: no snapshot yet, connected or not.
+/// Why a cluster does not count as answering in the cached view: it is not connected (what
+/// it last reported, if anything, is only "last known"), or it has sent no report yet.
 fn cached_no_answer(entry: &ClusterEntry) -> Option<NoAnswerReason> {
     match (&entry.snapshot, entry.link.is_some()) {
-        (Some(_), _) => None,
-        (None, false) => Some(NoAnswerReason::NotConnected),
+        (Some(_), true) => None,
+        (_, false) => Some(NoAnswerReason::NotConnected),
         (None, true) => Some(NoAnswerReason::Error(
             "connected, but no report received yet".into(),
         )),
@@ -571,6 +596,7 @@ impl Handler<LinkClosed> for RegionActor {
                 .is_some_and(|(link, _)| *link == msg.link)
             {
                 entry.link = None;
+                entry.disconnected_since_ms = Some(self.clock.now_ms());
                 self.cached_view = None;
                 tracing::warn!(%cluster, "cluster disconnected");
                 if osmesh_core::hooks::forget_disconnected_cluster() {
@@ -623,7 +649,9 @@ impl Handler<LiveOsystems> for RegionActor {
                 let mut part = act.cluster_part(id, entry, now);
                 match answer {
                     ClusterAnswer::Answered(_) => part.age_ms = Some(0),
-                    ClusterAnswer::NoAnswer(reason) => part.no_answer = Some(reason.clone()),
+                    ClusterAnswer::NoAnswer(reason) | ClusterAnswer::LastKnown { reason, .. } => {
+                        part.no_answer = Some(reason.clone())
+                    }
                 }
                 parts.push(part);
             }
@@ -677,12 +705,42 @@ impl Handler<ListClusters> for RegionActor {
                 id: id.clone(),
                 name: entry.name.clone(),
                 connected: entry.link.is_some(),
+                disconnected_since_ms: entry.disconnected_since_ms,
                 last_seen_ms: entry.last_seen_ms,
                 image_count: entry.snapshot.as_ref().map_or(0, |s| s.images.len()),
                 snapshot_age_ms: entry.snapshot.as_ref().map(|s| now - s.received_at_ms),
             })
             .collect();
         MessageResult(list)
+    }
+}
+
+/// Every known cluster's held images (its last snapshot), with whether it is connected.
+#[derive(Message)]
+#[rtype(result = "Vec<images::HeldImages>")]
+pub struct ListHeldImages;
+
+impl Handler<ListHeldImages> for RegionActor {
+    type Result = MessageResult<ListHeldImages>;
+
+    fn handle(&mut self, _msg: ListHeldImages, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        let held = self
+            .clusters
+            .iter()
+            .map(|(id, entry)| images::HeldImages {
+                cluster: id.clone(),
+                connected: entry.link.is_some(),
+                disconnected_since_ms: entry.disconnected_since_ms,
+                age_ms: entry.snapshot.as_ref().map(|s| now - s.received_at_ms),
+                images: entry
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.images.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        MessageResult(held)
     }
 }
 

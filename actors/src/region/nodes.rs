@@ -1,11 +1,13 @@
 //! Nodes: enlisting through a known cluster, and allocation that only picks a node whose
-//! cluster holds a boot image for the requested OS, release and arch (and only when a
-//! license key is stored for a release that needs one). Allocation is the store's atomic
-//! claim, so concurrent requests never get the same node.
+//! cluster is connected and holds a boot image for the requested OS, release and arch (and
+//! only when a license key is stored for a release that needs one). Allocation is the store's
+//! atomic claim, so concurrent requests never get the same node. A refusal says, per cluster,
+//! why it could not serve.
 
-use osmesh_core::mesh::MeshView;
+use osmesh_core::mesh::{MeshView, NoAnswerReason};
 use osmesh_core::{ClusterId, Purpose};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::license::list_or_none;
 use super::service::{RegionService, ServiceError};
@@ -95,9 +97,98 @@ impl From<NodeRecord> for NodeView {
 /// Where an allocation may look, decided from the view alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllocationPlan {
-    /// Clusters holding an install or xinstall image of the release for the arch (sorted).
+    /// Connected clusters holding an install or xinstall image of the release for the arch
+    /// (sorted). The view counts only connected clusters as answering, so a disconnected
+    /// cluster is never here, whatever it last reported.
     pub clusters: Vec<ClusterId>,
     pub requires_license_key: bool,
+    /// Every other cluster of the view, with why it cannot serve the request.
+    pub cannot_serve: BTreeMap<ClusterId, String>,
+}
+
+/// How many cluster names one reason lists in a refusal before it says "and N more".
+pub const MAX_NAMES_PER_REASON: usize = 20;
+
+/// Why each cluster of `view` other than those in `serving` cannot install
+/// `osystem`/`release` on `arch`. `disconnected_since` says since when (unix ms) each
+/// disconnected cluster has been so, where known.
+pub fn cannot_serve(
+    view: &MeshView,
+    osystem: &str,
+    release: &str,
+    arch: &str,
+    serving: &[ClusterId],
+    disconnected_since: &BTreeMap<ClusterId, i64>,
+) -> BTreeMap<ClusterId, String> {
+    let detail = view.release(osystem, release);
+    let mut reasons = BTreeMap::new();
+    for (cluster, why) in &view.not_answered {
+        let mut reason = match (why, disconnected_since.get(cluster)) {
+            (NoAnswerReason::NotConnected, Some(since)) => {
+                format!("not connected since {since} ms")
+            }
+            (other, _) => other.to_string(),
+        };
+        let last_known = detail
+            .and_then(|d| d.last_known.get(arch))
+            .is_some_and(|on| on.contains_key(cluster));
+        if last_known {
+            reason.push_str(" (last known to hold an image; not used until it reconnects)");
+        }
+        reasons.insert(cluster.clone(), reason);
+    }
+    for cluster in view.answered.iter().filter(|c| !serving.contains(c)) {
+        let reason = match detail {
+            Some(d) if d.supported_by.contains(cluster) => {
+                let archs: Vec<&str> = d
+                    .available
+                    .iter()
+                    .filter(|(_, on)| on.contains_key(cluster))
+                    .map(|(a, _)| a.as_str())
+                    .collect();
+                if archs.contains(&arch) {
+                    format!("its {arch} image of {osystem}/{release} serves neither install nor xinstall")
+                } else {
+                    format!(
+                        "holds no {arch} image of {osystem}/{release} (has: {})",
+                        list_or_none(&archs)
+                    )
+                }
+            }
+            _ => format!("does not know {osystem}/{release}"),
+        };
+        reasons.insert(cluster.clone(), reason);
+    }
+    reasons
+}
+
+/// `reason: a, b, c; reason: d`: clusters grouped by reason, each group's names capped.
+pub fn group_reasons(reasons: &BTreeMap<ClusterId, String>) -> String {
+    // Groups in the order of their first cluster, so the text reads in cluster-id order.
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (cluster, reason) in reasons {
+        let at = *index.entry(reason).or_insert_with(|| {
+            groups.push((reason, Vec::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push(cluster.as_str());
+    }
+    let parts: Vec<String> = groups
+        .into_iter()
+        .map(|(reason, names)| {
+            let shown = names.len().min(MAX_NAMES_PER_REASON);
+            let more = match names.len() - shown {
+                0 => String::new(),
+                hidden => format!(" and {hidden} more"),
+            };
+            format!("{}{more}: {reason}", names[..shown].join(", "))
+        })
+        .collect();
+    if parts.is_empty() {
+        return "none".into();
+    }
+    parts.join("; ")
 }
 
 /// Which clusters can install `osystem`/`release` on `arch`, or why none can: the OS or
@@ -108,6 +199,7 @@ pub fn plan_allocation(
     osystem: &str,
     release: &str,
     arch: &str,
+    disconnected_since: &BTreeMap<ClusterId, i64>,
 ) -> Result<AllocationPlan, ServiceError> {
     let Some(os) = view.osystem(osystem) else {
         let known: Vec<_> = view.osystems.iter().map(|o| o.name.as_str()).collect();
@@ -135,26 +227,20 @@ pub fn plan_allocation(
         .collect();
     clusters.sort();
     clusters.dedup();
+    let cannot = cannot_serve(view, osystem, release, arch, &clusters, disconnected_since);
     if clusters.is_empty() {
-        let held: Vec<_> = detail
-            .available
-            .iter()
-            .map(|(arch, on)| {
-                let names: Vec<_> = on.keys().map(ClusterId::as_str).collect();
-                format!("{arch} on {}", names.join(","))
-            })
-            .collect();
         return Err(ServiceError::conflict(
             "no_cluster_with_image",
             format!(
-                "no cluster holds an install or xinstall image of {osystem}/{release} for {arch}; images exist for: {}",
-                list_or_none(&held)
+                "no connected cluster holds an install or xinstall image of {osystem}/{release} for {arch}; per cluster: {}",
+                group_reasons(&cannot)
             ),
         ));
     }
     Ok(AllocationPlan {
         clusters,
         requires_license_key: detail.requires_license_key,
+        cannot_serve: cannot,
     })
 }
 
@@ -242,12 +328,22 @@ impl RegionService {
     /// `no_such_osystem`, `no_such_release`, `no_cluster_with_image`,
     /// `license_key_missing` or `no_free_node`.
     pub async fn allocate_node(&self, request: &AllocateRequest) -> Result<NodeView, ServiceError> {
-        let view = self.osystems_cached().await?.view;
+        // The clock is read before the view, so a cluster that disconnects after the view was
+        // taken shows a `disconnected_since_ms` no earlier than the allocation's timestamp.
+        let now = self.now_ms().await?;
+        let answer = self.osystems_cached().await?;
+        let disconnected_since: BTreeMap<ClusterId, i64> = answer
+            .clusters
+            .iter()
+            .filter_map(|p| p.disconnected_since_ms.map(|at| (p.cluster.clone(), at)))
+            .collect();
+        let view = answer.view;
         let plan = plan_allocation(
             &view,
             &request.osystem,
             &request.distro_series,
             &request.arch,
+            &disconnected_since,
         )?;
         if plan.requires_license_key {
             let key = self
@@ -264,7 +360,6 @@ impl RegionService {
                 ));
             }
         }
-        let now = self.now_ms().await?;
         let claim = AllocationRequest {
             arch: &request.arch,
             subarch: request.subarch.as_deref(),
@@ -282,7 +377,7 @@ impl RegionService {
                 tracing::info!(node = node.id, hostname = %node.hostname, osystem = %request.osystem, release = %request.distro_series, "node allocated");
                 Ok(node.into())
             }
-            None => Err(self.no_free_node(request, &plan, &view)),
+            None => Err(self.no_free_node(request, &plan)),
         }
     }
 
@@ -297,45 +392,31 @@ impl RegionService {
             })
     }
 
-    /// The refusal when the image clusters have no free node; it also counts the ready
-    /// nodes of that arch skipped because their cluster lacks the image.
-    fn no_free_node(
-        &self,
-        request: &AllocateRequest,
-        plan: &AllocationPlan,
-        view: &MeshView,
-    ) -> ServiceError {
-        let others: Vec<ClusterId> = view
-            .answered
-            .iter()
-            .chain(view.not_answered.keys())
-            .filter(|c| !plan.clusters.contains(c))
-            .cloned()
-            .collect();
-        let skipped = self
-            .store()
-            .count_ready_nodes(&request.arch, &others)
-            .unwrap_or(0);
-        let names: Vec<_> = plan.clusters.iter().map(ClusterId::as_str).collect();
-        let mut message = format!(
-            "no ready {} node{} on the clusters with an image of {}/{} ({})",
-            request.arch,
-            request
-                .hostname
-                .as_deref()
-                .map(|h| format!(" named {h:?}"))
-                .unwrap_or_default(),
-            request.osystem,
-            request.distro_series,
-            names.join(", ")
-        );
-        if skipped > 0 {
-            message.push_str(&format!(
-                "; {skipped} ready {} node(s) elsewhere were skipped because their cluster has no such image",
-                request.arch
-            ));
+    /// The refusal when the connected image clusters have no free node: every cluster of the
+    /// view, grouped by why it could not serve.
+    fn no_free_node(&self, request: &AllocateRequest, plan: &AllocationPlan) -> ServiceError {
+        let mut reasons = plan.cannot_serve.clone();
+        let named = request
+            .hostname
+            .as_deref()
+            .map(|h| format!(" named {h:?}"))
+            .unwrap_or_default();
+        for cluster in &plan.clusters {
+            reasons.insert(
+                cluster.clone(),
+                format!("no ready {} node{named}", request.arch),
+            );
         }
-        ServiceError::conflict("no_free_node", message)
+        ServiceError::conflict(
+            "no_free_node",
+            format!(
+                "no ready {} node{named} on the connected clusters with an image of {}/{}; per cluster: {}",
+                request.arch,
+                request.osystem,
+                request.distro_series,
+                group_reasons(&reasons)
+            ),
+        )
     }
 
     async fn unknown_cluster(&self, cluster: &ClusterId) -> ServiceError {
@@ -377,7 +458,6 @@ mod tests {
     use super::*;
     use osmesh_core::mesh::{ClusterAnswer, ClusterReport};
     use osmesh_core::{BootImage, OsystemInfo, ReleaseInfo};
-    use std::collections::BTreeMap;
 
     fn os(name: &str, release: &str, key: bool) -> OsystemInfo {
         OsystemInfo {
@@ -388,6 +468,7 @@ mod tests {
                 title: release.into(),
                 requires_license_key: key,
                 can_commission: false,
+                end_of_life: false,
             }],
             default_release: None,
             default_commissioning_release: None,
@@ -438,7 +519,7 @@ mod tests {
     }
 
     fn check(os: &str, release: &str, arch: &str, expected: Result<(&[&str], bool), &str>) {
-        let got = plan_allocation(&view(), os, release, arch)
+        let got = plan_allocation(&view(), os, release, arch, &BTreeMap::new())
             .map(|p| {
                 (
                     p.clusters
@@ -460,5 +541,71 @@ mod tests {
         check("ubuntu", "jammy", "arm64", Err("no_cluster_with_image"));
         check("ubuntu", "noble", "amd64", Err("no_such_release"));
         check("plan9", "4", "amd64", Err("no_such_osystem"));
+    }
+
+    #[test]
+    fn a_disconnected_holder_is_never_planned_and_the_refusal_says_why_per_cluster() {
+        let report = |osystems, images| ClusterReport { osystems, images };
+        let jammy = |p| vec![image("ubuntu", "amd64", "jammy", p)];
+        let answers = BTreeMap::from([
+            (
+                ClusterId::new("a"),
+                ClusterAnswer::LastKnown {
+                    reason: NoAnswerReason::NotConnected,
+                    report: report(vec![os("ubuntu", "jammy", false)], jammy(Purpose::Install)),
+                },
+            ),
+            (
+                ClusterId::new("b"),
+                ClusterAnswer::Answered(report(
+                    vec![os("ubuntu", "jammy", false)],
+                    vec![image("ubuntu", "arm64", "jammy", Purpose::Install)],
+                )),
+            ),
+            (
+                ClusterId::new("c"),
+                ClusterAnswer::Answered(report(vec![os("centos", "centos7", false)], vec![])),
+            ),
+            (
+                ClusterId::new("d"),
+                ClusterAnswer::NoAnswer(NoAnswerReason::Timeout),
+            ),
+        ]);
+        let view = MeshView::from_answers(&answers);
+        let since = BTreeMap::from([(ClusterId::new("a"), 1234)]);
+        let refusal = plan_allocation(&view, "ubuntu", "jammy", "amd64", &since)
+            .map(|p| p.clusters)
+            .unwrap_err();
+        assert_eq!(refusal.code, "no_cluster_with_image");
+        for part in [
+            "a: not connected since 1234 ms (last known to hold an image",
+            "b: holds no amd64 image of ubuntu/jammy (has: arm64)",
+            "c: does not know ubuntu/jammy",
+            "d: timed out",
+        ] {
+            assert!(
+                refusal.message.contains(part),
+                "{part}: {}",
+                refusal.message
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_are_grouped_and_long_groups_capped() {
+        let mut reasons: BTreeMap<ClusterId, String> = (0..25)
+            .map(|i| {
+                (
+                    ClusterId::new(format!("c{i:02}")),
+                    "not connected".to_owned(),
+                )
+            })
+            .collect();
+        reasons.insert(ClusterId::new("z"), "does not know it".into());
+        let text = group_reasons(&reasons);
+        assert!(text.starts_with("c00, c01"), "{text}");
+        assert!(text.contains("c19 and 5 more: not connected"), "{text}");
+        assert!(text.ends_with("; z: does not know it"), "{text}");
+        assert_eq!(group_reasons(&BTreeMap::new()), "none");
     }
 }

@@ -324,6 +324,10 @@ impl RegionService {
                         ),
                     )
                 }
+                ErrorKind::BadRequest => ServiceError::conflict(
+                    "preseed_not_served",
+                    format!("cluster {cluster} refused: {}", err.message),
+                ),
                 _ => ServiceError::unavailable(
                     "cluster_unavailable",
                     format!("cluster {cluster} did not return preseed data: {err}"),

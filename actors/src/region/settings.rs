@@ -85,9 +85,11 @@ impl RegionService {
 }
 
 /// Whether the settings `update` sets are valid in `view`, given the settings they result
-/// in (`merged`): the default OS must be supported by some cluster, the default release
-/// must be a release of the default OS, and the commissioning release must be one some
-/// cluster can commission with.
+/// in (`merged`): the default OS must be supported by some connected cluster; the default
+/// release must be a release of it that some connected cluster holds an image of and that is
+/// not past its end of life; the commissioning release must be a supported Ubuntu LTS (MAAS
+/// commissions with Ubuntu only: `UbuntuOS.get_supported_commissioning_releases`) that some
+/// connected cluster lists.
 pub fn check_settings(
     view: &MeshView,
     merged: &OsSettings,
@@ -118,7 +120,13 @@ pub fn check_settings(
             })?;
             let choices: Vec<_> = view
                 .osystem(os)
-                .map(|o| o.releases.iter().map(|r| r.name.clone()).collect())
+                .map(|o| {
+                    o.releases
+                        .iter()
+                        .filter(|r| !r.available.is_empty() && !r.end_of_life)
+                        .map(|r| r.name.clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             refuse_unless(release, &choices, "default_distro_series").map_err(|e| {
                 ServiceError {
@@ -130,10 +138,10 @@ pub fn check_settings(
     }
     if let Some(release) = &update.commissioning_distro_series {
         let choices: BTreeSet<String> = view
-            .osystems
+            .osystem(COMMISSIONING_OS)
             .iter()
             .flat_map(|o| &o.releases)
-            .filter(|r| r.can_commission && !r.supported_by.is_empty())
+            .filter(|r| r.can_commission && !r.end_of_life && !r.supported_by.is_empty())
             .map(|r| r.name.clone())
             .collect();
         let choices: Vec<_> = choices.into_iter().collect();
@@ -141,6 +149,9 @@ pub fn check_settings(
     }
     Ok(())
 }
+
+/// The only OS nodes commission with, as in MAAS.
+pub const COMMISSIONING_OS: &str = "ubuntu";
 
 /// `Ok` if `value` is one of the sorted `choices`, else a refusal listing them.
 fn refuse_unless(value: &str, choices: &[String], field: &str) -> Result<(), ServiceError> {
@@ -150,7 +161,7 @@ fn refuse_unless(value: &str, choices: &[String], field: &str) -> Result<(), Ser
     Err(ServiceError::bad_request(
         "invalid_setting",
         format!(
-            "{field} {value:?} is not supported by any cluster; valid choices: {}",
+            "{field} {value:?} is not a valid choice (a default needs a connected cluster holding an image and support not ended; commissioning a supported Ubuntu LTS); valid choices: {}",
             list_or_none(choices)
         ),
     ))
@@ -160,7 +171,7 @@ fn refuse_unless(value: &str, choices: &[String], field: &str) -> Result<(), Ser
 mod tests {
     use super::*;
     use osmesh_core::mesh::{ClusterAnswer, ClusterReport};
-    use osmesh_core::{ClusterId, OsystemInfo, ReleaseInfo};
+    use osmesh_core::{BootImage, ClusterId, OsystemInfo, Purpose, ReleaseInfo};
     use std::collections::BTreeMap;
 
     fn release(name: &str, can_commission: bool) -> ReleaseInfo {
@@ -169,6 +180,7 @@ mod tests {
             title: name.into(),
             requires_license_key: false,
             can_commission,
+            end_of_life: false,
         }
     }
 
@@ -181,6 +193,11 @@ mod tests {
                     release("noble", true),
                     release("jammy", true),
                     release("oracular", false),
+                    ReleaseInfo {
+                        end_of_life: true,
+                        ..release("precise", false)
+                    },
+                    release("resolute", true),
                 ],
                 default_release: None,
                 default_commissioning_release: None,
@@ -188,15 +205,33 @@ mod tests {
             OsystemInfo {
                 name: "centos".into(),
                 title: "CentOS".into(),
-                releases: vec![release("centos7", false)],
+                releases: vec![release("centos7", false), release("centos8", false)],
+                default_release: None,
+                default_commissioning_release: None,
+            },
+            OsystemInfo {
+                name: "acme".into(),
+                title: "ACME".into(),
+                releases: vec![release("a1", true)],
                 default_release: None,
                 default_commissioning_release: None,
             },
         ];
-        let answer = ClusterAnswer::Answered(ClusterReport {
-            osystems,
-            images: vec![],
-        });
+        // Every release has an image except ubuntu/resolute and centos/centos8.
+        let image = |os: &str, release: &str| BootImage {
+            osystem: os.into(),
+            arch: "amd64".into(),
+            subarch: "generic".into(),
+            release: release.into(),
+            label: "stable".into(),
+            purposes: [Purpose::Xinstall].into(),
+        };
+        let images = ["noble", "jammy", "oracular", "precise"]
+            .iter()
+            .map(|r| image("ubuntu", r))
+            .chain([image("centos", "centos7"), image("acme", "a1")])
+            .collect();
+        let answer = ClusterAnswer::Answered(ClusterReport { osystems, images });
         MeshView::from_answers(&BTreeMap::from([(ClusterId::new("a"), answer)]))
     }
 
@@ -235,23 +270,41 @@ mod tests {
         check(
             none.clone(),
             settings(Some("plan9"), None, None),
-            Err("valid choices: centos, ubuntu"),
+            Err("valid choices: acme, centos, ubuntu"),
         );
         check(
             none.clone(),
             settings(None, Some("jammy"), None),
             Err("needs a default_osystem"),
         );
+        // Defaults: only releases some cluster holds an image of, never end-of-life ones.
         check(
             settings(Some("ubuntu"), None, None),
             settings(None, Some("centos7"), None),
             Err("valid choices: jammy, noble, oracular"),
         );
+        for held_nowhere_or_eol in ["resolute", "precise"] {
+            check(
+                settings(Some("ubuntu"), None, None),
+                settings(None, Some(held_nowhere_or_eol), None),
+                Err("valid choices: jammy, noble, oracular"),
+            );
+        }
         check(
-            none.clone(),
-            settings(None, None, Some("oracular")),
-            Err("valid choices: jammy, noble"),
+            settings(Some("centos"), None, None),
+            settings(None, Some("centos8"), None),
+            Err("valid choices: centos7"),
         );
+        // Commissioning: a supported Ubuntu LTS only (not oracular, not EOL precise, not
+        // another OS that claims it can commission); an LTS with no image yet is fine.
+        for not_lts in ["oracular", "precise", "a1"] {
+            check(
+                none.clone(),
+                settings(None, None, Some(not_lts)),
+                Err("valid choices: jammy, noble, resolute"),
+            );
+        }
+        check(none.clone(), settings(None, None, Some("resolute")), Ok(()));
         // Changing the OS re-checks the stored release against the new OS.
         check(
             settings(Some("ubuntu"), Some("jammy"), None),

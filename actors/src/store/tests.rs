@@ -45,6 +45,7 @@ fn snapshot() -> ClusterSnapshot {
                 title: "Ubuntu 22.04 LTS \"Jammy Jellyfish\"".into(),
                 requires_license_key: false,
                 can_commission: true,
+                end_of_life: false,
             }],
             default_release: Some("jammy".into()),
             default_commissioning_release: Some("jammy".into()),

@@ -62,6 +62,8 @@ pub enum SkipReason {
     SymlinkedDirectory,
     /// The entry could not be read (dangling symlink, permissions, …).
     Unreadable { error: String },
+    /// A hidden directory (`.noble-partial`: a download in progress); MAAS skips them too.
+    Hidden,
 }
 
 impl fmt::Display for SkipReason {
@@ -75,6 +77,7 @@ impl fmt::Display for SkipReason {
             SkipReason::NoPurpose => f.write_str("no file that gives a boot purpose"),
             SkipReason::SymlinkedDirectory => f.write_str("symlinked directory, not followed"),
             SkipReason::Unreadable { error } => write!(f, "unreadable: {error}"),
+            SkipReason::Hidden => f.write_str("hidden (a partial download?), not read"),
         }
     }
 }

@@ -7,9 +7,14 @@
 //! it resolves to a regular file (MAAS snapshots link files from a cache); a dangling one is
 //! reported as unreadable.
 //!
+//! Hidden entries (names starting with `.`, such as MAAS's `.noble-partial` downloads) are
+//! never read: a hidden directory is reported as skipped, a hidden file in a label directory
+//! (`.boot-kernel.tmp`) gives no purpose.
+//!
 //! The walk never panics and never fails as a whole: whatever cannot be read is reported.
 
 use super::layout::{display_path, parse_label_dir, SkipReason, Skipped, LABEL_DEPTH};
+use super::meta::{MaasMeta, MetaError, MAAS_META, MAX_META_BYTES};
 use super::BootImage;
 use serde::{Deserialize, Serialize};
 use std::ffi::{OsStr, OsString};
@@ -65,6 +70,7 @@ fn visit_above_label(entry: &DirEntry, components: &mut Vec<OsString>, report: &
         _ if entry.file_name().to_str().is_none() => {
             skip(report, components, SkipReason::NonUtf8Name)
         }
+        _ if is_hidden(entry) => skip(report, components, SkipReason::Hidden),
         Ok(EntryKind::Directory) => visit_directory(&entry.path(), components, report),
         Ok(EntryKind::File) => {
             let depth = components.len();
@@ -87,6 +93,8 @@ fn visit_label_dir(entries: &[DirEntry], components: &mut Vec<OsString>, report:
             _ if entry.file_name().to_str().is_none() => {
                 skip(report, components, SkipReason::NonUtf8Name)
             }
+            Ok(EntryKind::File) if is_hidden(entry) => {}
+            _ if is_hidden(entry) => skip(report, components, SkipReason::Hidden),
             Ok(EntryKind::File) => files.push(entry.file_name()),
             Ok(EntryKind::Directory) => {
                 let depth = components.len();
@@ -106,6 +114,30 @@ fn visit_label_dir(entries: &[DirEntry], components: &mut Vec<OsString>, report:
         Ok(image) => report.images.push(image),
         Err(skipped) => report.skipped.push(skipped),
     }
+}
+
+/// Reads `<root>/maas.meta` when present: `None` when there is no such file, else the parse
+/// (a file over [`MAX_META_BYTES`] or unreadable is refused, not read).
+pub fn read_maas_meta(root: &Path) -> Option<Result<MaasMeta, MetaError>> {
+    use std::io::Read;
+    let file = fs::File::open(root.join(MAAS_META)).ok()?;
+    let mut text = String::new();
+    let read = file
+        .take(MAX_META_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| MetaError::NotJson(e.to_string()));
+    Some(read.and_then(|len| {
+        if len as u64 > MAX_META_BYTES {
+            return Err(MetaError::NotJson(format!(
+                "larger than {MAX_META_BYTES} bytes, not read"
+            )));
+        }
+        MaasMeta::parse(&text)
+    }))
+}
+
+fn is_hidden(entry: &DirEntry) -> bool {
+    entry.file_name().as_encoded_bytes().starts_with(b".")
 }
 
 fn read_entries(dir: &Path) -> std::io::Result<Vec<DirEntry>> {
@@ -312,6 +344,23 @@ mod tests {
             reasons[2],
             ("ubuntu/arm64", &SkipReason::SymlinkedDirectory)
         );
+    }
+
+    #[test]
+    fn hidden_partial_downloads_are_skipped_not_read() {
+        let root = tree(&[
+            &format!("{JAMMY}/root-tgz"),
+            &format!("{JAMMY}/.boot-kernel.tmp"),
+            "ubuntu/amd64/generic/.noble-partial/stable/root-tgz",
+            ".cache/ubuntu/amd64/generic/noble/stable/root-tgz",
+        ]);
+        let report = scan_boot_resources(root.path());
+        assert_eq!(report.images, vec![image(JAMMY, &[Xinstall])]);
+        let expected = vec![
+            skipped(".cache", SkipReason::Hidden),
+            skipped("ubuntu/amd64/generic/.noble-partial", SkipReason::Hidden),
+        ];
+        assert_eq!(report.skipped, expected);
     }
 
     #[cfg(unix)]

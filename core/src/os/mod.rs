@@ -8,18 +8,29 @@
 mod centos;
 mod custom;
 mod declared;
+mod esxi;
 mod license;
+mod rhel;
+mod suse;
 mod ubuntu;
+mod ubuntu_core;
 mod windows;
 
-pub use centos::Centos;
+pub use centos::{centos_title, is_centos_release, split_versioned, Centos, VersionedName};
 pub use custom::Custom;
 pub use declared::{
     parse_declared, DeclaredError, DeclaredOs, DeclaredProblem, DeclaredRelease, LicenseKeyPattern,
 };
+pub use esxi::{esxi_title, Esxi};
 pub use license::LicenseKeyError;
-pub use ubuntu::{ReleaseTableError, Ubuntu, UbuntuRelease, UbuntuReleaseTable};
-pub use windows::{validate_product_key, Windows, LICENSE_KEY_PRESEED};
+pub use rhel::{rhel_title, Rhel};
+pub use suse::{suse_title, Suse};
+pub use ubuntu::{ReleaseTableError, Ubuntu, UbuntuDate, UbuntuRelease, UbuntuReleaseTable};
+pub use ubuntu_core::UbuntuCore;
+pub use windows::{
+    validate_product_key, windows_hostname, Windows, HOSTNAME_PRESEED, LICENSE_KEY_PRESEED,
+    MAX_HOSTNAME,
+};
 
 use crate::image::{BootImage, Purpose};
 use crate::osinfo::{OsystemInfo, ReleaseInfo};
@@ -29,7 +40,16 @@ use std::fmt;
 use thiserror::Error;
 
 /// The names of the built-in drivers; a declared OS may not take one.
-pub const BUILT_IN_NAMES: [&str; 4] = ["centos", "custom", "ubuntu", "windows"];
+pub const BUILT_IN_NAMES: [&str; 8] = [
+    "centos",
+    "custom",
+    "esxi",
+    "rhel",
+    "suse",
+    "ubuntu",
+    "ubuntu-core",
+    "windows",
+];
 
 /// One operating system's rules. Methods taking a `release` may be asked about any name;
 /// the registry only asks about releases that `releases` listed.
@@ -64,6 +84,11 @@ pub trait OperatingSystem {
         false
     }
 
+    /// Whether `release` is past its end of support.
+    fn end_of_life(&self, _release: &str) -> bool {
+        false
+    }
+
     /// Checks a key's form for `release`. An OS that takes no key refuses every key.
     fn validate_license_key(&self, _release: &str, _key: &str) -> Result<(), LicenseKeyError> {
         Err(LicenseKeyError::NotUsed)
@@ -75,6 +100,16 @@ pub trait OperatingSystem {
     /// OS-specific data for the preseed of a node installing `release`.
     fn preseed_data(&self, _release: &str, _license_key: Option<&str>) -> BTreeMap<String, String> {
         BTreeMap::new()
+    }
+
+    /// Node-specific preseed data for a preseed of `preseed_type` for the node `hostname`, or
+    /// why this OS serves no such preseed (MAAS: `OperatingSystem.compose_preseed`).
+    fn compose_preseed(
+        &self,
+        _preseed_type: &str,
+        _hostname: &str,
+    ) -> Result<BTreeMap<String, String>, String> {
+        Ok(BTreeMap::new())
     }
 }
 
@@ -88,6 +123,9 @@ pub struct RegistryConfig {
     pub declared: Vec<DeclaredOs>,
     /// Titles for custom images, by release name (from image metadata).
     pub custom_titles: BTreeMap<String, String>,
+    /// Today, for support status (end of life); `None` treats every release as supported.
+    /// The cluster passes its clock's date in, so the registry stays a pure value.
+    pub today: Option<UbuntuDate>,
 }
 
 impl Default for RegistryConfig {
@@ -96,6 +134,7 @@ impl Default for RegistryConfig {
             ubuntu_releases: UbuntuReleaseTable::built_in(),
             declared: Vec::new(),
             custom_titles: BTreeMap::new(),
+            today: None,
         }
     }
 }
@@ -112,6 +151,12 @@ pub enum RegistryError {
         os: String,
         release: String,
         reason: LicenseKeyError,
+    },
+    #[error("{os} serves no {preseed_type} preseed: {reason}")]
+    PreseedNotServed {
+        os: String,
+        preseed_type: String,
+        reason: String,
     },
 }
 
@@ -200,6 +245,30 @@ impl Registry {
             .preseed_data(release, license_key))
     }
 
+    /// Everything a preseed of `preseed_type` for node `hostname` installing `os`/`release`
+    /// needs from the driver: its release data and its node data (the node's wins on a
+    /// clash). Refused when the OS serves no such preseed (Windows: `curtin`).
+    pub fn compose_preseed(
+        &self,
+        os: &str,
+        release: &str,
+        preseed_type: &str,
+        hostname: &str,
+        license_key: Option<&str>,
+    ) -> Result<BTreeMap<String, String>, RegistryError> {
+        let driver = self.driver_for(os, release)?;
+        let mut data = driver.preseed_data(release, license_key);
+        let node = driver
+            .compose_preseed(preseed_type, hostname)
+            .map_err(|reason| RegistryError::PreseedNotServed {
+                os: os.to_owned(),
+                preseed_type: preseed_type.to_owned(),
+                reason,
+            })?;
+        data.extend(node);
+        Ok(data)
+    }
+
     /// The images this cluster reports: those of listed releases, with the purposes their
     /// driver allows; images left with no purpose, or of an unknown OS, are left out.
     pub fn boot_images(&self) -> &[BootImage] {
@@ -243,10 +312,14 @@ impl fmt::Debug for Registry {
 }
 
 fn drivers(config: &RegistryConfig) -> BTreeMap<String, Driver> {
-    let built_in: [Driver; 4] = [
+    let built_in: [Driver; 8] = [
         Box::new(Centos),
         Box::new(Custom::new(config.custom_titles.clone())),
-        Box::new(Ubuntu::new(config.ubuntu_releases.clone())),
+        Box::new(Esxi),
+        Box::new(Rhel),
+        Box::new(Suse),
+        Box::new(Ubuntu::new(config.ubuntu_releases.clone()).on(config.today)),
+        Box::new(UbuntuCore::new(config.custom_titles.clone())),
         Box::new(Windows),
     ];
     let mut drivers = BTreeMap::new();
@@ -284,6 +357,7 @@ fn describe_release(driver: &dyn OperatingSystem, release: &str) -> ReleaseInfo 
         title: driver.release_title(release),
         requires_license_key: driver.requires_license_key(release),
         can_commission: driver.can_commission(release),
+        end_of_life: driver.end_of_life(release),
     }
 }
 
@@ -366,12 +440,14 @@ pub(crate) mod tests {
                     title: "Ubuntu 22.04 LTS \"Jammy Jellyfish\"".into(),
                     requires_license_key: false,
                     can_commission: true,
+                    end_of_life: false,
                 },
                 ReleaseInfo {
                     name: "oracular".into(),
                     title: "Ubuntu 24.10 \"Oracular Oriole\"".into(),
                     requires_license_key: false,
                     can_commission: false,
+                    end_of_life: false,
                 },
             ],
             default_release: Some("jammy".into()),
@@ -440,7 +516,9 @@ pub(crate) mod tests {
             .iter()
             .map(|image| (image.release.clone(), image.purposes.clone()))
             .collect();
+        // centos6 counts, as in MAAS: any `centos<version>` image is CentOS.
         let expected = vec![
+            ("centos6".to_owned(), [Xinstall].into()),
             ("centos7".to_owned(), [Xinstall].into()),
             ("jammy".to_owned(), Purpose::ALL.into()),
             ("oracular".to_owned(), [Install, Xinstall, Diskless].into()),
@@ -481,5 +559,27 @@ pub(crate) mod tests {
             .and_then(|data| data.get(LICENSE_KEY_PRESEED).cloned());
         assert_eq!(key.as_deref(), Some("ABCDE-12345-FGHIJ-67890-KLMNO"));
         assert!(registry.preseed_data("ubuntu", "jammy", None).is_err());
+    }
+
+    /// Mirrors MAAS `WindowsOS.compose_preseed`: no curtin preseed; the hostname cut to 15.
+    #[test]
+    fn windows_preseeds_refuse_curtin_and_cut_the_hostname() {
+        let registry = registry(&[]);
+        let data = registry.compose_preseed(
+            "windows",
+            "win2019",
+            "windows",
+            "a-very-long-hostname.example",
+            None,
+        );
+        let hostname = data.ok().and_then(|d| d.get(HOSTNAME_PRESEED).cloned());
+        assert_eq!(hostname.as_deref(), Some("a-very-long-hos"));
+        let curtin = registry.compose_preseed("windows", "win2019", "curtin", "n1", None);
+        assert!(matches!(
+            curtin,
+            Err(RegistryError::PreseedNotServed { .. })
+        ));
+        let centos = registry.compose_preseed("centos", "centos7", "curtin", "n1", None);
+        assert_eq!(centos, Ok(BTreeMap::new()));
     }
 }

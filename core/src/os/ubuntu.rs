@@ -1,9 +1,11 @@
 //! The Ubuntu driver: releases are the Ubuntu images present; titles, versions and LTS
 //! status come from a release table (distro-info-data's `ubuntu.csv`).
 //!
-//! Rules: an LTS release can commission, others cannot; the default release is the newest
-//! LTS present, else the newest present; the default commissioning release is the newest
-//! LTS present. A codename the table does not know is titled `Ubuntu <codename>`, is not
+//! Rules (MAAS: `UbuntuOS`, which reads the same data through python's `distro_info`): an LTS
+//! release that is still supported can commission, others cannot; the default release is the
+//! newest supported LTS present, else the newest present; the default commissioning release is
+//! the newest supported LTS present. A release is past its end of life once `eol-server` (or,
+//! for releases without one, `eol`) is before the date the cluster hands in. A codename the table does not know is titled `Ubuntu <codename>`, is not
 //! LTS, and counts as older than every known release.
 
 use super::{netboot_purposes, OperatingSystem};
@@ -26,6 +28,50 @@ pub struct UbuntuRelease {
     /// Major and minor version, for ordering: `(22, 4)`.
     pub number: (u32, u32),
     pub lts: bool,
+    /// End of standard support: `eol-server` where given, else `eol`; `None` if unknown.
+    pub end_of_support: Option<UbuntuDate>,
+}
+
+/// A calendar date, ordered, as distro-info writes it (`2027-06-01`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UbuntuDate {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+}
+
+impl UbuntuDate {
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse(text: &str) -> Option<UbuntuDate> {
+        let mut parts = text.trim().splitn(3, '-');
+        let year = parts.next()?.parse().ok()?;
+        let month = parts
+            .next()?
+            .parse()
+            .ok()
+            .filter(|m| (1..=12).contains(m))?;
+        let day = parts
+            .next()?
+            .parse()
+            .ok()
+            .filter(|d| (1..=31).contains(d))?;
+        Some(UbuntuDate { year, month, day })
+    }
+
+    /// The UTC date of a unix time in milliseconds (civil-from-days, proleptic Gregorian).
+    pub fn from_unix_ms(ms: i64) -> UbuntuDate {
+        let days = ms.div_euclid(86_400_000);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+        UbuntuDate { year, month, day }
+    }
 }
 
 impl UbuntuRelease {
@@ -88,6 +134,8 @@ struct Columns {
     version: usize,
     codename: usize,
     series: usize,
+    eol: Option<usize>,
+    eol_server: Option<usize>,
 }
 
 impl Columns {
@@ -99,10 +147,13 @@ impl Columns {
                 .position(|name| *name == wanted)
                 .ok_or_else(|| table_error(1, &format!("header has no `{wanted}` column")))
         };
+        let optional = |wanted: &str| names.iter().position(|name| *name == wanted);
         Ok(Columns {
             version: find("version")?,
             codename: find("codename")?,
             series: find("series")?,
+            eol: optional("eol"),
+            eol_server: optional("eol-server"),
         })
     }
 
@@ -115,10 +166,16 @@ impl Columns {
         let version = field(self.version, "version")?;
         let number = parse_version_number(&version)
             .ok_or_else(|| table_error(line, &format!("bad version `{version}`")))?;
+        let date = |index: Option<usize>| {
+            index
+                .and_then(|i| fields.get(i))
+                .and_then(|text| UbuntuDate::parse(text))
+        };
         Ok(UbuntuRelease {
             series: field(self.series, "series")?,
             codename: field(self.codename, "codename")?,
             lts: version.ends_with(" LTS"),
+            end_of_support: date(self.eol_server).or_else(|| date(self.eol)),
             number,
             version,
         })
@@ -142,15 +199,22 @@ fn table_error(line: usize, problem: &str) -> ReleaseTableError {
 #[derive(Clone, Debug)]
 pub struct Ubuntu {
     table: UbuntuReleaseTable,
+    today: Option<UbuntuDate>,
 }
 
 impl Ubuntu {
     pub fn new(table: UbuntuReleaseTable) -> Self {
-        Ubuntu { table }
+        Ubuntu { table, today: None }
     }
 
+    /// The driver as of `today` (support status); `None` treats every release as supported.
+    pub fn on(self, today: Option<UbuntuDate>) -> Self {
+        Ubuntu { today, ..self }
+    }
+
+    /// A supported LTS: the only kind MAAS commissions with.
     fn is_lts(&self, series: &str) -> bool {
-        self.table.get(series).is_some_and(|release| release.lts)
+        self.table.get(series).is_some_and(|release| release.lts) && !self.end_of_life(series)
     }
 
     /// Orders releases oldest first: unknown codenames before known ones, then by name.
@@ -189,6 +253,7 @@ impl OperatingSystem for Ubuntu {
 
     fn default_release(&self, releases: &BTreeSet<String>) -> Option<String> {
         self.default_commissioning_release(releases)
+            .or_else(|| self.newest(releases.iter().filter(|r| !self.end_of_life(r))))
             .or_else(|| self.newest(releases.iter()))
     }
 
@@ -198,6 +263,11 @@ impl OperatingSystem for Ubuntu {
 
     fn can_commission(&self, release: &str) -> bool {
         self.is_lts(release)
+    }
+
+    fn end_of_life(&self, release: &str) -> bool {
+        let end = self.table.get(release).and_then(|r| r.end_of_support);
+        matches!((self.today, end), (Some(today), Some(end)) if end < today)
     }
 
     fn purposes(&self, image: &BootImage) -> BTreeSet<Purpose> {
@@ -271,6 +341,53 @@ mod tests {
             assert_eq!(ubuntu.default_release(&present).as_deref(), *default);
             let actual = ubuntu.default_commissioning_release(&present);
             assert_eq!(actual.as_deref(), *commissioning, "{present:?}");
+        }
+    }
+
+    /// Mirrors MAAS `UbuntuOS.get_supported_commissioning_releases`: supported LTS only; an
+    /// LTS past its end of life (lucid, precise, …) is shown as such and cannot commission.
+    #[test]
+    fn end_of_life_series_cannot_commission_or_be_defaults() {
+        let today = UbuntuDate::parse("2026-11-26");
+        let ubuntu = ubuntu().on(today);
+        let table = [
+            ("dapper", true, false),
+            ("lucid", true, false),
+            ("precise", true, false),
+            ("xenial", true, false),
+            ("jammy", false, true),
+            ("noble", false, true),
+            ("oracular", true, false),
+            ("questing", true, false),
+            ("resolute", false, true),
+        ];
+        for (series, eol, commission) in table {
+            assert_eq!(ubuntu.end_of_life(series), eol, "{series}");
+            assert_eq!(ubuntu.can_commission(series), commission, "{series}");
+        }
+        let present = set(&["precise", "xenial", "oracular"]);
+        assert_eq!(ubuntu.default_commissioning_release(&present), None);
+        assert_eq!(
+            ubuntu.default_release(&present).as_deref(),
+            Some("oracular")
+        );
+        assert!(!ubuntu.clone().on(None).end_of_life("dapper"));
+    }
+
+    #[test]
+    fn dates_come_from_unix_time() {
+        let table = [
+            (0, "1970-01-01"),
+            (1_700_000_000_000, "2023-11-14"),
+            (951_782_400_000, "2000-02-29"),
+            (-86_400_000, "1969-12-31"),
+        ];
+        for (ms, date) in table {
+            assert_eq!(
+                Some(UbuntuDate::from_unix_ms(ms)),
+                UbuntuDate::parse(date),
+                "{ms}"
+            );
         }
     }
 

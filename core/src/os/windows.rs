@@ -1,8 +1,12 @@
-//! The Windows driver: a fixed list of releases, most of which need a product key.
+//! The Windows driver, after MAAS's `provisioningserver/drivers/osystem/windows.py`: MAAS's
+//! releases with MAAS's titles (`Windows "Server 2019"`), most of which need a product key.
 //!
-//! Which releases need a key follows MAAS: the Server editions do; the free Hyper-V
-//! Server editions do not. A key is five groups of five ASCII letters or digits separated
-//! by dashes, compared case-insensitively (`preseed_data` hands it on upper-cased).
+//! Which releases need a key follows MAAS's `REQUIRE_LICENSE_KEY`: every Server, Nano,
+//! Datacenter and Enterprise edition does; the free Hyper-V Server editions do not. A key is
+//! five groups of five ASCII letters or digits separated by dashes, compared
+//! case-insensitively (`preseed_data` hands it on upper-cased). Deliberate differences: osmesh
+//! also knows `win2022` and `win2022-core` (which MAAS's image builder produces), and spells
+//! "Datacenter" where MAAS's title for `win2019dc-core` has a typo.
 
 use super::{only_purposes, LicenseKeyError, OperatingSystem};
 use crate::image::{BootImage, Purpose};
@@ -13,21 +17,49 @@ const KEY_GROUPS: usize = 5;
 const KEY_GROUP_LENGTH: usize = 5;
 /// The preseed key under which the product key is handed to the installer.
 pub const LICENSE_KEY_PRESEED: &str = "license_key";
-const DEFAULT_RELEASE: &str = "win2022";
+/// The preseed key under which the NetBIOS-safe hostname is handed to the installer.
+pub const HOSTNAME_PRESEED: &str = "hostname";
+/// Windows hostnames (NetBIOS names) are at most 15 characters (MAAS cuts them there).
+pub const MAX_HOSTNAME: usize = 15;
+const DEFAULT_RELEASE: &str = "win2019";
 
 /// Release, title, requires a license key.
-const RELEASES: [(&str, &str, bool); 10] = [
-    ("win2008r2", "Windows Server 2008 R2", true),
-    ("win2008hvr2", "Windows Hyper-V Server 2008 R2", false),
-    ("win2012", "Windows Server 2012", true),
-    ("win2012hv", "Windows Hyper-V Server 2012", false),
-    ("win2012r2", "Windows Server 2012 R2", true),
-    ("win2012hvr2", "Windows Hyper-V Server 2012 R2", false),
-    ("win2016", "Windows Server 2016", true),
-    ("win2016hv", "Windows Hyper-V Server 2016", false),
-    ("win2019", "Windows Server 2019", true),
-    ("win2022", "Windows Server 2022", true),
+const RELEASES: [(&str, &str, bool); 19] = [
+    ("win2008r2", "Windows \"Server 2008 R2\"", true),
+    ("win2008hvr2", "Windows \"Hyper-V Server 2008 R2\"", false),
+    ("win2012", "Windows \"Server 2012\"", true),
+    ("win2012r2", "Windows \"Server 2012 R2\"", true),
+    ("win2012hv", "Windows \"Hyper-V Server 2012\"", false),
+    ("win2012hvr2", "Windows \"Hyper-V Server 2012 R2\"", false),
+    ("win2016", "Windows \"Server 2016\"", true),
+    ("win2016hv", "Windows \"Hyper-V Server 2016\"", false),
+    ("win2016nano", "Windows \"Nano Server 2016\"", true),
+    ("win2016-core", "Windows \"Server 2016 Core\"", true),
+    ("win2016dc", "Windows \"Server 2016 Datacenter\"", true),
+    (
+        "win2016dc-core",
+        "Windows \"Server 2016 Datacenter Core\"",
+        true,
+    ),
+    ("win2019", "Windows \"Server 2019\"", true),
+    ("win2019-core", "Windows \"Server 2019 Core\"", true),
+    ("win2019dc", "Windows \"Server 2019 Datacenter\"", true),
+    (
+        "win2019dc-core",
+        "Windows \"Server 2019 Datacenter Core\"",
+        true,
+    ),
+    ("win10ent", "Windows \"10 Enterprise\"", true),
+    ("win2022", "Windows \"Server 2022\"", true),
+    ("win2022-core", "Windows \"Server 2022 Core\"", true),
 ];
+
+/// The hostname a Windows installer gets: the first label of `hostname`, cut to 15 characters
+/// (MAAS: `WindowsOS.compose_preseed`).
+pub fn windows_hostname(hostname: &str) -> String {
+    let label = hostname.split('.').next().unwrap_or_default();
+    label.chars().take(MAX_HOSTNAME).collect()
+}
 
 /// The Windows driver.
 #[derive(Clone, Copy, Debug, Default)]
@@ -56,6 +88,7 @@ impl OperatingSystem for Windows {
     }
 
     fn release_title(&self, release: &str) -> String {
+        // MAAS: `WINDOWS_CHOICES.get(release, release)`.
         Self::entry(release).map_or_else(|| release.to_owned(), |(_, title, _)| title.to_string())
     }
 
@@ -73,6 +106,19 @@ impl OperatingSystem for Windows {
 
     fn purposes(&self, image: &BootImage) -> BTreeSet<Purpose> {
         only_purposes(image, &[Purpose::Install, Purpose::Xinstall])
+    }
+
+    /// MAAS `WindowsOS.compose_preseed`: Windows installs without curtin, so a curtin preseed
+    /// is refused rather than rendered; the hostname is cut to what NetBIOS allows.
+    fn compose_preseed(
+        &self,
+        preseed_type: &str,
+        hostname: &str,
+    ) -> Result<BTreeMap<String, String>, String> {
+        if preseed_type == "curtin" {
+            return Err("Windows is not installed by curtin".into());
+        }
+        Ok([(HOSTNAME_PRESEED.to_owned(), windows_hostname(hostname))].into())
     }
 
     fn preseed_data(&self, _release: &str, license_key: Option<&str>) -> BTreeMap<String, String> {
@@ -174,14 +220,56 @@ mod tests {
         }
     }
 
+    /// Mirrors MAAS `WindowsOS.get_release_title` and `requires_license_key` over
+    /// `WINDOWS_CHOICES` and `REQUIRE_LICENSE_KEY`.
     #[test]
-    fn server_editions_need_a_key_and_hyper_v_does_not() {
-        assert!(Windows.requires_license_key("win2019"));
-        assert!(Windows.requires_license_key("win2012r2"));
-        assert!(!Windows.requires_license_key("win2012hvr2"));
-        assert!(!Windows.requires_license_key("win2016hv"));
-        assert_eq!(Windows.release_title("win2019"), "Windows Server 2019");
+    fn releases_titles_and_key_rules_follow_maas() {
+        let table = [
+            ("win2008r2", "Windows \"Server 2008 R2\"", true),
+            ("win2008hvr2", "Windows \"Hyper-V Server 2008 R2\"", false),
+            ("win2012hvr2", "Windows \"Hyper-V Server 2012 R2\"", false),
+            ("win2016hv", "Windows \"Hyper-V Server 2016\"", false),
+            ("win2016nano", "Windows \"Nano Server 2016\"", true),
+            ("win2016-core", "Windows \"Server 2016 Core\"", true),
+            ("win2016dc", "Windows \"Server 2016 Datacenter\"", true),
+            (
+                "win2016dc-core",
+                "Windows \"Server 2016 Datacenter Core\"",
+                true,
+            ),
+            ("win2019", "Windows \"Server 2019\"", true),
+            ("win2019-core", "Windows \"Server 2019 Core\"", true),
+            ("win2019dc", "Windows \"Server 2019 Datacenter\"", true),
+            (
+                "win2019dc-core",
+                "Windows \"Server 2019 Datacenter Core\"",
+                true,
+            ),
+            ("win10ent", "Windows \"10 Enterprise\"", true),
+        ];
+        let listed = Windows.releases(&[]);
+        for (release, title, key) in table {
+            assert!(listed.contains(release), "{release} listed");
+            assert_eq!(Windows.release_title(release), title);
+            assert_eq!(Windows.requires_license_key(release), key, "{release}");
+        }
+        assert_eq!(Windows.release_title("win95"), "win95");
+        assert_eq!(Windows.default_release(&listed).as_deref(), Some("win2019"));
         assert!(!Windows.can_commission("win2019"));
+    }
+
+    /// Mirrors MAAS `WindowsOS.compose_preseed`'s hostname: first label, 15 characters.
+    #[test]
+    fn hostnames_are_cut_to_fifteen_characters() {
+        let table = [
+            ("node-1", "node-1"),
+            ("node-1.maas", "node-1"),
+            ("a-very-long-hostname-indeed.example", "a-very-long-hos"),
+            ("exactly15chars!", "exactly15chars!"),
+        ];
+        for (hostname, cut) in table {
+            assert_eq!(windows_hostname(hostname), cut);
+        }
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn sample_osystems(oses: usize, releases: usize) -> OperatingSystemList {
                     title: format!("OS {o} release {r} \"Codename\""),
                     requires_license_key: r % 3 == 0,
                     can_commission: r % 2 == 0,
+                    end_of_life: false,
                 })
                 .collect(),
             default_release: Some("release0".into()),

@@ -81,8 +81,8 @@ pub fn standard_clusters() -> Vec<ClusterSpec> {
             templates: vec![
                 template("generic", "generic for {{ hostname }}\n"),
                 template(
-                    "curtin_windows",
-                    "windows {{ release }} on {{ hostname }} key={{ data.license_key }}\n",
+                    "windows",
+                    "windows {{ release }} on {{ data.hostname }} key={{ data.license_key }}\n",
                 ),
             ],
         },

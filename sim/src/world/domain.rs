@@ -229,6 +229,7 @@ pub(super) async fn run(state: &Shared, number: usize, service: &RegionService, 
             let got = node_answer(state, number, "allocated", result);
             if let Ok(node) = &got {
                 allocated(state, &request, node);
+                on_connected_cluster(state, service, node).await;
             }
             if let Some(expect) = expect {
                 check_node(state, number, &expect, &got);
@@ -492,6 +493,17 @@ fn allocated(state: &Shared, request: &AllocateRequest, node: &NodeView) {
             s.acked.allocations.insert(node.id, allocation);
         }
         Err(message) => s.fail(FailureKind::Safety, message),
+    }
+}
+
+/// Holds an acknowledged allocation to "no allocation lands on a disconnected cluster".
+async fn on_connected_cluster(state: &Shared, service: &RegionService, node: &NodeView) {
+    let Ok(answer) = service.osystems_cached().await else {
+        return;
+    };
+    let at = node.allocated_at_ms.unwrap_or(node.created_at_ms);
+    if let Err(message) = invariants::allocation_on_connected_cluster(&node.cluster, at, &answer) {
+        state.borrow_mut().fail(FailureKind::Safety, message);
     }
 }
 
