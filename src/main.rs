@@ -7,6 +7,7 @@ mod credentials;
 mod demo;
 mod domain;
 mod table;
+mod tls;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
