@@ -39,6 +39,11 @@ pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz"];
 /// The metrics path, public only when so configured.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// Routes mounted outside `api::Routes` (health and metrics have their own modules), with
+/// the role they need when they are not public. Any other pattern outside the table needs
+/// `admin`.
+pub const OUTSIDE_RULES: &[(Method, &str, Role)] = &[(Method::GET, METRICS_PATH, Role::Reader)];
+
 /// Every token starts with this, so secret scanners and people recognise a leaked one.
 pub const TOKEN_PREFIX: &str = "osm_";
 
@@ -255,7 +260,14 @@ impl AuthState {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(settings.failed_auth_burst);
         AuthState {
-            rules: crate::api::access_rules(),
+            rules: crate::api::access_rules()
+                .into_iter()
+                .chain(OUTSIDE_RULES.iter().map(|(method, path, role)| AccessRule {
+                    method: method.clone(),
+                    path: (*path).to_owned(),
+                    role: *role,
+                }))
+                .collect(),
             limiter: RateLimiter::keyed(quota),
             settings,
             failed: AtomicU64::new(0),

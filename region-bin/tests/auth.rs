@@ -396,6 +396,17 @@ async fn public_paths_need_no_token_and_metrics_only_when_open() {
     }
     let (status, _, _) = send(&closed, request(&Method::GET, "/metrics", None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Closed, a reader's token scrapes it (its rule is in auth::OUTSIDE_RULES).
+    let tokens = tokens(&mesh).await;
+    let (status, _, _) = send(
+        &closed,
+        request(&Method::GET, "/metrics", Some(&tokens.by_role[0].1)),
+    )
+    .await;
+    assert!(
+        status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+        "{status}"
+    );
     let open = app_with(
         &mesh,
         AuthSettings {
