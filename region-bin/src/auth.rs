@@ -429,12 +429,14 @@ pub async fn authenticate(
             role: record.role,
         },
         Err(AuthFailure::Store(err)) => {
-            tracing::error!(error = %err, "cannot read API tokens");
-            let response = refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the region cannot check tokens now; try again",
-            );
+            // As every 5xx: a generic answer and a request id, the driver's text to the log.
+            let request_id = crate::api::request_id();
+            tracing::error!(%request_id, error = %err, "cannot read API tokens");
+            let response = HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "code": "database_unavailable",
+                "message": "the region cannot check tokens now; try again",
+                "request_id": request_id,
+            }));
             return Ok(finish(req, response, None, &service, now_ms));
         }
         Err(AuthFailure::Refused(code, message)) => {
