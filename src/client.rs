@@ -19,6 +19,14 @@ pub struct ApiArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// For an https:// API: trust the CA certificates in this PEM file instead of the
+    /// system's roots.
+    #[arg(long, env = "OSMESH_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// For an https:// API: trust exactly the server certificate with this SHA-256
+    /// fingerprint (regiond logs it at start).
+    #[arg(long, env = "OSMESH_PIN_SHA256", global = true)]
+    pub pin_sha256: Option<String>,
 }
 
 /// Sends `method` to `path` with an optional JSON body; the decoded answer (`null` for an
@@ -31,7 +39,8 @@ pub fn call_json(
     body: Option<&serde_json::Value>,
 ) -> Result<serde_json::Value> {
     let url = format!("{}{path}", api.api.trim_end_matches('/'));
-    let mut request = ureq::request(method, &url);
+    let agent = crate::tls::agent(api.ca_file.as_deref(), api.pin_sha256.as_deref())?;
+    let mut request = agent.request(method, &url);
     let token = crate::credentials::token_for(&api.api)?;
     if let Some(token) = &token {
         request = request.set("Authorization", &format!("Bearer {}", token.as_str()));

@@ -49,6 +49,9 @@ pub fn run(options: DemoOptions) -> Result<()> {
             secret: osmesh_net::handshake::Secret::from_file(&secret_file)?,
             refresh_interval: std::time::Duration::from_secs(30),
             auth: Default::default(),
+            // The demo stays on loopback HTTP.
+            tls: None,
+            insecure_http: false,
         })
         .await?;
         for (variant, name) in DEMO_CLUSTERS.iter().enumerate() {

@@ -8,6 +8,7 @@ mod demo;
 mod domain;
 mod images;
 mod table;
+mod tls;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -69,3 +69,88 @@ fn a_database_password_never_reaches_the_error_output() {
         assert!(!stderr.contains("S3cretPW"), "{stderr}");
     }
 }
+
+#[test]
+fn login_saves_a_private_token_and_secrets_are_never_taken_from_argv() {
+    let site = Site::new();
+    let _region = site.start_region();
+    let token = common::create_token(&site.db_url(), "alice", "operator");
+    let credentials = site.path("config/osmesh/credentials.json");
+    let osmesh = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_osmesh"))
+            .args(args)
+            .args(["--api", &site.api()])
+            .env("OSMESH_CREDENTIALS", &credentials)
+            .env_remove("OSMESH_TOKEN")
+            .env_remove("OSMESH_LICENSE_KEY")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run osmesh");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = osmesh(&["clusters"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("osmesh login"));
+
+    let out = osmesh(&["login"], &format!("{token}\n"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("as alice (operator)"), "{stdout}");
+    let mode = std::fs::metadata(&credentials)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = osmesh(&["clusters", "--json"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let key = "ABCDE-12345-FGHIJ-67890-KLMNO";
+    let out = osmesh(
+        &[
+            "license-keys",
+            "add",
+            "windows",
+            "win2019",
+            "--license-key",
+            key,
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("not taken on the command line"),
+        "{stderr}"
+    );
+    // From standard input it reaches the region, which refuses the operator (admin only).
+    let out = osmesh(
+        &[
+            "license-keys",
+            "add",
+            "windows",
+            "win2019",
+            "--license-key",
+            "-",
+        ],
+        key,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("403 forbidden"), "{stderr}");
+    assert!(!stderr.contains(key));
+}

@@ -123,7 +123,7 @@ struct InternalBody<'a> {
 }
 
 /// A random id tying a generic 5xx answer to its log line.
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut bytes);

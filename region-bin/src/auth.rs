@@ -39,6 +39,11 @@ pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz"];
 /// The metrics path, public only when so configured.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// Routes mounted outside `api::Routes` (health and metrics have their own modules), with
+/// the role they need when they are not public. Any other pattern outside the table needs
+/// `admin`.
+pub const OUTSIDE_RULES: &[(Method, &str, Role)] = &[(Method::GET, METRICS_PATH, Role::Reader)];
+
 /// Every token starts with this, so secret scanners and people recognise a leaked one.
 pub const TOKEN_PREFIX: &str = "osm_";
 
@@ -255,7 +260,14 @@ impl AuthState {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(settings.failed_auth_burst);
         AuthState {
-            rules: crate::api::access_rules(),
+            rules: crate::api::access_rules()
+                .into_iter()
+                .chain(OUTSIDE_RULES.iter().map(|(method, path, role)| AccessRule {
+                    method: method.clone(),
+                    path: (*path).to_owned(),
+                    role: *role,
+                }))
+                .collect(),
             limiter: RateLimiter::keyed(quota),
             settings,
             failed: AtomicU64::new(0),
@@ -417,12 +429,14 @@ pub async fn authenticate(
             role: record.role,
         },
         Err(AuthFailure::Store(err)) => {
-            tracing::error!(error = %err, "cannot read API tokens");
-            let response = refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the region cannot check tokens now; try again",
-            );
+            // As every 5xx: a generic answer and a request id, the driver's text to the log.
+            let request_id = crate::api::request_id();
+            tracing::error!(%request_id, error = %err, "cannot read API tokens");
+            let response = HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "code": "database_unavailable",
+                "message": "the region cannot check tokens now; try again",
+                "request_id": request_id,
+            }));
             return Ok(finish(req, response, None, &service, now_ms));
         }
         Err(AuthFailure::Refused(code, message)) => {

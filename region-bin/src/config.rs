@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::auth::AuthSettings;
 use crate::redact::redact_url;
+use crate::tls::TlsFiles;
 
 pub const DEFAULT_RPC_LISTEN: &str = "127.0.0.1:5250";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:5240";
@@ -37,6 +38,15 @@ pub struct Args {
     /// The region's name, as clusters see it.
     #[arg(long, env = "OSMESH_REGION_NAME")]
     pub name: Option<String>,
+    /// PEM certificate chain for HTTPS (with --tls-key).
+    #[arg(long, env = "OSMESH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS, mode 0600 (with --tls-cert).
+    #[arg(long, env = "OSMESH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (tokens then cross the network in clear).
+    #[arg(long, env = "OSMESH_INSECURE_HTTP")]
+    pub insecure_http: bool,
     /// Serve /metrics without a token (for a scraper on a trusted network).
     #[arg(long, env = "OSMESH_OPEN_METRICS")]
     pub open_metrics: bool,
@@ -97,6 +107,9 @@ pub struct RegionConfig {
     pub secret: Secret,
     pub refresh_interval: Duration,
     pub auth: AuthSettings,
+    /// HTTPS when set; plain HTTP otherwise, on loopback unless `insecure_http`.
+    pub tls: Option<TlsFiles>,
+    pub insecure_http: bool,
 }
 
 impl std::fmt::Debug for RegionConfig {
@@ -109,6 +122,8 @@ impl std::fmt::Debug for RegionConfig {
             .field("secret", &self.secret)
             .field("refresh_interval", &self.refresh_interval)
             .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("insecure_http", &self.insecure_http)
             .finish()
     }
 }
@@ -159,6 +174,11 @@ impl RegionConfig {
                 open_metrics: args.open_metrics,
                 ..AuthSettings::default()
             },
+            tls: match (args.tls_cert, args.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            },
+            insecure_http: args.insecure_http,
         })
     }
 }

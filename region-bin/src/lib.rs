@@ -14,6 +14,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod redact;
+pub mod tls;
 
 use actix::Actor;
 use actix_web::{web, HttpServer};
@@ -83,9 +84,19 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let server = HttpServer::new(move || api::app(data.clone(), auth.clone()))
         .workers(2)
         // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
-        .shutdown_timeout(5)
-        .bind(&config.http_listen)
-        .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+        .shutdown_timeout(5);
+    let server = match &config.tls {
+        Some(files) => {
+            let (tls, fingerprint) = tls::server_config(files)?;
+            tracing::info!(sha256 = %fingerprint, "serving the API over HTTPS (pin with osmesh --pin-sha256)");
+            server.bind_rustls_0_23(&config.http_listen, tls)
+        }
+        None => {
+            tls::check_plain_http(&config.http_listen, config.insecure_http)?;
+            server.bind(&config.http_listen)
+        }
+    }
+    .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addrs = server.addrs();
     tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
     Ok(RunningRegion {

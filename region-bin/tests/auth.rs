@@ -399,6 +399,17 @@ async fn public_paths_need_no_token_and_metrics_only_when_open() {
     }
     let (status, _, _) = send(&closed, request(&Method::GET, "/metrics", None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Closed, a reader's token scrapes it (its rule is in auth::OUTSIDE_RULES).
+    let tokens = tokens(&mesh).await;
+    let (status, _, _) = send(
+        &closed,
+        request(&Method::GET, "/metrics", Some(&tokens.by_role[0].1)),
+    )
+    .await;
+    assert!(
+        status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+        "{status}"
+    );
     let open = app_with(
         &mesh,
         AuthSettings {
@@ -409,4 +420,38 @@ async fn public_paths_need_no_token_and_metrics_only_when_open() {
     .await;
     let (status, _, _) = send(&open, request(&Method::GET, "/metrics", None)).await;
     assert_ne!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[core::prelude::v1::test]
+fn a_5xx_answer_carries_a_request_id_not_the_driver_text() {
+    use actix_web::ResponseError;
+    use osmesh_actors::region::service::{FailureKind, ServiceError};
+    let detail = "could not connect to server: db.internal (10.1.2.3) port 5432 refused";
+    for (kind, code) in [
+        (FailureKind::Internal, "store_failed"),
+        (FailureKind::Unavailable, "database_unavailable"),
+    ] {
+        let response = api::ApiError(ServiceError::new(kind, code, detail)).error_response();
+        assert!(response.status().is_server_error());
+        let bytes = actix_web::body::to_bytes(response.into_body());
+        let body: Value =
+            serde_json::from_slice(&futures::executor::block_on(bytes).unwrap()).unwrap();
+        assert_eq!(body["code"], code);
+        assert_eq!(
+            body["request_id"].as_str().map(str::len),
+            Some(16),
+            "{body}"
+        );
+        assert!(!body.to_string().contains("10.1.2.3"), "{body}");
+    }
+    // Messages osmesh writes itself about the mesh stay whole.
+    let own = ServiceError::new(
+        FailureKind::Unavailable,
+        "cluster_unavailable",
+        "cluster alpha is not connected",
+    );
+    let response = api::ApiError(own).error_response();
+    let bytes =
+        futures::executor::block_on(actix_web::body::to_bytes(response.into_body())).unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains("cluster alpha is not connected"));
 }

@@ -279,7 +279,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
         let file = std::fs::File::create(&log).expect("log file");
         let child = cmd
             .env("RUST_LOG", "info")
