@@ -41,8 +41,8 @@ pub use error::StoreError;
 pub use license_keys::{LicenseKeyRecord, NewLicenseKey};
 pub use nodes::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
 pub use preseeds::{
-    decide_cluster_report, decide_operator_edit, ClusterReportAction, PreseedConflict, PreseedHead,
-    PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
+    decide_cluster_report, decide_operator_edit, ClusterReportAction, ClusterTemplate,
+    PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
 };
 pub use settings::SettingKey;
 
