@@ -50,6 +50,7 @@ impl ResponseError for ApiError {
             FailureKind::Conflict => StatusCode::CONFLICT,
             FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            FailureKind::OverLimit => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -89,11 +90,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::JsonConfig::default()
                 .limit(MAX_BODY)
                 .error_handler(|err, _req| {
-                    error::InternalError::from_response(
-                        err.to_string(),
-                        bad_request("bad_body", err.to_string()).error_response(),
-                    )
-                    .into()
+                    let response = match err {
+                        error::JsonPayloadError::Overflow { .. }
+                        | error::JsonPayloadError::OverflowKnownLength { .. } => {
+                            crate::limits::body_too_large(MAX_BODY)
+                        }
+                        _ => bad_request("bad_body", err.to_string()).error_response(),
+                    };
+                    error::InternalError::from_response(err.to_string(), response).into()
                 }),
         )
         .app_data(web::PathConfig::default().error_handler(|err, _req| {

@@ -8,11 +8,15 @@
 
 pub mod api;
 pub mod config;
+pub mod limits;
 
 use actix::Actor;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
 use osmesh_actors::clock::Clock;
+use osmesh_actors::region::render::{
+    RenderPool, TemplateRunner, RENDER_DEADLINE, RENDER_QUEUE, RENDER_THREADS,
+};
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{RegionActor, RegionSettings};
 use osmesh_actors::store::Store;
@@ -40,6 +44,10 @@ pub struct RunningRegion {
 /// Opens the store (running migrations), binds the RPC listener, starts the region actor and
 /// the HTTP API. Must be called inside an actix `System`.
 pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
+    match limits::raise_fd_limit() {
+        Ok((soft, hard)) => tracing::info!(soft, hard, "open-file limit (RLIMIT_NOFILE)"),
+        Err(err) => tracing::warn!(%err, "cannot raise the open-file limit"),
+    }
     let store = Store::open(&config.database_url)
         .with_context(|| format!("cannot open the database {}", config.database_url))?;
     let listener = TcpListener::bind(&config.rpc_listen, DEFAULT_MAX_FRAME)
@@ -64,15 +72,24 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         Box::new(listener),
     )
     .start();
-    let service = RegionService::new(region, store);
+    let renders = RenderPool::start(RENDER_THREADS, RENDER_QUEUE, RENDER_DEADLINE)
+        .context("cannot start the template render threads")?;
+    let service =
+        RegionService::new(region, store).with_template_runner(TemplateRunner::Pool(renders));
     let data = web::Data::new(service.clone());
-    let server =
-        HttpServer::new(move || App::new().app_data(data.clone()).configure(api::configure))
-            .workers(2)
-            // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
-            .shutdown_timeout(5)
-            .bind(&config.http_listen)
-            .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(limits::bound_request))
+            .app_data(data.clone())
+            .configure(api::configure)
+    })
+    .workers(limits::HTTP_WORKERS)
+    .max_connections(limits::HTTP_MAX_CONNECTIONS_PER_WORKER)
+    .client_request_timeout(limits::HEADER_READ_TIMEOUT)
+    // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
+    .shutdown_timeout(5)
+    .bind(&config.http_listen)
+    .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addrs = server.addrs();
     tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
     Ok(RunningRegion {

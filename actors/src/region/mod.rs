@@ -5,6 +5,7 @@
 pub mod license;
 pub mod nodes;
 pub mod preseed;
+pub mod render;
 pub mod service;
 pub mod settings;
 pub mod template;

@@ -241,9 +241,10 @@ impl Store {
         now_ms: i64,
         max_names_per_cluster: usize,
     ) -> Result<Vec<PreseedOutcome>, StoreError> {
+        // A stable sort: a name reported twice is applied in report order, as one by one.
         let mut sorted: Vec<&ClusterTemplate<'_>> = templates.iter().collect();
         sorted.sort_by_key(|t| t.name);
-        sorted.dedup_by_key(|t| t.name);
+        let reported: std::collections::BTreeSet<&str> = sorted.iter().map(|t| t.name).collect();
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
             let known: std::collections::BTreeSet<String> = preseed_versions::table
@@ -253,7 +254,7 @@ impl Store {
                 .load::<String>(conn)?
                 .into_iter()
                 .collect();
-            let names = known.len() + sorted.iter().filter(|t| !known.contains(t.name)).count();
+            let names = known.len() + reported.iter().filter(|n| !known.contains(**n)).count();
             if names > max_names_per_cluster {
                 return Err(StoreError::Invalid(format!(
                     "cluster {cluster_id} would be the origin of {names} template names; at most {max_names_per_cluster} are allowed per cluster"
