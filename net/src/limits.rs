@@ -54,6 +54,18 @@ pub const MAX_OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
 /// memory per link is 64 × `MAX_FRAME`.
 pub const MAX_INBOUND_IN_FLIGHT: usize = 64;
 
+/// A frame at least this large (64 KiB) makes the peer's driver yield to other tasks after
+/// handling it. Without it one peer streaming 1 MiB calls kept the region's event loop for
+/// ~100 ms at a time (tokio lets a task run 128 operations before it must yield), and the
+/// cached read waited; small frames, the common case, are not affected.
+pub const YIELD_AFTER_FRAME_BYTES: usize = 64 * 1024;
+
+/// Pings one peer may send per heartbeat interval. A genuine peer sends one; the simulator's
+/// network may duplicate a few. A peer sending more is flooding, and the link is closed at
+/// once rather than after the pongs have filled the socket buffers and `MAX_OUTBOUND_FRAMES`
+/// (which took ~0.5 s of the region's event loop on a loaded machine).
+pub const MAX_PINGS_PER_HEARTBEAT: u32 = 16;
+
 /// Templates one `ReportPreseedTemplates` may carry. A cluster ships a few dozen; the bound
 /// keeps one report's transaction short (before: pipelined reports of 110,000 templates grew
 /// the database to 470 MB). A report over it is refused whole, nothing stored.

@@ -27,6 +27,7 @@ use crate::envelope::{decode_body, encode_body, encode_frame, Envelope, Kind};
 use crate::handshake::Authenticated;
 use crate::limits::{
     AbuseCounters, MAX_INBOUND_IN_FLIGHT, MAX_OUTBOUND_BYTES, MAX_OUTBOUND_FRAMES,
+    MAX_PINGS_PER_HEARTBEAT, YIELD_AFTER_FRAME_BYTES,
 };
 use crate::messages::{ErrorKind, Request};
 use crate::tcp::DEFAULT_MAX_FRAME;
@@ -553,6 +554,7 @@ impl Driver {
     async fn read_loop(&self, mut stream: FrameStream) -> String {
         let silence = self.cfg.heartbeat_timeout;
         let mut last_frame = Instant::now();
+        let mut pings = PingWindow::new(last_frame, self.cfg.heartbeat_interval);
         let deadline = tokio::time::sleep(silence);
         tokio::pin!(deadline);
         loop {
@@ -575,15 +577,27 @@ impl Driver {
                 Some(Err(e)) => return format!("read failed: {e}"),
                 Some(Ok(frame)) => frame,
             };
-            if let Err(reason) = self.handle_frame(&frame).await {
+            let large = frame.len() >= YIELD_AFTER_FRAME_BYTES;
+            let handled = match Envelope::decode(&frame) {
+                Err(e) => Err(format!("undecodable frame: {e}")),
+                Ok(envelope) if envelope.kind == Kind::Ping => match pings.count(last_frame) {
+                    Ok(()) => self.handle_envelope(envelope).await,
+                    Err(reason) => Err(reason),
+                },
+                Ok(envelope) => self.handle_envelope(envelope).await,
+            };
+            if let Err(reason) = handled {
                 tracing::warn!(peer = %self.shared.peer_identity, "closing connection: {reason}");
                 return reason;
+            }
+            if large {
+                // Let the owner (and everyone else on this thread) run between large frames.
+                tokio::task::yield_now().await;
             }
         }
     }
 
-    async fn handle_frame(&self, frame: &[u8]) -> Result<(), String> {
-        let envelope = Envelope::decode(frame).map_err(|e| format!("undecodable frame: {e}"))?;
+    async fn handle_envelope(&self, envelope: Envelope) -> Result<(), String> {
         let Envelope {
             id,
             kind,
@@ -666,6 +680,40 @@ impl Driver {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// Counts the peer's pings per heartbeat interval; more than `MAX_PINGS_PER_HEARTBEAT` in one
+/// is a flood.
+struct PingWindow {
+    started: Instant,
+    interval: Duration,
+    count: u32,
+}
+
+impl PingWindow {
+    fn new(now: Instant, interval: Duration) -> Self {
+        PingWindow {
+            started: now,
+            interval,
+            count: 0,
+        }
+    }
+
+    /// Counts one ping received at `now`; past the bound within one interval, a flood.
+    fn count(&mut self, now: Instant) -> Result<(), String> {
+        if now >= self.started + self.interval {
+            self.started = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count > MAX_PINGS_PER_HEARTBEAT {
+            return Err(format!(
+                "ping flood: more than {MAX_PINGS_PER_HEARTBEAT} pings within {:?}",
+                self.interval
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -65,34 +65,50 @@ async fn after_authentication_the_full_frame_limit_applies() {
     assert_eq!(call.method, "echo");
 }
 
+/// Writes `frame` over and over until the server hangs up (true) or 2,000,000 were sent.
+async fn flood(s: &mut TcpStream, frame: &[u8]) -> bool {
+    let mut framed = (frame.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(frame);
+    let batch: Vec<u8> = framed.repeat(10_000);
+    for _ in 0..200 {
+        if s.write_all(&batch).await.is_err() {
+            return true;
+        }
+    }
+    false
+}
+
 #[tokio::test]
-async fn a_peer_that_floods_pings_and_never_reads_is_cut_off_and_counted() {
+async fn a_ping_flood_closes_the_connection_at_once() {
+    let (addr, _calls) = server(PeerConfig::default()).await;
+    let mut s = raw_authenticated(&addr).await;
+    let cut = timeout(
+        Duration::from_secs(30),
+        flood(&mut s, &encode_frame(1, Kind::Ping, "", &[])),
+    )
+    .await;
+    assert!(matches!(cut, Ok(true)), "the server kept taking pings");
+}
+
+#[tokio::test]
+async fn a_peer_that_calls_and_never_reads_is_cut_off_and_counted() {
     let counters = AbuseCounters::default();
     let cfg = PeerConfig {
         max_outbound_frames: 256,
         counters: counters.clone(),
         ..PeerConfig::default()
     };
-    let (addr, _calls) = server(cfg).await;
+    // Nobody takes the calls: each is answered at once with an error the peer never reads.
+    let (addr, calls) = server(cfg).await;
+    drop(calls);
     let mut s = raw_authenticated(&addr).await;
-    let ping = encode_frame(1, Kind::Ping, "", &[]);
-    let mut frame = (ping.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&ping);
-    let batch: Vec<u8> = frame.repeat(10_000);
-    // Pings until the server hangs up (a write fails) or 2,000,000 pings were sent: the
-    // pongs fill the socket buffers, then the bounded queue, then the link is closed.
-    let flood = async {
-        for _ in 0..200 {
-            if s.write_all(&batch).await.is_err() {
-                return true;
-            }
-        }
-        false
-    };
-    let cut = timeout(Duration::from_secs(30), flood).await;
+    // Calls until the server hangs up: the replies fill the socket buffers, then the bounded
+    // queue, then the link is closed.
+    let call = encode_frame(1, Kind::Call, "echo", &[]);
+    let cut = timeout(Duration::from_secs(30), flood(&mut s, &call)).await;
     assert!(
         matches!(cut, Ok(true)),
-        "the server kept accepting pings from a peer that never reads"
+        "the server kept accepting calls from a peer that never reads"
     );
     assert_eq!(counters.snapshot().links_closed_not_reading, 1);
 }

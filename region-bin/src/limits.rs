@@ -96,7 +96,8 @@ pub async fn bound_request(
     } else {
         REQUEST_DEADLINE
     };
-    let request = req.request().clone();
+    // The request moves into the handler; past the deadline the refusal goes back as an
+    // error whose response actix writes (holding a clone of the request would break it).
     match tokio::time::timeout(deadline, next.call(req)).await {
         Ok(response) => response.map(ServiceResponse::map_into_left_body),
         Err(_) => {
@@ -105,7 +106,7 @@ pub async fn bound_request(
                 deadline.as_secs()
             );
             let response = refusal(StatusCode::REQUEST_TIMEOUT, "request_timeout", &message);
-            Ok(ServiceResponse::new(request, response).map_into_right_body())
+            Err(actix_web::error::InternalError::from_response(message, response).into())
         }
     }
 }
