@@ -77,10 +77,12 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let service =
         RegionService::new(region, store).with_template_runner(TemplateRunner::Pool(renders));
     let data = web::Data::new(service.clone());
+    let writes = web::Data::new(limits::WriteLimiter::default());
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(limits::bound_request))
             .app_data(data.clone())
+            .app_data(writes.clone())
             .configure(api::configure)
     })
     .workers(limits::HTTP_WORKERS)
