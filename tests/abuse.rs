@@ -273,7 +273,7 @@ fn slow_http_bodies_are_cut_off_at_the_request_deadline() {
     let poller = Poller::start(&site.api(), region.child.id());
     let rt = runtime();
     let http = site.http.clone();
-    let (opened, closed_in_time, elapsed) = rt.block_on(async move {
+    let (opened, closed_in_time, refused_at_once, elapsed) = rt.block_on(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -284,33 +284,35 @@ fn slow_http_bodies_are_cut_off_at_the_request_deadline() {
                 let head = "PUT /api/v1/settings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
                 s.write_all(head.as_bytes()).await.ok()?;
                 let mut buf = vec![0u8; 4096];
+                let mut answer = Vec::new();
                 // The server must answer or hang up; give it 40 s.
                 let read = tokio::time::timeout(Duration::from_secs(40), async {
                     loop {
                         match s.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
-                            Ok(_) => {}
+                            Ok(n) => answer.extend_from_slice(&buf[..n]),
                         }
                     }
                 });
-                Some(read.await.is_ok())
+                let closed = read.await.is_ok();
+                Some((closed, answer.starts_with(b"HTTP/1.1 503")))
             }));
         }
-        let mut opened = 0;
-        let mut closed = 0;
+        let (mut opened, mut closed, mut refused) = (0, 0, 0);
         for task in tasks {
-            if let Ok(Some(done)) = task.await {
+            if let Ok(Some((done, at_once))) = task.await {
                 opened += 1;
                 closed += usize::from(done);
+                refused += usize::from(at_once);
             }
         }
-        (opened, closed, started.elapsed())
+        (opened, closed, refused, started.elapsed())
     });
     let figures = poller.finish();
     figures.print(
         "slow HTTP bodies",
         &format!(
-            "{closed_in_time} of {opened} connections closed by the server, all within {} s",
+            "{closed_in_time} of {opened} connections closed by the server ({refused_at_once} at once, over the per-source budget), all within {} s",
             elapsed.as_secs()
         ),
     );
@@ -318,6 +320,10 @@ fn slow_http_bodies_are_cut_off_at_the_request_deadline() {
     assert_eq!(
         closed_in_time, opened,
         "the region kept slow connections open"
+    );
+    assert!(
+        refused_at_once > 0,
+        "no connection over the per-source budget was refused"
     );
     figures.assert_bounded();
 }

@@ -85,6 +85,10 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
             .app_data(writes.clone())
             .configure(api::configure)
     })
+    .on_connect({
+        let by_source = std::sync::Arc::new(limits::ConnectionsBySource::default());
+        move |io, data| by_source.on_connect(io, data)
+    })
     .workers(limits::HTTP_WORKERS)
     .max_connections(limits::HTTP_MAX_CONNECTIONS_PER_WORKER)
     .client_request_timeout(limits::HEADER_READ_TIMEOUT)

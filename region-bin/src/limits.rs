@@ -9,7 +9,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// HTTP connections open at once per HTTP worker (regiond runs `HTTP_WORKERS`), so 1,024 in
@@ -20,6 +21,12 @@ use std::time::{Duration, Instant};
 /// accept loop of descriptors or the other way round (before: 20,000 slow HTTP clients took
 /// every descriptor and a restarting cluster could not get in for 35 s).
 pub const HTTP_MAX_CONNECTIONS_PER_WORKER: usize = 512;
+
+/// HTTP connections open at once from one source address. An operator's client, the CLI or
+/// a dashboard holds a few; 64 leaves room for a NAT in front of several. A connection over it
+/// is answered with a JSON 503 at its first request and closed, so one address cannot hold
+/// the whole `HTTP_MAX_CONNECTIONS_PER_WORKER` budget for the length of the request deadline.
+pub const HTTP_MAX_CONNECTIONS_PER_SOURCE: usize = 64;
 
 /// HTTP worker threads. Handlers are short (template renders run on their own pool), so two
 /// keep the API answering on a two-core machine.
@@ -39,6 +46,62 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// in a few hundred bytes; longer ones get a JSON 414. Targets over actix's own 128 KiB head
 /// buffer are refused by actix before any handler runs, with an empty 400 or 431.
 pub const MAX_URI_LEN: usize = 8 * 1024;
+
+/// Open HTTP connections by source address (`HTTP_MAX_CONNECTIONS_PER_SOURCE`), counted
+/// from actix's `on_connect` hook; each connection carries a `SourceSlot` that gives its
+/// place back when the connection ends.
+#[derive(Default)]
+pub struct ConnectionsBySource {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in its source's count; `over` when the source had no room.
+pub struct SourceSlot {
+    budget: Arc<ConnectionsBySource>,
+    source: IpAddr,
+    over: bool,
+}
+
+impl ConnectionsBySource {
+    /// Counts a new connection from `source`.
+    pub fn open(self: &Arc<Self>, source: IpAddr) -> SourceSlot {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(source).or_default();
+        *count += 1;
+        SourceSlot {
+            budget: self.clone(),
+            source,
+            over: *count > HTTP_MAX_CONNECTIONS_PER_SOURCE,
+        }
+    }
+
+    /// The `on_connect` hook: counts the TCP connection and leaves its slot in the
+    /// connection's data, where `bound_request` finds it.
+    pub fn on_connect(
+        self: &Arc<Self>,
+        io: &dyn std::any::Any,
+        data: &mut actix_web::dev::Extensions,
+    ) {
+        let peer = io
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .and_then(|s| s.peer_addr().ok());
+        if let Some(peer) = peer {
+            data.insert(self.open(peer.ip()));
+        }
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.budget.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.source);
+            }
+        }
+    }
+}
 
 /// Preseed writes (edits, resolutions) one client may make in a burst. Every write is a new
 /// immutable version of up to 256 KiB kept forever, so writes are what grow the database
@@ -141,6 +204,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connections_over_a_sources_budget_are_marked_and_give_their_place_back() {
+        let budget = Arc::new(ConnectionsBySource::default());
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
+        let slots: Vec<_> = (0..HTTP_MAX_CONNECTIONS_PER_SOURCE)
+            .map(|_| budget.open(a))
+            .collect();
+        assert!(slots.iter().all(|s| !s.over));
+        assert!(budget.open(a).over, "one over the budget");
+        assert!(!budget.open(b).over, "another source has its own");
+        drop(slots);
+        assert!(
+            !budget.open(a).over,
+            "closed connections gave their places back"
+        );
+    }
+
+    #[test]
     fn a_writer_gets_its_burst_then_one_per_interval() {
         let limiter = WriteLimiter::default();
         let t0 = Instant::now();
@@ -171,7 +251,8 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> HttpResponse {
         .json(Refusal { code, message })
 }
 
-/// Middleware: a JSON 414 for an over-long target, a JSON 429 for a preseed write over the
+/// Middleware: a JSON 503 (connection closed) on a connection over its source's budget, a
+/// JSON 414 for an over-long target, a JSON 429 for a preseed write over the
 /// client's budget (`WriteLimiter`, when the app has one), and the whole-request deadline
 /// with a JSON 408 (and the connection closed) past it. Live reads may ask for up to a minute, so a
 /// request with `live=true` gets the live read's own bound plus `REQUEST_DEADLINE`.
@@ -179,6 +260,17 @@ pub async fn bound_request(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    if req.conn_data::<SourceSlot>().is_some_and(|slot| slot.over) {
+        let message = format!(
+            "more than {HTTP_MAX_CONNECTIONS_PER_SOURCE} connections from this address are open"
+        );
+        let response = refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            &message,
+        );
+        return Ok(req.into_response(response).map_into_right_body());
+    }
     let target_len = req.uri().path().len() + req.uri().query().map_or(0, |q| q.len() + 1);
     if target_len > MAX_URI_LEN {
         let message =
