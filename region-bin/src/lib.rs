@@ -39,6 +39,9 @@ pub struct RunningRegion {
     pub http_addrs: Vec<std::net::SocketAddr>,
     pub service: RegionService,
     pub server: actix_web::dev::Server,
+    /// RPC refusals counted since start (handshakes refused or failed, links cut off for not
+    /// reading), for the metrics endpoint.
+    pub abuse: osmesh_net::limits::AbuseCounters,
 }
 
 /// Opens the store (running migrations), binds the RPC listener, starts the region actor and
@@ -54,13 +57,17 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         .await
         .with_context(|| format!("cannot listen for clusters on {}", config.rpc_listen))?;
     let rpc_addr = listener.local_addr();
+    let abuse = osmesh_net::limits::AbuseCounters::default();
     let settings = RegionSettings {
         name: config.name.clone(),
         handshake: HandshakeConfig {
             timeout: HANDSHAKE_TIMEOUT,
             ..HandshakeConfig::new(config.name.clone(), config.secret.clone())
         },
-        peer: PeerConfig::default(),
+        peer: PeerConfig {
+            counters: abuse.clone(),
+            ..PeerConfig::default()
+        },
         refresh_interval: config.refresh_interval,
     };
     let clock = Clock::anchored_at(wall_clock_ms());
@@ -103,6 +110,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         http_addrs,
         service,
         server: server.run(),
+        abuse,
     })
 }
 

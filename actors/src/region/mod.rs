@@ -17,7 +17,7 @@ use osmesh_core::{BootImage, ClusterId, OsystemInfo};
 use osmesh_net::envelope::{decode_body, encode_body};
 use osmesh_net::handshake::{accept_handshake, Authenticated, HandshakeConfig};
 use osmesh_net::limits::{
-    source_of, RateLimitedWarn, MAX_IMAGES_PER_REPORT, MAX_OSYSTEMS_PER_REPORT,
+    source_of, RateLimitedWarn, MAX_IMAGES_PER_REPORT, MAX_LINKS, MAX_OSYSTEMS_PER_REPORT,
     MAX_TEMPLATES_PER_REPORT, MAX_TEMPLATE_NAMES_PER_CLUSTER,
 };
 use osmesh_net::messages::{
@@ -215,6 +215,15 @@ impl RegionActor {
 
     fn on_authenticated(&mut self, auth: Authenticated, ctx: &mut Context<Self>) {
         let cluster = ClusterId::new(auth.peer_identity.clone());
+        let has_link = self
+            .clusters
+            .get(&cluster)
+            .is_some_and(|e| e.link.is_some());
+        if self.links.len() >= MAX_LINKS && !has_link {
+            let message = format!("all {MAX_LINKS} cluster links are taken; closing");
+            self.refusal_warn.warn(&auth.conn.peer_addr, &message);
+            return;
+        }
         let (peer, incoming) = spawn_peer(auth, self.settings.peer.clone());
         self.next_link += 1;
         let link = self.next_link;
