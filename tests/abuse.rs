@@ -57,14 +57,20 @@ fn start_region(site: &Site) -> Daemon {
     daemon
 }
 
-/// One API call: (status, body as JSON or `Null`). The one place a bearer token will go.
+/// Every API request of this file passes through here: the one place a bearer token goes.
+fn authorized(request: ureq::Request) -> ureq::Request {
+    request
+}
+
+/// One API call: (status, body as JSON or `Null`).
 fn api(
     base: &str,
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let request = ureq::request(method, &format!("{base}{path}")).timeout(Duration::from_secs(30));
+    let request = authorized(ureq::request(method, &format!("{base}{path}")))
+        .timeout(Duration::from_secs(30));
     let result = match body {
         Some(body) => request.send_json(body.clone()),
         None => request.call(),
@@ -109,13 +115,12 @@ impl Poller {
                 .build();
             let (mut times, mut failures, mut peak) = (Vec::new(), 0, 0);
             // One untimed read opens the keep-alive connection the timed ones reuse.
-            let _ = agent.get(&format!("{base}/api/v1/osystems")).call();
+            let _ = authorized(agent.get(&format!("{base}/api/v1/osystems"))).call();
             let started = Instant::now();
             // At least 2 s of reads, so a short attack still gives a p99 of ~40 reads.
             while !flag.load(Ordering::Relaxed) || started.elapsed() < Duration::from_secs(2) {
                 let started = Instant::now();
-                let ok = agent
-                    .get(&format!("{base}/api/v1/osystems"))
+                let ok = authorized(agent.get(&format!("{base}/api/v1/osystems")))
                     .call()
                     .is_ok_and(|r| r.status() == 200 && r.into_string().is_ok());
                 times.push(started.elapsed());
@@ -652,7 +657,8 @@ fn a_peer_streaming_large_calls_without_reading_is_paced_and_bounded() {
 
 #[test]
 fn an_oversized_template_report_is_refused_whole() {
-    const TEMPLATES: usize = 5_000;
+    // Over the bound of 1,000 per report; the 110,000 only costs more to decode.
+    const TEMPLATES: usize = 1_500;
     let site = Site::new();
     let region = start_region(&site);
     let poller = Poller::start(&site.api(), region.child.id());
@@ -675,7 +681,7 @@ fn an_oversized_template_report_is_refused_whole() {
                     .map(|i| PreseedTemplate {
                         name: format!("t{round}_{i}"),
                         osystem: None,
-                        content: "x".repeat(500),
+                        content: "x".repeat(200),
                     })
                     .collect(),
             };
@@ -697,7 +703,7 @@ fn an_oversized_template_report_is_refused_whole() {
     let (_, list) = api(&site.api(), "GET", "/api/v1/preseeds", None);
     let stored = list.as_array().map_or(0, Vec::len);
     figures.print(
-        "template reports of 5,000",
+        "template reports of 1,500",
         &format!(
             "answers {answers:?}; {stored} preseeds stored; database {} → {} KiB",
             before / 1024,
@@ -764,7 +770,8 @@ fn preseed_writes_are_bounded_rate_limited_and_history_paged() {
     let statuses: Vec<u16> = (1..=25)
         .map(|v| edit(format!("version {v}\n"), v).0)
         .collect();
-    let response = ureq::get(&format!("{}/api/v1/preseeds/generic/history", site.api())).call();
+    let history = format!("{}/api/v1/preseeds/generic/history", site.api());
+    let response = authorized(ureq::get(&history)).call();
     let response = response.expect("history");
     let link = response.header("link").unwrap_or_default().to_owned();
     let page: serde_json::Value = response.into_json().expect("json");
