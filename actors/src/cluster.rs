@@ -342,6 +342,7 @@ impl Handler<InboundCall> for ClusterActor {
             method,
             body,
             responder,
+            ..
         } = call.incoming;
         let Some(responder) = responder else {
             tracing::debug!(%method, "ignoring a notification from the region");

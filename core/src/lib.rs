@@ -8,6 +8,7 @@
 //! applies is a pure function tested without a filesystem.
 
 pub mod cluster;
+pub mod fields;
 pub mod hooks;
 pub mod image;
 pub mod mesh;

@@ -27,6 +27,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::envelope::{decode_body, encode_body, encode_frame, ByteString, Envelope, Kind};
+use crate::limits::MAX_IDENTITY_LEN;
 use crate::{FrameConn, NetError};
 
 /// The protocol version this build speaks.
@@ -265,7 +266,8 @@ async fn with_deadline(
         Err(_) => Err(HandshakeError::Timeout(limit)),
     };
     if let Err(e) = &result {
-        tracing::warn!(role = role.as_str(), "handshake failed: {e}");
+        // The caller logs (the region at most once a second: a flood must not flood the log).
+        tracing::debug!(role = role.as_str(), "handshake failed: {e}");
     }
     result
 }
@@ -290,6 +292,7 @@ async fn dial_steps(
     let theirs_proof: Proof = recv(&mut conn, step::PROOF).await?;
     check_proof(&mut conn, cfg, Role::Acceptor, &t, &theirs_proof).await?;
     send(&mut conn, step::DONE, &Done {}).await?;
+    conn.read_limit.authenticated();
     Ok(Authenticated {
         conn,
         peer_identity: theirs.identity,
@@ -317,6 +320,7 @@ async fn accept_steps(
     };
     send(&mut conn, step::PROOF, &proof).await?;
     let _: Done = recv(&mut conn, step::DONE).await?;
+    conn.read_limit.authenticated();
     Ok(Authenticated {
         conn,
         peer_identity: theirs.identity,
@@ -339,6 +343,13 @@ async fn agree(
     cfg: &HandshakeConfig,
     theirs: &Hello,
 ) -> Result<u16, HandshakeError> {
+    if theirs.identity.is_empty() || theirs.identity.len() > MAX_IDENTITY_LEN {
+        let reason = format!(
+            "identity of {} bytes, expected 1 to {MAX_IDENTITY_LEN}",
+            theirs.identity.len()
+        );
+        return Err(protocol_refusal(conn, reason).await);
+    }
     if theirs.nonce.0.len() != NONCE_LEN {
         let reason = format!(
             "nonce of {} bytes, expected {NONCE_LEN}",

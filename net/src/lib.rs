@@ -3,7 +3,7 @@
 //! What lives here: length-prefixed CBOR frames (`tcp`, `mem`), the envelope (`envelope`) and
 //! message catalogue (`messages`), the version + mutual-HMAC handshake (`handshake`), the
 //! multiplexed RPC peer with deadlines and heartbeats (`peer`), the reconnect backoff policy
-//! (`backoff`), and the `Transport` seam (`transport`) with its TCP and in-memory
+//! (`backoff`), every bound in one place (`limits`), and the `Transport` seam (`transport`) with its TCP and in-memory
 //! implementations. The wire format is specified in `docs/PROTOCOL.md`.
 //!
 //! What it must not know: actors, databases, or that a simulator exists. Time is tokio time;
@@ -12,6 +12,7 @@
 pub mod backoff;
 pub mod envelope;
 pub mod handshake;
+pub mod limits;
 pub mod mem;
 pub mod messages;
 pub mod metrics;
@@ -27,7 +28,7 @@ pub use handshake::{
 };
 pub use mem::{mem_pair, MemDialer, MemListener, MemNetwork};
 pub use messages::{ErrorKind, Request, RpcError};
-pub use peer::{spawn_peer, Incoming, IncomingCalls, Peer, PeerConfig, Responder};
+pub use peer::{spawn_peer, InboundSlot, Incoming, IncomingCalls, Peer, PeerConfig, Responder};
 pub use tcp::{TcpDialer, TcpListener, DEFAULT_MAX_FRAME};
 pub use transport::{Dialer, FrameConn, FrameSink, FrameStream, Listener};
 

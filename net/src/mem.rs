@@ -44,6 +44,7 @@ fn mem_conn(
         }),
         stream: Box::pin(MemStream { rx, max_frame }),
         peer_addr: peer.to_owned(),
+        read_limit: crate::limits::ReadLimit::fixed(max_frame),
     }
 }
 

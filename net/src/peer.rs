@@ -5,6 +5,9 @@
 //! `IncomingCalls`, pings are answered, silence past the heartbeat timeout ends it),
 //! *writing* (frames out, draining the queue before each flush), and *pinging*. The first
 //! loop to end ends the connection; then every call in flight fails with `Unavailable`.
+//! Both directions are bounded: frames queued for writing (a peer that stops reading is cut
+//! off and counted), and calls delivered but not yet answered (at the bound the driver stops
+//! reading the socket, so TCP pushes back on the peer). See `limits`.
 //! Time is tokio time (virtual under a paused runtime); `select!`s are `biased`; pending calls
 //! sit in a `BTreeMap`, so the order in which waiters wake is deterministic.
 
@@ -13,14 +16,19 @@ use futures::{SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::envelope::{decode_body, encode_body, encode_frame, Envelope, Kind};
 use crate::handshake::Authenticated;
+use crate::limits::{
+    AbuseCounters, MAX_INBOUND_IN_FLIGHT, MAX_OUTBOUND_BYTES, MAX_OUTBOUND_FRAMES,
+    MAX_PINGS_PER_HEARTBEAT, YIELD_AFTER_FRAME_BYTES,
+};
 use crate::messages::{ErrorKind, Request};
 use crate::tcp::DEFAULT_MAX_FRAME;
 use crate::{FrameSink, FrameStream, RpcError};
@@ -43,6 +51,15 @@ pub struct PeerConfig {
     pub max_in_flight: usize,
     /// Largest frame we send; must not exceed what the transport enforces.
     pub max_frame: usize,
+    /// Calls and notifies from the peer delivered and not yet answered; at the bound the
+    /// driver stops reading (`limits::MAX_INBOUND_IN_FLIGHT`).
+    pub max_inbound_in_flight: usize,
+    /// Frames and bytes queued for writing; past either the peer is not reading and the
+    /// connection is closed (`limits::MAX_OUTBOUND_FRAMES`, `limits::MAX_OUTBOUND_BYTES`).
+    pub max_outbound_frames: usize,
+    pub max_outbound_bytes: usize,
+    /// Where closed-for-not-reading links are counted.
+    pub counters: AbuseCounters,
 }
 
 impl Default for PeerConfig {
@@ -52,6 +69,10 @@ impl Default for PeerConfig {
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_frame: DEFAULT_MAX_FRAME,
+            max_inbound_in_flight: MAX_INBOUND_IN_FLIGHT,
+            max_outbound_frames: MAX_OUTBOUND_FRAMES,
+            max_outbound_bytes: MAX_OUTBOUND_BYTES,
+            counters: AbuseCounters::default(),
         }
     }
 }
@@ -61,22 +82,28 @@ impl Default for PeerConfig {
 /// peer hangs up, a frame is malformed, or heartbeats fail; dropping the handles does not
 /// close it (call `close`).
 pub fn spawn_peer(auth: Authenticated, cfg: PeerConfig) -> (Peer, IncomingCalls) {
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = mpsc::channel(cfg.max_outbound_frames.max(1));
+    let (in_tx, in_rx) = mpsc::channel(cfg.max_inbound_in_flight.max(1));
     let (closed_tx, closed_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         out: out_tx,
+        queued_bytes: AtomicUsize::new(0),
+        overflowed: AtomicBool::new(false),
+        abort: Notify::new(),
         closed: closed_rx,
         peer_identity: auth.peer_identity,
         peer_addr: auth.conn.peer_addr,
         version: auth.version,
         max_in_flight: cfg.max_in_flight,
         max_frame: cfg.max_frame,
+        max_outbound_bytes: cfg.max_outbound_bytes,
+        counters: cfg.counters.clone(),
     });
     let driver = Driver {
         shared: shared.clone(),
         incoming: in_tx,
+        inbound_slots: Arc::new(Semaphore::new(cfg.max_inbound_in_flight.max(1))),
         cfg,
     };
     tokio::spawn(driver.run(auth.conn.sink, auth.conn.stream, out_rx, closed_tx));
@@ -138,9 +165,13 @@ impl Peer {
             .send(encode_frame(0, Kind::Notify, method, &body), method)
     }
 
-    /// Closes the connection after the frames already queued are written.
+    /// Closes the connection after the frames already queued are written (at once, if the
+    /// queue is full).
     pub fn close(&self) {
-        let _ = self.shared.out.send(Outgoing::Close);
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.shared.out.try_send(Outgoing::Close) {
+            self.shared
+                .abort("closed locally with a full outbound queue");
+        }
     }
 
     /// Resolves once the connection is gone (closed by either side, failed, or timed out).
@@ -190,6 +221,14 @@ pub struct Incoming {
     pub body: Bytes,
     /// `Some` for a call, `None` for a notify.
     pub responder: Option<Responder>,
+    /// One of the link's inbound slots, held until this is dropped (a call's responder
+    /// holds its own): while every slot is held, the driver reads no more frames.
+    pub slot: InboundSlot,
+}
+
+/// One of a link's `max_inbound_in_flight` slots; dropping it frees the slot.
+pub struct InboundSlot {
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Incoming {
@@ -223,6 +262,8 @@ pub struct Responder {
     shared: Arc<Shared>,
     id: u64,
     answered: bool,
+    /// The call's inbound slot, freed when the reply is queued (or the responder dropped).
+    _slot: InboundSlot,
 }
 
 impl Responder {
@@ -257,7 +298,7 @@ impl Responder {
         } else {
             frame
         };
-        if self.shared.out.send(Outgoing::Frame(frame)).is_err() {
+        if self.shared.enqueue(frame).is_err() {
             tracing::debug!("reply to call {} dropped: connection gone", self.id);
         }
     }
@@ -275,7 +316,7 @@ impl Drop for Responder {
 
 /// The calls and notifies the peer sends us, in arrival order; ends when the connection does.
 pub struct IncomingCalls {
-    rx: mpsc::UnboundedReceiver<Incoming>,
+    rx: mpsc::Receiver<Incoming>,
 }
 
 impl IncomingCalls {
@@ -318,18 +359,29 @@ struct State {
     pending: BTreeMap<u64, ReplySlot>,
     /// Why the connection ended; `None` while it is up.
     closed: Option<String>,
+    /// Why the connection is being ended at once, before the driver has noticed.
+    abort_reason: Option<String>,
 }
 
 /// What the handles and the driver share.
 struct Shared {
     state: Mutex<State>,
-    out: mpsc::UnboundedSender<Outgoing>,
+    /// Frames for the writing loop; bounded by `max_outbound_frames`.
+    out: mpsc::Sender<Outgoing>,
+    /// Bytes of the frames in `out`: added when queued, subtracted when written.
+    queued_bytes: AtomicUsize,
+    /// Set once the outbound queue overflowed, so the link is counted once.
+    overflowed: AtomicBool,
+    /// Wakes the driver to end the connection at once (the outbound queue overflowed).
+    abort: Notify,
     closed: watch::Receiver<bool>,
     peer_identity: String,
     peer_addr: String,
     version: u16,
     max_in_flight: usize,
     max_frame: usize,
+    max_outbound_bytes: usize,
+    counters: AbuseCounters,
 }
 
 impl Shared {
@@ -365,9 +417,56 @@ impl Shared {
                 self.max_frame
             )));
         }
-        self.out
-            .send(Outgoing::Frame(frame))
-            .map_err(|_| self.gone())
+        self.enqueue(frame).map_err(|()| self.gone())
+    }
+
+    /// Queues a frame for the writing loop without waiting. A full queue (by frames or by
+    /// bytes) means the peer stopped reading: the connection is ended and counted.
+    fn enqueue(&self, frame: Bytes) -> Result<(), ()> {
+        let len = frame.len();
+        let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if queued > self.max_outbound_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.overflow(&format!(
+                "outbound queue over {} bytes: the peer is not reading",
+                self.max_outbound_bytes
+            ));
+            return Err(());
+        }
+        match self.out.try_send(Outgoing::Frame(frame)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.overflow(&format!(
+                    "outbound queue of {} frames full: the peer is not reading",
+                    self.out.max_capacity()
+                ));
+                Err(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                Err(())
+            }
+        }
+    }
+
+    /// Ends the connection because the peer does not read; counted once per link.
+    fn overflow(&self, reason: &str) {
+        if !self.overflowed.swap(true, Ordering::Relaxed) {
+            self.counters.link_closed_not_reading();
+            self.abort(reason);
+        }
+    }
+
+    /// Ends the connection at once with `reason`, whatever is queued.
+    fn abort(&self, reason: &str) {
+        {
+            let mut state = self.lock();
+            if state.closed.is_none() && state.abort_reason.is_none() {
+                state.abort_reason = Some(reason.to_owned());
+            }
+        }
+        self.abort.notify_one();
     }
 
     /// Hands a reply to its waiting call; a reply nobody waits for is logged and dropped.
@@ -422,7 +521,9 @@ impl Drop for PendingCall<'_> {
 /// The task behind one connection.
 struct Driver {
     shared: Arc<Shared>,
-    incoming: mpsc::UnboundedSender<Incoming>,
+    /// Calls and notifies for the owner; bounded, and `inbound_slots` bounds what is held.
+    incoming: mpsc::Sender<Incoming>,
+    inbound_slots: Arc<Semaphore>,
     cfg: PeerConfig,
 }
 
@@ -431,13 +532,15 @@ impl Driver {
         self,
         sink: FrameSink,
         stream: FrameStream,
-        out: mpsc::UnboundedReceiver<Outgoing>,
+        out: mpsc::Receiver<Outgoing>,
         closed: watch::Sender<bool>,
     ) {
         let reason = tokio::select! {
             biased;
+            () = self.shared.abort.notified() => self.shared.lock().abort_reason.clone()
+                .unwrap_or_else(|| "aborted".into()),
             reason = self.read_loop(stream) => reason,
-            reason = write_loop(sink, out) => reason,
+            reason = write_loop(sink, out, &self.shared) => reason,
             reason = self.ping_loop() => reason,
         };
         tracing::info!(
@@ -453,6 +556,7 @@ impl Driver {
     async fn read_loop(&self, mut stream: FrameStream) -> String {
         let silence = self.cfg.heartbeat_timeout;
         let mut last_frame = Instant::now();
+        let mut pings = PingWindow::new(last_frame, self.cfg.heartbeat_interval);
         let deadline = tokio::time::sleep(silence);
         tokio::pin!(deadline);
         loop {
@@ -475,15 +579,27 @@ impl Driver {
                 Some(Err(e)) => return format!("read failed: {e}"),
                 Some(Ok(frame)) => frame,
             };
-            if let Err(reason) = self.handle_frame(&frame) {
+            let large = frame.len() >= YIELD_AFTER_FRAME_BYTES;
+            let handled = match Envelope::decode(&frame) {
+                Err(e) => Err(format!("undecodable frame: {e}")),
+                Ok(envelope) if envelope.kind == Kind::Ping => match pings.count(last_frame) {
+                    Ok(()) => self.handle_envelope(envelope).await,
+                    Err(reason) => Err(reason),
+                },
+                Ok(envelope) => self.handle_envelope(envelope).await,
+            };
+            if let Err(reason) = handled {
                 tracing::warn!(peer = %self.shared.peer_identity, "closing connection: {reason}");
                 return reason;
+            }
+            if large {
+                // Let the owner (and everyone else on this thread) run between large frames.
+                tokio::task::yield_now().await;
             }
         }
     }
 
-    fn handle_frame(&self, frame: &[u8]) -> Result<(), String> {
-        let envelope = Envelope::decode(frame).map_err(|e| format!("undecodable frame: {e}"))?;
+    async fn handle_envelope(&self, envelope: Envelope) -> Result<(), String> {
         let Envelope {
             id,
             kind,
@@ -496,18 +612,26 @@ impl Driver {
                     shared: self.shared.clone(),
                     id,
                     answered: false,
+                    _slot: self.inbound_slot().await,
                 };
                 self.deliver(Incoming {
                     method,
                     body,
                     responder: Some(responder),
-                });
+                    slot: InboundSlot { _permit: None },
+                })
+                .await;
             }
-            Kind::Notify => self.deliver(Incoming {
-                method,
-                body,
-                responder: None,
-            }),
+            Kind::Notify => {
+                let slot = self.inbound_slot().await;
+                self.deliver(Incoming {
+                    method,
+                    body,
+                    responder: None,
+                    slot,
+                })
+                .await
+            }
             Kind::Reply => self.shared.complete(id, Ok(body)),
             Kind::Error => {
                 let error = decode_body::<RpcError>(&body).unwrap_or_else(|e| {
@@ -516,10 +640,7 @@ impl Driver {
                 self.shared.complete(id, Err(error));
             }
             Kind::Ping => {
-                let _ =
-                    self.shared
-                        .out
-                        .send(Outgoing::Frame(encode_frame(id, Kind::Pong, "", &[])));
+                let _ = self.shared.enqueue(encode_frame(id, Kind::Pong, "", &[]));
             }
             Kind::Pong => {}
             Kind::Handshake => {
@@ -529,8 +650,17 @@ impl Driver {
         Ok(())
     }
 
-    fn deliver(&self, incoming: Incoming) {
-        if let Err(mpsc::error::SendError(incoming)) = self.incoming.send(incoming) {
+    /// Waits for a free inbound slot: while every slot is held the socket is not read, so
+    /// the peer meets TCP backpressure instead of the region buffering its calls.
+    async fn inbound_slot(&self) -> InboundSlot {
+        // The semaphore is never closed; `None` would only mean an unbounded slot.
+        InboundSlot {
+            _permit: self.inbound_slots.clone().acquire_owned().await.ok(),
+        }
+    }
+
+    async fn deliver(&self, incoming: Incoming) {
+        if let Err(mpsc::error::SendError(incoming)) = self.incoming.send(incoming).await {
             if let Some(responder) = incoming.responder {
                 responder.reply(Err(RpcError::unavailable("the peer serves no calls")));
             }
@@ -547,21 +677,63 @@ impl Driver {
             ticks.tick().await;
             n += 1;
             let ping = encode_frame(n, Kind::Ping, "", &[]);
-            if self.shared.out.send(Outgoing::Frame(ping)).is_err() {
-                return "writer gone".into();
+            if self.shared.enqueue(ping).is_err() {
+                // An overflow has asked the driver to stop; wait for it.
+                std::future::pending::<()>().await;
             }
         }
     }
 }
 
+/// Counts the peer's pings per heartbeat interval; more than `MAX_PINGS_PER_HEARTBEAT` in one
+/// is a flood.
+struct PingWindow {
+    started: Instant,
+    interval: Duration,
+    count: u32,
+}
+
+impl PingWindow {
+    fn new(now: Instant, interval: Duration) -> Self {
+        PingWindow {
+            started: now,
+            interval,
+            count: 0,
+        }
+    }
+
+    /// Counts one ping received at `now`; past the bound within one interval, a flood.
+    fn count(&mut self, now: Instant) -> Result<(), String> {
+        if now >= self.started + self.interval {
+            self.started = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count > MAX_PINGS_PER_HEARTBEAT {
+            return Err(format!(
+                "ping flood: more than {MAX_PINGS_PER_HEARTBEAT} pings within {:?}",
+                self.interval
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Writes queued frames, flushing once per drained batch rather than once per frame.
-async fn write_loop(mut sink: FrameSink, mut out: mpsc::UnboundedReceiver<Outgoing>) -> String {
+async fn write_loop(
+    mut sink: FrameSink,
+    mut out: mpsc::Receiver<Outgoing>,
+    shared: &Shared,
+) -> String {
     while let Some(first) = out.recv().await {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(outgoing) = next {
             match outgoing {
                 Outgoing::Frame(frame) => {
+                    shared
+                        .queued_bytes
+                        .fetch_sub(frame.len(), Ordering::Relaxed);
                     if let Err(e) = sink.feed(frame).await {
                         return format!("write failed: {e}");
                     }

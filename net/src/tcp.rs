@@ -1,16 +1,19 @@
 //! The TCP transport: 4-byte big-endian length prefix, then the frame; `TCP_NODELAY` on.
+//! Until the handshake completes a connection reads frames of at most
+//! `limits::MAX_FRAME_BEFORE_AUTH` bytes; after it, up to the configured maximum.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use crate::limits::{ReadLimit, MAX_FRAME, MAX_FRAME_BEFORE_AUTH};
 use crate::{Dialer, FrameConn, Listener, NetError};
 
-/// Largest frame accepted or sent unless configured otherwise (4 MiB).
-pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
+/// Largest frame accepted or sent unless configured otherwise (`limits::MAX_FRAME`).
+pub const DEFAULT_MAX_FRAME: usize = MAX_FRAME;
 
 /// The codec of every byte-stream transport: the length is checked against `max_frame`
 /// before any buffer for the frame is allocated.
@@ -22,7 +25,8 @@ pub fn length_codec(max_frame: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Frames any byte stream (a TCP socket, a `tokio::io::duplex` pipe) into a `FrameConn`.
+/// Frames any byte stream (a TCP socket, a `tokio::io::duplex` pipe) into a `FrameConn`
+/// that reads small frames until its handshake completes.
 pub fn framed<T>(io: T, max_frame: usize, peer_addr: String) -> FrameConn
 where
     T: AsyncRead + AsyncWrite + Send + 'static,
@@ -31,22 +35,46 @@ where
     framed_halves(read, write, max_frame, peer_addr)
 }
 
-/// Frames the two halves of a byte stream (for TCP: lock-free owned halves).
+/// Frames the two halves of a byte stream (for TCP: lock-free owned halves). Reads frames of
+/// at most `MAX_FRAME_BEFORE_AUTH` bytes until the handshake raises the limit to `max_frame`.
 pub fn framed_halves<R, W>(read: R, write: W, max_frame: usize, peer_addr: String) -> FrameConn
 where
     R: AsyncRead + Send + 'static,
     W: AsyncWrite + Send + 'static,
 {
+    let read_limit = ReadLimit::staged(MAX_FRAME_BEFORE_AUTH, max_frame);
     let sink = SinkExt::<Bytes>::sink_map_err(
         FramedWrite::new(write, length_codec(max_frame)),
         framing_error,
     );
-    let stream = FramedRead::new(read, length_codec(max_frame))
+    let decoder = LimitedCodec {
+        inner: length_codec(max_frame),
+        limit: read_limit.clone(),
+    };
+    let stream = FramedRead::new(read, decoder)
         .map(|frame| frame.map(|f| f.freeze()).map_err(framing_error));
     FrameConn {
         sink: Box::pin(sink),
         stream: Box::pin(stream),
         peer_addr,
+        read_limit,
+    }
+}
+
+/// The length codec, its maximum read from the connection's `ReadLimit` before every frame,
+/// so the bound is checked against the length prefix before any buffer is reserved.
+struct LimitedCodec {
+    inner: LengthDelimitedCodec,
+    limit: ReadLimit,
+}
+
+impl Decoder for LimitedCodec {
+    type Item = BytesMut;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, io::Error> {
+        self.inner.set_max_frame_length(self.limit.get());
+        self.inner.decode(src)
     }
 }
 

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use futures::{Sink, Stream};
 use std::pin::Pin;
 
+use crate::limits::ReadLimit;
 use crate::NetError;
 
 /// The sending half of a connection: whole frames in, in order.
@@ -23,6 +24,9 @@ pub struct FrameConn {
     pub stream: FrameStream,
     /// The peer's address as the transport knows it (for logs only; never for identity).
     pub peer_addr: String,
+    /// The largest frame the stream reads now: small until the handshake completes (the
+    /// acceptor raises it then), fixed on links whose frames are already in memory.
+    pub read_limit: ReadLimit,
 }
 
 /// The dialing side of a transport (the cluster dials the region).

@@ -82,6 +82,7 @@ impl ResponseError for ApiError {
             FailureKind::Conflict => StatusCode::CONFLICT,
             FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            FailureKind::OverLimit => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -262,6 +263,7 @@ pub fn app(
     App::new()
         .app_data(service)
         .app_data(auth)
+        .app_data(web::Data::new(crate::limits::WriteLimiter::default()))
         .wrap(from_fn(crate::auth::authenticate))
         // Outermost, so refusals (401, 403, 429) are counted too.
         .wrap(from_fn(crate::metrics::track))
@@ -283,11 +285,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::JsonConfig::default()
                 .limit(MAX_BODY)
                 .error_handler(|err, _req| {
-                    error::InternalError::from_response(
-                        err.to_string(),
-                        bad_request("bad_body", err.to_string()).error_response(),
-                    )
-                    .into()
+                    let response = match err {
+                        error::JsonPayloadError::Overflow { .. }
+                        | error::JsonPayloadError::OverflowKnownLength { .. } => {
+                            crate::limits::body_too_large(MAX_BODY)
+                        }
+                        _ => bad_request("bad_body", err.to_string()).error_response(),
+                    };
+                    error::InternalError::from_response(err.to_string(), response).into()
                 }),
         )
         .app_data(web::PathConfig::default().error_handler(|err, _req| {

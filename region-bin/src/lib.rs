@@ -11,6 +11,7 @@ pub mod auth;
 pub mod check;
 pub mod config;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod redact;
@@ -20,6 +21,9 @@ use actix::Actor;
 use actix_web::{web, HttpServer};
 use anyhow::{Context, Result};
 use osmesh_actors::clock::Clock;
+use osmesh_actors::region::render::{
+    RenderPool, TemplateRunner, RENDER_DEADLINE, RENDER_QUEUE, RENDER_THREADS,
+};
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{RegionActor, RegionSettings};
 use osmesh_actors::store::Store;
@@ -43,11 +47,18 @@ pub struct RunningRegion {
     pub http_addrs: Vec<std::net::SocketAddr>,
     pub service: RegionService,
     pub server: actix_web::dev::Server,
+    /// RPC refusals counted since start (handshakes refused or failed, links cut off for not
+    /// reading), for the metrics endpoint.
+    pub abuse: osmesh_net::limits::AbuseCounters,
 }
 
 /// Opens the store (running migrations), binds the RPC listener, starts the region actor and
 /// the HTTP API. Must be called inside an actix `System`.
 pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
+    match limits::raise_fd_limit() {
+        Ok((soft, hard)) => tracing::info!(soft, hard, "open-file limit (RLIMIT_NOFILE)"),
+        Err(err) => tracing::warn!(%err, "cannot raise the open-file limit"),
+    }
     osmesh_telemetry::metrics::install();
     osmesh_actors::store::install_query_metrics();
     let store = Store::open(&config.database_url).with_context(|| {
@@ -60,13 +71,17 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         .await
         .with_context(|| format!("cannot listen for clusters on {}", config.rpc_listen))?;
     let rpc_addr = listener.local_addr();
+    let abuse = osmesh_net::limits::AbuseCounters::default();
     let settings = RegionSettings {
         name: config.name.clone(),
         handshake: HandshakeConfig {
             timeout: HANDSHAKE_TIMEOUT,
             ..HandshakeConfig::new(config.name.clone(), config.secret.clone())
         },
-        peer: PeerConfig::default(),
+        peer: PeerConfig {
+            counters: abuse.clone(),
+            ..PeerConfig::default()
+        },
         refresh_interval: config.refresh_interval,
     };
     let clock = Clock::anchored_at(wall_clock_ms());
@@ -78,13 +93,29 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         Box::new(listener),
     )
     .start();
-    let service = RegionService::new(region, store);
+    let renders = RenderPool::start(RENDER_THREADS, RENDER_QUEUE, RENDER_DEADLINE)
+        .context("cannot start the template render threads")?;
+    let service =
+        RegionService::new(region, store).with_template_runner(TemplateRunner::Pool(renders));
     let data = web::Data::new(service.clone());
     let auth = web::Data::new(auth::AuthState::new(config.auth.clone()));
-    let server = HttpServer::new(move || api::app(data.clone(), auth.clone()))
-        .workers(2)
-        // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
-        .shutdown_timeout(5);
+    let writes = web::Data::new(limits::WriteLimiter::default());
+    let server = HttpServer::new(move || {
+        api::app(data.clone(), auth.clone())
+            // One write budget for every worker (`api::app` gives each a default of its own).
+            .app_data(writes.clone())
+            // Outermost: the whole-request deadline covers authentication too.
+            .wrap(actix_web::middleware::from_fn(limits::bound_request))
+    })
+    .on_connect({
+        let by_source = std::sync::Arc::new(limits::ConnectionsBySource::default());
+        move |io, data| by_source.on_connect(io, data)
+    })
+    .workers(limits::HTTP_WORKERS)
+    .max_connections(limits::HTTP_MAX_CONNECTIONS_PER_WORKER)
+    .client_request_timeout(limits::HEADER_READ_TIMEOUT)
+    // A graceful stop (SIGTERM) waits this long for requests in flight, not the default 30 s.
+    .shutdown_timeout(5);
     let server = match &config.tls {
         Some(files) => {
             let (tls, fingerprint) = tls::server_config(files)?;
@@ -104,6 +135,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         http_addrs,
         service,
         server: server.run(),
+        abuse,
     })
 }
 

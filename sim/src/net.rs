@@ -286,6 +286,7 @@ impl SimNetwork {
             sink: region_sink,
             stream: region_stream,
             peer_addr: format!("sim:{cluster}"),
+            read_limit: osmesh_net::limits::ReadLimit::fixed(osmesh_net::limits::MAX_FRAME),
         };
         if listener.send(region_conn).is_err() {
             return Err(DialFailure::Refused("the region stopped listening".into()));
@@ -294,6 +295,7 @@ impl SimNetwork {
             sink: cluster_sink,
             stream: cluster_stream,
             peer_addr: format!("sim:{REGION_ADDR}"),
+            read_limit: osmesh_net::limits::ReadLimit::fixed(osmesh_net::limits::MAX_FRAME),
         })
     }
 

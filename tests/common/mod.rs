@@ -40,6 +40,22 @@ pub fn create_token(db_url: &str, name: &str, role: &str) -> String {
         .to_owned()
 }
 
+/// Puts the admin token of the site whose API `request` goes to on it.
+pub fn authorize(request: ureq::Request) -> ureq::Request {
+    let url = request.url().to_owned();
+    let token = {
+        let tokens = TOKENS.lock().unwrap_or_else(|p| p.into_inner());
+        tokens
+            .iter()
+            .find(|(api, _)| url.starts_with(api.as_str()))
+            .map(|(_, t)| format!("Bearer {t}"))
+    };
+    match token {
+        Some(value) => request.set("Authorization", &value),
+        None => request,
+    }
+}
+
 /// Registers `token` as the one `get` and `get_status` send to `api`.
 pub fn register_token(api: &str, token: &str) {
     TOKENS
@@ -74,6 +90,9 @@ pub fn write_secret(path: &Path, contents: &str) {
         .expect("write the secret file");
 }
 
+/// The shared secret every site's secret file holds (the file adds a newline).
+pub const SITE_SECRET: &str = "e2e-shared-secret-0123456789abcdef";
+
 /// The variable `regiond` reads to report the addresses it bound (see its `main.rs`).
 pub const ADDR_FILE_ENV: &str = "OSMESH_ADDR_FILE";
 
@@ -91,7 +110,7 @@ impl Site {
     pub fn new() -> Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let secret_file = dir.path().join("secret");
-        write_secret(&secret_file, "e2e-shared-secret-0123456789abcdef\n");
+        write_secret(&secret_file, &format!("{SITE_SECRET}\n"));
         let site = Site {
             secret_file,
             dir,
@@ -137,6 +156,11 @@ impl Site {
     /// first start binds port 0 and reads the ports back from the region; a restart binds
     /// the same ones again (the clusters keep dialing that address).
     pub fn start_region(&self) -> Daemon {
+        self.start_region_with(Path::new(env!("CARGO_BIN_EXE_regiond")))
+    }
+
+    /// `start_region` with another `regiond` binary (an older build, to compare).
+    pub fn start_region_with(&self, binary: &Path) -> Daemon {
         let log = self.path("regiond.log");
         let addr_file = self.path("regiond.addrs");
         let _ = std::fs::remove_file(&addr_file);
@@ -145,7 +169,7 @@ impl Site {
             .borrow()
             .clone()
             .unwrap_or_else(|| ("127.0.0.1:0".into(), "127.0.0.1:0".into()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_regiond"));
+        let mut cmd = Command::new(binary);
         cmd.arg("--database-url")
             .arg(self.db_url())
             .args(["--rpc-listen", &rpc, "--http-listen", &http])

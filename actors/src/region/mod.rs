@@ -6,6 +6,7 @@ pub mod images;
 pub mod license;
 pub mod nodes;
 pub mod preseed;
+pub mod render;
 pub mod service;
 pub mod settings;
 pub mod template;
@@ -16,6 +17,10 @@ use osmesh_core::mesh::{ClusterAnswer, ClusterReport, MeshView, NoAnswerReason};
 use osmesh_core::{BootImage, ClusterId, OsystemInfo};
 use osmesh_net::envelope::{decode_body, encode_body};
 use osmesh_net::handshake::{accept_handshake, Authenticated, HandshakeConfig};
+use osmesh_net::limits::{
+    source_of, RateLimitedWarn, MAX_IMAGES_PER_REPORT, MAX_LINKS, MAX_OSYSTEMS_PER_REPORT,
+    MAX_TEMPLATES_PER_REPORT, MAX_TEMPLATE_NAMES_PER_CLUSTER,
+};
 use osmesh_net::messages::{
     method, Ack, ListBootImages, ListOperatingSystems, Register, Registered, ReportBootImages,
     ReportPreseedTemplates,
@@ -31,11 +36,9 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::connection::{Connection, InboundCall, LinkClosed, LinkId};
-use crate::store::{ClusterSnapshot, Store};
+use crate::store::{ClusterSnapshot, ClusterTemplate, Store, StoreError};
 
-/// How many handshakes may be under way at once; further connections are closed at once so a
-/// flood of half-open peers cannot exhaust the region.
-pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+pub use osmesh_net::limits::{MAX_HANDSHAKES_PER_SOURCE, MAX_PENDING_HANDSHAKES};
 
 /// The deadline for the periodic refresh of each connected cluster's snapshot.
 pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,7 +134,13 @@ pub struct RegionActor {
     clusters: BTreeMap<ClusterId, ClusterEntry>,
     links: BTreeMap<LinkId, ClusterId>,
     next_link: LinkId,
+    /// Handshakes under way, in all and by source address (`limits::source_of`); an entry
+    /// is removed when its count reaches zero, so the map holds only sources in handshake.
     pending_handshakes: usize,
+    handshakes_by_source: BTreeMap<String, usize>,
+    /// One warning a second for refused and failed handshakes, however many there are.
+    refusal_warn: RateLimitedWarn,
+    failure_warn: RateLimitedWarn,
     listener: Option<Box<dyn Listener>>,
     /// The merged view of the clusters' snapshots, kept until a snapshot or a link changes, so
     /// a cached read costs no merge. Invariant: `None` or equal to a fresh merge.
@@ -184,6 +193,9 @@ impl RegionActor {
             links: BTreeMap::new(),
             next_link: 0,
             pending_handshakes: 0,
+            handshakes_by_source: BTreeMap::new(),
+            refusal_warn: RateLimitedWarn::default(),
+            failure_warn: RateLimitedWarn::default(),
             listener: Some(listener),
             cached_view: None,
         }
@@ -210,8 +222,28 @@ impl RegionActor {
         );
     }
 
+    /// Frees the handshake slot `source` held.
+    fn handshake_ended(&mut self, source: &str) {
+        self.pending_handshakes -= 1;
+        if let Some(count) = self.handshakes_by_source.get_mut(source) {
+            *count -= 1;
+            if *count == 0 {
+                self.handshakes_by_source.remove(source);
+            }
+        }
+    }
+
     fn on_authenticated(&mut self, auth: Authenticated, ctx: &mut Context<Self>) {
         let cluster = ClusterId::new(auth.peer_identity.clone());
+        let has_link = self
+            .clusters
+            .get(&cluster)
+            .is_some_and(|e| e.link.is_some());
+        if self.links.len() >= MAX_LINKS && !has_link {
+            let message = format!("all {MAX_LINKS} cluster links are taken; closing");
+            self.refusal_warn.warn(&auth.conn.peer_addr, &message);
+            return;
+        }
         let (peer, incoming) = spawn_peer(auth, self.settings.peer.clone());
         self.next_link += 1;
         let link = self.next_link;
@@ -261,6 +293,9 @@ impl RegionActor {
         match method_name {
             method::REGISTER => {
                 let req: Register = decode_body(body)?;
+                osmesh_core::fields::CLUSTER_NAME
+                    .check(&req.name)
+                    .map_err(|e| RpcError::bad_request(e.to_string()))?;
                 if req.cluster != *cluster {
                     return Err(RpcError::bad_request(format!(
                         "authenticated as {cluster} but registering as {}",
@@ -277,12 +312,13 @@ impl RegionActor {
             }
             method::REPORT_BOOT_IMAGES => {
                 let req: ReportBootImages = decode_body(body)?;
+                check_image_report(&req)?;
                 self.hold_snapshot(cluster, req.osystems, req.images, now);
                 Ok(encode_body(&Ack {}))
             }
             method::REPORT_PRESEED_TEMPLATES => {
                 let req: ReportPreseedTemplates = decode_body(body)?;
-                self.record_templates(cluster, req, now);
+                self.record_templates(cluster, &req, now)?;
                 Ok(encode_body(&Ack {}))
             }
             other => Err(RpcError::new(
@@ -320,16 +356,48 @@ impl RegionActor {
         });
     }
 
-    fn record_templates(&mut self, cluster: &ClusterId, report: ReportPreseedTemplates, now: i64) {
-        for template in report.templates {
-            if let Err(err) = self.store.record_cluster_template(
-                &template.name,
-                template.osystem.as_deref(),
-                &template.content,
-                cluster,
-                now,
-            ) {
-                tracing::error!(%cluster, template = %template.name, %err, "cannot record a preseed template");
+    /// Stores a template report whole, in one transaction, or refuses it whole: over the
+    /// per-report or per-cluster bound, or with a name or content that breaks its field rule.
+    fn record_templates(
+        &mut self,
+        cluster: &ClusterId,
+        report: &ReportPreseedTemplates,
+        now: i64,
+    ) -> Result<(), RpcError> {
+        if report.templates.len() > MAX_TEMPLATES_PER_REPORT {
+            return Err(RpcError::bad_request(format!(
+                "{} templates in one report; at most {MAX_TEMPLATES_PER_REPORT} allowed",
+                report.templates.len()
+            )));
+        }
+        let mut templates = Vec::with_capacity(report.templates.len());
+        for t in &report.templates {
+            let field = osmesh_core::fields::PRESEED_NAME
+                .check(&t.name)
+                .and_then(|()| osmesh_core::fields::PRESEED_CONTENT.check(&t.content));
+            if let Err(e) = field {
+                return Err(RpcError::bad_request(format!(
+                    "template {:.64?}: {e}",
+                    t.name
+                )));
+            }
+            templates.push(ClusterTemplate {
+                name: &t.name,
+                osystem: t.osystem.as_deref(),
+                content: &t.content,
+            });
+        }
+        match self.store.record_cluster_templates(
+            &templates,
+            cluster,
+            now,
+            MAX_TEMPLATE_NAMES_PER_CLUSTER,
+        ) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Invalid(message)) => Err(RpcError::bad_request(message)),
+            Err(err) => {
+                tracing::error!(%cluster, %err, "cannot record preseed templates");
+                Err(RpcError::internal(format!("store: {err}")))
             }
         }
     }
@@ -453,6 +521,23 @@ impl RegionActor {
     }
 }
 
+/// Refuses an image report over `MAX_IMAGES_PER_REPORT` or `MAX_OSYSTEMS_PER_REPORT`.
+fn check_image_report(report: &ReportBootImages) -> Result<(), RpcError> {
+    if report.images.len() > MAX_IMAGES_PER_REPORT {
+        return Err(RpcError::bad_request(format!(
+            "{} images in one report; at most {MAX_IMAGES_PER_REPORT} allowed",
+            report.images.len()
+        )));
+    }
+    if report.osystems.len() > MAX_OSYSTEMS_PER_REPORT {
+        return Err(RpcError::bad_request(format!(
+            "{} operating systems in one report; at most {MAX_OSYSTEMS_PER_REPORT} allowed",
+            report.osystems.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Why a cluster does not count as answering in the cached view: it is not connected (what
 /// it last reported, if anything, is only "last known"), or it has sent no report yet.
 fn cached_no_answer(entry: &ClusterEntry) -> Option<NoAnswerReason> {
@@ -533,12 +618,30 @@ struct Dialed {
 impl Handler<Dialed> for RegionActor {
     type Result = ();
 
+    /// Starts the handshake if a slot is free, globally and for the peer's source address;
+    /// otherwise the connection is closed at once (dropped), counted, and warned of at most
+    /// once a second.
     fn handle(&mut self, msg: Dialed, ctx: &mut Self::Context) {
+        let source = source_of(&msg.conn.peer_addr);
+        let counters = &self.settings.peer.counters;
         if self.pending_handshakes >= MAX_PENDING_HANDSHAKES {
             osmesh_net::metrics::handshake_refused("too_many_pending");
-            tracing::warn!(peer = %msg.conn.peer_addr, "too many handshakes under way; closing");
+            counters.handshake_refused_global();
+            let message = format!("all {MAX_PENDING_HANDSHAKES} handshake slots taken; closing");
+            self.refusal_warn.warn(&msg.conn.peer_addr, &message);
             return;
         }
+        let from_source = self.handshakes_by_source.entry(source.clone()).or_default();
+        if *from_source >= MAX_HANDSHAKES_PER_SOURCE {
+            osmesh_net::metrics::handshake_refused("too_many_from_source");
+            counters.handshake_refused_per_source();
+            let message = format!(
+                "{MAX_HANDSHAKES_PER_SOURCE} handshakes from {source} under way already; closing"
+            );
+            self.refusal_warn.warn(&msg.conn.peer_addr, &message);
+            return;
+        }
+        *from_source += 1;
         self.pending_handshakes += 1;
         let mut nonce = [0u8; 32];
         self.rng.fill_bytes(&mut nonce);
@@ -546,12 +649,14 @@ impl Handler<Dialed> for RegionActor {
         let peer_addr = msg.conn.peer_addr.clone();
         let fut = async move { accept_handshake(msg.conn, &handshake, nonce).await };
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            act.pending_handshakes -= 1;
+            act.handshake_ended(&source);
             match result {
                 Ok(auth) => act.on_authenticated(auth, ctx),
                 Err(err) => {
                     osmesh_net::metrics::handshake_failed(&err);
-                    tracing::warn!(peer = %peer_addr, %err, "handshake refused")
+                    act.settings.peer.counters.handshake_failed();
+                    let message = format!("handshake refused: {err}");
+                    act.failure_warn.warn(&peer_addr, &message);
                 }
             }
         }));
@@ -569,6 +674,7 @@ impl Handler<InboundCall> for RegionActor {
             method,
             body,
             responder,
+            ..
         } = call.incoming;
         let result = osmesh_net::metrics::served(&method, || self.answer(&cluster, &method, &body));
         match responder {

@@ -269,6 +269,7 @@ impl RegionService {
                 ));
             }
         }
+        check_stored_fields(request)?;
         let known = self
             .store()
             .get_cluster(&request.cluster)
@@ -436,6 +437,43 @@ impl RegionService {
 
 pub(crate) fn node_not_found(id: i64) -> ServiceError {
     ServiceError::not_found("no_such_node", format!("no node with id {id}"))
+}
+
+/// The length and character rules of `osmesh_core::fields` for what enlisting stores as given.
+fn check_stored_fields(request: &EnlistRequest) -> Result<(), ServiceError> {
+    use osmesh_core::fields::{
+        MAX_POWER_PARAMETERS, POWER_PARAMETER_KEY, POWER_PARAMETER_VALUE, POWER_TYPE, SYSTEM_ID,
+    };
+    let bad =
+        |e: osmesh_core::fields::FieldError| ServiceError::bad_request("bad_field", e.to_string());
+    if let Some(id) = &request.system_id {
+        SYSTEM_ID.check(id).map_err(bad)?;
+    }
+    if let Some(power_type) = &request.power_type {
+        POWER_TYPE.check(power_type).map_err(bad)?;
+    }
+    let Some(params) = &request.power_parameters else {
+        return Ok(());
+    };
+    let not_flat = || {
+        ServiceError::bad_request(
+            "bad_field",
+            format!("power_parameters: an object of at most {MAX_POWER_PARAMETERS} keys, each a string, number or boolean"),
+        )
+    };
+    let params = params.as_object().ok_or_else(not_flat)?;
+    if params.len() > MAX_POWER_PARAMETERS {
+        return Err(not_flat());
+    }
+    for (key, value) in params {
+        POWER_PARAMETER_KEY.check(key).map_err(bad)?;
+        match value {
+            serde_json::Value::String(v) => POWER_PARAMETER_VALUE.check(v).map_err(bad)?,
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {}
+            _ => return Err(not_flat()),
+        }
+    }
+    Ok(())
 }
 
 fn valid_word(s: &str) -> bool {

@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::license::list_or_none;
+use super::render::RenderFailure;
+use super::service::FailureKind;
 use super::service::{RegionService, ServiceError};
-use super::template::{check_template, most_specific, render_template, PreseedContext};
+use super::template::{most_specific, PreseedContext};
 use crate::store::{
     PreseedConflict, PreseedOrigin, PreseedRecord, PreseedVersion, SettingKey, StoreError,
 };
@@ -141,6 +143,20 @@ impl RegionService {
             .ok_or_else(|| preseed_not_found(name))
     }
 
+    /// At most `limit` versions of `name` after `after_version`, oldest first.
+    pub async fn preseed_history_page(
+        &self,
+        name: &str,
+        after_version: Option<i32>,
+        limit: usize,
+    ) -> Result<Vec<PreseedVersionView>, ServiceError> {
+        let versions = self
+            .store()
+            .history_page(name, after_version, limit)
+            .map_err(|e| preseed_error(name, e))?;
+        Ok(versions.into_iter().map(PreseedVersionView::from).collect())
+    }
+
     /// Every version of `name`, oldest first.
     pub async fn preseed_history(
         &self,
@@ -153,16 +169,25 @@ impl RegionService {
         Ok(versions.into_iter().map(PreseedVersionView::from).collect())
     }
 
-    /// Stores an operator's edit as a new current version. The content must parse as a
-    /// template; the edit must be based on the current version (else `stale_preseed`, a
-    /// conflict naming the current version). An edit during a conflict resolves it.
+    /// Stores an operator's edit as a new current version. The content must fit
+    /// `fields::PRESEED_CONTENT`, parse as a template, and trial-render with sample data
+    /// within the render limits (else 422 naming the limit); the edit must be based on the
+    /// current version (else `stale_preseed`, a conflict naming the current version). An edit
+    /// during a conflict resolves it.
     pub async fn edit_preseed(
         &self,
         name: &str,
         edit: &PreseedEdit,
     ) -> Result<PreseedView, ServiceError> {
-        check_template(name, &edit.content)
-            .map_err(|e| ServiceError::bad_request("bad_template", e.to_string()))?;
+        osmesh_core::fields::PRESEED_CONTENT
+            .check(&edit.content)
+            .map_err(|e| {
+                ServiceError::new(FailureKind::OverLimit, "bad_preseed_content", e.to_string())
+            })?;
+        self.templates()
+            .check(name, &edit.content)
+            .await
+            .map_err(|e| render_failure(e, "bad_template"))?;
         let now = self.now_ms().await?;
         let record = self
             .store()
@@ -236,13 +261,18 @@ impl RegionService {
             .map(|r| r.current)
             .ok_or_else(|| preseed_not_found(&chosen))?;
         ctx.data = self.preseed_data(&node.cluster_id, &ctx).await?;
-        let content = render_template(&chosen, &template.content, &ctx).map_err(|e| {
-            ServiceError::new(
-                super::service::FailureKind::Internal,
-                "preseed_render_failed",
-                format!("version {} of {e}", template.version),
-            )
-        })?;
+        let content = self
+            .templates()
+            .render(&chosen, &template.content, &ctx)
+            .await
+            .map_err(|e| match e {
+                RenderFailure::Template(e) if e.limit.is_none() => ServiceError::new(
+                    FailureKind::Internal,
+                    "preseed_render_failed",
+                    format!("version {} of {e}", template.version),
+                ),
+                other => render_failure(other, "preseed_render_failed"),
+            })?;
         Ok(RenderedPreseed {
             node_id: node.id,
             hostname: node.hostname,
@@ -334,6 +364,21 @@ impl RegionService {
                 ),
             }),
         }
+    }
+}
+
+/// A render that hit a limit is 422 `template_limit` naming it; a busy pool 503; any other
+/// template failure is 400 with `code`.
+fn render_failure(failure: RenderFailure, code: &'static str) -> ServiceError {
+    match failure {
+        RenderFailure::Busy => ServiceError::unavailable(
+            "render_busy",
+            "every template render thread is busy; try again shortly",
+        ),
+        RenderFailure::Template(e) if e.limit.is_some() => {
+            ServiceError::new(FailureKind::OverLimit, "template_limit", e.to_string())
+        }
+        RenderFailure::Template(e) => ServiceError::bad_request(code, e.to_string()),
     }
 }
 

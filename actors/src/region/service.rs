@@ -33,6 +33,8 @@ pub enum FailureKind {
     Conflict,
     Unavailable,
     Internal,
+    /// Well-formed but over a limit (a template's fuel, output or render deadline): 422.
+    OverLimit,
 }
 
 /// A refused operation: a kind, a stable machine-readable code and a sentence for people.
@@ -112,11 +114,27 @@ pub struct OsystemsAnswerSummary {
 pub struct RegionService {
     region: Addr<RegionActor>,
     store: Store,
+    /// Where templates render: inline unless a pool is handed in (`with_template_runner`).
+    templates: super::render::TemplateRunner,
 }
 
 impl RegionService {
     pub fn new(region: Addr<RegionActor>, store: Store) -> Self {
-        RegionService { region, store }
+        RegionService {
+            region,
+            store,
+            templates: super::render::TemplateRunner::Inline,
+        }
+    }
+
+    /// Renders templates with `runner` (regiond: a bounded pool off the HTTP workers).
+    pub fn with_template_runner(mut self, runner: super::render::TemplateRunner) -> Self {
+        self.templates = runner;
+        self
+    }
+
+    pub fn templates(&self) -> &super::render::TemplateRunner {
+        &self.templates
     }
 
     pub fn store(&self) -> &Store {

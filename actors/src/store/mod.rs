@@ -48,8 +48,8 @@ pub use license_keys::{mask_key, LicenseKeyRecord, NewLicenseKey};
 pub use nodes::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
 pub use observe::{install_query_metrics, PoolState, StoreReadiness};
 pub use preseeds::{
-    decide_cluster_report, decide_operator_edit, ClusterReportAction, PreseedConflict, PreseedHead,
-    PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
+    decide_cluster_report, decide_operator_edit, ClusterReportAction, ClusterTemplate,
+    PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
 };
 pub use settings::SettingKey;
 pub use tokens::{NewToken, Role, TokenRecord};

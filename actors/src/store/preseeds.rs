@@ -225,64 +225,47 @@ impl Store {
         cluster_id: &ClusterId,
         now_ms: i64,
     ) -> Result<PreseedOutcome, StoreError> {
-        let hash = content_hash(content);
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
-            lock_key(conn, LockSpace::Preseed, name)?;
-            let mut append = Append {
-                name,
-                version: 1,
-                osystem,
-                origin_cluster: Some(cluster_id),
-                parent_version: None,
-                content,
-                content_hash: &hash,
-                now_ms,
-            };
-            let Some(head) = load_head(conn, name)? else {
-                diesel::insert_into(preseeds::table)
-                    .values((
-                        preseeds::name.eq(name),
-                        preseeds::current_version.eq(1),
-                        preseeds::updated_at_ms.eq(now_ms),
-                    ))
-                    .execute(conn)?;
-                insert_version(conn, &append)?;
-                return Ok(PreseedOutcome::Created { version: 1 });
-            };
-            let current = load_version(conn, name, head.current_version)?;
-            let latest_cluster = latest_cluster_version(conn, name, None)?;
-            let reporter_latest = latest_cluster_version(conn, name, Some(cluster_id))?;
-            let facts = PreseedHead {
-                current_is_operator: current.origin == PreseedOrigin::Operator,
-                current_hash: &current.content_hash,
-                latest_cluster_hash: latest_cluster.as_ref().map(|(_, h)| h.as_str()),
-                reporter_latest_hash: reporter_latest.as_ref().map(|(_, h)| h.as_str()),
-            };
-            append.version = next_version(conn, name)?;
-            match decide_cluster_report(Some(&facts), &hash) {
-                ClusterReportAction::Unchanged => Ok(PreseedOutcome::Unchanged {
-                    current_version: head.current_version,
-                }),
-                ClusterReportAction::Create | ClusterReportAction::Advance => {
-                    append.parent_version = Some(head.current_version);
-                    insert_version(conn, &append)?;
-                    set_head(conn, name, append.version, None, now_ms)?;
-                    Ok(PreseedOutcome::Updated {
-                        version: append.version,
-                    })
-                }
-                ClusterReportAction::KeepOperator => {
-                    append.parent_version = latest_cluster.map(|(v, _)| v);
-                    insert_version(conn, &append)?;
-                    let conflict = PreseedConflict {
-                        operator_version: head.current_version,
-                        cluster_version: append.version,
-                    };
-                    set_head(conn, name, head.current_version, Some(conflict), now_ms)?;
-                    Ok(PreseedOutcome::Conflict(conflict))
-                }
+            apply_cluster_template(conn, name, osystem, content, cluster_id, now_ms)
+        })
+    }
+
+    /// Applies a whole cluster report in one transaction: all of it or, if it would make the
+    /// cluster the origin of more than `max_names_per_cluster` template names, none of it
+    /// (`Invalid`). Names are locked in sorted order, so two reports cannot deadlock.
+    pub fn record_cluster_templates(
+        &self,
+        templates: &[ClusterTemplate<'_>],
+        cluster_id: &ClusterId,
+        now_ms: i64,
+        max_names_per_cluster: usize,
+    ) -> Result<Vec<PreseedOutcome>, StoreError> {
+        // A stable sort: a name reported twice is applied in report order, as one by one.
+        let mut sorted: Vec<&ClusterTemplate<'_>> = templates.iter().collect();
+        sorted.sort_by_key(|t| t.name);
+        let reported: std::collections::BTreeSet<&str> = sorted.iter().map(|t| t.name).collect();
+        let conn = &mut *self.conn()?;
+        write_transaction(conn, |conn| {
+            let known: std::collections::BTreeSet<String> = preseed_versions::table
+                .filter(preseed_versions::origin_cluster.eq(cluster_id.as_str()))
+                .select(preseed_versions::name)
+                .distinct()
+                .load::<String>(conn)?
+                .into_iter()
+                .collect();
+            let names = known.len() + reported.iter().filter(|n| !known.contains(**n)).count();
+            if names > max_names_per_cluster {
+                return Err(StoreError::Invalid(format!(
+                    "cluster {cluster_id} would be the origin of {names} template names; at most {max_names_per_cluster} are allowed per cluster"
+                )));
             }
+            sorted
+                .iter()
+                .map(|t| {
+                    apply_cluster_template(conn, t.name, t.osystem, t.content, cluster_id, now_ms)
+                })
+                .collect()
         })
     }
 
@@ -382,6 +365,29 @@ impl Store {
             .collect()
     }
 
+    /// At most `limit` versions of `name` newer than `after_version` (all when `None`),
+    /// oldest first; `NotFound` for an unknown name. A page, so reading a long history costs
+    /// what the reader asks for, not what the history has grown to.
+    pub fn history_page(
+        &self,
+        name: &str,
+        after_version: Option<i32>,
+        limit: usize,
+    ) -> Result<Vec<PreseedVersion>, StoreError> {
+        let conn = &mut *self.conn()?;
+        if load_head(conn, name)?.is_none() {
+            return Err(preseed_not_found(name));
+        }
+        let rows: Vec<VersionRow> = preseed_versions::table
+            .filter(preseed_versions::name.eq(name))
+            .filter(preseed_versions::version.gt(after_version.unwrap_or(0)))
+            .order(preseed_versions::version)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .select(VersionRow::as_select())
+            .load(conn)?;
+        rows.into_iter().map(VersionRow::into_version).collect()
+    }
+
     /// Every version of `name`, oldest first. `NotFound` for an unknown name.
     pub fn history(&self, name: &str) -> Result<Vec<PreseedVersion>, StoreError> {
         let conn = &mut *self.conn()?;
@@ -394,6 +400,81 @@ impl Store {
             return Err(preseed_not_found(name));
         }
         rows.into_iter().map(VersionRow::into_version).collect()
+    }
+}
+
+/// One template of a cluster's report, borrowed from the message.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterTemplate<'a> {
+    pub name: &'a str,
+    pub osystem: Option<&'a str>,
+    pub content: &'a str,
+}
+
+/// The cluster-report rule applied to one template, inside the caller's transaction.
+fn apply_cluster_template(
+    conn: &mut AnyConnection,
+    name: &str,
+    osystem: Option<&str>,
+    content: &str,
+    cluster_id: &ClusterId,
+    now_ms: i64,
+) -> Result<PreseedOutcome, StoreError> {
+    let hash = content_hash(content);
+    lock_key(conn, LockSpace::Preseed, name)?;
+    let mut append = Append {
+        name,
+        version: 1,
+        osystem,
+        origin_cluster: Some(cluster_id),
+        parent_version: None,
+        content,
+        content_hash: &hash,
+        now_ms,
+    };
+    let Some(head) = load_head(conn, name)? else {
+        diesel::insert_into(preseeds::table)
+            .values((
+                preseeds::name.eq(name),
+                preseeds::current_version.eq(1),
+                preseeds::updated_at_ms.eq(now_ms),
+            ))
+            .execute(conn)?;
+        insert_version(conn, &append)?;
+        return Ok(PreseedOutcome::Created { version: 1 });
+    };
+    let current = load_version(conn, name, head.current_version)?;
+    let latest_cluster = latest_cluster_version(conn, name, None)?;
+    let reporter_latest = latest_cluster_version(conn, name, Some(cluster_id))?;
+    let facts = PreseedHead {
+        current_is_operator: current.origin == PreseedOrigin::Operator,
+        current_hash: &current.content_hash,
+        latest_cluster_hash: latest_cluster.as_ref().map(|(_, h)| h.as_str()),
+        reporter_latest_hash: reporter_latest.as_ref().map(|(_, h)| h.as_str()),
+    };
+    append.version = next_version(conn, name)?;
+    match decide_cluster_report(Some(&facts), &hash) {
+        ClusterReportAction::Unchanged => Ok(PreseedOutcome::Unchanged {
+            current_version: head.current_version,
+        }),
+        ClusterReportAction::Create | ClusterReportAction::Advance => {
+            append.parent_version = Some(head.current_version);
+            insert_version(conn, &append)?;
+            set_head(conn, name, append.version, None, now_ms)?;
+            Ok(PreseedOutcome::Updated {
+                version: append.version,
+            })
+        }
+        ClusterReportAction::KeepOperator => {
+            append.parent_version = latest_cluster.map(|(v, _)| v);
+            insert_version(conn, &append)?;
+            let conflict = PreseedConflict {
+                operator_version: head.current_version,
+                cluster_version: append.version,
+            };
+            set_head(conn, name, head.current_version, Some(conflict), now_ms)?;
+            Ok(PreseedOutcome::Conflict(conflict))
+        }
     }
 }
 

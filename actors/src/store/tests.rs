@@ -1070,3 +1070,54 @@ fn several_stores_migrating_one_fresh_database_at_once() {
         assert_eq!(store.list_clusters().unwrap().len(), 1, "[{}]", db.label);
     });
 }
+
+// ---------------------------------------------------------------- bounds
+
+#[test]
+fn a_template_report_over_the_per_cluster_bound_is_refused_whole() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        let t = |name| ClusterTemplate {
+            name,
+            osystem: None,
+            content: "text",
+        };
+        let first = store.record_cluster_templates(&[t("a"), t("b")], &c1, 10, 3);
+        assert_eq!(first.unwrap().len(), 2);
+        let over = store.record_cluster_templates(&[t("c"), t("d")], &c1, 20, 3);
+        assert!(matches!(over, Err(StoreError::Invalid(_))), "{over:?}");
+        assert_eq!(
+            store.get_preseed("c").unwrap(),
+            None,
+            "nothing of it stored"
+        );
+        // Names the cluster already ships do not count again; another cluster has its own.
+        let again = store.record_cluster_templates(&[t("a"), t("c")], &c1, 30, 3);
+        assert_eq!(again.unwrap().len(), 2);
+        let other = store.record_cluster_templates(&[t("x"), t("y")], &cid("c2"), 30, 3);
+        assert_eq!(other.unwrap().len(), 2);
+    });
+}
+
+#[test]
+fn history_is_read_a_page_at_a_time() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        for (i, text) in ["v1", "v2", "v3", "v4", "v5"].iter().enumerate() {
+            store
+                .record_cluster_template("generic", None, text, &c1, i as i64)
+                .unwrap();
+        }
+        let versions =
+            |page: Vec<PreseedVersion>| -> Vec<i32> { page.iter().map(|v| v.version).collect() };
+        let page = |after, limit| versions(store.history_page("generic", after, limit).unwrap());
+        assert_eq!(page(None, 2), [1, 2]);
+        assert_eq!(page(Some(2), 2), [3, 4]);
+        assert_eq!(page(Some(4), 2), [5]);
+        assert!(page(Some(5), 2).is_empty());
+        assert!(matches!(
+            store.history_page("missing", None, 2),
+            Err(StoreError::NotFound { .. })
+        ));
+    });
+}

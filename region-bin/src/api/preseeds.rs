@@ -42,10 +42,51 @@ async fn show(service: web::Data<RegionService>, name: web::Path<String>) -> Api
     Ok(HttpResponse::Ok().json(service.preseed(&name).await?))
 }
 
-/// Every version of a template, oldest first (none is ever lost).
-#[utoipa::path(get, path = "/api/v1/preseeds/{name}/history", tag = "preseeds", params(("name" = String, Path, description = "Template name")), responses((status = 200, body = Vec<PreseedVersionView>), (status = 401, description = "No valid token", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
-async fn history(service: web::Data<RegionService>, name: web::Path<String>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(service.preseed_history(&name).await?))
+/// Versions per history page when the client names no `limit`: each may be 256 KiB, so a
+/// page is at most 5 MiB (before: the whole history, 50 MB for 50 edits of 1 MB).
+pub const HISTORY_PAGE_DEFAULT: usize = 20;
+
+/// The largest `limit` a client may ask for (25 MiB of versions at most).
+pub const HISTORY_PAGE_MAX: usize = 100;
+
+/// One page of a history: `?after_version=N&limit=M`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    after_version: Option<i32>,
+    limit: Option<usize>,
+}
+
+/// A page of versions, oldest first, as a JSON array; when the page is full, a
+/// `Link: <…?after_version=N&limit=M>; rel="next"` header names the next one.
+#[utoipa::path(get, path = "/api/v1/preseeds/{name}/history", tag = "preseeds", params(("name" = String, Path, description = "Template name"), ("after_version" = Option<i32>, Query, description = "Versions after this one"), ("limit" = Option<usize>, Query, description = "Versions per page (1 to 100, default 20)")), responses((status = 200, body = Vec<PreseedVersionView>), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+async fn history(
+    service: web::Data<RegionService>,
+    name: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> ApiResult {
+    let limit = query.limit.unwrap_or(HISTORY_PAGE_DEFAULT);
+    if limit == 0 || limit > HISTORY_PAGE_MAX {
+        return Err(super::bad_request(
+            "bad_query",
+            format!("limit must be between 1 and {HISTORY_PAGE_MAX}"),
+        ));
+    }
+    let page = service
+        .preseed_history_page(&name, query.after_version, limit)
+        .await?;
+    let mut response = HttpResponse::Ok();
+    if let (true, Some(last)) = (page.len() == limit, page.last()) {
+        response.insert_header((
+            actix_web::http::header::LINK,
+            format!(
+                "</api/v1/preseeds/{}/history?after_version={}&limit={limit}>; rel=\"next\"",
+                name.as_str(),
+                last.version
+            ),
+        ));
+    }
+    Ok(response.json(page))
 }
 
 /// An operator edit: a new version, refused if based on an old one.
