@@ -191,13 +191,14 @@ pub fn available_as_held(
         let projection = projection_of(view, c);
         if !oracle.explains(c.as_str(), received, &projection) {
             let held = oracle
-                .held_by(c.as_str(), received)
+                .reportable(c.as_str(), received)
                 .iter()
                 .map(|h| describe(&h.projection()))
                 .collect::<Vec<_>>();
             return Err(format!(
-                "{label} answer shows {c} with {}, which it never held by {received} ms (held: {})",
+                "{label} answer shows {c} with {}, which it did not hold in the {} ms up to {received} ms (held then: {})",
                 describe(&projection),
+                crate::oracle::STALENESS_BOUND_MS,
                 if held.is_empty() {
                     "nothing yet".to_owned()
                 } else {
@@ -779,7 +780,7 @@ mod tests {
                 0,
             );
             let err = available_as_held(&a, &oracle, 500).unwrap_err();
-            assert!(err.contains("c1") && err.contains("never held"), "{err}");
+            assert!(err.contains("c1") && err.contains("did not hold"), "{err}");
         }
 
         #[test]
@@ -802,7 +803,7 @@ mod tests {
             // What c1 holds from 100 ms on, in a snapshot received at 50 ms (now 500, age 450).
             let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 450);
             let err = available_as_held(&a, &oracle(), 500).unwrap_err();
-            assert!(err.contains("never held by 50 ms"), "{err}");
+            assert!(err.contains("up to 50 ms"), "{err}");
             // An image set c1 held before, but not what it held: the earlier one is allowed.
             let mut oracle = oracle();
             let config = RegistryConfig::default();
