@@ -31,6 +31,11 @@ use crate::net::Observed;
 /// moment in `t - STALENESS_BOUND_MS ..= t`.
 pub const STALENESS_BOUND_MS: u64 = 30_000;
 
+/// The longest the region may take from a report's arrival to the time it records for it: a
+/// fan-out keeps every answer until its slowest cluster is done, within the longest deadline
+/// a caller may give (`MAX_LIVE_TIMEOUT`, 60 s).
+pub const RECORD_SLACK_MS: u64 = 60_000;
+
 /// `(osystem, release)`.
 pub type ReleaseKey = (String, String);
 /// `(osystem, release, arch)`.
@@ -167,8 +172,13 @@ impl Oracle {
     /// held at some moment in `at_ms - STALENESS_BOUND_MS ..= at_ms` (a report is scanned
     /// when it is sent, and no frame spends longer than the bound in flight).
     pub fn reportable(&self, cluster: &str, at_ms: i128) -> Vec<&Held> {
-        let held = self.held_by(cluster, at_ms);
-        let from = at_ms - i128::from(STALENESS_BOUND_MS);
+        self.held_between(cluster, at_ms - i128::from(STALENESS_BOUND_MS), at_ms)
+    }
+
+    /// The image sets `cluster` held at some moment in `from_ms..=to_ms`.
+    pub fn held_between(&self, cluster: &str, from_ms: i128, to_ms: i128) -> Vec<&Held> {
+        let held = self.held_by(cluster, to_ms);
+        let from = from_ms;
         held.iter()
             .enumerate()
             .filter(|(i, _)| {
@@ -188,7 +198,20 @@ impl Oracle {
     /// one set it held and the images of the same or another one, both held by then (the two
     /// are separate calls, answered in either order).
     pub fn explains(&self, cluster: &str, at_ms: i128, projection: &Projection) -> bool {
-        let held = self.reportable(cluster, at_ms);
+        let from = at_ms - i128::from(STALENESS_BOUND_MS);
+        self.explains_between(cluster, from, at_ms, projection)
+    }
+
+    /// Whether `projection` pairs the listing and the images of sets `cluster` held at some
+    /// moment in `from_ms..=to_ms`.
+    pub fn explains_between(
+        &self,
+        cluster: &str,
+        from_ms: i128,
+        to_ms: i128,
+        projection: &Projection,
+    ) -> bool {
+        let held = self.held_between(cluster, from_ms, to_ms);
         held.iter().any(|listing| {
             held.iter()
                 .any(|images| listing.projection_with(images) == *projection)
