@@ -148,6 +148,25 @@ pub(crate) fn open_and_migrate(
     target: &DbTarget,
     pragmas: &SqlitePragmas,
 ) -> Result<AnyConnection, StoreError> {
+    // Switching a fresh SQLite file to WAL can answer "database is locked" at once, without
+    // waiting for busy_timeout, while another store opening the same file holds its lock:
+    // try again for a second before giving up (only when stores start together).
+    let mut attempts = 0;
+    loop {
+        match open_and_migrate_once(target, pragmas) {
+            Err(err) if attempts < 50 && err.to_string().contains("database is locked") => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_and_migrate_once(
+    target: &DbTarget,
+    pragmas: &SqlitePragmas,
+) -> Result<AnyConnection, StoreError> {
     let mut conn = target
         .establish()
         .map_err(|e| StoreError::Connection(e.to_string()))?;
@@ -158,7 +177,12 @@ pub(crate) fn open_and_migrate(
 
 fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let applied = match conn {
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        // Under the write lock (waiting up to busy_timeout), as PostgreSQL's advisory lock
+        // below: stores opening one fresh file at once would otherwise both create its tables
+        // ("table clusters already exists", found by the concurrent-migration test).
+        AnyConnection::Sqlite(c) => c.immediate_transaction(|c| {
+            c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
+        }),
         AnyConnection::Postgresql(c) => {
             c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
             let result = c
