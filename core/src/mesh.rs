@@ -970,6 +970,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn no_answer_reasons_read_as_an_operator_reads_them() {
+        assert_eq!(NoAnswerReason::NotConnected.to_string(), "not connected");
+        assert_eq!(NoAnswerReason::Timeout.to_string(), "timed out");
+        assert_eq!(
+            NoAnswerReason::Error("bad frame".into()).to_string(),
+            "error: bad frame"
+        );
+    }
+
     fn purposes() -> impl Strategy<Value = BTreeSet<Purpose>> {
         prop::collection::btree_set(prop::sample::select(Purpose::ALL.to_vec()), 0..3)
     }

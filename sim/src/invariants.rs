@@ -157,11 +157,14 @@ pub fn projection_of(view: &MeshView, cluster: &ClusterId) -> Projection {
 
 /// Every answer: what the view says each answering cluster supports and has available
 /// (purposes included) is what that cluster held at one moment no later than the region
-/// received it (a live answer: now; a cached one: now minus the part's age); a cluster that
-/// did not answer contributes nothing; no OS or release is in the view without a supporter.
+/// received it: for a live answer, during this fan-out (`issued_ms..=now_ms`); for a cached
+/// one, within the staleness bound before now minus the part's age, an age that matches a
+/// report of that cluster the network delivered. A cluster that did not answer contributes
+/// nothing; no OS or release is in the view without a supporter.
 pub fn available_as_held(
     answer: &OsystemsAnswer,
     oracle: &Oracle,
+    issued_ms: u64,
     now_ms: u64,
 ) -> Result<(), String> {
     let view = &answer.view;
@@ -189,15 +192,35 @@ pub fn available_as_held(
             .unwrap_or(0);
         let received = i128::from(now_ms) - i128::from(age);
         let projection = projection_of(view, c);
-        if !oracle.explains(c.as_str(), received, &projection) {
+        let explained = match answer.source {
+            ReadPath::Live => {
+                oracle.explains_between(c.as_str(), i128::from(issued_ms), received, &projection)
+            }
+            ReadPath::Cached => {
+                let reports = oracle.seen.reports.get(c.as_str());
+                let slack = i128::from(crate::oracle::RECORD_SLACK_MS);
+                let matches_a_report = reports.is_some_and(|r| {
+                    r.iter()
+                        .any(|d| (i128::from(*d)..=i128::from(*d) + slack).contains(&received))
+                });
+                if !matches_a_report {
+                    return Err(format!(
+                        "cached answer dates {c}'s part at {received} ms (age {age} ms), when no report of {c} had just reached the region"
+                    ));
+                }
+                oracle.explains(c.as_str(), received, &projection)
+            }
+        };
+        if !explained {
             let held = oracle
-                .held_by(c.as_str(), received)
+                .reportable(c.as_str(), received)
                 .iter()
                 .map(|h| describe(&h.projection()))
                 .collect::<Vec<_>>();
             return Err(format!(
-                "{label} answer shows {c} with {}, which it never held by {received} ms (held: {})",
+                "{label} answer shows {c} with {}, which it did not hold in the {} ms up to {received} ms (held then: {})",
                 describe(&projection),
+                crate::oracle::STALENESS_BOUND_MS,
                 if held.is_empty() {
                     "nothing yet".to_owned()
                 } else {
@@ -690,6 +713,7 @@ mod tests {
             let mut seen = Observed::default();
             for c in ["c1", "c2"] {
                 seen.registered.insert(c.into(), 50);
+                seen.reports.insert(c.into(), vec![10, 100, 1_000]);
                 for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
                     seen.replies
                         .entry(c.into())
@@ -749,7 +773,7 @@ mod tests {
             names_every_cluster(a, oracle)
                 .and_then(|()| parts_agree_with_view(a))
                 .and_then(|()| live_answers_are_live(a, oracle, issued, now))
-                .and_then(|()| available_as_held(a, oracle, now))
+                .and_then(|()| available_as_held(a, oracle, issued, now))
         }
 
         #[test]
@@ -845,8 +869,8 @@ mod tests {
                 ],
                 0,
             );
-            let err = available_as_held(&a, &oracle, 500).unwrap_err();
-            assert!(err.contains("c1") && err.contains("never held"), "{err}");
+            let err = available_as_held(&a, &oracle, 500, 500).unwrap_err();
+            assert!(err.contains("c1") && err.contains("did not hold"), "{err}");
         }
 
         #[test]
@@ -860,7 +884,7 @@ mod tests {
                 ],
                 0,
             );
-            let err = available_as_held(&a, &oracle(), 500).unwrap_err();
+            let err = available_as_held(&a, &oracle(), 500, 500).unwrap_err();
             assert!(err.contains("Commissioning"), "{err}");
         }
 
@@ -868,14 +892,45 @@ mod tests {
         fn availability_held_only_later_is_caught() {
             // What c1 holds from 100 ms on, in a snapshot received at 50 ms (now 500, age 450).
             let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 450);
-            let err = available_as_held(&a, &oracle(), 500).unwrap_err();
-            assert!(err.contains("never held by 50 ms"), "{err}");
+            let err = available_as_held(&a, &oracle(), 500, 500).unwrap_err();
+            assert!(err.contains("up to 50 ms"), "{err}");
             // An image set c1 held before, but not what it held: the earlier one is allowed.
             let mut oracle = oracle();
             let config = RegistryConfig::default();
             oracle.hold("c1", 600, &config, &images(&["ubuntu/amd64/generic/noble"]));
             let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
-            assert_eq!(available_as_held(&a, &oracle, 700), Ok(()));
+            assert_eq!(available_as_held(&a, &oracle, 700, 700), Ok(()));
+        }
+
+        #[test]
+        fn a_cached_part_dated_when_no_report_arrived_is_caught() {
+            // Age 0 at 200 s: the last report reached the region at 1 s.
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            let err = available_as_held(&a, &oracle(), 200_000, 200_000).unwrap_err();
+            assert!(
+                err.contains("no report of c1 had just reached the region"),
+                "{err}"
+            );
+            // Age 199 s: dated at the report of 1 s, fine.
+            let a = answer(
+                ReadPath::Cached,
+                &[("c1", Some(C1)), ("c2", Some(C2))],
+                199_000,
+            );
+            assert_eq!(available_as_held(&a, &oracle(), 200_000, 200_000), Ok(()));
+        }
+
+        #[test]
+        fn a_live_answer_showing_a_set_replaced_before_the_fan_out_is_caught() {
+            let mut oracle = oracle();
+            let config = RegistryConfig::default();
+            oracle.hold("c1", 600, &config, &images(&["ubuntu/amd64/generic/noble"]));
+            // Asked at 900: c1 held noble then, yet the answer shows jammy.
+            let a = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            let err = available_as_held(&a, &oracle, 900, 950).unwrap_err();
+            assert!(err.contains("did not hold"), "{err}");
+            // Asked at 500, jammy was still held then.
+            assert_eq!(available_as_held(&a, &oracle, 500, 950), Ok(()));
         }
 
         #[test]
@@ -885,7 +940,7 @@ mod tests {
             let c2 = ClusterId::new("c2");
             view.answered.remove(&c2);
             view.not_answered.insert(c2, NoAnswerReason::Timeout);
-            let err = available_as_held(&a, &oracle(), 1_000).unwrap_err();
+            let err = available_as_held(&a, &oracle(), 1_000, 1_000).unwrap_err();
             assert!(err.contains("c2 is not among those that answered"), "{err}");
         }
 

@@ -84,6 +84,9 @@ pub struct Observed {
     pub registered: BTreeMap<String, u64>,
     /// Per cluster, `(delivery ms, method)` of every reply it sent the region.
     pub replies: BTreeMap<String, Vec<(u64, String)>>,
+    /// Per cluster, the delivery ms of every frame that carried its images to the region (its
+    /// `ReportBootImages` calls and its `ListBootImages` replies).
+    pub reports: BTreeMap<String, Vec<u64>>,
 }
 
 impl Observed {
@@ -342,6 +345,10 @@ impl SimNetwork {
         };
         let cluster = entry.cluster.clone();
         let (label, detail, kind, replied_to) = label_frame(&frame, dir, entry);
+        let replied_to = replied_to.or_else(|| {
+            (dir == Dir::Up && label == "call ReportBootImages")
+                .then(|| "call ReportBootImages".to_owned())
+        });
         let link_label = match dir {
             Dir::Up => format!("L{link} {cluster}>region"),
             Dir::Down => format!("L{link} region>{cluster}"),
@@ -410,12 +417,23 @@ impl NetState {
                     .or_insert(now);
             }
             Dir::Down => {}
-            Dir::Up => self
-                .seen
-                .replies
-                .entry(cluster.to_owned())
-                .or_default()
-                .push((at_ms, method.to_owned())),
+            Dir::Up => {
+                let images = osmesh_net::messages::method::LIST_BOOT_IMAGES;
+                if method == images || method == "call ReportBootImages" {
+                    self.seen
+                        .reports
+                        .entry(cluster.to_owned())
+                        .or_default()
+                        .push(at_ms);
+                }
+                if method != "call ReportBootImages" {
+                    self.seen
+                        .replies
+                        .entry(cluster.to_owned())
+                        .or_default()
+                        .push((at_ms, method.to_owned()));
+                }
+            }
         }
     }
 

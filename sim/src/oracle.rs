@@ -25,6 +25,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::net::Observed;
 
+/// The longest a report can take from the cluster's scan to the region: the largest delay,
+/// duplicate delay and slow-reply penalty a scenario or swarm draws (3 s + 3 s + 8 s), with
+/// room to spare. A report the region received at `t` shows what the cluster held at some
+/// moment in `t - STALENESS_BOUND_MS ..= t`.
+pub const STALENESS_BOUND_MS: u64 = 30_000;
+
+/// The longest the region may take from a report's arrival to the time it records for it: a
+/// fan-out keeps every answer until its slowest cluster is done, within the longest deadline
+/// a caller may give (`MAX_LIVE_TIMEOUT`, 60 s).
+pub const RECORD_SLACK_MS: u64 = 60_000;
+
 /// `(osystem, release)`.
 pub type ReleaseKey = (String, String);
 /// `(osystem, release, arch)`.
@@ -147,7 +158,7 @@ impl Oracle {
         self.seen.registered.keys().cloned().collect()
     }
 
-    /// The image sets `cluster` may have reported by `at_ms`: those held from then or earlier.
+    /// The image sets `cluster` held at some moment up to `at_ms`.
     pub fn held_by(&self, cluster: &str, at_ms: i128) -> &[Held] {
         let history = self.history.get(cluster).map_or(&[][..], Vec::as_slice);
         let n = history
@@ -155,6 +166,27 @@ impl Oracle {
             .take_while(|h| i128::from(h.since_ms) <= at_ms)
             .count();
         &history[..n]
+    }
+
+    /// The image sets a report the region received at `at_ms` may show: those `cluster`
+    /// held at some moment in `at_ms - STALENESS_BOUND_MS ..= at_ms` (a report is scanned
+    /// when it is sent, and no frame spends longer than the bound in flight).
+    pub fn reportable(&self, cluster: &str, at_ms: i128) -> Vec<&Held> {
+        self.held_between(cluster, at_ms - i128::from(STALENESS_BOUND_MS), at_ms)
+    }
+
+    /// The image sets `cluster` held at some moment in `from_ms..=to_ms`.
+    pub fn held_between(&self, cluster: &str, from_ms: i128, to_ms: i128) -> Vec<&Held> {
+        let held = self.held_by(cluster, to_ms);
+        let from = from_ms;
+        held.iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                held.get(i + 1)
+                    .is_none_or(|next| i128::from(next.since_ms) > from)
+            })
+            .map(|(_, h)| h)
+            .collect()
     }
 
     /// What `cluster` holds now.
@@ -166,7 +198,20 @@ impl Oracle {
     /// one set it held and the images of the same or another one, both held by then (the two
     /// are separate calls, answered in either order).
     pub fn explains(&self, cluster: &str, at_ms: i128, projection: &Projection) -> bool {
-        let held = self.held_by(cluster, at_ms);
+        let from = at_ms - i128::from(STALENESS_BOUND_MS);
+        self.explains_between(cluster, from, at_ms, projection)
+    }
+
+    /// Whether `projection` pairs the listing and the images of sets `cluster` held at some
+    /// moment in `from_ms..=to_ms`.
+    pub fn explains_between(
+        &self,
+        cluster: &str,
+        from_ms: i128,
+        to_ms: i128,
+        projection: &Projection,
+    ) -> bool {
+        let held = self.held_between(cluster, from_ms, to_ms);
         held.iter().any(|listing| {
             held.iter()
                 .any(|images| listing.projection_with(images) == *projection)
@@ -231,5 +276,9 @@ mod tests {
         assert!(oracle.explains("c1", 500, &earlier));
         assert!(!oracle.explains("c1", -1, &earlier));
         assert!(!oracle.explains("c2", 500, &earlier));
+        // Superseded longer ago than any frame can take: a stale report.
+        let stale = 100 + i128::from(STALENESS_BOUND_MS) + 1;
+        assert!(!oracle.explains("c1", stale, &earlier));
+        assert!(oracle.explains("c1", stale - 2, &earlier));
     }
 }

@@ -165,6 +165,9 @@ struct State {
     clusters: BTreeMap<String, SimCluster>,
     region: Option<SimRegion>,
     region_starts: u64,
+    /// Actors the world crashed (told to shut down), and when: each must be gone by the next
+    /// check, or the crash never happened.
+    crashed: Vec<(u64, String, Recipient<Shutdown>)>,
     /// The reference model: what each cluster held and when, what the network carried.
     oracle: Oracle,
     /// Nodes the service enlisted, by id, as the world asked for them.
@@ -251,6 +254,7 @@ impl World {
             clusters,
             region: None,
             region_starts: 0,
+            crashed: Vec::new(),
             oracle,
             enlisted: BTreeMap::new(),
             durability: invariants::durability_checks(),
@@ -545,6 +549,9 @@ impl State {
                 self.net.unlisten();
                 self.net.cut(None);
                 region.actor.do_send(Shutdown);
+                let now = self.now_ms();
+                self.crashed
+                    .push((now, REGION.to_owned(), region.actor.recipient()));
             }
             return;
         }
@@ -557,6 +564,7 @@ impl State {
         if let Some(actor) = self.clusters.get_mut(node).and_then(|c| c.actor.take()) {
             self.net.cut(Some(node));
             actor.do_send(Shutdown);
+            self.crashed.push((now, node.to_owned(), actor.recipient()));
         }
     }
 
@@ -575,6 +583,25 @@ impl State {
             self.start_cluster(node);
         }
         Ok(())
+    }
+
+    /// Every actor crashed before now has stopped (`Shutdown` was obeyed).
+    fn check_crashed_are_gone(&mut self) {
+        let now = self.now_ms();
+        let still = self
+            .crashed
+            .iter()
+            .find(|(at, _, actor)| *at < now && actor.connected())
+            .map(|(at, name, _)| (*at, name.clone()));
+        if let Some((at, name)) = still {
+            self.fail(
+                FailureKind::Safety,
+                format!(
+                    "{name} was crashed at {at} ms, yet its actor still runs (Shutdown ignored)"
+                ),
+            );
+        }
+        self.crashed.retain(|(_, _, actor)| actor.connected());
     }
 
     /// Brings the oracle's view of the network up to date.
@@ -599,7 +626,7 @@ impl State {
         let result = invariants::names_every_cluster(answer, oracle)
             .and_then(|()| invariants::parts_agree_with_view(answer))
             .and_then(|()| invariants::live_answers_are_live(answer, oracle, issued_ms, now))
-            .and_then(|()| invariants::available_as_held(answer, oracle, now))
+            .and_then(|()| invariants::available_as_held(answer, oracle, issued_ms, now))
             .and_then(|()| invariants::disconnected_never_answered(answer));
         if let Err(message) = result {
             self.fail(FailureKind::Safety, message);
@@ -672,6 +699,7 @@ fn ms(value: u64) -> Duration {
 /// A periodic step: the region is alive and lists every cluster it acknowledged as
 /// registered; the cached answer's invariants; durability; liveness.
 async fn check(state: &Rc<RefCell<State>>) {
+    state.borrow_mut().check_crashed_are_gone();
     let Some(service) = state.borrow().service() else {
         state.borrow_mut().check_durability();
         return;

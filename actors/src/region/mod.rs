@@ -768,9 +768,15 @@ impl Handler<LiveOsystems> for RegionActor {
             } else {
                 answers.iter().all(answered)
             };
-            // When every cluster answered, the answers are now exactly the held snapshots, so
-            // the live view is the cached one (merged again only if a snapshot changed).
-            let view = if everyone_answered {
+            // When every cluster answered and is still linked, the answers are now exactly the
+            // held snapshots and the cached view counts the same clusters as answering, so the
+            // live view is the cached one (merged again only if a snapshot changed). A cluster
+            // that answered and then lost its link is only "last known" in the cached view, so
+            // reusing it would contradict this answer's parts (found by swarm seed 1031976090).
+            let still_linked = answers
+                .iter()
+                .all(|(id, _)| act.clusters.get(id).is_some_and(|e| e.link.is_some()));
+            let view = if everyone_answered && still_linked {
                 act.cached_view()
             } else {
                 let answers: BTreeMap<_, _> = answers.into_iter().collect();

@@ -148,40 +148,41 @@ pub(crate) fn open_and_migrate(
     target: &DbTarget,
     pragmas: &SqlitePragmas,
 ) -> Result<AnyConnection, StoreError> {
+    // Switching a fresh SQLite file to WAL can answer "database is locked" at once, without
+    // waiting for busy_timeout, while another store opening the same file holds its lock:
+    // try again for a second before giving up (only when stores start together).
+    let mut attempts = 0;
+    loop {
+        match open_and_migrate_once(target, pragmas) {
+            Err(err) if attempts < 50 && err.to_string().contains("database is locked") => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_and_migrate_once(
+    target: &DbTarget,
+    pragmas: &SqlitePragmas,
+) -> Result<AnyConnection, StoreError> {
     let mut conn = target
         .establish()
         .map_err(|e| StoreError::Connection(e.to_string()))?;
     pragmas.apply(&mut conn)?;
-    // SQLite has no advisory lock: two processes opening one fresh file would both see a
-    // migration pending and the second would fail on `CREATE TABLE`. A lock file beside the
-    // database serialises them (PostgreSQL uses an advisory lock in `run_migrations`).
-    let _migrating = match target {
-        DbTarget::Sqlite(path) => Some(lock_sqlite_migrations(path)?),
-        DbTarget::Postgres(_) => None,
-    };
     run_migrations(&mut conn)?;
     Ok(conn)
 }
 
-/// An exclusive lock on `<database>.migrate-lock`, released when the file is dropped.
-fn lock_sqlite_migrations(path: &str) -> Result<std::fs::File, StoreError> {
-    let file_path = path.split('?').next().unwrap_or(path);
-    let file_path = file_path.strip_prefix("file:").unwrap_or(file_path);
-    let lock_path = format!("{file_path}.migrate-lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::Connection(format!("cannot open {lock_path}: {e}")))?;
-    lock.lock()
-        .map_err(|e| StoreError::Connection(format!("cannot lock {lock_path}: {e}")))?;
-    Ok(lock)
-}
-
 fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let applied = match conn {
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        // Under the write lock (waiting up to busy_timeout), as PostgreSQL's advisory lock
+        // below: stores opening one fresh file at once would otherwise both create its tables
+        // ("table clusters already exists", found by the concurrent-migration test).
+        AnyConnection::Sqlite(c) => c.immediate_transaction(|c| {
+            c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
+        }),
         AnyConnection::Postgresql(c) => {
             c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
             let result = c
