@@ -347,6 +347,107 @@ struct OsystemsQuery {
     live: bool,
     /// The live read's deadline in ms (1 to 60,000; default 2,000); only with `live=true`.
     timeout_ms: Option<u64>,
+    /// `full` (the default): the view with every cluster listed; `summary`: counts by OS and
+    /// release instead of cluster lists (a few KiB however many clusters).
+    #[serde(default)]
+    #[param(inline)]
+    view: ViewForm,
+}
+
+/// Which form of the OS view an answer carries.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ViewForm {
+    #[default]
+    Full,
+    Summary,
+}
+
+/// `GET /api/v1/osystems`'s answer: the full form, or the summary with `view=summary`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only its schema is used: the handler renders each form directly.
+enum OsystemsBody {
+    Full(OsystemsAnswer),
+    Summary(OsystemsSummary),
+}
+
+/// `GET /api/v1/osystems?view=summary`: the view as counts of clusters, no cluster lists.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OsystemsSummary {
+    source: ReadPath,
+    /// Clusters the region knows.
+    clusters: usize,
+    /// Clusters in the view's `answered` and `not_answered`.
+    answered: usize,
+    not_answered: usize,
+    conflicts: usize,
+    osystems: Vec<OsystemSummary>,
+    deadline_ms: Option<u64>,
+    elapsed_ms: Option<u64>,
+}
+
+/// One OS in the summary.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OsystemSummary {
+    name: String,
+    /// Clusters supporting it; clusters not answering whose last report listed it.
+    supported_by: usize,
+    last_known_by: usize,
+    releases: Vec<ReleaseSummary>,
+}
+
+/// One release in the summary.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReleaseSummary {
+    name: String,
+    requires_license_key: bool,
+    end_of_life: bool,
+    supported_by: usize,
+    /// Clusters holding at least one image of it, on any architecture.
+    available_on: usize,
+    last_known_by: usize,
+}
+
+impl OsystemsSummary {
+    fn of(answer: &OsystemsAnswer) -> OsystemsSummary {
+        let view = &answer.view;
+        OsystemsSummary {
+            source: answer.source,
+            clusters: answer.clusters.len(),
+            answered: view.answered.len(),
+            not_answered: view.not_answered.len(),
+            conflicts: view.conflicts.len(),
+            osystems: view
+                .osystems
+                .iter()
+                .map(|os| OsystemSummary {
+                    name: os.name.clone(),
+                    supported_by: os.supported_by.len(),
+                    last_known_by: os.last_known_by.len(),
+                    releases: os
+                        .releases
+                        .iter()
+                        .map(|r| ReleaseSummary {
+                            name: r.name.clone(),
+                            requires_license_key: r.requires_license_key,
+                            end_of_life: r.end_of_life,
+                            supported_by: r.supported_by.len(),
+                            available_on: r
+                                .available
+                                .values()
+                                .flat_map(|by_cluster| by_cluster.keys())
+                                .collect::<std::collections::BTreeSet<_>>()
+                                .len(),
+                            last_known_by: r.last_known_by.len(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            deadline_ms: answer.deadline_ms,
+            elapsed_ms: answer.elapsed_ms,
+        }
+    }
 }
 
 /// The merged OS view: for each OS and release, which clusters support it and which hold
@@ -359,7 +460,7 @@ struct OsystemsQuery {
     params(OsystemsQuery,
         ("If-None-Match" = Option<String>, Header, description = "A cached read's earlier `ETag`: 304 while the view and every cluster's part (ages aside) are unchanged")),
     responses(
-        (status = 200, description = "The mesh view and which read path answered", body = OsystemsAnswer,
+        (status = 200, description = "The mesh view and which read path answered: `OsystemsAnswer`, or `OsystemsSummary` with `view=summary`", body = OsystemsBody,
             headers(("ETag" = String, description = "Cached reads only: a weak validator over the view and the cluster parts, ages excluded"))),
         (status = 304, description = "Cached read, `If-None-Match` matched: unchanged apart from ages; no body",
             headers(("ETag" = String, description = "The matching validator"))),
@@ -380,11 +481,16 @@ async fn osystems(
         }
         let answer = service.osystems_cached().await?;
         let (view, view_digest) = rendered.view(&answer)?;
-        let etag = RenderedView::etag(&view_digest, &answer)?;
+        let etag = RenderedView::etag(&view_digest, &answer, query.view)?;
         if if_none_match(&req, &etag) {
             return Ok(HttpResponse::NotModified()
                 .insert_header(header::ETag(etag))
                 .finish());
+        }
+        if query.view == ViewForm::Summary {
+            return Ok(HttpResponse::Ok()
+                .insert_header(header::ETag(etag))
+                .json(OsystemsSummary::of(&answer)));
         }
         return Ok(HttpResponse::Ok()
             .content_type("application/json")
@@ -394,7 +500,11 @@ async fn osystems(
     let timeout = query
         .timeout_ms
         .map_or(DEFAULT_LIVE_TIMEOUT, Duration::from_millis);
-    Ok(HttpResponse::Ok().json(service.osystems_live(timeout).await?))
+    let answer = service.osystems_live(timeout).await?;
+    if query.view == ViewForm::Summary {
+        return Ok(HttpResponse::Ok().json(OsystemsSummary::of(&answer)));
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Whether the request's `If-None-Match` matches `etag` (weak comparison, as RFC 9110 asks
@@ -496,12 +606,18 @@ impl RenderedView {
     /// the same view, the same clusters, links, disconnection times and reasons; only the ages
     /// differ (a cluster that re-sent an identical snapshot keeps the `ETag` and its age
     /// restarts). A client holding a body knows its ages have grown by the time since it got it.
+    /// The summary form has validators of its own (another representation of the same view).
     fn etag(
         view_digest: &[u8; 32],
         answer: &OsystemsAnswer,
+        form: ViewForm,
     ) -> Result<header::EntityTag, ApiError> {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
+        hasher.update(match form {
+            ViewForm::Full => b"full:",
+            ViewForm::Summary => b"summ:",
+        });
         hasher.update(view_digest);
         let parts: Vec<PartWithoutAge<'_>> = answer
             .clusters

@@ -224,3 +224,83 @@ async fn large_answers_are_gzipped_when_asked_and_decode_to_the_same_json() {
     // The compressed answer keeps its validator (compression happens after the handler).
     assert!(headers.get(header::ETAG).is_some());
 }
+
+#[actix_rt::test]
+async fn summary_counts_clusters_by_os_and_release_and_has_its_own_etag() {
+    let db = TestDb::sqlite();
+    let mut mesh = Mesh::start(&db.url, &standard_clusters()).await;
+    let app = test::init_service(api::app(
+        web::Data::new(mesh.service.clone()),
+        web::Data::new(AuthState::new(AuthSettings::default())),
+    ))
+    .await;
+    let token = admin_token(&mesh).await;
+
+    let (status, headers, body) = get(&app, "/api/v1/osystems?view=summary", &token, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let summary_etag = etag(&headers);
+    let (_, full_headers, _) = get(&app, "/api/v1/osystems", &token, &[]).await;
+    assert_ne!(summary_etag, etag(&full_headers), "another representation");
+    let summary: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(summary["source"], "cached");
+    assert_eq!(summary["clusters"], 3);
+    assert_eq!(summary["answered"], 3);
+    assert!(
+        !String::from_utf8_lossy(&body).contains("alpha"),
+        "{summary}"
+    );
+    let os = |name: &str| {
+        summary["osystems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {summary}"))
+            .clone()
+    };
+    let ubuntu = os("ubuntu");
+    assert_eq!(ubuntu["supported_by"], 2, "alpha and beta: {ubuntu}");
+    let release = |os: &Value, name: &str| {
+        os["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {os}"))
+            .clone()
+    };
+    // jammy: images on alpha (amd64) and beta (arm64), counted once each.
+    assert_eq!(release(&ubuntu, "jammy")["available_on"], 2);
+    assert_eq!(release(&ubuntu, "noble")["available_on"], 1);
+    assert_eq!(os("acme-linux")["supported_by"], 1);
+
+    let (status, _, body) = get(
+        &app,
+        "/api/v1/osystems?view=summary",
+        &token,
+        &[("If-None-Match", &summary_etag)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    mesh.stop_cluster("gamma").await;
+    let (status, headers, body) = get(
+        &app,
+        "/api/v1/osystems?view=summary",
+        &token,
+        &[("If-None-Match", &summary_etag)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(etag(&headers), summary_etag);
+    let summary: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(summary["not_answered"], 1, "{summary}");
+
+    // The live read has a summary form too; a form that does not exist is a 400.
+    let (status, _, body) = get(&app, "/api/v1/osystems?live=true&view=summary", &token, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let live: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(live["source"], "live", "{live}");
+    let (status, _, _) = get(&app, "/api/v1/osystems?view=tiny", &token, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
