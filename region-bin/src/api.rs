@@ -4,8 +4,8 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::from_fn;
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::{from_fn, Compress};
 use actix_web::{
     error, web, App, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError,
 };
@@ -264,6 +264,9 @@ pub fn app(
         .app_data(service)
         .app_data(auth)
         .app_data(web::Data::new(crate::limits::WriteLimiter::default()))
+        // Innermost: gzip, brotli or zstd as the client's Accept-Encoding asks (actix-web's
+        // default features); a 1,000-cluster cached read is ~750 KiB of repetitive JSON.
+        .wrap(Compress::default())
         .wrap(from_fn(crate::auth::authenticate))
         // Outermost, so refusals (401, 403, 429) are counted too.
         .wrap(from_fn(crate::metrics::track))
@@ -344,14 +347,127 @@ struct OsystemsQuery {
     live: bool,
     /// The live read's deadline in ms (1 to 60,000; default 2,000); only with `live=true`.
     timeout_ms: Option<u64>,
+    /// `full` (the default): the view with every cluster listed; `summary`: counts by OS and
+    /// release instead of cluster lists (a few KiB however many clusters).
+    #[serde(default)]
+    #[param(inline)]
+    view: ViewForm,
+}
+
+/// Which form of the OS view an answer carries.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ViewForm {
+    #[default]
+    Full,
+    Summary,
+}
+
+/// `GET /api/v1/osystems`'s answer: the full form, or the summary with `view=summary`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only its schema is used: the handler renders each form directly.
+enum OsystemsBody {
+    Full(OsystemsAnswer),
+    Summary(OsystemsSummary),
+}
+
+/// `GET /api/v1/osystems?view=summary`: the view as counts of clusters, no cluster lists.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OsystemsSummary {
+    source: ReadPath,
+    /// Clusters the region knows.
+    clusters: usize,
+    /// Clusters in the view's `answered` and `not_answered`.
+    answered: usize,
+    not_answered: usize,
+    conflicts: usize,
+    osystems: Vec<OsystemSummary>,
+    deadline_ms: Option<u64>,
+    elapsed_ms: Option<u64>,
+}
+
+/// One OS in the summary.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OsystemSummary {
+    name: String,
+    /// Clusters supporting it; clusters not answering whose last report listed it.
+    supported_by: usize,
+    last_known_by: usize,
+    releases: Vec<ReleaseSummary>,
+}
+
+/// One release in the summary.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReleaseSummary {
+    name: String,
+    requires_license_key: bool,
+    end_of_life: bool,
+    supported_by: usize,
+    /// Clusters holding at least one image of it, on any architecture.
+    available_on: usize,
+    last_known_by: usize,
+}
+
+impl OsystemsSummary {
+    fn of(answer: &OsystemsAnswer) -> OsystemsSummary {
+        let view = &answer.view;
+        OsystemsSummary {
+            source: answer.source,
+            clusters: answer.clusters.len(),
+            answered: view.answered.len(),
+            not_answered: view.not_answered.len(),
+            conflicts: view.conflicts.len(),
+            osystems: view
+                .osystems
+                .iter()
+                .map(|os| OsystemSummary {
+                    name: os.name.clone(),
+                    supported_by: os.supported_by.len(),
+                    last_known_by: os.last_known_by.len(),
+                    releases: os
+                        .releases
+                        .iter()
+                        .map(|r| ReleaseSummary {
+                            name: r.name.clone(),
+                            requires_license_key: r.requires_license_key,
+                            end_of_life: r.end_of_life,
+                            supported_by: r.supported_by.len(),
+                            available_on: r
+                                .available
+                                .values()
+                                .flat_map(|by_cluster| by_cluster.keys())
+                                .collect::<std::collections::BTreeSet<_>>()
+                                .len(),
+                            last_known_by: r.last_known_by.len(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            deadline_ms: answer.deadline_ms,
+            elapsed_ms: answer.elapsed_ms,
+        }
+    }
 }
 
 /// The merged OS view: for each OS and release, which clusters support it and which hold
 /// images for it, and which clusters did not answer and why; cached (each cluster's last
 /// snapshot, with its age) or live (every cluster asked now, under a deadline).
-#[utoipa::path(get, path = "/api/v1/osystems", tag = "osystems", params(OsystemsQuery),
-    responses((status = 200, description = "The mesh view and which read path answered", body = OsystemsAnswer), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody)))]
+///
+/// A cached read carries a weak `ETag` (see [`RenderedView::etag`]); sent back in
+/// `If-None-Match`, it answers 304 with no body while nothing but the ages has changed.
+#[utoipa::path(get, path = "/api/v1/osystems", tag = "osystems",
+    params(OsystemsQuery,
+        ("If-None-Match" = Option<String>, Header, description = "A cached read's earlier `ETag`: 304 while the view and every cluster's part (ages aside) are unchanged")),
+    responses(
+        (status = 200, description = "The mesh view and which read path answered: `OsystemsAnswer`, or `OsystemsSummary` with `view=summary`", body = OsystemsBody,
+            headers(("ETag" = String, description = "Cached reads only: a weak validator over the view and the cluster parts, ages excluded"))),
+        (status = 304, description = "Cached read, `If-None-Match` matched: unchanged apart from ages; no body",
+            headers(("ETag" = String, description = "The matching validator"))),
+        (status = 400, description = "Bad path, query or body", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn osystems(
+    req: HttpRequest,
     service: web::Data<RegionService>,
     rendered: web::Data<RenderedView>,
     query: web::Query<OsystemsQuery>,
@@ -364,14 +480,43 @@ async fn osystems(
             ));
         }
         let answer = service.osystems_cached().await?;
+        let (view, view_digest) = rendered.view(&answer)?;
+        let etag = RenderedView::etag(&view_digest, &answer, query.view)?;
+        if if_none_match(&req, &etag) {
+            return Ok(HttpResponse::NotModified()
+                .insert_header(header::ETag(etag))
+                .finish());
+        }
+        if query.view == ViewForm::Summary {
+            return Ok(HttpResponse::Ok()
+                .insert_header(header::ETag(etag))
+                .json(OsystemsSummary::of(&answer)));
+        }
         return Ok(HttpResponse::Ok()
             .content_type("application/json")
-            .body(rendered.render(&answer)?));
+            .insert_header(header::ETag(etag))
+            .body(RenderedView::render(&view, &answer)?));
     }
     let timeout = query
         .timeout_ms
         .map_or(DEFAULT_LIVE_TIMEOUT, Duration::from_millis);
-    Ok(HttpResponse::Ok().json(service.osystems_live(timeout).await?))
+    let answer = service.osystems_live(timeout).await?;
+    if query.view == ViewForm::Summary {
+        return Ok(HttpResponse::Ok().json(OsystemsSummary::of(&answer)));
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// Whether the request's `If-None-Match` matches `etag` (weak comparison, as RFC 9110 asks
+/// for `If-None-Match`; `*` matches any current representation). An unparsable header is
+/// treated as absent: the full answer is never wrong.
+fn if_none_match(req: &HttpRequest, etag: &header::EntityTag) -> bool {
+    use actix_web::http::header::Header;
+    match header::IfNoneMatch::parse(req) {
+        Ok(header::IfNoneMatch::Any) => true,
+        Ok(header::IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(etag)),
+        Err(_) => false,
+    }
 }
 
 /// One release of one OS, from the cached view.
@@ -388,10 +533,17 @@ async fn release(
 
 /// The cached view's JSON, kept while the region hands out the same merged view (it keeps one
 /// until a snapshot or a link changes), so a cached read renders only the per-cluster parts.
-/// At 1,000 clusters the view is most of a 750 KiB answer.
+/// At 1,000 clusters the view is most of a 750 KiB answer. The SHA-256 of those bytes is kept
+/// with them, for the `ETag`.
 #[derive(Default)]
 pub struct RenderedView {
-    last: Mutex<Option<(Arc<MeshView>, Box<RawValue>)>>,
+    last: Mutex<Option<CachedView>>,
+}
+
+struct CachedView {
+    view: Arc<MeshView>,
+    raw: Arc<RawValue>,
+    digest: [u8; 32],
 }
 
 /// An `OsystemsAnswer` with its view already rendered.
@@ -404,25 +556,88 @@ struct RenderedAnswer<'a> {
     elapsed_ms: Option<u64>,
 }
 
+/// A cluster's part as the `ETag` covers it: everything but `age_ms`.
+#[derive(Serialize)]
+struct PartWithoutAge<'a> {
+    cluster: &'a osmesh_core::ClusterId,
+    name: &'a str,
+    connected: bool,
+    disconnected_since_ms: Option<i64>,
+    has_snapshot: bool,
+    no_answer: &'a Option<osmesh_core::mesh::NoAnswerReason>,
+}
+
+fn render_failed(e: serde_json::Error) -> ApiError {
+    ApiError(ServiceError::new(
+        FailureKind::Internal,
+        "render_failed",
+        e.to_string(),
+    ))
+}
+
 impl RenderedView {
-    fn render(&self, answer: &OsystemsAnswer) -> Result<Vec<u8>, ApiError> {
-        let internal = |e: serde_json::Error| {
-            ApiError(ServiceError::new(
-                FailureKind::Internal,
-                "render_failed",
-                e.to_string(),
-            ))
-        };
+    /// The answer's view as JSON and the SHA-256 of that JSON, rendered once per view.
+    fn view(&self, answer: &OsystemsAnswer) -> Result<(Arc<RawValue>, [u8; 32]), ApiError> {
+        use sha2::Digest;
         // A poisoned lock only means a render panicked; the slot is overwritten below anyway.
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let view: &RawValue = match &mut *last {
-            Some((view, raw)) if Arc::ptr_eq(view, &answer.view) => raw,
-            slot => {
-                let json = serde_json::to_string(&*answer.view).map_err(internal)?;
-                let raw = RawValue::from_string(json).map_err(internal)?;
-                &slot.insert((answer.view.clone(), raw)).1
+        match &*last {
+            Some(cached) if Arc::ptr_eq(&cached.view, &answer.view) => {
+                Ok((cached.raw.clone(), cached.digest))
             }
-        };
+            _ => {
+                let json = serde_json::to_string(&*answer.view).map_err(render_failed)?;
+                let digest: [u8; 32] = sha2::Sha256::digest(json.as_bytes()).into();
+                let raw: Arc<RawValue> = RawValue::from_string(json).map_err(render_failed)?.into();
+                *last = Some(CachedView {
+                    view: answer.view.clone(),
+                    raw: raw.clone(),
+                    digest,
+                });
+                Ok((raw, digest))
+            }
+        }
+    }
+
+    /// The cached read's validator: SHA-256 over the view's JSON and every cluster's part
+    /// without its age. Weak (`W/"…"`), honestly so: the body carries each cluster's snapshot
+    /// age in ms, which grows on every read, so no two bodies are byte-equal and a strong
+    /// validator over the body would never match. Two answers with the same weak `ETag` have
+    /// the same view, the same clusters, links, disconnection times and reasons; only the ages
+    /// differ (a cluster that re-sent an identical snapshot keeps the `ETag` and its age
+    /// restarts). A client holding a body knows its ages have grown by the time since it got it.
+    /// The summary form has validators of its own (another representation of the same view).
+    fn etag(
+        view_digest: &[u8; 32],
+        answer: &OsystemsAnswer,
+        form: ViewForm,
+    ) -> Result<header::EntityTag, ApiError> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(match form {
+            ViewForm::Full => b"full:",
+            ViewForm::Summary => b"summ:",
+        });
+        hasher.update(view_digest);
+        let parts: Vec<PartWithoutAge<'_>> = answer
+            .clusters
+            .iter()
+            .map(|p| PartWithoutAge {
+                cluster: &p.cluster,
+                name: &p.name,
+                connected: p.connected,
+                disconnected_since_ms: p.disconnected_since_ms,
+                has_snapshot: p.age_ms.is_some(),
+                no_answer: &p.no_answer,
+            })
+            .collect();
+        serde_json::to_writer(&mut hasher, &(answer.source, parts)).map_err(render_failed)?;
+        let digest = hasher.finalize();
+        // 128 bits of the digest are plenty to tell views apart and keep the header short.
+        Ok(header::EntityTag::new_weak(hex::encode(&digest[..16])))
+    }
+
+    fn render(view: &RawValue, answer: &OsystemsAnswer) -> Result<Vec<u8>, ApiError> {
         serde_json::to_vec(&RenderedAnswer {
             source: answer.source,
             view,
@@ -430,6 +645,6 @@ impl RenderedView {
             deadline_ms: answer.deadline_ms,
             elapsed_ms: answer.elapsed_ms,
         })
-        .map_err(internal)
+        .map_err(render_failed)
     }
 }
