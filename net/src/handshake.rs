@@ -127,7 +127,7 @@ pub enum HandshakeError {
     },
     #[error("authentication failed: peer {peer:?} did not prove the shared secret")]
     BadCredentials { peer: String },
-    #[error("refused by peer: {0}")]
+    #[error("refused by peer: {0:?}")]
     Refused(String),
     #[error("handshake did not complete within {0:?}")]
     Timeout(Duration),

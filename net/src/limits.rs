@@ -141,6 +141,7 @@ struct Counts {
     handshakes_refused_per_source: AtomicU64,
     handshakes_failed: AtomicU64,
     links_closed_not_reading: AtomicU64,
+    registers_refused_duplicate: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -154,6 +155,8 @@ pub struct AbuseCounts {
     pub handshakes_failed: u64,
     /// Authenticated links closed because the peer stopped reading.
     pub links_closed_not_reading: u64,
+    /// `Register`s refused: another live link holds the identity already.
+    pub registers_refused_duplicate: u64,
 }
 
 impl AbuseCounters {
@@ -179,6 +182,12 @@ impl AbuseCounters {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn register_refused_duplicate(&self) {
+        self.0
+            .registers_refused_duplicate
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> AbuseCounts {
         let c = &self.0;
         AbuseCounts {
@@ -186,6 +195,7 @@ impl AbuseCounters {
             handshakes_refused_per_source: c.handshakes_refused_per_source.load(Ordering::Relaxed),
             handshakes_failed: c.handshakes_failed.load(Ordering::Relaxed),
             links_closed_not_reading: c.links_closed_not_reading.load(Ordering::Relaxed),
+            registers_refused_duplicate: c.registers_refused_duplicate.load(Ordering::Relaxed),
         }
     }
 }

@@ -43,6 +43,11 @@ pub use osmesh_net::limits::{MAX_HANDSHAKES_PER_SOURCE, MAX_PENDING_HANDSHAKES};
 /// The deadline for the periodic refresh of each connected cluster's snapshot.
 pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an authenticated link may take to send its `Register` before it is closed. A
+/// cluster registers at once after the handshake (it gives the call 30 s itself); a link that
+/// never registers would otherwise hold one of `MAX_LINKS` for ever.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Clone, Debug)]
 pub struct RegionSettings {
     pub name: String,
@@ -132,7 +137,12 @@ pub struct RegionActor {
     clock: Clock,
     rng: StdRng,
     clusters: BTreeMap<ClusterId, ClusterEntry>,
+    /// Registered links, each the current link of its cluster.
     links: BTreeMap<LinkId, ClusterId>,
+    /// Authenticated links that have not yet registered: the identity they proved and their
+    /// peer. A link becomes a cluster only when its `Register` succeeds; until then it is in
+    /// no answer and no listing, and it is closed if it does not register in time.
+    unregistered: BTreeMap<LinkId, (ClusterId, Peer)>,
     next_link: LinkId,
     /// Handshakes under way, in all and by source address (`limits::source_of`); an entry
     /// is removed when its count reaches zero, so the map holds only sources in handshake.
@@ -141,6 +151,8 @@ pub struct RegionActor {
     /// One warning a second for refused and failed handshakes, however many there are.
     refusal_warn: RateLimitedWarn,
     failure_warn: RateLimitedWarn,
+    /// One warning a second for `Register`s refused (duplicate or mismatched identity).
+    register_warn: RateLimitedWarn,
     listener: Option<Box<dyn Listener>>,
     /// The merged view of the clusters' snapshots, kept until a snapshot or a link changes, so
     /// a cached read costs no merge. Invariant: `None` or equal to a fresh merge.
@@ -176,7 +188,7 @@ impl RegionActor {
                         name: record.name,
                         link: None,
                         snapshot,
-                        last_seen_ms: record.last_seen_ms,
+                        last_seen_ms: heard,
                         disconnected_since_ms: Some(heard),
                     };
                     clusters.insert(record.id, entry);
@@ -191,11 +203,13 @@ impl RegionActor {
             rng,
             clusters,
             links: BTreeMap::new(),
+            unregistered: BTreeMap::new(),
             next_link: 0,
             pending_handshakes: 0,
             handshakes_by_source: BTreeMap::new(),
             refusal_warn: RateLimitedWarn::default(),
             failure_warn: RateLimitedWarn::default(),
+            register_warn: RateLimitedWarn::default(),
             listener: Some(listener),
             cached_view: None,
         }
@@ -233,13 +247,16 @@ impl RegionActor {
         }
     }
 
+    /// Starts the connection actor of a link that completed the handshake. The link is only
+    /// "unregistered" until its `Register` succeeds (`register`); it is closed if none arrives
+    /// within `REGISTER_TIMEOUT`.
     fn on_authenticated(&mut self, auth: Authenticated, ctx: &mut Context<Self>) {
         let cluster = ClusterId::new(auth.peer_identity.clone());
         let has_link = self
             .clusters
             .get(&cluster)
             .is_some_and(|e| e.link.is_some());
-        if self.links.len() >= MAX_LINKS && !has_link {
+        if self.links.len() + self.unregistered.len() >= MAX_LINKS && !has_link {
             let message = format!("all {MAX_LINKS} cluster links are taken; closing");
             self.refusal_warn.warn(&auth.conn.peer_addr, &message);
             return;
@@ -255,27 +272,85 @@ impl RegionActor {
             me.clone().recipient(),
             me.recipient(),
         );
+        self.unregistered.insert(link, (cluster, peer));
+        ctx.run_later(REGISTER_TIMEOUT, move |act, _ctx| {
+            if let Some((cluster, peer)) = act.unregistered.remove(&link) {
+                tracing::info!(?cluster, "no Register within {REGISTER_TIMEOUT:?}; closing");
+                peer.close();
+            }
+        });
+    }
+
+    /// The `Register` of an unregistered link: the identity it registers must be the one it
+    /// proved, and no live link may hold that identity already (the genuine link stays; a
+    /// second one gets in only once the first is closed, e.g. by its heartbeat timeout).
+    /// On success the link becomes its cluster's link.
+    fn register(
+        &mut self,
+        link: LinkId,
+        method_name: &str,
+        body: &[u8],
+    ) -> Result<bytes::Bytes, RpcError> {
+        let Some((cluster, peer)) = self.unregistered.get(&link).cloned() else {
+            return Err(RpcError::internal("not an unregistered link"));
+        };
+        if method_name != method::REGISTER {
+            return Err(RpcError::bad_request(format!(
+                "{method_name:?} before Register: a link must register first"
+            )));
+        }
+        let req = check_register(&cluster, body)?;
         let now = self.clock.now_ms();
+        if let Some((old_link, old_peer)) =
+            self.clusters.get(&cluster).and_then(|e| e.link.as_ref())
+        {
+            if !old_peer.is_closed() {
+                osmesh_net::metrics::handshake_refused("duplicate_identity");
+                self.settings.peer.counters.register_refused_duplicate();
+                let message = format!(
+                    "refused a second link for cluster {:?}: link {old_link} is alive",
+                    cluster.as_str()
+                );
+                self.register_warn
+                    .warn(&format!("{:?}", cluster.as_str()), &message);
+                return Err(RpcError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "cluster {:?} is already connected on a live link; a second link is \
+                         refused until that one is declared dead",
+                        cluster.as_str()
+                    ),
+                ));
+            }
+        }
+        self.store
+            .upsert_cluster_seen(&cluster, &req.name, now)
+            .map_err(|e| RpcError::internal(format!("store: {e}")))?;
+        self.unregistered.remove(&link);
         let entry = self
             .clusters
             .entry(cluster.clone())
             .or_insert_with(|| ClusterEntry {
-                name: cluster.to_string(),
+                name: req.name.clone(),
                 link: None,
                 snapshot: None,
                 last_seen_ms: now,
                 disconnected_since_ms: None,
             });
         if let Some((old_link, old_peer)) = entry.link.replace((link, peer)) {
-            tracing::info!(%cluster, "a new connection replaces the old one");
+            // Closed already (its `LinkClosed` is on its way): the new link takes over.
             old_peer.close();
             self.links.remove(&old_link);
         }
+        entry.name = req.name;
         entry.last_seen_ms = now;
         entry.disconnected_since_ms = None;
         self.links.insert(link, cluster.clone());
         self.cached_view = None;
-        tracing::info!(%cluster, "cluster connected");
+        tracing::info!(cluster = ?cluster.as_str(), "cluster registered");
+        Ok(encode_body(&Registered {
+            region: self.settings.name.clone(),
+        }))
     }
 
     fn answer(
@@ -292,16 +367,8 @@ impl RegionActor {
         entry.last_seen_ms = now;
         match method_name {
             method::REGISTER => {
-                let req: Register = decode_body(body)?;
-                osmesh_core::fields::CLUSTER_NAME
-                    .check(&req.name)
-                    .map_err(|e| RpcError::bad_request(e.to_string()))?;
-                if req.cluster != *cluster {
-                    return Err(RpcError::bad_request(format!(
-                        "authenticated as {cluster} but registering as {}",
-                        req.cluster
-                    )));
-                }
+                // Registered already (this is its link): only the name may change.
+                let req = check_register(cluster, body)?;
                 entry.name = req.name.clone();
                 self.store
                     .upsert_cluster_seen(cluster, &req.name, now)
@@ -340,7 +407,7 @@ impl RegionActor {
         };
         let stored = ClusterSnapshot { osystems, images };
         if let Err(err) = self.store.save_snapshot(cluster, &stored, now) {
-            tracing::error!(%cluster, %err, "cannot persist the snapshot");
+            tracing::error!(cluster = ?cluster.as_str(), %err, "cannot persist the snapshot");
         }
         let unchanged = entry
             .snapshot
@@ -396,7 +463,7 @@ impl RegionActor {
             Ok(_) => Ok(()),
             Err(StoreError::Invalid(message)) => Err(RpcError::bad_request(message)),
             Err(err) => {
-                tracing::error!(%cluster, %err, "cannot record preseed templates");
+                tracing::error!(cluster = ?cluster.as_str(), %err, "cannot record preseed templates");
                 Err(RpcError::internal(format!("store: {err}")))
             }
         }
@@ -489,6 +556,10 @@ impl RegionActor {
         let now = self.clock.now_ms();
         for (id, answer) in answers {
             if let ClusterAnswer::Answered(report) = answer {
+                // Its replies are frames received from it.
+                if let Some(entry) = self.clusters.get_mut(id) {
+                    entry.last_seen_ms = entry.last_seen_ms.max(now);
+                }
                 let changed = self
                     .clusters
                     .get(id)
@@ -519,6 +590,26 @@ impl RegionActor {
             }
         }
     }
+}
+
+/// Decodes a `Register` and checks it against the identity the link proved: the same
+/// identity, not empty, and a valid name. Peer-supplied text is quoted escaped (`{:?}`).
+fn check_register(cluster: &ClusterId, body: &[u8]) -> Result<Register, RpcError> {
+    let req: Register = decode_body(body)?;
+    if cluster.as_str().is_empty() {
+        return Err(RpcError::bad_request("an empty identity cannot register"));
+    }
+    if req.cluster != *cluster {
+        return Err(RpcError::bad_request(format!(
+            "authenticated as {:?} but registering as {:?}",
+            cluster.as_str(),
+            req.cluster.as_str()
+        )));
+    }
+    osmesh_core::fields::CLUSTER_NAME
+        .check(&req.name)
+        .map_err(|e| RpcError::bad_request(e.to_string()))?;
+    Ok(req)
 }
 
 /// Refuses an image report over `MAX_IMAGES_PER_REPORT` or `MAX_OSYSTEMS_PER_REPORT`.
@@ -667,21 +758,36 @@ impl Handler<InboundCall> for RegionActor {
     type Result = ();
 
     fn handle(&mut self, call: InboundCall, _ctx: &mut Self::Context) {
-        let Some(cluster) = self.links.get(&call.link).cloned() else {
-            return;
-        };
         let Incoming {
             method,
             body,
             responder,
             ..
         } = call.incoming;
+        if let Some((_, peer)) = self.unregistered.get(&call.link).cloned() {
+            // Before `Register` only `Register` is served; a refused one closes the link
+            // (after the refusal is written, so the peer reads why).
+            let result =
+                osmesh_net::metrics::served(&method, || self.register(call.link, &method, &body));
+            let refused = result.is_err();
+            if let Some(responder) = responder {
+                responder.reply(result);
+            }
+            if refused {
+                self.unregistered.remove(&call.link);
+                peer.close();
+            }
+            return;
+        }
+        let Some(cluster) = self.links.get(&call.link).cloned() else {
+            return;
+        };
         let result = osmesh_net::metrics::served(&method, || self.answer(&cluster, &method, &body));
         match responder {
             Some(responder) => responder.reply(result),
             None => {
                 if let Err(err) = result {
-                    tracing::debug!(%cluster, %method, %err, "notification failed");
+                    tracing::debug!(cluster = ?cluster.as_str(), ?method, ?err, "notification failed");
                 }
             }
         }
@@ -692,6 +798,9 @@ impl Handler<LinkClosed> for RegionActor {
     type Result = ();
 
     fn handle(&mut self, msg: LinkClosed, _ctx: &mut Self::Context) {
+        if self.unregistered.remove(&msg.link).is_some() {
+            return;
+        }
         let Some(cluster) = self.links.remove(&msg.link) else {
             return;
         };
@@ -704,7 +813,14 @@ impl Handler<LinkClosed> for RegionActor {
                 entry.link = None;
                 entry.disconnected_since_ms = Some(self.clock.now_ms());
                 self.cached_view = None;
-                tracing::warn!(%cluster, "cluster disconnected");
+                // `last_seen_ms` moves in memory with every frame; it is written here.
+                if let Err(err) =
+                    self.store
+                        .upsert_cluster_seen(&cluster, &entry.name, entry.last_seen_ms)
+                {
+                    tracing::error!(cluster = ?cluster.as_str(), %err, "cannot persist last seen");
+                }
+                tracing::warn!(cluster = ?cluster.as_str(), "cluster disconnected");
                 if osmesh_core::hooks::forget_disconnected_cluster() {
                     self.clusters.remove(&cluster);
                 }
