@@ -2,12 +2,12 @@
 //! is closed at once; when the silent peers time out their slots are free again and a real
 //! cluster gets in. In-memory transport, paused time: no real clock is raced.
 
+mod common;
+
 use actix::Actor;
 use futures::StreamExt;
-use osmesh_actors::clock::Clock;
 use osmesh_actors::cluster::{ClusterActor, ClusterSettings, FixedImages, IsConnected};
-use osmesh_actors::region::{RegionActor, RegionSettings, MAX_PENDING_HANDSHAKES};
-use osmesh_actors::store::{Store, StoreOptions};
+use osmesh_actors::region::MAX_PENDING_HANDSHAKES;
 use osmesh_core::os::RegistryConfig;
 use osmesh_core::ClusterId;
 use osmesh_net::handshake::{HandshakeConfig, Secret};
@@ -29,39 +29,9 @@ fn handshake(identity: &str) -> HandshakeConfig {
 
 #[test]
 fn silent_peers_fill_the_handshake_slots_and_free_them_on_timeout() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite://{}", dir.path().join("region.db").display());
-    let runner = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a paused runtime")
-    });
-    runner.block_on(async move {
+    common::paused(|dir| async move {
         let network = MemNetwork::new(DEFAULT_MAX_FRAME);
-        let listener = network.listen("region").expect("listen");
-        let store = Store::open_with(
-            &db,
-            &StoreOptions {
-                pool_size: 1,
-                ..StoreOptions::default()
-            },
-        )
-        .expect("store");
-        let _region = RegionActor::new(
-            RegionSettings {
-                name: "region".into(),
-                handshake: handshake("region"),
-                peer: PeerConfig::default(),
-                refresh_interval: Duration::from_secs(3600),
-            },
-            store,
-            Clock::anchored_at(0),
-            StdRng::seed_from_u64(1),
-            Box::new(listener),
-        )
-        .start();
+        let _region = common::start_region(&network, &dir, handshake("region"));
         let dialer = network.dialer();
         let settle = || tokio::time::sleep(Duration::from_millis(10));
 

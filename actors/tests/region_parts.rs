@@ -2,18 +2,15 @@
 //! names it as not answering, with its reason, in the view and in its part alike. A raw peer
 //! plays the cluster (it handshakes and registers, then stays silent); paused time.
 
-use actix::Actor;
-use osmesh_actors::clock::Clock;
-use osmesh_actors::region::{CachedOsystems, RegionActor, RegionSettings};
-use osmesh_actors::store::{Store, StoreOptions};
+mod common;
+
+use osmesh_actors::region::CachedOsystems;
 use osmesh_core::{ClusterId, NoAnswerReason};
 use osmesh_net::handshake::{dial_handshake, HandshakeConfig, Secret};
 use osmesh_net::mem::MemNetwork;
 use osmesh_net::messages::Register;
 use osmesh_net::peer::{spawn_peer, PeerConfig};
 use osmesh_net::{Dialer, DEFAULT_MAX_FRAME};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use std::time::Duration;
 
 fn handshake(identity: &str) -> HandshakeConfig {
@@ -22,39 +19,9 @@ fn handshake(identity: &str) -> HandshakeConfig {
 
 #[test]
 fn a_registered_cluster_without_a_report_is_named_as_not_answering() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite://{}", dir.path().join("region.db").display());
-    let runner = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a paused runtime")
-    });
-    runner.block_on(async move {
+    common::paused(|dir| async move {
         let network = MemNetwork::new(DEFAULT_MAX_FRAME);
-        let listener = network.listen("region").expect("listen");
-        let store = Store::open_with(
-            &db,
-            &StoreOptions {
-                pool_size: 1,
-                ..StoreOptions::default()
-            },
-        )
-        .expect("store");
-        let region = RegionActor::new(
-            RegionSettings {
-                name: "region".into(),
-                handshake: handshake("region"),
-                peer: PeerConfig::default(),
-                refresh_interval: Duration::from_secs(3600),
-            },
-            store,
-            Clock::anchored_at(0),
-            StdRng::seed_from_u64(1),
-            Box::new(listener),
-        )
-        .start();
+        let region = common::start_region(&network, &dir, handshake("region"));
         let conn = network.dialer().dial("region").await.expect("dial");
         let auth = dial_handshake(conn, &handshake("c1"), [7; 32])
             .await
