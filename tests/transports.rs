@@ -7,7 +7,6 @@ use osmesh_actors::clock::Clock;
 use osmesh_actors::cluster::{ClusterActor, ClusterSettings, FixedImages};
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{RegionActor, RegionSettings};
-use osmesh_actors::store::{Store, StoreOptions};
 use osmesh_cluster::sample::{sample_declares_os, write_sample_tree, SAMPLE_DECLARED_OS};
 use osmesh_core::mesh::MeshView;
 use osmesh_core::os::{parse_declared, RegistryConfig};
@@ -17,6 +16,7 @@ use osmesh_net::mem::MemNetwork;
 use osmesh_net::peer::PeerConfig;
 use osmesh_net::tcp::{TcpDialer, TcpListener};
 use osmesh_net::{Dialer, Listener, DEFAULT_MAX_FRAME};
+use osmesh_store::{Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ fn start_world(
             peer: PeerConfig::default(),
             refresh_interval: Duration::from_secs(30),
         },
-        store.clone(),
+        store.inline(),
         Clock::anchored_at(0),
         StdRng::seed_from_u64(1),
         listener,
@@ -90,7 +90,7 @@ fn start_world(
         )
         .start();
     }
-    RegionService::new(region, store)
+    RegionService::new(region, store.inline())
 }
 
 /// Waits (in the runtime's time) until every cluster is connected and has reported: up to

@@ -6,7 +6,6 @@
 use actix::{Actor, Addr};
 use osmesh_actors::clock::Clock;
 use osmesh_actors::region::{ListClusters, RegionActor, RegionSettings, REGISTER_TIMEOUT};
-use osmesh_actors::store::{Store, StoreOptions};
 use osmesh_core::ClusterId;
 use osmesh_net::handshake::{dial_handshake, HandshakeConfig, Secret};
 use osmesh_net::limits::AbuseCounters;
@@ -14,6 +13,7 @@ use osmesh_net::mem::MemNetwork;
 use osmesh_net::messages::{Register, ReportBootImages};
 use osmesh_net::peer::{spawn_peer, IncomingCalls, Peer, PeerConfig};
 use osmesh_net::{Dialer, ErrorKind, DEFAULT_MAX_FRAME};
+use osmesh_store::{Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Duration;
@@ -63,7 +63,7 @@ fn start_region(dir: &tempfile::TempDir) -> World {
             peer,
             refresh_interval: Duration::from_secs(3600),
         },
-        store,
+        store.inline(),
         Clock::anchored_at(0),
         StdRng::seed_from_u64(1),
         Box::new(listener),

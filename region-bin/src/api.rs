@@ -14,8 +14,8 @@ use osmesh_actors::region::service::{
     FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT,
 };
 use osmesh_actors::region::{ClusterPart, ClusterStatus, OsystemsAnswer, ReadPath};
-use osmesh_actors::store::Role;
 use osmesh_core::mesh::MeshView;
+use osmesh_store::{Role, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
@@ -246,10 +246,11 @@ pub fn access_rules() -> Vec<AccessRule> {
     api_routes().rules
 }
 
-/// The API as the server runs it: the region service, the authentication middleware and its
-/// state, and every route.
+/// The API as the server runs it: the region service, the store (its token, audit and pool
+/// calls are regiond's own), the authentication middleware and its state, and every route.
 pub fn app(
     service: web::Data<RegionService>,
+    store: web::Data<Store>,
     auth: web::Data<AuthState>,
 ) -> App<
     impl ServiceFactory<
@@ -262,6 +263,7 @@ pub fn app(
 > {
     App::new()
         .app_data(service)
+        .app_data(store)
         .app_data(auth)
         .app_data(web::Data::new(crate::limits::WriteLimiter::default()))
         // Innermost: gzip, brotli or zstd as the client's Accept-Encoding asks (actix-web's

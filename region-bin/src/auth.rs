@@ -21,7 +21,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use osmesh_actors::region::service::RegionService;
-use osmesh_actors::store::{NewAuditEntry, Role, Store, StoreError, TokenRecord};
+use osmesh_store::{DbError, NewAuditEntry, Role, Store, TokenRecord};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -139,7 +139,7 @@ pub enum IssueError {
     #[error("{0}")]
     BadName(String),
     #[error(transparent)]
-    Store(StoreError),
+    Store(DbError),
 }
 
 /// Creates a token named `name` with `role`: its secret (to show once) and its record. The
@@ -164,7 +164,7 @@ pub fn issue_token(
     }
     let secret = NewTokenSecret::generate();
     let record = store
-        .create_token(&osmesh_actors::store::NewToken {
+        .create_token(&osmesh_store::NewToken {
             name,
             role,
             token_hash: &secret.hash(),
@@ -347,7 +347,7 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> HttpResponse {
 /// Why a request did not authenticate.
 enum AuthFailure {
     Refused(&'static str, String),
-    Store(StoreError),
+    Store(DbError),
 }
 
 /// The token of the `Authorization` header, checked against the store at `now_ms`.
@@ -403,9 +403,10 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let (Some(state), Some(service)) = (
+    let (Some(state), Some(service), Some(store)) = (
         req.app_data::<web::Data<AuthState>>().cloned(),
         req.app_data::<web::Data<RegionService>>().cloned(),
+        req.app_data::<web::Data<Store>>().cloned(),
     ) else {
         tracing::error!("the API is mounted without its authentication state; refusing");
         let response = refusal(
@@ -423,7 +424,7 @@ pub async fn authenticate(
         .now_ms()
         .await
         .unwrap_or_else(|_| crate::wall_clock_ms());
-    let caller = match authenticate_token(&req, service.store(), now_ms) {
+    let caller = match authenticate_token(&req, &store, now_ms) {
         Ok(record) => Caller {
             name: record.name,
             role: record.role,
@@ -437,7 +438,7 @@ pub async fn authenticate(
                 "message": "the region cannot check tokens now; try again",
                 "request_id": request_id,
             }));
-            return Ok(finish(req, response, None, &service, now_ms));
+            return Ok(finish(req, response, None, &store, now_ms));
         }
         Err(AuthFailure::Refused(code, message)) => {
             let throttled = source.and_then(|ip| state.spend_failure(ip).err());
@@ -461,7 +462,7 @@ pub async fn authenticate(
                     refusal(StatusCode::UNAUTHORIZED, code, &message)
                 }
             };
-            return Ok(finish(req, response, None, &service, now_ms));
+            return Ok(finish(req, response, None, &store, now_ms));
         }
     };
     let pattern = req.match_pattern();
@@ -476,7 +477,7 @@ pub async fn authenticate(
                 pattern.as_deref().unwrap_or(req.path())
             );
             let response = refusal(StatusCode::FORBIDDEN, "forbidden", &message);
-            return Ok(finish(req, response, Some(&caller), &service, now_ms));
+            return Ok(finish(req, response, Some(&caller), &store, now_ms));
         }
     }
     req.extensions_mut().insert(caller.clone());
@@ -487,7 +488,7 @@ pub async fn authenticate(
         let route = response.request().match_pattern().unwrap_or(path.clone());
         let client = client_of(response.request());
         audit(
-            &service,
+            &store,
             &AuditFacts {
                 caller: Some(&caller),
                 method: &method,
@@ -507,13 +508,13 @@ fn finish(
     req: ServiceRequest,
     response: HttpResponse,
     caller: Option<&Caller>,
-    service: &RegionService,
+    store: &Store,
     now_ms: i64,
 ) -> ServiceResponse<BoxBody> {
     if is_write(req.method()) {
         let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
         audit(
-            service,
+            store,
             &AuditFacts {
                 caller,
                 method: req.method(),
@@ -548,7 +549,7 @@ struct AuditFacts<'a> {
 
 /// Appends the audit row. A failure to record is logged loudly; the answer already given
 /// stands (the write, if any, has happened).
-fn audit(service: &RegionService, facts: &AuditFacts, now_ms: i64) {
+fn audit(store: &Store, facts: &AuditFacts, now_ms: i64) {
     let entry = NewAuditEntry {
         at_ms: now_ms,
         token_name: facts.caller.map(|c| c.name.as_str()),
@@ -559,7 +560,7 @@ fn audit(service: &RegionService, facts: &AuditFacts, now_ms: i64) {
         status: facts.status.as_u16(),
         client: facts.client,
     };
-    if let Err(err) = service.store().append_audit(&entry) {
+    if let Err(err) = store.append_audit(&entry) {
         tracing::error!(error = %err, method = %facts.method, object = facts.object, "cannot write the audit log");
     }
 }

@@ -6,7 +6,7 @@
 
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::service::RegionService;
-use osmesh_actors::store::StoreReadiness;
+use osmesh_store::{Store, StoreReadiness};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -55,8 +55,8 @@ pub async fn healthz() -> HttpResponse {
 /// Readiness: database reachable, migrations applied, RPC listener running. Needs no token.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Not ready: `failed` names the checks", body = Readiness)))]
-pub async fn readyz(service: web::Data<RegionService>) -> HttpResponse {
-    let readiness = readiness(&service).await;
+pub async fn readyz(service: web::Data<RegionService>, store: web::Data<Store>) -> HttpResponse {
+    let readiness = readiness(&service, &store).await;
     let status = if readiness.ready {
         actix_web::http::StatusCode::OK
     } else {
@@ -66,8 +66,8 @@ pub async fn readyz(service: web::Data<RegionService>) -> HttpResponse {
 }
 
 /// Runs every check; each failure is named, none hides another.
-pub async fn readiness(service: &RegionService) -> Readiness {
-    let (database, migrations) = match service.store().readiness() {
+pub async fn readiness(service: &RegionService, store: &Store) -> Readiness {
+    let (database, migrations) = match store.readiness() {
         StoreReadiness::Ready => (None, None),
         StoreReadiness::DatabaseUnreachable(why) => (
             Some(why),

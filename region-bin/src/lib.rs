@@ -26,11 +26,11 @@ use osmesh_actors::region::render::{
 };
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{RegionActor, RegionSettings};
-use osmesh_actors::store::Store;
 use osmesh_net::handshake::HandshakeConfig;
 use osmesh_net::peer::PeerConfig;
 use osmesh_net::tcp::TcpListener;
 use osmesh_net::{Listener, DEFAULT_MAX_FRAME};
+use osmesh_store::Store;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,6 +46,8 @@ pub struct RunningRegion {
     pub rpc_addr: String,
     pub http_addrs: Vec<std::net::SocketAddr>,
     pub service: RegionService,
+    /// The store itself, for what only regiond keeps in it (API tokens, the audit log).
+    pub store: Store,
     pub server: actix_web::dev::Server,
     /// RPC refusals counted since start (handshakes refused or failed, links cut off for not
     /// reading), for the metrics endpoint.
@@ -60,7 +62,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         Err(err) => tracing::warn!(%err, "cannot raise the open-file limit"),
     }
     osmesh_telemetry::metrics::install();
-    osmesh_actors::store::install_query_metrics();
+    osmesh_store::install_query_metrics();
     let store = Store::open(&config.database_url).with_context(|| {
         format!(
             "cannot open the database {}",
@@ -85,9 +87,10 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         refresh_interval: config.refresh_interval,
     };
     let clock = Clock::anchored_at(wall_clock_ms());
+    let handle = store.inline();
     let region = RegionActor::new(
         settings,
-        store.clone(),
+        handle.clone(),
         clock,
         StdRng::from_entropy(),
         Box::new(listener),
@@ -96,12 +99,13 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let renders = RenderPool::start(RENDER_THREADS, RENDER_QUEUE, RENDER_DEADLINE)
         .context("cannot start the template render threads")?;
     let service =
-        RegionService::new(region, store).with_template_runner(TemplateRunner::Pool(renders));
+        RegionService::new(region, handle).with_template_runner(TemplateRunner::Pool(renders));
     let data = web::Data::new(service.clone());
+    let store_data = web::Data::new(store.clone());
     let auth = web::Data::new(auth::AuthState::new(config.auth.clone()));
     let writes = web::Data::new(limits::WriteLimiter::default());
     let server = HttpServer::new(move || {
-        api::app(data.clone(), auth.clone())
+        api::app(data.clone(), store_data.clone(), auth.clone())
             // One write budget for every worker (`api::app` gives each a default of its own).
             .app_data(writes.clone())
             // Outermost: the whole-request deadline covers authentication too.
@@ -134,6 +138,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         rpc_addr,
         http_addrs,
         service,
+        store,
         server: server.run(),
         abuse,
     })

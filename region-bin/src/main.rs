@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use osmesh_actors::store::{Role, Store};
 use osmesh_region::config::{Args, RegionCommand, RegionConfig, TokenCommand};
 use osmesh_region::redact_url;
+use osmesh_store::{Role, Store};
 use osmesh_telemetry::logging::{self, LogArgs};
 
 /// `regiond`'s command line: the configuration flags (and `token` subcommands), plus the

@@ -9,6 +9,7 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::service::RegionService;
+use osmesh_store::Store;
 use osmesh_telemetry::metrics::{name, CONTENT_TYPE};
 
 pub const METRICS: &str = "/metrics";
@@ -22,7 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
         (status = 401, description = "No valid token", body = crate::api::ErrorBody)))]
-pub async fn metrics(service: web::Data<RegionService>) -> HttpResponse {
+pub async fn metrics(service: web::Data<RegionService>, store: web::Data<Store>) -> HttpResponse {
     if let Ok(clusters) = service.clusters().await {
         let connected = clusters.iter().filter(|c| c.connected).count();
         let oldest = clusters.iter().filter_map(|c| c.snapshot_age_ms).max();
@@ -35,7 +36,7 @@ pub async fn metrics(service: web::Data<RegionService>) -> HttpResponse {
         metrics::gauge!(name::CLUSTERS_WITHOUT_SNAPSHOT).set(without as f64);
         metrics::gauge!(name::SNAPSHOT_AGE_MAX).set(oldest.unwrap_or(0).max(0) as f64 / 1000.0);
     }
-    let pool = service.store().pool_state();
+    let pool = store.pool_state();
     metrics::gauge!(name::DB_POOL_IN_USE).set(f64::from(pool.in_use));
     metrics::gauge!(name::DB_POOL_IDLE).set(f64::from(pool.idle));
     HttpResponse::Ok()

@@ -9,9 +9,9 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{test, web};
 use common::*;
-use osmesh_actors::store::{AuditQuery, Role};
 use osmesh_region::api;
 use osmesh_region::auth::{issue_token, AuthSettings, AuthState};
+use osmesh_store::{AuditQuery, Role};
 use serde_json::{json, Value};
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -28,6 +28,7 @@ async fn app_with(
 > {
     test::init_service(api::app(
         web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
         web::Data::new(AuthState::new(settings)),
     ))
     .await
@@ -103,15 +104,8 @@ async fn tokens(mesh: &Mesh) -> Tokens {
     let by_role = Role::ALL
         .iter()
         .map(|role| {
-            let (secret, _) = issue_token(
-                mesh.service.store(),
-                &format!("t-{role}"),
-                *role,
-                "test",
-                now,
-                None,
-            )
-            .unwrap();
+            let (secret, _) =
+                issue_token(&mesh.store, &format!("t-{role}"), *role, "test", now, None).unwrap();
             (*role, secret.expose().to_owned())
         })
         .collect();
@@ -252,7 +246,7 @@ async fn revocation_and_expiry_take_effect_on_the_next_request() {
     // A token that expires in 300 ms of region time works, then stops.
     let now = mesh.service.now_ms().await.unwrap();
     let (short, _) = issue_token(
-        mesh.service.store(),
+        &mesh.store,
         "short",
         Role::Reader,
         "test",
@@ -294,8 +288,7 @@ async fn refused_and_accepted_writes_are_audited_and_the_log_pages() {
     send(&app, request(&Method::GET, "/api/v1/tokens", Some(admin))).await;
 
     let rows = mesh
-        .service
-        .store()
+        .store
         .audit(&AuditQuery {
             limit: 10,
             ..Default::default()
@@ -362,6 +355,7 @@ async fn repeated_failures_from_one_address_are_throttled_and_counted() {
     let state = web::Data::new(AuthState::new(settings));
     let app = test::init_service(api::app(
         web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
         state.clone(),
     ))
     .await;

@@ -9,9 +9,9 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::{test, web};
 use common::*;
-use osmesh_actors::store::Role;
 use osmesh_region::api;
 use osmesh_region::auth::{issue_token, AuthSettings, AuthState};
+use osmesh_store::Role;
 use serde_json::Value;
 use std::io::Read;
 
@@ -19,18 +19,11 @@ const CLIENT: &str = "127.0.0.9:40000";
 
 async fn admin_token(mesh: &Mesh) -> String {
     let now = mesh.service.now_ms().await.unwrap();
-    issue_token(
-        mesh.service.store(),
-        "cached",
-        Role::Admin,
-        "test",
-        now,
-        None,
-    )
-    .unwrap()
-    .0
-    .expose()
-    .to_owned()
+    issue_token(&mesh.store, "cached", Role::Admin, "test", now, None)
+        .unwrap()
+        .0
+        .expose()
+        .to_owned()
 }
 
 /// A GET with the token and extra headers: status, headers, raw body bytes.
@@ -81,6 +74,7 @@ async fn cached_read_has_an_etag_and_answers_304_until_the_mesh_changes() {
     let mut mesh = Mesh::start(&db.url, &standard_clusters()).await;
     let app = test::init_service(api::app(
         web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
         web::Data::new(AuthState::new(AuthSettings::default())),
     ))
     .await;
@@ -190,6 +184,7 @@ async fn large_answers_are_gzipped_when_asked_and_decode_to_the_same_json() {
     let mesh = Mesh::start(&db.url, &standard_clusters()).await;
     let app = test::init_service(api::app(
         web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
         web::Data::new(AuthState::new(AuthSettings::default())),
     ))
     .await;
@@ -231,6 +226,7 @@ async fn summary_counts_clusters_by_os_and_release_and_has_its_own_etag() {
     let mut mesh = Mesh::start(&db.url, &standard_clusters()).await;
     let app = test::init_service(api::app(
         web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
         web::Data::new(AuthState::new(AuthSettings::default())),
     ))
     .await;

@@ -23,7 +23,7 @@ macro_rules! app {
                 .wrap_fn(|req, srv| {
                     req.extensions_mut().insert(osmesh_region::auth::Caller {
                         name: "domain-tests".into(),
-                        role: osmesh_actors::store::Role::Admin,
+                        role: osmesh_store::Role::Admin,
                     });
                     srv.call(req)
                 })
@@ -716,8 +716,8 @@ fn hundred_concurrent_allocations_hand_out_ten_nodes_exactly_once() {
 
 async fn allocation_race(db: &TestDb) {
     let mesh = Mesh::start(&db.url, &standard_clusters()[..2]).await;
-    let store = mesh.service.store();
-    let node = |hostname: String, cluster: &str, arch: &str| osmesh_actors::store::NewNode {
+    let store = &mesh.store;
+    let node = |hostname: String, cluster: &str, arch: &str| osmesh_store::NewNode {
         system_id: None,
         hostname,
         arch: arch.into(),
@@ -783,7 +783,7 @@ async fn allocation_race(db: &TestDb) {
         .list_nodes()
         .unwrap()
         .into_iter()
-        .filter(|n| n.status == osmesh_actors::store::NodeStatus::Allocated)
+        .filter(|n| n.status == osmesh_store::NodeStatus::Allocated)
         .count();
     assert_eq!(allocated, 10, "[{}]", db.label);
 }

@@ -20,6 +20,7 @@ macro_rules! app {
         test::init_service(
             App::new()
                 .app_data(web::Data::new($mesh.service.clone()))
+                .app_data(web::Data::new($mesh.store.clone()))
                 .wrap(middleware::from_fn(metrics::track))
                 .configure(osmesh_region::ops_routes)
                 .configure(api::configure),
@@ -150,7 +151,7 @@ async fn healthz_and_readyz_answer_and_readyz_names_the_failed_check() {
 #[actix_web::test]
 async fn metrics_parse_as_exposition_format_and_cover_rpc_http_fanout_store_and_handshakes() {
     osmesh_telemetry::metrics::install().expect("the recorder of this test process");
-    osmesh_actors::store::install_query_metrics();
+    osmesh_store::install_query_metrics();
     let db = TestDb::sqlite();
     let mut mesh = Mesh::start(&db.url, &standard_clusters()).await;
     let app = app!(mesh);

@@ -10,9 +10,9 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{test, web};
 use common::*;
-use osmesh_actors::store::Role;
 use osmesh_region::api;
 use osmesh_region::auth::{issue_token, AuthSettings, AuthState};
+use osmesh_store::Role;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -82,12 +82,13 @@ async fn power_passwords_and_license_keys_never_reach_a_reader_or_the_log() {
     let mesh = Mesh::start(&db.url, &standard_clusters()).await;
     let app = test::init_service(api::app(
         web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
         web::Data::new(AuthState::new(AuthSettings::default())),
     ))
     .await;
     let now = mesh.service.now_ms().await.unwrap();
     let token = |role: Role| {
-        issue_token(mesh.service.store(), role.as_str(), role, "test", now, None)
+        issue_token(&mesh.store, role.as_str(), role, "test", now, None)
             .unwrap()
             .0
             .expose()

@@ -4,10 +4,10 @@
 //! compare the store with what it acknowledged before (a list the domain work extends).
 
 use osmesh_actors::region::{OsystemsAnswer, ReadPath};
-use osmesh_actors::store::{NodeStatus, Store};
 use osmesh_core::os::{Registry, RegistryConfig};
 use osmesh_core::{BootImage, ClusterId, ClusterReport, MeshView, Purpose};
 use osmesh_net::messages::method;
+use osmesh_store::{NodeStatus, Store};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::oracle::{Held, Oracle, Projection};
@@ -679,7 +679,7 @@ pub fn allocation_on_connected_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osmesh_actors::store::{AllocationRequest, NewLicenseKey, NewNode};
+    use osmesh_store::{AllocationRequest, NewLicenseKey, NewNode};
 
     fn store(dir: &tempfile::TempDir) -> Store {
         let path = dir.path().join("region.sqlite3");

@@ -7,11 +7,11 @@ use osmesh_actors::clock::Clock;
 use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource, IsConnected, Rescan};
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{OsystemsAnswer, RegionActor, RegionSettings};
-use osmesh_actors::store::{Store, StoreOptions};
 use osmesh_actors::Shutdown;
 use osmesh_core::os::RegistryConfig;
 use osmesh_core::{BootImage, ClusterId, NoAnswerReason};
 use osmesh_net::{HandshakeConfig, PeerConfig, Secret};
+use osmesh_store::{Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use std::cell::RefCell;
@@ -451,8 +451,8 @@ impl State {
         let clock = Clock::anchored_at(SIM_EPOCH_MS + self.now_ms() as i64);
         let rng = StdRng::seed_from_u64(self.rng.next_u64());
         let listener = Box::new(self.net.listen());
-        let actor = RegionActor::new(settings, store.clone(), clock, rng, listener).start();
-        let service = RegionService::new(actor.clone(), store);
+        let actor = RegionActor::new(settings, store.inline(), clock, rng, listener).start();
+        let service = RegionService::new(actor.clone(), store.inline());
         self.region_starts += 1;
         self.region = Some(SimRegion {
             actor,

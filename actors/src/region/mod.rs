@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::connection::{Connection, InboundCall, LinkClosed, LinkId};
-use crate::store::{ClusterSnapshot, ClusterTemplate, Store, StoreError};
+use crate::store::{ClusterSnapshot, ClusterTemplate, StoreError, StoreHandle};
 
 pub use osmesh_net::limits::{MAX_HANDSHAKES_PER_SOURCE, MAX_PENDING_HANDSHAKES};
 
@@ -133,7 +133,7 @@ pub struct ClusterStatus {
 
 pub struct RegionActor {
     settings: RegionSettings,
-    store: Store,
+    store: StoreHandle,
     clock: Clock,
     rng: StdRng,
     clusters: BTreeMap<ClusterId, ClusterEntry>,
@@ -163,13 +163,13 @@ impl RegionActor {
     /// A region over `store`, remembering every cluster the store knows (as disconnected).
     pub fn new(
         settings: RegionSettings,
-        store: Store,
+        store: StoreHandle,
         clock: Clock,
         rng: StdRng,
         listener: Box<dyn Listener>,
     ) -> Self {
         let mut clusters = BTreeMap::new();
-        match store.list_clusters() {
+        match store.direct().list_clusters() {
             Ok(records) => {
                 for record in records {
                     // Disconnected since, at the latest, the last time it was heard from.
@@ -324,6 +324,7 @@ impl RegionActor {
             }
         }
         self.store
+            .direct()
             .upsert_cluster_seen(&cluster, &req.name, now)
             .map_err(|e| RpcError::internal(format!("store: {e}")))?;
         self.unregistered.remove(&link);
@@ -371,6 +372,7 @@ impl RegionActor {
                 let req = check_register(cluster, body)?;
                 entry.name = req.name.clone();
                 self.store
+                    .direct()
                     .upsert_cluster_seen(cluster, &req.name, now)
                     .map_err(|e| RpcError::internal(format!("store: {e}")))?;
                 Ok(encode_body(&Registered {
@@ -406,7 +408,7 @@ impl RegionActor {
             return;
         };
         let stored = ClusterSnapshot { osystems, images };
-        if let Err(err) = self.store.save_snapshot(cluster, &stored, now) {
+        if let Err(err) = self.store.direct().save_snapshot(cluster, &stored, now) {
             tracing::error!(cluster = ?cluster.as_str(), %err, "cannot persist the snapshot");
         }
         let unchanged = entry
@@ -454,7 +456,7 @@ impl RegionActor {
                 content: &t.content,
             });
         }
-        match self.store.record_cluster_templates(
+        match self.store.direct().record_cluster_templates(
             &templates,
             cluster,
             now,
@@ -814,10 +816,11 @@ impl Handler<LinkClosed> for RegionActor {
                 entry.disconnected_since_ms = Some(self.clock.now_ms());
                 self.cached_view = None;
                 // `last_seen_ms` moves in memory with every frame; it is written here.
-                if let Err(err) =
-                    self.store
-                        .upsert_cluster_seen(&cluster, &entry.name, entry.last_seen_ms)
-                {
+                if let Err(err) = self.store.direct().upsert_cluster_seen(
+                    &cluster,
+                    &entry.name,
+                    entry.last_seen_ms,
+                ) {
                     tracing::error!(cluster = ?cluster.as_str(), %err, "cannot persist last seen");
                 }
                 tracing::warn!(cluster = ?cluster.as_str(), "cluster disconnected");

@@ -7,7 +7,7 @@ use osmesh_core::mesh::MeshRelease;
 use serde::Serialize;
 use std::time::Duration;
 
-use crate::store::{Store, StoreError};
+use crate::store::{RegionStore, StoreError, StoreHandle};
 use osmesh_core::ClusterId;
 use osmesh_net::peer::Peer;
 use std::collections::BTreeMap;
@@ -76,7 +76,9 @@ impl ServiceError {
     /// the call site, where the operation knows what they mean.
     pub fn from_store(err: StoreError) -> Self {
         match err {
-            StoreError::Connection(_) => Self::unavailable("database_unavailable", err.to_string()),
+            StoreError::Connection(_) | StoreError::Stopped => {
+                Self::unavailable("database_unavailable", err.to_string())
+            }
             other => Self::new(FailureKind::Internal, "store_failed", other.to_string()),
         }
     }
@@ -113,13 +115,13 @@ pub struct OsystemsAnswerSummary {
 #[derive(Clone)]
 pub struct RegionService {
     region: Addr<RegionActor>,
-    store: Store,
+    store: StoreHandle,
     /// Where templates render: inline unless a pool is handed in (`with_template_runner`).
     templates: super::render::TemplateRunner,
 }
 
 impl RegionService {
-    pub fn new(region: Addr<RegionActor>, store: Store) -> Self {
+    pub fn new(region: Addr<RegionActor>, store: StoreHandle) -> Self {
         RegionService {
             region,
             store,
@@ -137,7 +139,13 @@ impl RegionService {
         &self.templates
     }
 
-    pub fn store(&self) -> &Store {
+    /// The store, called on this task's thread (the HTTP worker's, or the simulator's).
+    pub fn store(&self) -> &dyn RegionStore {
+        self.store.direct()
+    }
+
+    /// The store and where its calls run.
+    pub fn store_handle(&self) -> &StoreHandle {
         &self.store
     }
 

@@ -1,144 +1,170 @@
-//! The region's store: clusters and their last snapshots, license keys, settings, nodes
-//! and the preseed history, in SQLite (the embedded default) or PostgreSQL (production,
-//! several regions sharing one database), behind one [`Store`] type.
+//! The region's store as the actors see it: the [`RegionStore`] trait, the plain records it
+//! takes and returns (`records.rs`), and the one error it answers with. The Diesel
+//! implementation lives in `osmesh-store`, which only `regiond`, the simulator and tests link,
+//! so `clusterd` and the CLI carry no database driver.
 //!
-//! The store is synchronous: every call runs its statements on the calling thread and
-//! returns. It must not read a clock (callers pass unix milliseconds; the simulator runs it
-//! on virtual time), spawn threads or tasks, or use `spawn_blocking`. The r2d2 pool it
-//! holds opens connections on r2d2's own helper threads; with SQLite the store turns off
-//! r2d2's wall-clock reaping (idle timeout, max lifetime), so those threads only ever open
-//! connections. Nothing it returns depends on hash order: every list is sorted.
-//!
-//! Atomicity: node allocation is a conditional `UPDATE … WHERE status = 'ready'` whose
-//! row count decides the winner, so no node is handed out twice; preseed changes run in a
-//! write transaction (`BEGIN IMMEDIATE` on SQLite, a per-name advisory lock on PostgreSQL)
-//! so two concurrent edits cannot both win. License keys are never logged.
-//!
-//! Construct with [`Store::open`]: `postgres://…`/`postgresql://…` open PostgreSQL;
-//! `sqlite://PATH`, `sqlite:PATH`, `file:…`, a plain path or `:memory:` open SQLite.
-//! Migrations (`migrations/{sqlite,postgres}` at the workspace root, embedded) run there.
+//! The trait is synchronous: an implementation runs its statements on the calling thread and
+//! returns. It must not read a clock (callers pass unix milliseconds; the simulator runs it on
+//! virtual time), and every list it returns is sorted. Where a call runs is the caller's
+//! choice, through a [`StoreHandle`] (`handle.rs`): inline on the calling thread (the
+//! simulator, so replay stays exact), or on a store's own threads (regiond, so a slow
+//! database call never stalls the region actor's thread).
 
-mod audit;
-#[cfg(test)]
-mod auth_tests;
-mod clusters;
-mod connection;
-mod error;
-mod license_keys;
-mod nodes;
-mod observe;
-mod preseeds;
-mod schema;
-mod settings;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
-#[cfg(test)]
-mod tests;
-mod tokens;
+mod handle;
+mod records;
 
-use std::time::Duration;
+use osmesh_core::ClusterId;
+use std::collections::BTreeMap;
 
-use diesel::r2d2::{Pool, PooledConnection};
-
-pub use audit::{AuditEntry, AuditQuery, NewAuditEntry, MAX_AUDIT_PAGE};
-pub use clusters::{ClusterRecord, ClusterSnapshot};
-pub use connection::Backend;
-pub use error::StoreError;
-pub use license_keys::{mask_key, LicenseKeyRecord, NewLicenseKey};
-pub use nodes::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
-pub use observe::{install_query_metrics, PoolState, StoreReadiness};
-pub use preseeds::{
-    decide_cluster_report, decide_operator_edit, ClusterReportAction, ClusterTemplate,
-    PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
+pub use handle::{BlockingLanes, LaneJob, StoreCall, StoreHandle};
+pub use records::{
+    decide_cluster_report, decide_operator_edit, mask_key, AllocationRequest, ClusterRecord,
+    ClusterReportAction, ClusterSnapshot, ClusterTemplate, LicenseKeyRecord, NewLicenseKey,
+    NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome,
+    PreseedRecord, PreseedVersion, SettingKey,
 };
-pub use settings::SettingKey;
-pub use tokens::{NewToken, Role, TokenRecord};
 
-use connection::{AnyConnection, AnyConnectionManager, DbTarget, SqlitePragmas};
-
-/// How a [`Store`] sizes and tunes its pool.
-#[derive(Clone, Debug)]
-pub struct StoreOptions {
-    /// Most connections open at once. An in-memory SQLite database forces 1 (each
-    /// connection would otherwise see its own empty database).
-    pub pool_size: u32,
-    /// How long a call waits for a free pooled connection before failing.
-    pub connection_timeout: Duration,
-    /// SQLite only: how long a statement waits for another connection's lock.
-    pub sqlite_busy_timeout_ms: u32,
+/// What went wrong in a store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no backend the store serves.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// No connection could be made or taken from the pool.
+    #[error("cannot connect to the database: {0}")]
+    Connection(String),
+    /// The embedded migrations did not apply.
+    #[error("database migrations failed: {0}")]
+    Migration(String),
+    /// The database refused or failed a statement.
+    #[error("database query failed: {0}")]
+    Query(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The record asked for does not exist.
+    #[error("{what} {key:?} not found")]
+    NotFound { what: &'static str, key: String },
+    /// The record would collide with one that exists (a unique key).
+    #[error("{what} {key:?} already exists")]
+    Conflict { what: &'static str, key: String },
+    /// An optimistic-concurrency check failed: the caller edited an old version.
+    #[error("preseed {name:?} changed meanwhile: edit was based on version {based_on}, current is {current}")]
+    Stale {
+        name: String,
+        based_on: i32,
+        current: i32,
+    },
+    /// The request does not fit the stored state (for example resolving a conflict that is not there).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// A stored value does not decode (bad JSON, an unknown status): the row is reported, not trusted.
+    #[error("stored {what} {key:?} is corrupt: {detail}")]
+    Corrupt {
+        what: &'static str,
+        key: String,
+        detail: String,
+    },
+    /// The store's threads are gone (the region is shutting down): the call never ran.
+    #[error("the store's threads have stopped")]
+    Stopped,
 }
 
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            pool_size: 8,
-            connection_timeout: Duration::from_secs(10),
-            sqlite_busy_timeout_ms: 5_000,
-        }
-    }
-}
+/// Everything the region's actors and service functions ask of the database. Each call is
+/// one transaction (or one statement); see `osmesh-store` for how each stays atomic.
+pub trait RegionStore: Send + Sync + 'static {
+    // Clusters and their snapshots.
 
-/// The region's persistent state. Cheap to clone (clones share the pool).
-#[derive(Clone)]
-pub struct Store {
-    pool: Pool<AnyConnectionManager>,
-    backend: Backend,
-}
+    /// Records that cluster `id` (named `name`) was heard from at `now_ms`; creates it on
+    /// first sight.
+    fn upsert_cluster_seen(
+        &self,
+        id: &ClusterId,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Replaces the cluster's last snapshot.
+    fn save_snapshot(
+        &self,
+        id: &ClusterId,
+        snapshot: &ClusterSnapshot,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Every known cluster, by id.
+    fn list_clusters(&self) -> Result<Vec<ClusterRecord>, StoreError>;
+    fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, StoreError>;
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("backend", &self.backend)
-            .finish_non_exhaustive()
-    }
-}
+    // License keys.
 
-impl Store {
-    /// Opens the database `url` names with default options and applies pending migrations.
-    pub fn open(url: &str) -> Result<Store, StoreError> {
-        Store::open_with(url, &StoreOptions::default())
-    }
+    /// A new key; `Conflict` if one is stored for the pair.
+    fn insert_license_key(
+        &self,
+        key: &NewLicenseKey<'_>,
+        now_ms: i64,
+    ) -> Result<LicenseKeyRecord, StoreError>;
+    /// Replaces a stored key; `NotFound` if there is none.
+    fn update_license_key(
+        &self,
+        key: &NewLicenseKey<'_>,
+        now_ms: i64,
+    ) -> Result<LicenseKeyRecord, StoreError>;
+    fn get_license_key(
+        &self,
+        osystem: &str,
+        distro_series: &str,
+    ) -> Result<Option<LicenseKeyRecord>, StoreError>;
+    fn delete_license_key(&self, osystem: &str, distro_series: &str) -> Result<(), StoreError>;
+    fn list_license_keys(&self) -> Result<Vec<LicenseKeyRecord>, StoreError>;
 
-    /// Opens the database `url` names and applies pending migrations.
-    pub fn open_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
-        let target = DbTarget::parse(url)?;
-        let backend = target.backend();
-        let memory = target.is_sqlite_memory();
-        let pragmas = SqlitePragmas {
-            busy_timeout_ms: options.sqlite_busy_timeout_ms,
-            migrate_on_acquire: memory,
-        };
-        if !memory {
-            // One connection outside the pool, so a failure carries the driver's own message.
-            drop(connection::open_and_migrate(&target, &pragmas)?);
-        }
-        let mut builder = Pool::builder()
-            .max_size(if memory { 1 } else { options.pool_size.max(1) })
-            .min_idle(Some(0))
-            .connection_timeout(options.connection_timeout)
-            .connection_customizer(Box::new(pragmas));
-        if backend == Backend::Sqlite {
-            builder = builder.idle_timeout(None).max_lifetime(None);
-        }
-        let store = Store {
-            pool: builder.build_unchecked(AnyConnectionManager { target }),
-            backend,
-        };
-        if memory {
-            // The pool's only connection is the database; opening it migrates it.
-            drop(store.conn()?);
-        }
-        Ok(store)
-    }
+    // Nodes.
 
-    /// Which engine this store runs on.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
+    fn create_node(&self, node: &NewNode, now_ms: i64) -> Result<NodeRecord, StoreError>;
+    fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    fn get_node(&self, id: i64) -> Result<Option<NodeRecord>, StoreError>;
+    fn delete_node(&self, id: i64) -> Result<(), StoreError>;
+    fn release_node(&self, id: i64) -> Result<NodeRecord, StoreError>;
+    /// Hands out one ready node matching `request`, atomically: never one node twice.
+    fn allocate(
+        &self,
+        request: &AllocationRequest<'_>,
+        now_ms: i64,
+    ) -> Result<Option<NodeRecord>, StoreError>;
 
-    fn conn(&self) -> Result<PooledConnection<AnyConnectionManager>, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Connection(e.to_string()))
-    }
+    // Settings.
+
+    fn get_settings(&self) -> Result<BTreeMap<SettingKey, String>, StoreError>;
+    fn get_setting(&self, key: SettingKey) -> Result<Option<String>, StoreError>;
+    fn set_setting(&self, key: SettingKey, value: &str) -> Result<(), StoreError>;
+
+    // Preseeds.
+
+    /// A cluster's whole template report, in one transaction, or nothing (`Invalid` past
+    /// `max_names_per_cluster`).
+    fn record_cluster_templates(
+        &self,
+        templates: &[ClusterTemplate<'_>],
+        cluster_id: &ClusterId,
+        now_ms: i64,
+        max_names_per_cluster: usize,
+    ) -> Result<Vec<PreseedOutcome>, StoreError>;
+    /// An operator's edit based on `based_on_version` (`Stale` if that is not current).
+    fn operator_edit(
+        &self,
+        name: &str,
+        content: &str,
+        based_on_version: i32,
+        now_ms: i64,
+    ) -> Result<PreseedRecord, StoreError>;
+    fn resolve_conflict(
+        &self,
+        name: &str,
+        pick_version: i32,
+        now_ms: i64,
+    ) -> Result<PreseedRecord, StoreError>;
+    fn get_preseed(&self, name: &str) -> Result<Option<PreseedRecord>, StoreError>;
+    fn list_preseeds(&self) -> Result<Vec<PreseedRecord>, StoreError>;
+    fn history_page(
+        &self,
+        name: &str,
+        after_version: Option<i32>,
+        limit: usize,
+    ) -> Result<Vec<PreseedVersion>, StoreError>;
+    fn history(&self, name: &str) -> Result<Vec<PreseedVersion>, StoreError>;
 }

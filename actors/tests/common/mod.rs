@@ -6,10 +6,10 @@
 use actix::{Actor, Addr};
 use osmesh_actors::clock::Clock;
 use osmesh_actors::region::{RegionActor, RegionSettings};
-use osmesh_actors::store::{Store, StoreOptions};
 use osmesh_net::handshake::HandshakeConfig;
 use osmesh_net::mem::MemNetwork;
 use osmesh_net::peer::PeerConfig;
+use osmesh_store::{Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::future::Future;
@@ -53,7 +53,7 @@ pub fn start_region(
             peer: PeerConfig::default(),
             refresh_interval: Duration::from_secs(3600),
         },
-        store,
+        store.inline(),
         Clock::anchored_at(0),
         StdRng::seed_from_u64(1),
         Box::new(listener),

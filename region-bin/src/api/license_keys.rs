@@ -6,7 +6,7 @@ use osmesh_actors::region::license::LicenseKeyRequest;
 use osmesh_actors::region::service::RegionService;
 use serde::Deserialize;
 
-use osmesh_actors::store::Role;
+use osmesh_store::Role;
 
 use super::{ApiResult, ErrorBody, Routes};
 use osmesh_actors::region::license::LicenseKeyView;

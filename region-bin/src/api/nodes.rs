@@ -5,7 +5,7 @@
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::nodes::{AllocateRequest, EnlistRequest, NodeView};
 use osmesh_actors::region::service::RegionService;
-use osmesh_actors::store::Role;
+use osmesh_store::Role;
 use serde::Deserialize;
 use serde_json::Value;
 

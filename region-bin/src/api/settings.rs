@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::settings::OsSettings;
 
-use osmesh_actors::store::Role;
+use osmesh_store::Role;
 
 use super::{ApiResult, ErrorBody, Routes};
 

@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::service::{RegionService, ServiceError};
-use osmesh_actors::store::{AuditQuery, Role, StoreError, TokenRecord, MAX_AUDIT_PAGE};
+use osmesh_store::{AuditQuery, DbError, Role, Store, TokenRecord, MAX_AUDIT_PAGE};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, ErrorBody, Routes};
@@ -84,11 +84,8 @@ async fn whoami(caller: Caller) -> ApiResult {
 
 /// Every token: never its secret or hash.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody)))]
-async fn list(service: web::Data<RegionService>) -> ApiResult {
-    let tokens = service
-        .store()
-        .list_tokens()
-        .map_err(ServiceError::from_store)?;
+async fn list(store: web::Data<Store>) -> ApiResult {
+    let tokens = store.list_tokens().map_err(db_failed)?;
     let views: Vec<TokenView> = tokens.into_iter().map(TokenView::from).collect();
     Ok(HttpResponse::Ok().json(views))
 }
@@ -97,6 +94,7 @@ async fn list(service: web::Data<RegionService>) -> ApiResult {
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateBody, responses((status = 201, body = Created), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
 async fn create(
     service: web::Data<RegionService>,
+    store: web::Data<Store>,
     caller: Caller,
     body: web::Json<CreateBody>,
 ) -> ApiResult {
@@ -110,15 +108,8 @@ async fn create(
     let expires = body.expires_in_secs.map(|secs| {
         now.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
     });
-    let (secret, record) = issue_token(
-        service.store(),
-        &body.name,
-        role,
-        &caller.name,
-        now,
-        expires,
-    )
-    .map_err(|e| ApiError(token_error(&body.name, e)))?;
+    let (secret, record) = issue_token(&store, &body.name, role, &caller.name, now, expires)
+        .map_err(|e| ApiError(token_error(&body.name, e)))?;
     Ok(HttpResponse::Created().json(Created {
         token: secret.expose().to_owned(),
         record: record.into(),
@@ -127,10 +118,13 @@ async fn create(
 
 /// Revokes a token at once.
 #[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path, description = "Token name")), responses((status = 200, body = TokenView), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
-async fn revoke(service: web::Data<RegionService>, name: web::Path<String>) -> ApiResult {
+async fn revoke(
+    service: web::Data<RegionService>,
+    store: web::Data<Store>,
+    name: web::Path<String>,
+) -> ApiResult {
     let now = service.now_ms().await?;
-    let record = service
-        .store()
+    let record = store
         .revoke_token(&name, now)
         .map_err(|e| token_error(&name, e.into()))?;
     Ok(HttpResponse::Ok().json(TokenView::from(record)))
@@ -141,19 +135,19 @@ fn token_error(name: &str, err: crate::auth::IssueError) -> ServiceError {
         crate::auth::IssueError::BadName(message) => {
             ServiceError::bad_request("bad_token_name", message)
         }
-        crate::auth::IssueError::Store(StoreError::Conflict { .. }) => ServiceError::conflict(
+        crate::auth::IssueError::Store(DbError::Conflict { .. }) => ServiceError::conflict(
             "token_exists",
             format!("a live token is named {name:?}; revoke it first or pick another name"),
         ),
-        crate::auth::IssueError::Store(StoreError::NotFound { .. }) => {
+        crate::auth::IssueError::Store(DbError::NotFound { .. }) => {
             ServiceError::not_found("no_such_token", format!("no live token is named {name:?}"))
         }
-        crate::auth::IssueError::Store(other) => ServiceError::from_store(other),
+        crate::auth::IssueError::Store(other) => db_failed(other),
     }
 }
 
-impl From<StoreError> for crate::auth::IssueError {
-    fn from(e: StoreError) -> Self {
+impl From<DbError> for crate::auth::IssueError {
+    fn from(e: DbError) -> Self {
         crate::auth::IssueError::Store(e)
     }
 }
@@ -170,14 +164,14 @@ struct AuditParams {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct AuditPage {
-    entries: Vec<osmesh_actors::store::AuditEntry>,
+    entries: Vec<osmesh_store::AuditEntry>,
     /// Pass as `before_id` for the next (older) page; absent on the last page.
     next_before_id: Option<i64>,
 }
 
 /// The audit log, newest first, `limit` rows a page (default 100, at most 500).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "tokens", params(AuditParams), responses((status = 200, body = AuditPage), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody)))]
-async fn audit(service: web::Data<RegionService>, params: web::Query<AuditParams>) -> ApiResult {
+async fn audit(store: web::Data<Store>, params: web::Query<AuditParams>) -> ApiResult {
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(100);
     if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
@@ -186,15 +180,14 @@ async fn audit(service: web::Data<RegionService>, params: web::Query<AuditParams
             format!("limit must be 1 to {MAX_AUDIT_PAGE}"),
         ));
     }
-    let entries = service
-        .store()
+    let entries = store
         .audit(&AuditQuery {
             object: params.object,
             token_name: params.token,
             before_id: params.before_id,
             limit,
         })
-        .map_err(ServiceError::from_store)?;
+        .map_err(db_failed)?;
     let next_before_id = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
@@ -202,4 +195,9 @@ async fn audit(service: web::Data<RegionService>, params: web::Query<AuditParams
         entries,
         next_before_id,
     }))
+}
+
+/// A store failure of the token and audit tables, as the service's other store failures.
+fn db_failed(err: DbError) -> ServiceError {
+    ServiceError::from_store(err.into())
 }

@@ -7,19 +7,19 @@ use osmesh_actors::clock::Clock;
 use osmesh_actors::cluster::{ClusterActor, ClusterSettings, FixedImages};
 use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{RegionActor, RegionSettings};
-use osmesh_actors::store::Store;
 use osmesh_core::os::{parse_declared, RegistryConfig};
 use osmesh_core::{BootImage, ClusterId, Purpose};
 use osmesh_net::handshake::{HandshakeConfig, Secret};
 use osmesh_net::messages::PreseedTemplate;
 use osmesh_net::peer::PeerConfig;
 use osmesh_net::{MemNetwork, DEFAULT_MAX_FRAME};
+use osmesh_store::Store;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use osmesh_actors::store::testing::TestDb;
+pub use osmesh_store::testing::TestDb;
 pub const REGION_ADDR: &str = "region";
 pub const VALID_WINDOWS_KEY: &str = "ABCDE-12345-FGHIJ-67890-KLMNO";
 
@@ -112,6 +112,8 @@ pub fn secret() -> Secret {
 pub struct Mesh {
     pub network: MemNetwork,
     pub service: RegionService,
+    /// The store under the region, for regiond's own tables (tokens, audit).
+    pub store: Store,
     pub clusters: Vec<(ClusterId, Addr<ClusterActor>)>,
 }
 
@@ -130,7 +132,7 @@ impl Mesh {
         let listener = network.listen(REGION_ADDR).expect("listen");
         let region = RegionActor::new(
             settings,
-            store.clone(),
+            store.inline(),
             Clock::anchored_at(1_700_000_000_000),
             StdRng::seed_from_u64(1),
             Box::new(listener),
@@ -138,7 +140,8 @@ impl Mesh {
         .start();
         let mut mesh = Mesh {
             network,
-            service: RegionService::new(region, store),
+            service: RegionService::new(region, store.inline()),
+            store,
             clusters: Vec::new(),
         };
         for spec in specs {
@@ -205,7 +208,7 @@ impl Mesh {
     ) {
         for _ in 0..500 {
             let status = self.service.clusters().await.expect("clusters");
-            if done(&status, self.service.store()) {
+            if done(&status, &self.store) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -219,7 +222,7 @@ fn shipped(store: &Store, cluster: &ClusterId, template: &PreseedTemplate) -> bo
     store.history(&template.name).is_ok_and(|versions| {
         versions.iter().any(|v| {
             v.content == template.content
-                && v.origin == osmesh_actors::store::PreseedOrigin::Cluster(cluster.clone())
+                && v.origin == osmesh_store::PreseedOrigin::Cluster(cluster.clone())
         })
     })
 }

@@ -34,7 +34,7 @@ pub(super) fn templates(specs: &[TemplateSpec]) -> Vec<PreseedTemplate> {
 
 /// A key as the trace may show it: the product's own masking, so the trace shows what the
 /// API and the logs would.
-pub use osmesh_actors::store::mask_key;
+pub use osmesh_store::mask_key;
 
 /// How the trace names a domain operation.
 pub(super) fn describe(op: &Op) -> String {

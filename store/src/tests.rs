@@ -136,10 +136,10 @@ fn backend_follows_the_url_scheme() {
 #[test]
 fn unreachable_postgres_is_a_connection_error() {
     let err = Store::open("postgres://nobody@127.0.0.1:1/none").unwrap_err();
-    assert!(matches!(err, StoreError::Connection(_)), "{err:?}");
+    assert!(matches!(err, DbError::Connection(_)), "{err:?}");
     assert!(matches!(
         Store::open("mysql://h/db").unwrap_err(),
-        StoreError::InvalidUrl(_)
+        DbError::InvalidUrl(_)
     ));
 }
 
@@ -249,7 +249,7 @@ fn snapshot_round_trips_and_needs_a_known_cluster() {
         assert!(
             matches!(
                 err,
-                StoreError::NotFound {
+                DbError::NotFound {
                     what: "cluster",
                     ..
                 }
@@ -272,7 +272,7 @@ fn corrupt_snapshot_json_is_an_error_not_a_panic() {
         assert!(
             matches!(
                 err,
-                StoreError::Corrupt {
+                DbError::Corrupt {
                     what: "cluster snapshot",
                     ..
                 }
@@ -324,7 +324,7 @@ fn license_keys_crud_refuses_a_second_key_for_a_pair_and_masks() {
         assert!(
             matches!(
                 dup,
-                StoreError::Conflict {
+                DbError::Conflict {
                     what: "license key",
                     ..
                 }
@@ -337,7 +337,7 @@ fn license_keys_crud_refuses_a_second_key_for_a_pair_and_masks() {
         assert!(
             matches!(
                 unknown,
-                StoreError::NotFound {
+                DbError::NotFound {
                     what: "cluster",
                     ..
                 }
@@ -379,11 +379,11 @@ fn license_keys_crud_refuses_a_second_key_for_a_pair_and_masks() {
         assert_eq!(store.get_license_key("windows", "win2019").unwrap(), None);
         assert!(matches!(
             store.delete_license_key("windows", "win2019"),
-            Err(StoreError::NotFound { .. })
+            Err(DbError::NotFound { .. })
         ));
         assert!(matches!(
             store.update_license_key(&key("windows", "win2019", "K", &c1), 1),
-            Err(StoreError::NotFound { .. })
+            Err(DbError::NotFound { .. })
         ));
     });
 }
@@ -473,7 +473,7 @@ fn nodes_crud() {
             .create_node(&node("a", "amd64", "c1"), 12)
             .unwrap_err();
         assert!(
-            matches!(dup, StoreError::Conflict { what: "node", .. }),
+            matches!(dup, DbError::Conflict { what: "node", .. }),
             "{dup:?}"
         );
         let orphan = store
@@ -482,7 +482,7 @@ fn nodes_crud() {
         assert!(
             matches!(
                 orphan,
-                StoreError::NotFound {
+                DbError::NotFound {
                     what: "cluster",
                     ..
                 }
@@ -494,11 +494,11 @@ fn nodes_crud() {
         assert_eq!(store.get_node(a.id).unwrap(), None);
         assert!(matches!(
             store.delete_node(a.id),
-            Err(StoreError::NotFound { .. })
+            Err(DbError::NotFound { .. })
         ));
         assert!(matches!(
             store.release_node(a.id),
-            Err(StoreError::NotFound { .. })
+            Err(DbError::NotFound { .. })
         ));
         assert_eq!(store.list_nodes().unwrap(), vec![b]);
     });
@@ -672,7 +672,7 @@ fn preseed_from_a_cluster_is_created_then_reports_are_idempotent() {
         assert_eq!(store.get_preseed("missing").unwrap(), None);
         assert!(matches!(
             store.history("missing"),
-            Err(StoreError::NotFound { .. })
+            Err(DbError::NotFound { .. })
         ));
     });
 }
@@ -723,7 +723,7 @@ fn operator_edit_needs_the_current_version() {
         assert!(
             matches!(
                 &stale,
-                StoreError::Stale {
+                DbError::Stale {
                     based_on: 1,
                     current: 2,
                     ..
@@ -733,7 +733,7 @@ fn operator_edit_needs_the_current_version() {
         );
         assert!(matches!(
             store.operator_edit("missing", "x", 1, 30),
-            Err(StoreError::NotFound { .. })
+            Err(DbError::NotFound { .. })
         ));
         assert_eq!(
             store.history("generic").unwrap().len(),
@@ -825,14 +825,14 @@ fn resolving_a_conflict_picks_a_side_without_a_new_version() {
         store.operator_edit("generic", "mine", 1, 20).unwrap();
         assert!(matches!(
             store.resolve_conflict("generic", 2, 25),
-            Err(StoreError::Invalid(_))
+            Err(DbError::Invalid(_))
         ));
         store
             .record_cluster_template("generic", None, "v3", &c1, 30)
             .unwrap();
         assert!(matches!(
             store.resolve_conflict("generic", 1, 35),
-            Err(StoreError::Invalid(_))
+            Err(DbError::Invalid(_))
         ));
 
         let resolved = store.resolve_conflict("generic", 3, 40).unwrap();
@@ -931,7 +931,7 @@ fn concurrent_operator_edits_have_exactly_one_winner() {
         let wins = results.iter().filter(|r| r.is_ok()).count();
         let stale = results
             .iter()
-            .filter(|r| matches!(r, Err(StoreError::Stale { current: 2, .. })))
+            .filter(|r| matches!(r, Err(DbError::Stale { current: 2, .. })))
             .count();
         assert_eq!(
             (wins, stale),
@@ -1085,7 +1085,7 @@ fn a_template_report_over_the_per_cluster_bound_is_refused_whole() {
         let first = store.record_cluster_templates(&[t("a"), t("b")], &c1, 10, 3);
         assert_eq!(first.unwrap().len(), 2);
         let over = store.record_cluster_templates(&[t("c"), t("d")], &c1, 20, 3);
-        assert!(matches!(over, Err(StoreError::Invalid(_))), "{over:?}");
+        assert!(matches!(over, Err(DbError::Invalid(_))), "{over:?}");
         assert_eq!(
             store.get_preseed("c").unwrap(),
             None,
@@ -1117,7 +1117,7 @@ fn history_is_read_a_page_at_a_time() {
         assert!(page(Some(5), 2).is_empty());
         assert!(matches!(
             store.history_page("missing", None, 2),
-            Err(StoreError::NotFound { .. })
+            Err(DbError::NotFound { .. })
         ));
     });
 }

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::schema::audit_log;
-use super::{Store, StoreError};
+use super::{DbError, Store};
 
 /// The most rows one [`Store::audit`] call returns, whatever the caller asks.
 pub const MAX_AUDIT_PAGE: i64 = 500;
@@ -59,7 +59,7 @@ pub struct AuditQuery {
 
 impl Store {
     /// Appends one row.
-    pub fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+    pub fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), DbError> {
         let outcome = if entry.status < 400 {
             "accepted"
         } else {
@@ -83,7 +83,7 @@ impl Store {
     }
 
     /// One page of the log, newest first.
-    pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+    pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, DbError> {
         let conn = &mut *self.conn()?;
         let mut select = audit_log::table
             .select(AuditEntry::as_select())

@@ -28,114 +28,16 @@ use sha2::{Digest, Sha256};
 
 use super::connection::{lock_key, write_transaction, AnyConnection, LockSpace};
 use super::schema::{preseed_versions, preseeds};
-use super::{Store, StoreError};
+use super::{DbError, Store};
+use osmesh_actors::store::{
+    decide_cluster_report, decide_operator_edit, ClusterReportAction, ClusterTemplate,
+    PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
+};
 
 diesel::allow_tables_to_appear_in_same_query!(preseeds, preseed_versions);
 
 const ORIGIN_CLUSTER: &str = "cluster";
 const ORIGIN_OPERATOR: &str = "operator";
-
-/// Who wrote a preseed version.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PreseedOrigin {
-    Cluster(ClusterId),
-    Operator,
-}
-
-/// One immutable version of a template.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PreseedVersion {
-    pub name: String,
-    /// 1, 2, 3… per name.
-    pub version: i32,
-    pub osystem: Option<String>,
-    pub origin: PreseedOrigin,
-    /// The version this one was derived from; `None` for version 1.
-    pub parent_version: Option<i32>,
-    pub content: String,
-    /// Lower-case hex SHA-256 of `content`.
-    pub content_hash: String,
-    pub created_at_ms: i64,
-}
-
-/// An operator's edit and a later cluster change that disagree; both versions are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PreseedConflict {
-    /// The operator's version, current while the conflict lasts.
-    pub operator_version: i32,
-    /// The cluster's newest version.
-    pub cluster_version: i32,
-}
-
-/// A preseed: its current version and any unresolved conflict.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PreseedRecord {
-    pub current: PreseedVersion,
-    pub conflict: Option<PreseedConflict>,
-    pub updated_at_ms: i64,
-}
-
-/// What [`Store::record_cluster_template`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PreseedOutcome {
-    /// A new name: version 1.
-    Created { version: i32 },
-    /// Same content as before: no version added.
-    Unchanged { current_version: i32 },
-    /// A new cluster version, now current.
-    Updated { version: i32 },
-    /// A new cluster version stored beside the operator's current one.
-    Conflict(PreseedConflict),
-}
-
-/// The stored facts the cluster-report rule looks at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PreseedHead<'a> {
-    pub current_is_operator: bool,
-    pub current_hash: &'a str,
-    /// Hash of the newest cluster-originated version, from any cluster.
-    pub latest_cluster_hash: Option<&'a str>,
-    /// Hash of the newest version from the reporting cluster.
-    pub reporter_latest_hash: Option<&'a str>,
-}
-
-/// What a cluster's report does (see the module's rules).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClusterReportAction {
-    Create,
-    Unchanged,
-    /// Store a version and make it current, ending any conflict.
-    Advance,
-    /// Store a version; the operator's stays current; the preseed is in conflict.
-    KeepOperator,
-}
-
-/// The cluster-report rule, without a database.
-pub fn decide_cluster_report(
-    head: Option<&PreseedHead<'_>>,
-    incoming_hash: &str,
-) -> ClusterReportAction {
-    let Some(head) = head else {
-        return ClusterReportAction::Create;
-    };
-    let seen = |h: Option<&str>| h == Some(incoming_hash);
-    if seen(head.latest_cluster_hash) || seen(head.reporter_latest_hash) {
-        return ClusterReportAction::Unchanged;
-    }
-    if !head.current_is_operator || head.current_hash == incoming_hash {
-        return ClusterReportAction::Advance;
-    }
-    ClusterReportAction::KeepOperator
-}
-
-/// The operator-edit rule: `Err(current)` when the edit was based on an older version.
-pub fn decide_operator_edit(current_version: i32, based_on_version: i32) -> Result<(), i32> {
-    if current_version == based_on_version {
-        Ok(())
-    } else {
-        Err(current_version)
-    }
-}
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = preseeds)]
@@ -170,12 +72,12 @@ struct VersionRow {
 }
 
 impl VersionRow {
-    fn into_version(self) -> Result<PreseedVersion, StoreError> {
+    fn into_version(self) -> Result<PreseedVersion, DbError> {
         let origin = match (self.origin.as_str(), self.origin_cluster) {
             (ORIGIN_CLUSTER, Some(cluster)) => PreseedOrigin::Cluster(ClusterId(cluster)),
             (ORIGIN_OPERATOR, None) => PreseedOrigin::Operator,
             (origin, _) => {
-                return Err(StoreError::Corrupt {
+                return Err(DbError::Corrupt {
                     what: "preseed version",
                     key: format!("{}@{}", self.name, self.version),
                     detail: format!("bad origin {origin:?}"),
@@ -224,7 +126,7 @@ impl Store {
         content: &str,
         cluster_id: &ClusterId,
         now_ms: i64,
-    ) -> Result<PreseedOutcome, StoreError> {
+    ) -> Result<PreseedOutcome, DbError> {
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
             apply_cluster_template(conn, name, osystem, content, cluster_id, now_ms)
@@ -240,7 +142,7 @@ impl Store {
         cluster_id: &ClusterId,
         now_ms: i64,
         max_names_per_cluster: usize,
-    ) -> Result<Vec<PreseedOutcome>, StoreError> {
+    ) -> Result<Vec<PreseedOutcome>, DbError> {
         // A stable sort: a name reported twice is applied in report order, as one by one.
         let mut sorted: Vec<&ClusterTemplate<'_>> = templates.iter().collect();
         sorted.sort_by_key(|t| t.name);
@@ -256,7 +158,7 @@ impl Store {
                 .collect();
             let names = known.len() + reported.iter().filter(|n| !known.contains(**n)).count();
             if names > max_names_per_cluster {
-                return Err(StoreError::Invalid(format!(
+                return Err(DbError::Invalid(format!(
                     "cluster {cluster_id} would be the origin of {names} template names; at most {max_names_per_cluster} are allowed per cluster"
                 )));
             }
@@ -278,14 +180,14 @@ impl Store {
         content: &str,
         based_on_version: i32,
         now_ms: i64,
-    ) -> Result<PreseedRecord, StoreError> {
+    ) -> Result<PreseedRecord, DbError> {
         let hash = content_hash(content);
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
             lock_key(conn, LockSpace::Preseed, name)?;
             let head = load_head(conn, name)?.ok_or_else(|| preseed_not_found(name))?;
             decide_operator_edit(head.current_version, based_on_version).map_err(|current| {
-                StoreError::Stale {
+                DbError::Stale {
                     name: name.to_owned(),
                     based_on: based_on_version,
                     current,
@@ -318,17 +220,17 @@ impl Store {
         name: &str,
         pick_version: i32,
         now_ms: i64,
-    ) -> Result<PreseedRecord, StoreError> {
+    ) -> Result<PreseedRecord, DbError> {
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
             lock_key(conn, LockSpace::Preseed, name)?;
             let head = load_head(conn, name)?.ok_or_else(|| preseed_not_found(name))?;
-            let conflict = head.conflict().ok_or_else(|| {
-                StoreError::Invalid(format!("preseed {name:?} is not in conflict"))
-            })?;
+            let conflict = head
+                .conflict()
+                .ok_or_else(|| DbError::Invalid(format!("preseed {name:?} is not in conflict")))?;
             if pick_version != conflict.operator_version && pick_version != conflict.cluster_version
             {
-                return Err(StoreError::Invalid(format!(
+                return Err(DbError::Invalid(format!(
                     "version {pick_version} is neither side of the conflict on {name:?} ({} or {})",
                     conflict.operator_version, conflict.cluster_version
                 )));
@@ -339,17 +241,17 @@ impl Store {
     }
 
     /// One preseed, or `None`.
-    pub fn get_preseed(&self, name: &str) -> Result<Option<PreseedRecord>, StoreError> {
+    pub fn get_preseed(&self, name: &str) -> Result<Option<PreseedRecord>, DbError> {
         let conn = &mut *self.conn()?;
         match load_record(conn, name) {
             Ok(record) => Ok(Some(record)),
-            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(DbError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Every preseed with its current version and conflict, sorted by name.
-    pub fn list_preseeds(&self) -> Result<Vec<PreseedRecord>, StoreError> {
+    pub fn list_preseeds(&self) -> Result<Vec<PreseedRecord>, DbError> {
         let conn = &mut *self.conn()?;
         let rows: Vec<(HeadRow, VersionRow)> = preseeds::table
             .inner_join(
@@ -373,7 +275,7 @@ impl Store {
         name: &str,
         after_version: Option<i32>,
         limit: usize,
-    ) -> Result<Vec<PreseedVersion>, StoreError> {
+    ) -> Result<Vec<PreseedVersion>, DbError> {
         let conn = &mut *self.conn()?;
         if load_head(conn, name)?.is_none() {
             return Err(preseed_not_found(name));
@@ -389,7 +291,7 @@ impl Store {
     }
 
     /// Every version of `name`, oldest first. `NotFound` for an unknown name.
-    pub fn history(&self, name: &str) -> Result<Vec<PreseedVersion>, StoreError> {
+    pub fn history(&self, name: &str) -> Result<Vec<PreseedVersion>, DbError> {
         let conn = &mut *self.conn()?;
         let rows: Vec<VersionRow> = preseed_versions::table
             .filter(preseed_versions::name.eq(name))
@@ -403,14 +305,6 @@ impl Store {
     }
 }
 
-/// One template of a cluster's report, borrowed from the message.
-#[derive(Clone, Copy, Debug)]
-pub struct ClusterTemplate<'a> {
-    pub name: &'a str,
-    pub osystem: Option<&'a str>,
-    pub content: &'a str,
-}
-
 /// The cluster-report rule applied to one template, inside the caller's transaction.
 fn apply_cluster_template(
     conn: &mut AnyConnection,
@@ -419,7 +313,7 @@ fn apply_cluster_template(
     content: &str,
     cluster_id: &ClusterId,
     now_ms: i64,
-) -> Result<PreseedOutcome, StoreError> {
+) -> Result<PreseedOutcome, DbError> {
     let hash = content_hash(content);
     lock_key(conn, LockSpace::Preseed, name)?;
     let mut append = Append {
@@ -478,14 +372,14 @@ fn apply_cluster_template(
     }
 }
 
-fn preseed_not_found(name: &str) -> StoreError {
-    StoreError::NotFound {
+fn preseed_not_found(name: &str) -> DbError {
+    DbError::NotFound {
         what: "preseed",
         key: name.to_owned(),
     }
 }
 
-fn to_record(head: HeadRow, version: VersionRow) -> Result<PreseedRecord, StoreError> {
+fn to_record(head: HeadRow, version: VersionRow) -> Result<PreseedRecord, DbError> {
     Ok(PreseedRecord {
         conflict: head.conflict(),
         updated_at_ms: head.updated_at_ms,
@@ -493,7 +387,7 @@ fn to_record(head: HeadRow, version: VersionRow) -> Result<PreseedRecord, StoreE
     })
 }
 
-fn load_head(conn: &mut AnyConnection, name: &str) -> Result<Option<HeadRow>, StoreError> {
+fn load_head(conn: &mut AnyConnection, name: &str) -> Result<Option<HeadRow>, DbError> {
     Ok(preseeds::table
         .find(name)
         .select(HeadRow::as_select())
@@ -505,27 +399,27 @@ fn load_version(
     conn: &mut AnyConnection,
     name: &str,
     version: i32,
-) -> Result<PreseedVersion, StoreError> {
+) -> Result<PreseedVersion, DbError> {
     preseed_versions::table
         .filter(preseed_versions::name.eq(name))
         .filter(preseed_versions::version.eq(version))
         .select(VersionRow::as_select())
         .first(conn)
-        .map_err(StoreError::not_found(
+        .map_err(DbError::not_found(
             "preseed version",
             format!("{name}@{version}"),
         ))?
         .into_version()
 }
 
-fn load_record(conn: &mut AnyConnection, name: &str) -> Result<PreseedRecord, StoreError> {
+fn load_record(conn: &mut AnyConnection, name: &str) -> Result<PreseedRecord, DbError> {
     let head = load_head(conn, name)?.ok_or_else(|| preseed_not_found(name))?;
     let version = preseed_versions::table
         .filter(preseed_versions::name.eq(name))
         .filter(preseed_versions::version.eq(head.current_version))
         .select(VersionRow::as_select())
         .first(conn)
-        .map_err(StoreError::not_found(
+        .map_err(DbError::not_found(
             "preseed version",
             format!("{name}@{}", head.current_version),
         ))?;
@@ -537,7 +431,7 @@ fn latest_cluster_version(
     conn: &mut AnyConnection,
     name: &str,
     cluster: Option<&ClusterId>,
-) -> Result<Option<(i32, String)>, StoreError> {
+) -> Result<Option<(i32, String)>, DbError> {
     let mut query = preseed_versions::table
         .filter(preseed_versions::name.eq(name))
         .filter(preseed_versions::origin.eq(ORIGIN_CLUSTER))
@@ -550,7 +444,7 @@ fn latest_cluster_version(
     Ok(query.first(conn).optional()?)
 }
 
-fn next_version(conn: &mut AnyConnection, name: &str) -> Result<i32, StoreError> {
+fn next_version(conn: &mut AnyConnection, name: &str) -> Result<i32, DbError> {
     let latest: Option<i32> = preseed_versions::table
         .filter(preseed_versions::name.eq(name))
         .select(diesel::dsl::max(preseed_versions::version))
@@ -558,7 +452,7 @@ fn next_version(conn: &mut AnyConnection, name: &str) -> Result<i32, StoreError>
     Ok(latest.unwrap_or(0) + 1)
 }
 
-fn insert_version(conn: &mut AnyConnection, v: &Append<'_>) -> Result<(), StoreError> {
+fn insert_version(conn: &mut AnyConnection, v: &Append<'_>) -> Result<(), DbError> {
     let origin = if v.origin_cluster.is_some() {
         ORIGIN_CLUSTER
     } else {
@@ -577,7 +471,7 @@ fn insert_version(conn: &mut AnyConnection, v: &Append<'_>) -> Result<(), StoreE
             preseed_versions::created_at_ms.eq(v.now_ms),
         ))
         .execute(conn)
-        .map_err(StoreError::on_write(
+        .map_err(DbError::on_write(
             "preseed version",
             format!("{}@{}", v.name, v.version),
             (
@@ -594,7 +488,7 @@ fn set_head(
     current_version: i32,
     conflict: Option<PreseedConflict>,
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     diesel::update(preseeds::table.find(name))
         .set((
             preseeds::current_version.eq(current_version),
@@ -609,58 +503,6 @@ fn set_head(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn head(
-        current_is_operator: bool,
-        current: &'static str,
-        latest: Option<&'static str>,
-        reporter: Option<&'static str>,
-    ) -> PreseedHead<'static> {
-        PreseedHead {
-            current_is_operator,
-            current_hash: current,
-            latest_cluster_hash: latest,
-            reporter_latest_hash: reporter,
-        }
-    }
-
-    fn check(state: Option<PreseedHead<'_>>, incoming: &str, expected: ClusterReportAction) {
-        assert_eq!(
-            decide_cluster_report(state.as_ref(), incoming),
-            expected,
-            "{state:?} <- {incoming}"
-        );
-    }
-
-    #[test]
-    fn cluster_report_rule() {
-        use ClusterReportAction::*;
-        check(None, "a", Create);
-        // Re-report of what the cluster last sent.
-        check(Some(head(false, "a", Some("a"), Some("a"))), "a", Unchanged);
-        // Another cluster shipping what is already the latest cluster version.
-        check(Some(head(false, "a", Some("a"), None)), "a", Unchanged);
-        // A cluster re-sending its own older template does not flip the current one.
-        check(Some(head(false, "b", Some("b"), Some("a"))), "a", Unchanged);
-        check(Some(head(false, "a", Some("a"), Some("a"))), "b", Advance);
-        // Operator edited; the cluster ships a change: both kept, conflict.
-        check(
-            Some(head(true, "op", Some("a"), Some("a"))),
-            "b",
-            KeepOperator,
-        );
-        // Operator edited; the cluster re-reports its old template: nothing to do.
-        check(Some(head(true, "op", Some("a"), Some("a"))), "a", Unchanged);
-        // Operator edited; the cluster now ships exactly the operator's text: it caught up.
-        check(Some(head(true, "op", Some("a"), Some("a"))), "op", Advance);
-    }
-
-    #[test]
-    fn operator_edit_rule_refuses_stale_bases() {
-        assert_eq!(decide_operator_edit(3, 3), Ok(()));
-        assert_eq!(decide_operator_edit(3, 2), Err(3));
-        assert_eq!(decide_operator_edit(3, 4), Err(3));
-    }
 
     #[test]
     fn content_hash_is_sha256_hex() {

@@ -55,13 +55,13 @@ fn a_token_is_found_by_its_hash_and_revocation_keeps_the_row() {
         assert!(!store.token_by_hash("h1").unwrap().unwrap().is_live_at(301));
         assert!(matches!(
             store.revoke_token("ci", 400),
-            Err(StoreError::NotFound { .. })
+            Err(DbError::NotFound { .. })
         ));
         // The name is free again once the old token is revoked, and only then.
         store.create_token(&token("ci", "h3", None)).unwrap();
         assert!(matches!(
             store.create_token(&token("ci", "h4", None)),
-            Err(StoreError::Conflict { .. })
+            Err(DbError::Conflict { .. })
         ));
         assert_eq!(store.list_tokens().unwrap().len(), 2, "[{label}]");
     });

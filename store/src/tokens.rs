@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use super::schema::api_tokens;
-use super::{Store, StoreError};
+use super::{DbError, Store};
 
 /// What a token may do. Ordered: every role may do what the roles below it may.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -108,8 +108,8 @@ struct TokenRow {
 }
 
 impl TokenRow {
-    fn into_record(self) -> Result<TokenRecord, StoreError> {
-        let role = Role::parse(&self.role).ok_or_else(|| StoreError::Corrupt {
+    fn into_record(self) -> Result<TokenRecord, DbError> {
+        let role = Role::parse(&self.role).ok_or_else(|| DbError::Corrupt {
             what: "api token",
             key: self.name.clone(),
             detail: format!("unknown role {:?}", self.role),
@@ -129,7 +129,7 @@ impl TokenRow {
 
 impl Store {
     /// Stores a token. `Conflict` when a live (unrevoked) token already has the name.
-    pub fn create_token(&self, token: &NewToken) -> Result<TokenRecord, StoreError> {
+    pub fn create_token(&self, token: &NewToken) -> Result<TokenRecord, DbError> {
         let conn = &mut *self.conn()?;
         let row: TokenRow = diesel::insert_into(api_tokens::table)
             .values((
@@ -142,7 +142,7 @@ impl Store {
             ))
             .returning(TOKEN_COLUMNS)
             .get_result(conn)
-            .map_err(StoreError::on_write(
+            .map_err(DbError::on_write(
                 "api token",
                 token.name,
                 ("api token", token.name.to_owned()),
@@ -152,7 +152,7 @@ impl Store {
 
     /// The token whose hash is `token_hash`, revoked or expired ones included (the caller
     /// decides with [`TokenRecord::is_live_at`]).
-    pub fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+    pub fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, DbError> {
         let conn = &mut *self.conn()?;
         api_tokens::table
             .filter(api_tokens::token_hash.eq(token_hash))
@@ -164,7 +164,7 @@ impl Store {
     }
 
     /// Records a use of token `id` at `now_ms`.
-    pub fn touch_token(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+    pub fn touch_token(&self, id: i64, now_ms: i64) -> Result<(), DbError> {
         let conn = &mut *self.conn()?;
         diesel::update(api_tokens::table.find(id))
             .set(api_tokens::last_used_ms.eq(now_ms))
@@ -173,7 +173,7 @@ impl Store {
     }
 
     /// Every token, revoked ones too, sorted by id.
-    pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+    pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, DbError> {
         let conn = &mut *self.conn()?;
         api_tokens::table
             .order(api_tokens::id)
@@ -186,7 +186,7 @@ impl Store {
 
     /// Revokes the live token named `name` at `now_ms`; it authenticates nothing from then on.
     /// `NotFound` when no live token has the name.
-    pub fn revoke_token(&self, name: &str, now_ms: i64) -> Result<TokenRecord, StoreError> {
+    pub fn revoke_token(&self, name: &str, now_ms: i64) -> Result<TokenRecord, DbError> {
         let conn = &mut *self.conn()?;
         let row: Option<TokenRow> = diesel::update(
             api_tokens::table
@@ -197,7 +197,7 @@ impl Store {
         .returning(TOKEN_COLUMNS)
         .get_result(conn)
         .optional()?;
-        row.ok_or_else(|| StoreError::NotFound {
+        row.ok_or_else(|| DbError::NotFound {
             what: "api token",
             key: name.to_owned(),
         })?

@@ -4,7 +4,7 @@
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use tokio::time::Instant;
 
-use super::{connection, Store, StoreError};
+use super::{connection, DbError, Store};
 
 /// Connections of the pool now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl Store {
             Err(e) => return StoreReadiness::DatabaseUnreachable(e.to_string()),
         };
         if let Err(e) = conn.batch_execute("SELECT 1") {
-            return StoreReadiness::DatabaseUnreachable(StoreError::Query(e).to_string());
+            return StoreReadiness::DatabaseUnreachable(DbError::Query(e).to_string());
         }
         match connection::pending_migrations(&mut conn) {
             Ok(0) => StoreReadiness::Ready,
@@ -85,7 +85,7 @@ impl Instrumentation for QueryTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::TestDb;
+    use crate::testing::TestDb;
 
     #[test]
     fn a_migrated_store_is_ready_and_its_pool_is_counted() {

@@ -4,7 +4,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// What went wrong in a store call.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum DbError {
     /// The URL names no backend the store serves.
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
@@ -42,22 +42,22 @@ pub enum StoreError {
     },
 }
 
-impl From<DieselError> for StoreError {
+impl From<DieselError> for DbError {
     fn from(e: DieselError) -> Self {
-        StoreError::Query(e)
+        DbError::Query(e)
     }
 }
 
-impl StoreError {
+impl DbError {
     /// Turns Diesel's "no row" into `NotFound` for `what`/`key`, and the rest into `Query`.
     pub(crate) fn not_found(
         what: &'static str,
         key: impl Into<String>,
-    ) -> impl FnOnce(DieselError) -> StoreError {
+    ) -> impl FnOnce(DieselError) -> DbError {
         let key = key.into();
         move |e| match e {
-            DieselError::NotFound => StoreError::NotFound { what, key },
-            other => StoreError::Query(other),
+            DieselError::NotFound => DbError::NotFound { what, key },
+            other => DbError::Query(other),
         }
     }
 
@@ -67,19 +67,19 @@ impl StoreError {
         what: &'static str,
         key: impl Into<String>,
         referenced: (&'static str, String),
-    ) -> impl FnOnce(DieselError) -> StoreError {
+    ) -> impl FnOnce(DieselError) -> DbError {
         let key = key.into();
         move |e| match e {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                StoreError::Conflict { what, key }
+                DbError::Conflict { what, key }
             }
             DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                StoreError::NotFound {
+                DbError::NotFound {
                     what: referenced.0,
                     key: referenced.1,
                 }
             }
-            other => StoreError::Query(other),
+            other => DbError::Query(other),
         }
     }
 }

@@ -4,7 +4,8 @@ use diesel::prelude::*;
 use osmesh_core::ClusterId;
 
 use super::schema::nodes;
-use super::{Store, StoreError};
+use super::{DbError, Store};
+use osmesh_actors::store::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
 
 /// How many times [`Store::allocate`] re-reads candidates after losing every race for them.
 /// Each lost race means another request took a node, so this bounds work, not correctness.
@@ -12,78 +13,6 @@ const ALLOCATION_ROUNDS: usize = 64;
 
 /// How many candidates one allocation round reads.
 const CANDIDATES_PER_ROUND: i64 = 8;
-
-/// Whether a node can be handed out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum NodeStatus {
-    Ready,
-    Allocated,
-}
-
-impl NodeStatus {
-    /// The status as stored and as the API names it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeStatus::Ready => "ready",
-            NodeStatus::Allocated => "allocated",
-        }
-    }
-
-    fn parse(s: &str) -> Option<NodeStatus> {
-        match s {
-            "ready" => Some(NodeStatus::Ready),
-            "allocated" => Some(NodeStatus::Allocated),
-            _ => None,
-        }
-    }
-}
-
-/// A node to enlist. It starts `Ready`. `Debug` masks the power parameters (`masked.rs`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct NewNode {
-    pub system_id: Option<String>,
-    pub hostname: String,
-    pub arch: String,
-    pub subarch: String,
-    pub cluster_id: ClusterId,
-    pub power_type: Option<String>,
-    pub power_parameters: Option<serde_json::Value>,
-}
-
-/// A stored node. `Debug` masks the power parameters (`masked.rs`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct NodeRecord {
-    pub id: i64,
-    pub system_id: Option<String>,
-    pub hostname: String,
-    pub arch: String,
-    pub subarch: String,
-    pub cluster_id: ClusterId,
-    pub power_type: Option<String>,
-    pub power_parameters: Option<serde_json::Value>,
-    pub status: NodeStatus,
-    /// Set while allocated: the OS it was allocated to run.
-    pub osystem: Option<String>,
-    pub distro_series: Option<String>,
-    pub created_at_ms: i64,
-    /// Set while allocated.
-    pub allocated_at_ms: Option<i64>,
-}
-
-/// What an allocation asks for. The caller has already worked out which clusters hold a
-/// boot image for the OS, release and arch (and that a license key exists if one is needed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AllocationRequest<'a> {
-    pub arch: &'a str,
-    /// `None` accepts any subarchitecture.
-    pub subarch: Option<&'a str>,
-    /// Clusters that have the image; nodes elsewhere are never picked.
-    pub cluster_ids: &'a [ClusterId],
-    /// `None` takes any matching node.
-    pub hostname: Option<&'a str>,
-    pub osystem: &'a str,
-    pub distro_series: &'a str,
-}
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = nodes)]
@@ -104,8 +33,8 @@ struct NodeRow {
 }
 
 impl NodeRow {
-    fn into_record(self) -> Result<NodeRecord, StoreError> {
-        let corrupt = |detail: String| StoreError::Corrupt {
+    fn into_record(self) -> Result<NodeRecord, DbError> {
+        let corrupt = |detail: String| DbError::Corrupt {
             what: "node",
             key: self.id.to_string(),
             detail,
@@ -144,13 +73,13 @@ fn cluster_strs(ids: &[ClusterId]) -> Vec<&str> {
 impl Store {
     /// Enlists a node, `Ready`. `Conflict` on a taken hostname or system_id, `NotFound` if
     /// the cluster is unknown.
-    pub fn create_node(&self, node: &NewNode, now_ms: i64) -> Result<NodeRecord, StoreError> {
+    pub fn create_node(&self, node: &NewNode, now_ms: i64) -> Result<NodeRecord, DbError> {
         let power_parameters = node
             .power_parameters
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            .map_err(|e| DbError::Invalid(e.to_string()))?;
         let conn = &mut *self.conn()?;
         let row: NodeRow = diesel::insert_into(nodes::table)
             .values((
@@ -166,7 +95,7 @@ impl Store {
             ))
             .returning(nodes::all_columns)
             .get_result(conn)
-            .map_err(StoreError::on_write(
+            .map_err(DbError::on_write(
                 "node",
                 node.hostname.clone(),
                 ("cluster", node.cluster_id.0.clone()),
@@ -175,7 +104,7 @@ impl Store {
     }
 
     /// All nodes, sorted by id.
-    pub fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+    pub fn list_nodes(&self) -> Result<Vec<NodeRecord>, DbError> {
         let conn = &mut *self.conn()?;
         nodes::table
             .order(nodes::id)
@@ -187,7 +116,7 @@ impl Store {
     }
 
     /// One node, or `None`.
-    pub fn get_node(&self, id: i64) -> Result<Option<NodeRecord>, StoreError> {
+    pub fn get_node(&self, id: i64) -> Result<Option<NodeRecord>, DbError> {
         let conn = &mut *self.conn()?;
         nodes::table
             .find(id)
@@ -199,10 +128,10 @@ impl Store {
     }
 
     /// Removes a node. `NotFound` if there is none.
-    pub fn delete_node(&self, id: i64) -> Result<(), StoreError> {
+    pub fn delete_node(&self, id: i64) -> Result<(), DbError> {
         let conn = &mut *self.conn()?;
         if diesel::delete(nodes::table.find(id)).execute(conn)? == 0 {
-            return Err(StoreError::NotFound {
+            return Err(DbError::NotFound {
                 what: "node",
                 key: id.to_string(),
             });
@@ -211,7 +140,7 @@ impl Store {
     }
 
     /// Returns a node to `Ready` and clears its OS. Releasing a ready node changes nothing.
-    pub fn release_node(&self, id: i64) -> Result<NodeRecord, StoreError> {
+    pub fn release_node(&self, id: i64) -> Result<NodeRecord, DbError> {
         let conn = &mut *self.conn()?;
         diesel::update(nodes::table.find(id))
             .set((
@@ -222,7 +151,7 @@ impl Store {
             ))
             .returning(nodes::all_columns)
             .get_result::<NodeRow>(conn)
-            .map_err(StoreError::not_found("node", id.to_string()))?
+            .map_err(DbError::not_found("node", id.to_string()))?
             .into_record()
     }
 
@@ -237,7 +166,7 @@ impl Store {
         &self,
         request: &AllocationRequest<'_>,
         now_ms: i64,
-    ) -> Result<Option<NodeRecord>, StoreError> {
+    ) -> Result<Option<NodeRecord>, DbError> {
         if request.cluster_ids.is_empty() {
             return Ok(None);
         }
@@ -253,18 +182,14 @@ impl Store {
                 }
             }
         }
-        Err(StoreError::Invalid(format!(
+        Err(DbError::Invalid(format!(
             "allocation gave up after losing {ALLOCATION_ROUNDS} rounds of races"
         )))
     }
 
     /// How many ready nodes of `arch` sit on `cluster_ids`, for explaining an empty
     /// allocation.
-    pub fn count_ready_nodes(
-        &self,
-        arch: &str,
-        cluster_ids: &[ClusterId],
-    ) -> Result<i64, StoreError> {
+    pub fn count_ready_nodes(&self, arch: &str, cluster_ids: &[ClusterId]) -> Result<i64, DbError> {
         let conn = &mut *self.conn()?;
         Ok(nodes::table
             .filter(nodes::status.eq(NodeStatus::Ready.as_str()))
@@ -278,7 +203,7 @@ impl Store {
 fn ready_candidates(
     conn: &mut super::AnyConnection,
     request: &AllocationRequest<'_>,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<i64>, DbError> {
     let mut query = nodes::table
         .select(nodes::id)
         .filter(nodes::status.eq(NodeStatus::Ready.as_str()))
@@ -303,7 +228,7 @@ fn claim(
     id: i64,
     request: &AllocationRequest<'_>,
     now_ms: i64,
-) -> Result<Option<NodeRow>, StoreError> {
+) -> Result<Option<NodeRow>, DbError> {
     Ok(diesel::update(
         nodes::table
             .filter(nodes::id.eq(id))

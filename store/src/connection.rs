@@ -7,7 +7,7 @@ use diesel::r2d2::{self, CustomizeConnection, ManageConnection, R2D2Connection};
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::StoreError;
+use super::DbError;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -45,7 +45,7 @@ impl DbTarget {
     /// `postgres://`/`postgresql://` name PostgreSQL; `sqlite://PATH`, `sqlite:PATH`,
     /// `file:…`, `:memory:` and plain paths name SQLite; any other `scheme://` is refused
     /// rather than silently opened as a file of that name.
-    pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(url: &str) -> Result<Self, DbError> {
         let url = url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(DbTarget::Postgres(url.to_owned()));
@@ -55,10 +55,10 @@ impl DbTarget {
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
         if path.is_empty() {
-            return Err(StoreError::InvalidUrl("empty SQLite path".into()));
+            return Err(DbError::InvalidUrl("empty SQLite path".into()));
         }
         if path.contains("://") {
-            return Err(StoreError::InvalidUrl(format!("unknown scheme in {url:?}")));
+            return Err(DbError::InvalidUrl(format!("unknown scheme in {url:?}")));
         }
         Ok(DbTarget::Sqlite(path.to_owned()))
     }
@@ -147,7 +147,7 @@ impl CustomizeConnection<AnyConnection, r2d2::Error> for SqlitePragmas {
 pub(crate) fn open_and_migrate(
     target: &DbTarget,
     pragmas: &SqlitePragmas,
-) -> Result<AnyConnection, StoreError> {
+) -> Result<AnyConnection, DbError> {
     // Switching a fresh SQLite file to WAL can answer "database is locked" at once, without
     // waiting for busy_timeout, while another store opening the same file holds its lock:
     // try again for a second before giving up (only when stores start together).
@@ -166,16 +166,16 @@ pub(crate) fn open_and_migrate(
 fn open_and_migrate_once(
     target: &DbTarget,
     pragmas: &SqlitePragmas,
-) -> Result<AnyConnection, StoreError> {
+) -> Result<AnyConnection, DbError> {
     let mut conn = target
         .establish()
-        .map_err(|e| StoreError::Connection(e.to_string()))?;
+        .map_err(|e| DbError::Connection(e.to_string()))?;
     pragmas.apply(&mut conn)?;
     run_migrations(&mut conn)?;
     Ok(conn)
 }
 
-fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
+fn run_migrations(conn: &mut AnyConnection) -> Result<(), DbError> {
     let applied = match conn {
         // Under the write lock (waiting up to busy_timeout), as PostgreSQL's advisory lock
         // below: stores opening one fresh file at once would otherwise both create its tables
@@ -192,7 +192,7 @@ fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
             result
         }
     }
-    .map_err(|e| StoreError::Migration(e.to_string()))?;
+    .map_err(|e| DbError::Migration(e.to_string()))?;
     if applied > 0 {
         tracing::info!(applied, "store migrations applied");
     }
@@ -200,12 +200,12 @@ fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
 }
 
 /// How many embedded migrations the database has not applied (readiness: 0 once started).
-pub(crate) fn pending_migrations(conn: &mut AnyConnection) -> Result<usize, StoreError> {
+pub(crate) fn pending_migrations(conn: &mut AnyConnection) -> Result<usize, DbError> {
     match conn {
         AnyConnection::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
         AnyConnection::Postgresql(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
     }
-    .map_err(|e| StoreError::Migration(e.to_string()))
+    .map_err(|e| DbError::Migration(e.to_string()))
 }
 
 /// Runs `body` in a transaction that writes. On SQLite it begins `IMMEDIATE`, taking the
@@ -214,8 +214,8 @@ pub(crate) fn pending_migrations(conn: &mut AnyConnection) -> Result<usize, Stor
 /// `BEGIN`; bodies that read-then-write lock what they read (see `lock_key`).
 pub(crate) fn write_transaction<T>(
     conn: &mut AnyConnection,
-    body: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+    body: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
     match conn {
         AnyConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
@@ -250,7 +250,7 @@ pub(crate) fn lock_key(
     conn: &mut AnyConnection,
     space: LockSpace,
     key: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     let AnyConnection::Postgresql(c) = conn else {
         return Ok(());
     };

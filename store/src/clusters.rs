@@ -1,30 +1,11 @@
 //! Clusters the region has seen, and the capability snapshot each last pushed.
 
 use diesel::prelude::*;
-use osmesh_core::{BootImage, ClusterId, OsystemInfo};
-use serde::{Deserialize, Serialize};
+use osmesh_core::ClusterId;
 
 use super::schema::clusters;
-use super::{Store, StoreError};
-
-/// What a cluster last reported: its OS registry and the boot images it holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterSnapshot {
-    pub osystems: Vec<OsystemInfo>,
-    pub images: Vec<BootImage>,
-}
-
-/// A cluster as the store knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClusterRecord {
-    pub id: ClusterId,
-    pub name: String,
-    /// When the region first saw this cluster; never moves.
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    /// The last pushed snapshot and when it was saved; `None` until the first push.
-    pub snapshot: Option<(ClusterSnapshot, i64)>,
-}
+use super::{DbError, Store};
+use osmesh_actors::store::{ClusterRecord, ClusterSnapshot};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = clusters)]
@@ -38,7 +19,7 @@ struct ClusterRow {
 }
 
 impl ClusterRow {
-    fn into_record(self) -> Result<ClusterRecord, StoreError> {
+    fn into_record(self) -> Result<ClusterRecord, DbError> {
         let snapshot = match (self.last_snapshot, self.snapshot_at_ms) {
             (Some(json), Some(at)) => Some((decode_snapshot(&self.id, &json)?, at)),
             _ => None,
@@ -53,8 +34,8 @@ impl ClusterRow {
     }
 }
 
-fn decode_snapshot(id: &str, json: &str) -> Result<ClusterSnapshot, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+fn decode_snapshot(id: &str, json: &str) -> Result<ClusterSnapshot, DbError> {
+    serde_json::from_str(json).map_err(|e| DbError::Corrupt {
         what: "cluster snapshot",
         key: id.to_owned(),
         detail: e.to_string(),
@@ -69,7 +50,7 @@ impl Store {
         id: &ClusterId,
         name: &str,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         let conn = &mut *self.conn()?;
         let touch = |conn: &mut _| {
             diesel::update(clusters::table.find(&id.0))
@@ -107,9 +88,8 @@ impl Store {
         id: &ClusterId,
         snapshot: &ClusterSnapshot,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let json =
-            serde_json::to_string(snapshot).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    ) -> Result<(), DbError> {
+        let json = serde_json::to_string(snapshot).map_err(|e| DbError::Invalid(e.to_string()))?;
         let conn = &mut *self.conn()?;
         let updated = diesel::update(clusters::table.find(&id.0))
             .set((
@@ -118,7 +98,7 @@ impl Store {
             ))
             .execute(conn)?;
         if updated == 0 {
-            return Err(StoreError::NotFound {
+            return Err(DbError::NotFound {
                 what: "cluster",
                 key: id.0.clone(),
             });
@@ -127,7 +107,7 @@ impl Store {
     }
 
     /// Every cluster ever seen, sorted by id.
-    pub fn list_clusters(&self) -> Result<Vec<ClusterRecord>, StoreError> {
+    pub fn list_clusters(&self) -> Result<Vec<ClusterRecord>, DbError> {
         let conn = &mut *self.conn()?;
         clusters::table
             .order(clusters::id)
@@ -139,7 +119,7 @@ impl Store {
     }
 
     /// One cluster, or `None` if never seen.
-    pub fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, StoreError> {
+    pub fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, DbError> {
         let conn = &mut *self.conn()?;
         clusters::table
             .find(&id.0)
