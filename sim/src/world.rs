@@ -10,7 +10,7 @@ use osmesh_actors::region::{OsystemsAnswer, RegionActor, RegionSettings};
 use osmesh_actors::store::{Store, StoreOptions};
 use osmesh_actors::Shutdown;
 use osmesh_core::os::RegistryConfig;
-use osmesh_core::{BootImage, ClusterId, NoAnswerReason};
+use osmesh_core::{BootImage, ClusterId};
 use osmesh_net::{HandshakeConfig, PeerConfig, Secret};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -24,14 +24,11 @@ use tokio::time::Instant;
 
 use crate::invariants::{self, Acked, DurabilityCheck, Enlisted};
 use crate::net::{SimNetwork, REGION_ADDR};
+use crate::ops::render_view;
 use crate::oracle::Oracle;
-use crate::scenario::{
-    parse_images, ClustersExpect, Fault, ListExpect, Op, Read, Scenario, Settings, REGION,
-};
+use crate::scenario::{parse_images, Fault, Scenario, Settings, TemplateSpec, REGION};
 use crate::trace::{SharedTrace, Source, Trace};
 use osmesh_net::messages::PreseedTemplate;
-
-mod domain;
 
 /// The wall-clock value the region's clock reads at virtual time zero.
 pub const SIM_EPOCH_MS: i64 = 1_700_000_000_000;
@@ -153,7 +150,7 @@ struct SimRegion {
     generation: u64,
 }
 
-struct State {
+pub(crate) struct State {
     settings: Settings,
     trace: SharedTrace,
     net: SimNetwork,
@@ -169,12 +166,12 @@ struct State {
     /// check, or the crash never happened.
     crashed: Vec<(u64, String, Recipient<Shutdown>)>,
     /// The reference model: what each cluster held and when, what the network carried.
-    oracle: Oracle,
+    pub(crate) oracle: Oracle,
     /// Nodes the service enlisted, by id, as the world asked for them.
-    enlisted: BTreeMap<i64, Enlisted>,
+    pub(crate) enlisted: BTreeMap<i64, Enlisted>,
     durability: Vec<Box<dyn DurabilityCheck>>,
     /// What the region's service acknowledged: the durability checks hold the store to it.
-    acked: Acked,
+    pub(crate) acked: Acked,
     failure: Option<Failure>,
     step: u64,
     convergence: Option<Convergence>,
@@ -232,7 +229,7 @@ impl World {
                     config,
                     images: source,
                     knew,
-                    templates: domain::templates(&spec.templates),
+                    templates: shipped_templates(&spec.templates),
                     crashed_at_ms: None,
                     actor: None,
                 },
@@ -318,7 +315,7 @@ impl World {
                 Action::Op(i) => {
                     let state = self.state.clone();
                     let op = self.scenario.ops[i].clone();
-                    actix_rt::spawn(async move { run_op(state, i + 1, op).await });
+                    actix_rt::spawn(async move { op.run(state, i + 1).await });
                 }
                 Action::Check => check(&self.state).await,
             }
@@ -391,15 +388,15 @@ fn open_store(url: &str) -> anyhow::Result<Store> {
 }
 
 impl State {
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(Instant::now().duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn log(&self, source: Source, text: impl Into<String>) {
+    pub(crate) fn log(&self, source: Source, text: impl Into<String>) {
         self.trace.push(self.now_ms(), source, text);
     }
 
-    fn fail(&mut self, kind: FailureKind, message: String) {
+    pub(crate) fn fail(&mut self, kind: FailureKind, message: String) {
         if self.failure.is_some() {
             return;
         }
@@ -413,12 +410,27 @@ impl State {
         });
     }
 
-    fn service(&self) -> Option<RegionService> {
+    pub(crate) fn service(&self) -> Option<RegionService> {
         self.region.as_ref().map(|r| r.service.clone())
     }
 
+    /// Whether cluster `by` may have said yes to a key of `release` asked for at
+    /// `issued_ms`: it was up at some point since (running, or crashed no earlier) and its
+    /// registry knew the release.
+    pub(crate) fn could_validate(
+        &self,
+        by: &str,
+        release: &(String, String),
+        issued_ms: u64,
+    ) -> bool {
+        self.clusters.get(by).is_some_and(|c| {
+            let up = c.actor.is_some() || c.crashed_at_ms.is_some_and(|t| t >= issued_ms);
+            up && c.knew.contains(release)
+        })
+    }
+
     /// Which start of the region is up, if one is.
-    fn region_generation(&self) -> Option<u64> {
+    pub(crate) fn region_generation(&self) -> Option<u64> {
         self.region.as_ref().map(|r| r.generation)
     }
 
@@ -536,7 +548,7 @@ impl State {
                 cluster, templates, ..
             } => {
                 if let Some(c) = self.clusters.get_mut(cluster) {
-                    c.templates = domain::templates(templates);
+                    c.templates = shipped_templates(templates);
                 }
             }
         }
@@ -574,7 +586,7 @@ impl State {
                 self.start_region()?;
                 self.check_durability();
                 if self.failure.is_none() {
-                    self.log(Source::Check, domain::durability_summary(&self.acked));
+                    self.log(Source::Check, durability_summary(&self.acked));
                 }
             }
             return Ok(());
@@ -605,7 +617,7 @@ impl State {
     }
 
     /// Brings the oracle's view of the network up to date.
-    fn observe(&mut self) {
+    pub(crate) fn observe(&mut self) {
         let seen = self.net.observed();
         self.oracle.observe(seen);
     }
@@ -619,7 +631,7 @@ impl State {
     }
 
     /// The invariants every answer must satisfy; `issued_ms` is when it was asked for.
-    fn check_answer(&mut self, answer: &OsystemsAnswer, issued_ms: u64) {
+    pub(crate) fn check_answer(&mut self, answer: &OsystemsAnswer, issued_ms: u64) {
         self.observe();
         let now = self.now_ms();
         let oracle = &self.oracle;
@@ -732,7 +744,10 @@ async fn check(state: &Rc<RefCell<State>>) {
 }
 
 /// The region the world believes up refused with `err`: its actor is gone, a failure.
-fn region_died(state: &Rc<RefCell<State>>, err: &osmesh_actors::region::service::ServiceError) {
+pub(crate) fn region_died(
+    state: &Rc<RefCell<State>>,
+    err: &osmesh_actors::region::service::ServiceError,
+) {
     state.borrow_mut().fail(
         FailureKind::Safety,
         format!(
@@ -740,296 +755,6 @@ fn region_died(state: &Rc<RefCell<State>>, err: &osmesh_actors::region::service:
             err.code, err.message
         ),
     );
-}
-
-async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
-    let Some(service) = state.borrow().service() else {
-        state.borrow().log(
-            Source::Op,
-            format!("op#{number} {}: region down", describe_op(&op)),
-        );
-        if let Op::ListOsystems {
-            expect: Some(expect),
-            ..
-        } = &op
-        {
-            let got = Err("region_unavailable".to_owned());
-            check_list_expect(&state, number, expect, &got);
-        }
-        domain::expect_region_down(&state, number, &op);
-        return;
-    };
-    let generation = state.borrow().region_generation();
-    state
-        .borrow()
-        .log(Source::Op, format!("op#{number} {}", describe_op(&op)));
-    match op {
-        Op::ListOsystems {
-            read,
-            timeout_ms,
-            expect,
-            ..
-        } => {
-            let issued = Instant::now();
-            let issued_ms = state.borrow().now_ms();
-            let result = match read {
-                Read::Cached => service.osystems_cached().await,
-                Read::Live => {
-                    let timeout = timeout_ms.map_or(
-                        osmesh_actors::region::service::DEFAULT_LIVE_TIMEOUT,
-                        Duration::from_millis,
-                    );
-                    service.osystems_live(timeout).await
-                }
-            };
-            let waited = u64::try_from(issued.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let got = match result {
-                Ok(answer) => {
-                    {
-                        let s = state.borrow();
-                        for line in render_answer(number, &answer, waited) {
-                            s.log(Source::Answer, line);
-                        }
-                    }
-                    let mut s = state.borrow_mut();
-                    s.check_answer(&answer, issued_ms);
-                    if let Some(deadline) = answer.deadline_ms {
-                        let in_time =
-                            invariants::live_answer_in_time(waited, deadline).and_then(|()| {
-                                invariants::live_answer_in_time(
-                                    answer.elapsed_ms.unwrap_or(0),
-                                    deadline,
-                                )
-                            });
-                        if let Err(message) = in_time {
-                            s.fail(FailureKind::Safety, message);
-                        }
-                    }
-                    Ok(answer)
-                }
-                Err(err) => {
-                    state.borrow().log(
-                        Source::Answer,
-                        format!("op#{number} refused: {} ({})", err.code, err.message),
-                    );
-                    let same_region = state.borrow().region_generation() == generation;
-                    if err.code == "region_unavailable" && same_region {
-                        region_died(&state, &err);
-                    }
-                    Err(err.code.to_owned())
-                }
-            };
-            if let Some(expect) = expect {
-                check_list_expect(&state, number, &expect, &got);
-            }
-        }
-        Op::ListClusters { expect, .. } => {
-            let result = service.clusters().await;
-            let statuses = match result {
-                Ok(statuses) => statuses,
-                Err(err) => {
-                    state
-                        .borrow()
-                        .log(Source::Answer, format!("op#{number} refused: {}", err.code));
-                    return;
-                }
-            };
-            let line = statuses
-                .iter()
-                .map(|c| {
-                    let link = if c.connected {
-                        "connected"
-                    } else {
-                        "disconnected"
-                    };
-                    format!("{}({link}, {} images)", c.id, c.image_count)
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
-            state
-                .borrow()
-                .log(Source::Answer, format!("op#{number} clusters: {line}"));
-            if let Some(expect) = expect {
-                check_clusters_expect(&state, number, &expect, &statuses);
-            }
-        }
-        other => domain::run(&state, number, &service, other).await,
-    }
-}
-
-fn check_list_expect(
-    state: &Rc<RefCell<State>>,
-    number: usize,
-    expect: &ListExpect,
-    got: &Result<OsystemsAnswer, String>,
-) {
-    let mut problems = Vec::new();
-    match got {
-        Err(code) => {
-            if expect.error.as_deref() != Some(code.as_str()) {
-                problems.push(format!("refused with {code}, expected {:?}", expect.error));
-            }
-        }
-        Ok(answer) => {
-            if let Some(code) = &expect.error {
-                problems.push(format!("answered, expected refusal {code}"));
-            }
-            let view = &answer.view;
-            if let Some(want) = &expect.answered {
-                let is: Vec<String> = view.answered.iter().map(|c| c.to_string()).collect();
-                if &is != want {
-                    problems.push(format!("answered {is:?}, expected {want:?}"));
-                }
-            }
-            if let Some(want) = &expect.not_answered {
-                let is: BTreeMap<String, String> = view
-                    .not_answered
-                    .iter()
-                    .map(|(c, r)| (c.to_string(), reason_label(r)))
-                    .collect();
-                if &is != want {
-                    problems.push(format!("not answered {is:?}, expected {want:?}"));
-                }
-            }
-            if let Some(want) = &expect.available {
-                for (key, clusters) in want {
-                    let is = available_on(answer, key);
-                    if &is != clusters {
-                        problems.push(format!("{key} available on {is:?}, expected {clusters:?}"));
-                    }
-                }
-            }
-            if let Some(want) = &expect.supported {
-                for (key, clusters) in want {
-                    let (os, release) = key.split_once('/').unwrap_or((key, ""));
-                    let is: Vec<String> = view
-                        .release(os, release)
-                        .map(|r| r.supported_by.iter().map(|c| c.to_string()).collect())
-                        .unwrap_or_default();
-                    if &is != clusters {
-                        problems.push(format!("{key} supported by {is:?}, expected {clusters:?}"));
-                    }
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        state.borrow_mut().fail(
-            FailureKind::Expectation,
-            format!("op#{number}: {}", problems.join("; ")),
-        );
-    }
-}
-
-fn check_clusters_expect(
-    state: &Rc<RefCell<State>>,
-    number: usize,
-    expect: &ClustersExpect,
-    statuses: &[osmesh_actors::region::ClusterStatus],
-) {
-    let mut problems = Vec::new();
-    let known: Vec<String> = statuses.iter().map(|c| c.id.to_string()).collect();
-    let connected: Vec<String> = statuses
-        .iter()
-        .filter(|c| c.connected)
-        .map(|c| c.id.to_string())
-        .collect();
-    if expect.known.as_ref().is_some_and(|want| want != &known) {
-        problems.push(format!("known {known:?}, expected {:?}", expect.known));
-    }
-    if expect
-        .connected
-        .as_ref()
-        .is_some_and(|want| want != &connected)
-    {
-        problems.push(format!(
-            "connected {connected:?}, expected {:?}",
-            expect.connected
-        ));
-    }
-    if !problems.is_empty() {
-        state.borrow_mut().fail(
-            FailureKind::Expectation,
-            format!("op#{number}: {}", problems.join("; ")),
-        );
-    }
-}
-
-/// The clusters the view calls `os/release/arch` available on, sorted.
-fn available_on(answer: &OsystemsAnswer, key: &str) -> Vec<String> {
-    let parts: Vec<&str> = key.split('/').collect();
-    let [os, release, arch] = parts[..] else {
-        return vec![format!("bad key {key:?}: want os/release/arch")];
-    };
-    answer
-        .view
-        .release(os, release)
-        .and_then(|r| r.available.get(arch))
-        .map(|clusters| clusters.keys().map(|c| c.to_string()).collect())
-        .unwrap_or_default()
-}
-
-fn reason_label(reason: &NoAnswerReason) -> String {
-    match reason {
-        NoAnswerReason::Error(_) => "error".into(),
-        other => other.to_string(),
-    }
-}
-
-/// Lines of an answer: a header, then one line per release.
-pub fn render_answer(number: usize, answer: &OsystemsAnswer, waited_ms: u64) -> Vec<String> {
-    let view = &answer.view;
-    let answered: Vec<&str> = view.answered.iter().map(ClusterId::as_str).collect();
-    let not: Vec<String> = view
-        .not_answered
-        .iter()
-        .map(|(c, r)| format!("{c}: {r}"))
-        .collect();
-    let source = match answer.source {
-        osmesh_actors::region::ReadPath::Cached => "cached",
-        osmesh_actors::region::ReadPath::Live => "live",
-    };
-    let mut header = format!(
-        "op#{number} {source} answered [{}] not answered [{}] waited {waited_ms}ms",
-        answered.join(","),
-        not.join(", ")
-    );
-    if let Some(deadline) = answer.deadline_ms {
-        let _ = write!(header, " (deadline {deadline}ms)");
-    }
-    let mut lines = vec![header];
-    lines.extend(render_view(view).into_iter().map(|l| format!("  {l}")));
-    lines
-}
-
-/// One line per release: who supports it and, per arch, who has it available.
-fn render_view(view: &osmesh_core::MeshView) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut imageless = 0;
-    for os in &view.osystems {
-        for release in &os.releases {
-            if release.available.is_empty() {
-                imageless += 1;
-                continue;
-            }
-            let supported: Vec<&str> = release.supported_by.iter().map(ClusterId::as_str).collect();
-            let mut line = format!(
-                "{}/{} supported [{}]",
-                os.name,
-                release.name,
-                supported.join(",")
-            );
-            for (arch, clusters) in &release.available {
-                let on: Vec<&str> = clusters.keys().map(ClusterId::as_str).collect();
-                let _ = write!(line, " {arch}=[{}]", on.join(","));
-            }
-            lines.push(line);
-        }
-    }
-    lines.push(format!(
-        "{imageless} more supported releases with no image anywhere"
-    ));
-    lines
 }
 
 fn describe_fault(fault: &Fault) -> String {
@@ -1069,19 +794,6 @@ fn describe_fault(fault: &Fault) -> String {
                 .join(", ")
         ),
         Fault::HealAll { .. } => "heal_all".into(),
-    }
-}
-
-fn describe_op(op: &Op) -> String {
-    match op {
-        Op::ListOsystems {
-            read, timeout_ms, ..
-        } => match timeout_ms {
-            Some(t) => format!("list_osystems {read} timeout {t}ms"),
-            None => format!("list_osystems {read}"),
-        },
-        Op::ListClusters { .. } => "list_clusters".into(),
-        other => domain::describe(other),
     }
 }
 
@@ -1172,7 +884,7 @@ async fn final_state(state: &Rc<RefCell<State>>) -> String {
         }
         let _ = now;
     }
-    for line in domain::final_lines(&service).await {
+    for line in crate::ops::final_lines(&service).await {
         let _ = writeln!(out, "{line}");
     }
     out
@@ -1184,4 +896,26 @@ fn digest(view: &osmesh_core::MeshView) -> u64 {
     json.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// The templates a cluster ships, from the scenario's specs.
+fn shipped_templates(specs: &[TemplateSpec]) -> Vec<PreseedTemplate> {
+    specs
+        .iter()
+        .map(|t| PreseedTemplate {
+            name: t.name.clone(),
+            osystem: t.osystem.clone(),
+            content: t.content.clone(),
+        })
+        .collect()
+}
+
+/// The trace line after a region restart's durability check passed.
+fn durability_summary(acked: &Acked) -> String {
+    format!(
+        "durability after region restart: {} license key(s), {} preseed version(s), {} allocation(s) acknowledged, all kept",
+        acked.license_keys.len(),
+        acked.preseed_versions.len(),
+        acked.allocations.len()
+    )
 }
