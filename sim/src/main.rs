@@ -215,6 +215,7 @@ fn bench(clusters: usize, minutes: u64, seed: u64, check_ms: u64) -> anyhow::Res
         .trace
         .frame_counts
         .values()
+        .flat_map(|frames| frames.values())
         .map(|c| c[0] + c[2])
         .sum();
     println!(

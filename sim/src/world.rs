@@ -4,9 +4,9 @@
 
 use actix::prelude::*;
 use osmesh_actors::clock::Clock;
-use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource, IsConnected, Rescan};
+use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource};
 use osmesh_actors::region::service::RegionService;
-use osmesh_actors::region::{OsystemsAnswer, RegionActor, RegionSettings};
+use osmesh_actors::region::{RegionActor, RegionSettings};
 use osmesh_actors::store::{Store, StoreOptions};
 use osmesh_actors::Shutdown;
 use osmesh_core::os::RegistryConfig;
@@ -16,19 +16,25 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::invariants::{self, Acked, DurabilityCheck, Enlisted};
+use crate::invariants::{self, Acked, Enlisted};
 use crate::net::{SimNetwork, REGION_ADDR};
-use crate::ops::render_view;
 use crate::oracle::Oracle;
-use crate::scenario::{parse_images, Fault, Scenario, Settings, TemplateSpec, REGION};
+use crate::scenario::{parse_images, Fault, Scenario, Settings, TemplateSpec};
 use crate::trace::{SharedTrace, Source, Trace};
 use osmesh_net::messages::PreseedTemplate;
+
+mod checks;
+mod faults;
+mod report;
+
+pub(crate) use checks::region_died;
+use checks::{check, Checker};
+use report::{connected_clusters, final_state};
 
 /// The wall-clock value the region's clock reads at virtual time zero.
 pub const SIM_EPOCH_MS: i64 = 1_700_000_000_000;
@@ -157,8 +163,8 @@ pub(crate) struct State {
     rng: StdRng,
     start: Instant,
     db_url: String,
-    /// The checker's own handle on the region's database (the region's dies with it).
-    checker_store: Store,
+    /// What the invariant checks keep between steps.
+    checker: Checker,
     clusters: BTreeMap<String, SimCluster>,
     region: Option<SimRegion>,
     region_starts: u64,
@@ -169,7 +175,8 @@ pub(crate) struct State {
     pub(crate) oracle: Oracle,
     /// Nodes the service enlisted, by id, as the world asked for them.
     pub(crate) enlisted: BTreeMap<i64, Enlisted>,
-    durability: Vec<Box<dyn DurabilityCheck>>,
+    /// Counts changes to the releases the clusters know (`SimCluster::knew`).
+    knowledge: u64,
     /// What the region's service acknowledged: the durability checks hold the store to it.
     pub(crate) acked: Acked,
     failure: Option<Failure>,
@@ -206,7 +213,7 @@ impl World {
             (settings.latency_min_ms, settings.latency_max_ms),
             Duration::from_millis(settings.connect_timeout_ms),
         );
-        let checker_store = open_store(&db_url)?;
+        let checker = Checker::open(&db_url)?;
         let mut clusters = BTreeMap::new();
         let mut oracle = Oracle::default();
         for spec in &scenario.clusters {
@@ -247,14 +254,14 @@ impl World {
             rng,
             start: Instant::now(),
             db_url,
-            checker_store,
+            checker,
             clusters,
             region: None,
             region_starts: 0,
             crashed: Vec::new(),
             oracle,
             enlisted: BTreeMap::new(),
-            durability: invariants::durability_checks(),
+            knowledge: 0,
             acked: Acked::default(),
             failure: None,
             step: 0,
@@ -501,401 +508,10 @@ impl State {
         );
         cluster.actor = Some(actor.start());
     }
-
-    fn apply_fault(&mut self, fault: &Fault) -> anyhow::Result<()> {
-        self.log(Source::Fault, describe_fault(fault));
-        let net = self.net.clone();
-        match fault {
-            Fault::Partition {
-                cluster, direction, ..
-            } => net.partition(cluster, *direction),
-            Fault::Heal { cluster, .. } => net.heal(cluster.as_deref()),
-            Fault::Delay {
-                cluster,
-                min_ms,
-                max_ms,
-                ..
-            } => net.set_latency(cluster.as_deref(), *min_ms, *max_ms),
-            Fault::DropRate { cluster, rate, .. } => net.set_drop_rate(cluster.as_deref(), *rate),
-            Fault::DuplicateRate { cluster, rate, .. } => {
-                net.set_duplicate_rate(cluster.as_deref(), *rate)
-            }
-            Fault::ReorderRate { cluster, rate, .. } => {
-                net.set_reorder_rate(cluster.as_deref(), *rate)
-            }
-            Fault::Slow {
-                cluster, extra_ms, ..
-            } => net.set_slow(cluster, *extra_ms),
-            Fault::HealAll { .. } => net.heal_all(),
-            Fault::Crash { node, .. } => self.crash(node),
-            Fault::Restart { node, .. } => self.restart(node)?,
-            Fault::ImagesChange {
-                cluster, images, ..
-            } => {
-                let images = parse_images(images).map_err(anyhow::Error::msg)?;
-                let now = self.now_ms();
-                if let Some(c) = self.clusters.get_mut(cluster) {
-                    self.oracle.hold(cluster, now, &c.config, &images);
-                    let report = invariants::true_report(&c.config, &images);
-                    c.knew.extend(invariants::known_releases(&report));
-                    c.images.set(images);
-                    if let Some(actor) = &c.actor {
-                        actor.do_send(Rescan);
-                    }
-                }
-            }
-            Fault::TemplatesChange {
-                cluster, templates, ..
-            } => {
-                if let Some(c) = self.clusters.get_mut(cluster) {
-                    c.templates = shipped_templates(templates);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn crash(&mut self, node: &str) {
-        if node == REGION {
-            if let Some(region) = self.region.take() {
-                self.net.unlisten();
-                self.net.cut(None);
-                region.actor.do_send(Shutdown);
-                let now = self.now_ms();
-                self.crashed
-                    .push((now, REGION.to_owned(), region.actor.recipient()));
-            }
-            return;
-        }
-        let now = self.now_ms();
-        if let Some(cluster) = self.clusters.get_mut(node) {
-            if cluster.actor.is_some() {
-                cluster.crashed_at_ms = Some(now);
-            }
-        }
-        if let Some(actor) = self.clusters.get_mut(node).and_then(|c| c.actor.take()) {
-            self.net.cut(Some(node));
-            actor.do_send(Shutdown);
-            self.crashed.push((now, node.to_owned(), actor.recipient()));
-        }
-    }
-
-    fn restart(&mut self, node: &str) -> anyhow::Result<()> {
-        if node == REGION {
-            if self.region.is_none() {
-                self.start_region()?;
-                self.check_durability();
-                if self.failure.is_none() {
-                    self.log(Source::Check, durability_summary(&self.acked));
-                }
-            }
-            return Ok(());
-        }
-        if self.clusters.get(node).is_some_and(|c| c.actor.is_none()) {
-            self.start_cluster(node);
-        }
-        Ok(())
-    }
-
-    /// Every actor crashed before now has stopped (`Shutdown` was obeyed).
-    fn check_crashed_are_gone(&mut self) {
-        let now = self.now_ms();
-        let still = self
-            .crashed
-            .iter()
-            .find(|(at, _, actor)| *at < now && actor.connected())
-            .map(|(at, name, _)| (*at, name.clone()));
-        if let Some((at, name)) = still {
-            self.fail(
-                FailureKind::Safety,
-                format!(
-                    "{name} was crashed at {at} ms, yet its actor still runs (Shutdown ignored)"
-                ),
-            );
-        }
-        self.crashed.retain(|(_, _, actor)| actor.connected());
-    }
-
-    /// Brings the oracle's view of the network up to date.
-    pub(crate) fn observe(&mut self) {
-        let seen = self.net.observed();
-        self.oracle.observe(seen);
-    }
-
-    fn converged(&mut self, answer: &OsystemsAnswer) -> Result<(), String> {
-        if self.clusters.values().any(|c| c.actor.is_none()) {
-            return Err("a cluster is down".into());
-        }
-        self.observe();
-        invariants::converged(answer, &self.oracle)
-    }
-
-    /// The invariants every answer must satisfy; `issued_ms` is when it was asked for.
-    pub(crate) fn check_answer(&mut self, answer: &OsystemsAnswer, issued_ms: u64) {
-        self.observe();
-        let now = self.now_ms();
-        let oracle = &self.oracle;
-        let result = invariants::names_every_cluster(answer, oracle)
-            .and_then(|()| invariants::parts_agree_with_view(answer))
-            .and_then(|()| invariants::live_answers_are_live(answer, oracle, issued_ms, now))
-            .and_then(|()| invariants::available_as_held(answer, oracle, issued_ms, now))
-            .and_then(|()| invariants::disconnected_never_answered(answer));
-        if let Err(message) = result {
-            self.fail(FailureKind::Safety, message);
-        }
-    }
-
-    fn check_durability(&mut self) {
-        let store = self.checker_store.clone();
-        let mut failed = None;
-        for check in &mut self.durability {
-            if let Err(message) = check.check(&store, &self.acked) {
-                failed = Some(format!("{}: {message}", check.name()));
-                break;
-            }
-        }
-        if let Some(message) = failed {
-            self.fail(FailureKind::Safety, message);
-            return;
-        }
-        let knew: BTreeMap<String, BTreeSet<(String, String)>> = self
-            .clusters
-            .iter()
-            .map(|(id, c)| (id.clone(), c.knew.clone()))
-            .collect();
-        self.observe();
-        let registered = self.oracle.registered();
-        if let Err(message) = invariants::keys_validated_by_knowers(&store, &registered, &knew) {
-            self.fail(FailureKind::Safety, message);
-        }
-    }
-
-    fn track_convergence(&mut self, answer: &OsystemsAnswer) {
-        let Some(mut c) = self.convergence else {
-            return;
-        };
-        let now = self.now_ms();
-        if c.converged_at_ms.is_some() || now < c.healed_at_ms {
-            return;
-        }
-        match self.converged(answer) {
-            Ok(()) => {
-                c.converged_at_ms = Some(now);
-                self.convergence = Some(c);
-                self.log(
-                    Source::Check,
-                    format!(
-                        "converged {} ms after the last fault (bound {} ms)",
-                        now - c.healed_at_ms,
-                        c.bound_ms
-                    ),
-                );
-            }
-            Err(why) if now > c.healed_at_ms + c.bound_ms => self.fail(
-                FailureKind::Liveness,
-                format!(
-                    "not converged {} ms after the last fault (bound {} ms): {why}",
-                    now - c.healed_at_ms,
-                    c.bound_ms
-                ),
-            ),
-            Err(_) => {}
-        }
-    }
 }
 
 fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
-}
-
-/// A periodic step: the region is alive and lists every cluster it acknowledged as
-/// registered; the cached answer's invariants; durability; liveness.
-async fn check(state: &Rc<RefCell<State>>) {
-    state.borrow_mut().check_crashed_are_gone();
-    let Some(service) = state.borrow().service() else {
-        state.borrow_mut().check_durability();
-        return;
-    };
-    let now = state.borrow().now_ms();
-    match service.clusters().await {
-        Ok(statuses) => {
-            let mut s = state.borrow_mut();
-            s.observe();
-            let known: BTreeSet<String> = statuses.iter().map(|c| c.id.to_string()).collect();
-            if let Some(lost) = s.oracle.registered().difference(&known).next().cloned() {
-                s.fail(
-                    FailureKind::Safety,
-                    format!("the region does not list registered cluster {lost}"),
-                );
-            }
-        }
-        Err(err) => region_died(state, &err),
-    }
-    // After the oracle is current: a key's validator must have registered.
-    state.borrow_mut().check_durability();
-    match service.osystems_cached().await {
-        Ok(answer) => {
-            let mut s = state.borrow_mut();
-            s.check_answer(&answer, now);
-            s.track_convergence(&answer);
-        }
-        Err(err) => region_died(state, &err),
-    }
-}
-
-/// The region the world believes up refused with `err`: its actor is gone, a failure.
-pub(crate) fn region_died(
-    state: &Rc<RefCell<State>>,
-    err: &osmesh_actors::region::service::ServiceError,
-) {
-    state.borrow_mut().fail(
-        FailureKind::Safety,
-        format!(
-            "the region actor is gone while the region is up: {} ({})",
-            err.code, err.message
-        ),
-    );
-}
-
-fn describe_fault(fault: &Fault) -> String {
-    let on = |c: &Option<String>| c.clone().unwrap_or_else(|| "all links".into());
-    match fault {
-        Fault::Partition {
-            cluster, direction, ..
-        } => format!("partition {cluster} ({direction:?})"),
-        Fault::Heal { cluster, .. } => format!("heal {}", on(cluster)),
-        Fault::Delay {
-            cluster,
-            min_ms,
-            max_ms,
-            ..
-        } => format!("delay {} {min_ms}..{max_ms}ms", on(cluster)),
-        Fault::DropRate { cluster, rate, .. } => format!("drop_rate {} {rate}", on(cluster)),
-        Fault::DuplicateRate { cluster, rate, .. } => {
-            format!("duplicate_rate {} {rate}", on(cluster))
-        }
-        Fault::ReorderRate { cluster, rate, .. } => format!("reorder_rate {} {rate}", on(cluster)),
-        Fault::Slow {
-            cluster, extra_ms, ..
-        } => format!("slow {cluster} +{extra_ms}ms"),
-        Fault::Crash { node, .. } => format!("crash {node}"),
-        Fault::Restart { node, .. } => format!("restart {node}"),
-        Fault::ImagesChange {
-            cluster, images, ..
-        } => format!("images_change {cluster} [{}]", images.join(", ")),
-        Fault::TemplatesChange {
-            cluster, templates, ..
-        } => format!(
-            "templates_change {cluster} [{}] (shipped at its next start)",
-            templates
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Fault::HealAll { .. } => "heal_all".into(),
-    }
-}
-
-async fn connected_clusters(state: &Rc<RefCell<State>>) -> Vec<String> {
-    let actors: Vec<(String, Option<Addr<ClusterActor>>)> = state
-        .borrow()
-        .clusters
-        .iter()
-        .map(|(id, c)| (id.clone(), c.actor.clone()))
-        .collect();
-    let mut connected = Vec::new();
-    for (id, actor) in actors {
-        if let Some(actor) = actor {
-            if actor.send(IsConnected).await.unwrap_or(false) {
-                connected.push(id);
-            }
-        }
-    }
-    connected
-}
-
-/// The end of the run as people read it: nodes, links, the region's snapshots and view.
-async fn final_state(state: &Rc<RefCell<State>>) -> String {
-    let connected = connected_clusters(state).await;
-    let mut out = String::new();
-    let (service, now) = {
-        let s = state.borrow();
-        let _ = writeln!(out, "virtual time: {} ms", s.now_ms());
-        let _ = writeln!(
-            out,
-            "region: {}",
-            if s.region.is_some() { "up" } else { "down" }
-        );
-        for (id, c) in &s.clusters {
-            let up = if c.actor.is_some() { "up" } else { "down" };
-            let link = if connected.contains(id) {
-                "connected"
-            } else {
-                "not connected"
-            };
-            let images: Vec<String> = c
-                .images
-                .get()
-                .iter()
-                .map(|i| format!("{}/{}/{}/{}", i.osystem, i.arch, i.subarch, i.release))
-                .collect();
-            let _ = writeln!(
-                out,
-                "cluster {id}: {up}, {link}, images [{}]",
-                images.join(", ")
-            );
-        }
-        (s.service(), s.now_ms())
-    };
-    let Some(service) = service else {
-        return out;
-    };
-    if let Ok(statuses) = service.clusters().await {
-        for c in statuses {
-            let age = c
-                .snapshot_age_ms
-                .map_or("none".into(), |a| format!("{a} ms old"));
-            let link = if c.connected {
-                "connected"
-            } else {
-                "disconnected"
-            };
-            let _ = writeln!(
-                out,
-                "region sees {}: {link}, {} images, snapshot {age}",
-                c.id, c.image_count
-            );
-        }
-    }
-    if let Ok(answer) = service.osystems_cached().await {
-        let mut s = state.borrow_mut();
-        let converged = match s.converged(&answer) {
-            Ok(()) => "yes".to_owned(),
-            Err(why) => format!("no ({why})"),
-        };
-        let _ = writeln!(out, "cached view digest: {:016x}", digest(&answer.view));
-        let _ = writeln!(
-            out,
-            "cached view converged to the clusters' images: {converged}"
-        );
-        for line in render_view(&answer.view) {
-            let _ = writeln!(out, "  {line}");
-        }
-        let _ = now;
-    }
-    for line in crate::ops::final_lines(&service).await {
-        let _ = writeln!(out, "{line}");
-    }
-    out
-}
-
-/// FNV-1a over the view's JSON: a stable fingerprint for the final state.
-fn digest(view: &osmesh_core::MeshView) -> u64 {
-    let json = serde_json::to_string(view).unwrap_or_default();
-    json.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The templates a cluster ships, from the scenario's specs.
@@ -908,14 +524,4 @@ fn shipped_templates(specs: &[TemplateSpec]) -> Vec<PreseedTemplate> {
             content: t.content.clone(),
         })
         .collect()
-}
-
-/// The trace line after a region restart's durability check passed.
-fn durability_summary(acked: &Acked) -> String {
-    format!(
-        "durability after region restart: {} license key(s), {} preseed version(s), {} allocation(s) acknowledged, all kept",
-        acked.license_keys.len(),
-        acked.preseed_versions.len(),
-        acked.allocations.len()
-    )
 }
