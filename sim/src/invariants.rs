@@ -28,8 +28,11 @@ pub fn names_every_cluster(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(
         ));
     }
     let parts: BTreeSet<&str> = answer.clusters.iter().map(|p| p.cluster.as_str()).collect();
+    // One id reused for every lookup, so that naming a cluster allocates nothing.
+    let mut cluster = ClusterId::new(String::new());
     for id in oracle.registered() {
-        let cluster = ClusterId::new(id);
+        cluster.0.clear();
+        cluster.0.push_str(id);
         let in_view = view.answered.contains(&cluster) || view.not_answered.contains_key(&cluster);
         if !in_view || !parts.contains(id) {
             return Err(format!(

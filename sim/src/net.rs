@@ -13,7 +13,7 @@ use osmesh_net::envelope::{Envelope, Kind};
 use osmesh_net::{Dialer, FrameConn, Listener, NetError};
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -79,6 +79,28 @@ struct NetState {
     /// Whether the trace keeps a line per frame (else frames are only counted).
     keep_frames: bool,
     labels: Labels,
+    counts: Counts,
+}
+
+/// Frames counted by link and label until the run ends. Both labels are shared strings made
+/// once (a link's at its connect, a frame kind's at its first frame), so a count is keyed by
+/// their addresses: no string is compared or copied per frame. The `Arc`s kept in the value
+/// hold the addresses unique.
+#[derive(Default)]
+struct Counts(HashMap<(usize, usize), (Arc<str>, Arc<str>, [u64; 3])>);
+
+impl Counts {
+    fn count(&mut self, link: &Arc<str>, frame: &Arc<str>, fate: Fate) {
+        let key = (
+            Arc::as_ptr(link) as *const u8 as usize,
+            Arc::as_ptr(frame) as *const u8 as usize,
+        );
+        let entry = self
+            .0
+            .entry(key)
+            .or_insert_with(|| (link.clone(), frame.clone(), [0; 3]));
+        entry.2[fate as usize] += 1;
+    }
 }
 
 /// What the network saw travel, recorded when a frame is handed a delivery time: the
@@ -151,6 +173,7 @@ impl SimNetwork {
             seen: Observed::default(),
             keep_frames: trace.lock().keep_frames,
             labels: Labels::default(),
+            counts: Counts::default(),
         };
         SimNetwork {
             state: Arc::new(Mutex::new(state)),
@@ -349,6 +372,21 @@ impl SimNetwork {
         (Box::pin(sink), Box::pin(SimStream { frames: out_rx }))
     }
 
+    /// Moves the frame counts into the trace (at the end of a run).
+    pub fn flush_counts(&self) {
+        let mut state = self.lock();
+        let counts = std::mem::take(&mut state.counts);
+        let mut trace = state.trace.lock();
+        for (link, frame, fates) in counts.0.into_values() {
+            for (fate, n) in [Fate::Delivered, Fate::Dropped, Fate::Duplicated]
+                .into_iter()
+                .zip(fates)
+            {
+                trace.add_frames(&link, &frame, fate, n);
+            }
+        }
+    }
+
     /// Decides a frame's fate and queues its deliveries.
     fn send(
         &self,
@@ -416,7 +454,7 @@ impl SimNetwork {
 struct Sent<'a> {
     now_ms: u64,
     /// The link and direction, `L3 c1>region`.
-    link: &'a str,
+    link: &'a Arc<str>,
     seen: &'a SeenFrame,
 }
 
@@ -489,11 +527,10 @@ impl NetState {
     /// Counts a frame's fate and, when the trace keeps frames, writes its line
     /// (`fate_text` is only formatted then).
     fn record(&mut self, sent: &Sent<'_>, fate: Fate, fate_text: impl FnOnce() -> String) {
-        let mut trace = self.trace.lock();
-        trace.count_frame(sent.link, &sent.seen.label, fate);
+        self.counts.count(sent.link, &sent.seen.label, fate);
         if let Some(detail) = &sent.seen.detail {
             let text = format!("{:<16} {detail:<44} {}", sent.link, fate_text());
-            trace.events.push(crate::trace::Event {
+            self.trace.lock().events.push(crate::trace::Event {
                 at_ms: sent.now_ms,
                 source: Source::Net,
                 text,

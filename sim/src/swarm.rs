@@ -7,6 +7,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::world::Outcome;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
 use crate::scenario::{
     AddLicenseKey, Allocate, ClusterSpec, Direction, EnlistNode, Fault, ListOsystems, Op, Read,
     ReleaseNode, Scenario, Settings, REGION,
@@ -190,6 +195,71 @@ fn add_domain_ops(options: &SwarmOptions, clusters: &mut [ClusterSpec], ops: &mu
             expect: None,
         }));
     }
+}
+
+/// A swarm seed that failed: its options and what the run produced.
+pub struct FailedSeed {
+    pub seed: u64,
+    pub options: SwarmOptions,
+    pub outcome: Outcome,
+}
+
+/// Stack of each swarm worker thread: a world's futures nest deeply (actix inside tokio),
+/// and the main thread's 8 MiB is what runs were measured on.
+const WORKER_STACK: usize = 8 << 20;
+
+/// Runs the swarm seeds in `seeds` on `jobs` threads, each seed in a world of its own (so
+/// each replays alone, whatever ran beside it), calling `done` after each. Gives the lowest
+/// failing seed, as running the seeds in order and stopping at the first failure would:
+/// seeds are handed out in order, and after a failure only seeds below it are still run.
+pub fn run_seeds(
+    seeds: Range<u64>,
+    jobs: usize,
+    mode: Mode,
+    clusters: Option<usize>,
+    done: &(dyn Fn() + Sync),
+) -> anyhow::Result<Option<FailedSeed>> {
+    let next = AtomicU64::new(seeds.start);
+    let lowest_failure = AtomicU64::new(u64::MAX);
+    let found: Mutex<Option<FailedSeed>> = Mutex::new(None);
+    let work = || -> anyhow::Result<()> {
+        loop {
+            let seed = next.fetch_add(1, Ordering::SeqCst);
+            if !seeds.contains(&seed) || seed > lowest_failure.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let options = options(seed, mode, clusters);
+            let outcome = crate::run(&generate(&options), seed, false)?;
+            done();
+            if outcome.failure.is_some() {
+                lowest_failure.fetch_min(seed, Ordering::SeqCst);
+                let mut lowest = found.lock().unwrap_or_else(|p| p.into_inner());
+                if lowest.as_ref().is_none_or(|f| seed < f.seed) {
+                    *lowest = Some(FailedSeed {
+                        seed,
+                        options,
+                        outcome,
+                    });
+                }
+            }
+        }
+    };
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers = (0..jobs.max(1))
+            .map(|_| {
+                std::thread::Builder::new()
+                    .stack_size(WORKER_STACK)
+                    .spawn_scoped(scope, work)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a swarm worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(found.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// The images clusters draw from.

@@ -83,6 +83,11 @@ pub enum Fate {
 impl Trace {
     /// Counts one frame; allocates only for the first frame of a kind on a link.
     pub fn count_frame(&mut self, link: &str, frame: &str, fate: Fate) {
+        self.add_frames(link, frame, fate, 1);
+    }
+
+    /// Counts `n` frames of one kind and fate on a link.
+    pub fn add_frames(&mut self, link: &str, frame: &str, fate: Fate, n: u64) {
         if !self.frame_counts.contains_key(link) {
             self.frame_counts.insert(link.to_owned(), BTreeMap::new());
         }
@@ -93,7 +98,7 @@ impl Trace {
             frames.insert(frame.to_owned(), [0; 3]);
         }
         if let Some(counts) = frames.get_mut(frame) {
-            counts[fate as usize] += 1;
+            counts[fate as usize] += n;
         }
     }
 
