@@ -9,6 +9,7 @@ use osmesh_core::{BootImage, ClusterId, ClusterReport, MeshView, Purpose};
 use osmesh_net::messages::method;
 use osmesh_store::{NodeStatus, Store};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::oracle::{Held, Oracle, Projection};
 
@@ -27,10 +28,13 @@ pub fn names_every_cluster(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(
         ));
     }
     let parts: BTreeSet<&str> = answer.clusters.iter().map(|p| p.cluster.as_str()).collect();
+    // One id reused for every lookup, so that naming a cluster allocates nothing.
+    let mut cluster = ClusterId::new(String::new());
     for id in oracle.registered() {
-        let cluster = ClusterId::new(id.clone());
+        cluster.0.clear();
+        cluster.0.push_str(id);
         let in_view = view.answered.contains(&cluster) || view.not_answered.contains_key(&cluster);
-        if !in_view || !parts.contains(id.as_str()) {
+        if !in_view || !parts.contains(id) {
             return Err(format!(
                 "{label} answer does not name registered cluster {id} (view: answered {:?}, not answered {:?})",
                 view.answered.iter().map(ClusterId::as_str).collect::<Vec<_>>(),
@@ -38,7 +42,6 @@ pub fn names_every_cluster(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(
             ));
         }
     }
-    let world = oracle.clusters();
     let named = view
         .answered
         .iter()
@@ -46,7 +49,7 @@ pub fn names_every_cluster(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(
         .map(ClusterId::as_str)
         .chain(parts.iter().copied());
     for id in named {
-        if !world.contains(id) {
+        if !oracle.history.contains_key(id) {
             return Err(format!("{label} answer names {id}, which does not exist"));
         }
     }
@@ -63,7 +66,7 @@ pub fn parts_agree_with_view(answer: &OsystemsAnswer) -> Result<(), String> {
     let mut seen = BTreeSet::new();
     for part in &answer.clusters {
         let c = &part.cluster;
-        if !seen.insert(c.clone()) {
+        if !seen.insert(c) {
             return Err(format!("{label} answer has two parts for {c}"));
         }
         match &part.no_answer {
@@ -167,9 +170,92 @@ pub fn available_as_held(
     issued_ms: u64,
     now_ms: u64,
 ) -> Result<(), String> {
+    available_as_held_since(answer, oracle, issued_ms, now_ms, &mut HeldCache::default())
+}
+
+/// What [`available_as_held`] remembers between the checks of cached answers, so that each
+/// step checks only what changed: the projections of the last cached view onto each
+/// cluster, and the parts of it the oracle already explained.
+///
+/// A cached part's verdict depends on the view, the time the region received the part
+/// (`now − age`, fixed until the next report) and the oracle's history of that cluster; the
+/// reports the network delivered only grow, which can turn a failure into a pass but never
+/// a pass into a failure. So a pass is remembered with its reception time and history
+/// length, and holds while the view and both are the same.
+#[derive(Default)]
+pub struct HeldCache {
+    view: Option<Arc<MeshView>>,
+    projections: BTreeMap<ClusterId, Projection>,
+    /// Cluster → `(received ms, history length)` of its part's last pass.
+    explained: BTreeMap<ClusterId, (i128, usize)>,
+}
+
+impl HeldCache {
+    /// Keeps what is remembered if `view` is the view it was remembered for (the region
+    /// keeps its cached view until a snapshot or link changes); else starts over with
+    /// `view`. Gives whether it was kept.
+    fn focus(&mut self, view: &Arc<MeshView>) -> bool {
+        let same = self
+            .view
+            .as_ref()
+            .is_some_and(|v| Arc::ptr_eq(v, view) || **v == **view);
+        if !same {
+            self.view = Some(view.clone());
+            self.projections = projections(view);
+            self.explained.clear();
+        }
+        same
+    }
+
+    fn projection(&self, cluster: &ClusterId) -> Projection {
+        self.projections.get(cluster).cloned().unwrap_or_default()
+    }
+}
+
+/// [`available_as_held`], remembering in `cache` what a later cached answer need not
+/// check again.
+pub fn available_as_held_since(
+    answer: &OsystemsAnswer,
+    oracle: &Oracle,
+    issued_ms: u64,
+    now_ms: u64,
+    cache: &mut HeldCache,
+) -> Result<(), String> {
     let view = &answer.view;
     let label = answer.source_label();
-    no_orphans(view, label)?;
+    let live = answer.source == ReadPath::Live;
+    if live || !cache.focus(view) {
+        no_orphans(view, label)?;
+        only_answering_contribute(view, label)?;
+    }
+    let mut ages: BTreeMap<&ClusterId, i64> = BTreeMap::new();
+    for part in &answer.clusters {
+        ages.entry(&part.cluster)
+            .or_insert(part.age_ms.unwrap_or(0));
+    }
+    for c in &view.answered {
+        let age = ages.get(c).copied().unwrap_or(0);
+        let received = i128::from(now_ms) - i128::from(age);
+        if live {
+            let projection = projection_of(view, c);
+            let from = i128::from(issued_ms);
+            if !oracle.explains_between(c.as_str(), from, received, &projection) {
+                return Err(not_held(label, c, &projection, received, oracle));
+            }
+            continue;
+        }
+        let verdict = (received, oracle.history_len(c.as_str()));
+        if cache.explained.get(c) == Some(&verdict) {
+            continue;
+        }
+        cached_part_held(c, age, received, &cache.projection(c), oracle)?;
+        cache.explained.insert(c.clone(), verdict);
+    }
+    Ok(())
+}
+
+/// Nothing in the view comes from a cluster that did not answer.
+fn only_answering_contribute(view: &MeshView, label: &str) -> Result<(), String> {
     let mut mentioned: BTreeSet<&ClusterId> = BTreeSet::new();
     for os in &view.osystems {
         mentioned.extend(&os.supported_by);
@@ -178,58 +264,96 @@ pub fn available_as_held(
             mentioned.extend(release.available.values().flat_map(BTreeMap::keys));
         }
     }
-    if let Some(c) = mentioned.iter().find(|c| !view.answered.contains(**c)) {
-        return Err(format!(
+    match mentioned.iter().find(|c| !view.answered.contains(**c)) {
+        Some(c) => Err(format!(
             "{label} answer shows what {c} supports or holds, but {c} is not among those that answered"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A cached part of `c`, `age` old, received at `received`: dated at a report the network
+/// delivered, and showing what `c` held in the staleness bound up to then.
+fn cached_part_held(
+    c: &ClusterId,
+    age: i64,
+    received: i128,
+    projection: &Projection,
+    oracle: &Oracle,
+) -> Result<(), String> {
+    let reports = oracle.seen.reports.get(c.as_str());
+    let slack = i128::from(crate::oracle::RECORD_SLACK_MS);
+    let matches_a_report = reports.is_some_and(|r| {
+        r.iter()
+            .any(|d| (i128::from(*d)..=i128::from(*d) + slack).contains(&received))
+    });
+    if !matches_a_report {
+        return Err(format!(
+            "cached answer dates {c}'s part at {received} ms (age {age} ms), when no report of {c} had just reached the region"
         ));
     }
-    for c in &view.answered {
-        let age = answer
-            .clusters
-            .iter()
-            .find(|p| &p.cluster == c)
-            .and_then(|p| p.age_ms)
-            .unwrap_or(0);
-        let received = i128::from(now_ms) - i128::from(age);
-        let projection = projection_of(view, c);
-        let explained = match answer.source {
-            ReadPath::Live => {
-                oracle.explains_between(c.as_str(), i128::from(issued_ms), received, &projection)
-            }
-            ReadPath::Cached => {
-                let reports = oracle.seen.reports.get(c.as_str());
-                let slack = i128::from(crate::oracle::RECORD_SLACK_MS);
-                let matches_a_report = reports.is_some_and(|r| {
-                    r.iter()
-                        .any(|d| (i128::from(*d)..=i128::from(*d) + slack).contains(&received))
-                });
-                if !matches_a_report {
-                    return Err(format!(
-                        "cached answer dates {c}'s part at {received} ms (age {age} ms), when no report of {c} had just reached the region"
-                    ));
-                }
-                oracle.explains(c.as_str(), received, &projection)
-            }
-        };
-        if !explained {
-            let held = oracle
-                .reportable(c.as_str(), received)
-                .iter()
-                .map(|h| describe(&h.projection()))
-                .collect::<Vec<_>>();
-            return Err(format!(
-                "{label} answer shows {c} with {}, which it did not hold in the {} ms up to {received} ms (held then: {})",
-                describe(&projection),
-                crate::oracle::STALENESS_BOUND_MS,
-                if held.is_empty() {
-                    "nothing yet".to_owned()
-                } else {
-                    held.join(" | ")
-                }
-            ));
-        }
+    if !oracle.explains(c.as_str(), received, projection) {
+        return Err(not_held("cached", c, projection, received, oracle));
     }
     Ok(())
+}
+
+/// Why `projection` of `c` is not explained by what it held up to `received`.
+fn not_held(
+    label: &str,
+    c: &ClusterId,
+    projection: &Projection,
+    received: i128,
+    oracle: &Oracle,
+) -> String {
+    let held = oracle
+        .reportable(c.as_str(), received)
+        .iter()
+        .map(|h| describe(&h.projection()))
+        .collect::<Vec<_>>();
+    format!(
+        "{label} answer shows {c} with {}, which it did not hold in the {} ms up to {received} ms (held then: {})",
+        describe(projection),
+        crate::oracle::STALENESS_BOUND_MS,
+        if held.is_empty() {
+            "nothing yet".to_owned()
+        } else {
+            held.join(" | ")
+        }
+    )
+}
+
+/// The projection of `view` onto every cluster it mentions, in one pass (each equal to
+/// [`projection_of`] for that cluster).
+fn projections(view: &MeshView) -> BTreeMap<ClusterId, Projection> {
+    let mut all: BTreeMap<ClusterId, Projection> = BTreeMap::new();
+    for os in &view.osystems {
+        for c in &os.supported_by {
+            all.entry(c.clone())
+                .or_default()
+                .osystems
+                .insert(os.name.clone());
+        }
+        for release in &os.releases {
+            let key = (os.name.clone(), release.name.clone());
+            for c in &release.supported_by {
+                all.entry(c.clone())
+                    .or_default()
+                    .releases
+                    .insert(key.clone());
+            }
+            for (arch, on) in &release.available {
+                for (c, purposes) in on {
+                    let key = (os.name.clone(), release.name.clone(), arch.clone());
+                    all.entry(c.clone())
+                        .or_default()
+                        .available
+                        .insert(key, purposes.clone());
+                }
+            }
+        }
+    }
+    all
 }
 
 /// No OS or release without a cluster supporting it or last known to (a disconnected
@@ -307,7 +431,8 @@ pub fn converged(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(), String>
     }
     let view = &answer.view;
     let answered: BTreeSet<String> = view.answered.iter().map(ToString::to_string).collect();
-    if answered != oracle.clusters() || !view.not_answered.is_empty() {
+    let world: BTreeSet<String> = oracle.history.keys().cloned().collect();
+    if answered != world || !view.not_answered.is_empty() {
         return Err("the set of answering clusters differs".into());
     }
     no_orphans(view, answer.source_label())?;
@@ -335,7 +460,7 @@ impl SourceLabel for OsystemsAnswer {
 
 /// What the region's service acknowledged to an operator during the run: the writes the
 /// durability checks hold the store to, across every region restart.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Acked {
     /// `(osystem, release)` → `(key, validated_by)` of every key whose add was answered with
     /// success.
@@ -478,10 +603,11 @@ impl DurabilityCheck for AllocationsKept {
 
 /// A license key is never stored without a cluster's yes: every stored key's `validated_by`
 /// is a cluster that registered with the region and whose registry knew the release.
-/// `knew` holds, per cluster, every `(osystem, release)` its registry ever listed.
+/// `registered` holds every cluster the region acknowledged as registered (with when);
+/// `knew`, per cluster, every `(osystem, release)` its registry ever listed.
 pub fn keys_validated_by_knowers(
     store: &Store,
-    registered: &BTreeSet<String>,
+    registered: &BTreeMap<String, u64>,
     knew: &BTreeMap<String, BTreeSet<(String, String)>>,
 ) -> Result<(), String> {
     let keys = store
@@ -490,7 +616,7 @@ pub fn keys_validated_by_knowers(
     for key in keys {
         let by = key.validated_by.as_str();
         let release = (key.osystem.clone(), key.distro_series.clone());
-        if !registered.contains(by) {
+        if !registered.contains_key(by) {
             return Err(format!(
                 "the key of {}/{} names {by} as validator, which never registered",
                 key.osystem, key.distro_series

@@ -11,6 +11,7 @@
 
 pub mod invariants;
 pub mod net;
+pub mod ops;
 pub mod oracle;
 pub mod scenario;
 pub mod swarm;

@@ -34,6 +34,10 @@ enum Command {
         mode: Mode,
         #[arg(long, default_value_t = 0)]
         base_seed: u64,
+        /// Seeds run at once, each on its own thread (default: the machine's cores). The
+        /// verdict is the same for any number: the lowest failing seed.
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Re-run one swarm seed (or a scenario file, when given) and print its trace.
     Replay {
@@ -80,7 +84,20 @@ fn main() {
             clusters,
             mode,
             base_seed,
-        } => swarm(seeds, clusters, mode, base_seed),
+            jobs,
+        } => {
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let run = SwarmRun {
+                seeds,
+                base_seed,
+                mode,
+                clusters,
+                jobs,
+            };
+            swarm(&run)
+        }
         Command::Bench {
             clusters,
             minutes,
@@ -163,42 +180,32 @@ struct SwarmRun {
     base_seed: u64,
     mode: Mode,
     clusters: Option<usize>,
+    jobs: usize,
 }
 
-fn swarm(seeds: u64, clusters: Option<usize>, mode: Mode, base_seed: u64) -> anyhow::Result<i32> {
-    let run = SwarmRun {
-        seeds,
-        base_seed,
-        mode,
-        clusters,
-    };
-    println!("swarm: {}", serde_json::to_string(&run)?);
-    let bar = indicatif::ProgressBar::new(seeds);
+fn swarm(run: &SwarmRun) -> anyhow::Result<i32> {
+    println!("swarm: {}", serde_json::to_string(run)?);
+    let bar = indicatif::ProgressBar::new(run.seeds);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {per_sec} eta {eta}")
             .context("progress template")?,
     );
     let started = std::time::Instant::now();
-    for seed in base_seed..base_seed.saturating_add(seeds) {
-        let options = swarm::options(seed, mode, clusters);
-        let scenario = swarm::generate(&options);
-        let outcome = osmesh_sim::run(&scenario, seed, false)?;
-        bar.inc(1);
-        if outcome.failure.is_some() {
-            bar.abandon();
-            println!("options: {}", serde_json::to_string(&options)?);
-            return Ok(verdict(
-                &outcome,
-                seed,
-                &replay_command(seed, clusters, mode),
-            ));
-        }
+    let seeds = run.base_seed..run.base_seed.saturating_add(run.seeds);
+    let failed = swarm::run_seeds(seeds, run.jobs, run.mode, run.clusters, &|| bar.inc(1))?;
+    if let Some(failed) = failed {
+        bar.abandon();
+        println!("options: {}", serde_json::to_string(&failed.options)?);
+        let replay = replay_command(failed.seed, run.clusters, run.mode);
+        return Ok(verdict(&failed.outcome, failed.seed, &replay));
     }
     bar.finish();
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "PASSED {seeds} seeds in {wall:.1} s wall ({:.0} seeds/min)",
-        seeds as f64 * 60.0 / wall.max(1e-9)
+        "PASSED {} seeds in {wall:.1} s wall ({:.0} seeds/min, {} jobs)",
+        run.seeds,
+        run.seeds as f64 * 60.0 / wall.max(1e-9),
+        run.jobs
     );
     Ok(exit::PASSED)
 }
@@ -215,6 +222,7 @@ fn bench(clusters: usize, minutes: u64, seed: u64, check_ms: u64) -> anyhow::Res
         .trace
         .frame_counts
         .values()
+        .flat_map(|frames| frames.values())
         .map(|c| c[0] + c[2])
         .sum();
     println!(

@@ -13,7 +13,7 @@ use osmesh_net::envelope::{Envelope, Kind};
 use osmesh_net::{Dialer, FrameConn, Listener, NetError};
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -48,7 +48,9 @@ struct LinkFaults {
 
 /// One connection between a cluster and the region.
 struct LinkEntry {
-    cluster: String,
+    cluster: Arc<str>,
+    /// How the trace names each direction (`L3 c1>region`, `L3 region>c1`), made once.
+    labels: [Arc<str>; 2],
     cut: watch::Sender<bool>,
     /// The latest delivery time handed out per direction (FIFO unless reordered).
     last_at: [Instant; 2],
@@ -72,8 +74,33 @@ struct NetState {
     partitions: BTreeMap<String, Direction>,
     slow: BTreeMap<String, u64>,
     connect_timeout: Duration,
-    /// What the network itself saw, for the oracle (never read by the nodes).
+    /// What the network itself saw since the oracle last took it (never read by the nodes).
     seen: Observed,
+    /// Whether the trace keeps a line per frame (else frames are only counted).
+    keep_frames: bool,
+    labels: Labels,
+    counts: Counts,
+}
+
+/// Frames counted by link and label until the run ends. Both labels are shared strings made
+/// once (a link's at its connect, a frame kind's at its first frame), so a count is keyed by
+/// their addresses: no string is compared or copied per frame. The `Arc`s kept in the value
+/// hold the addresses unique.
+#[derive(Default)]
+struct Counts(HashMap<(usize, usize), (Arc<str>, Arc<str>, [u64; 3])>);
+
+impl Counts {
+    fn count(&mut self, link: &Arc<str>, frame: &Arc<str>, fate: Fate) {
+        let key = (
+            Arc::as_ptr(link) as *const u8 as usize,
+            Arc::as_ptr(frame) as *const u8 as usize,
+        );
+        let entry = self
+            .0
+            .entry(key)
+            .or_insert_with(|| (link.clone(), frame.clone(), [0; 3]));
+        entry.2[fate as usize] += 1;
+    }
 }
 
 /// What the network saw travel, recorded when a frame is handed a delivery time: the
@@ -90,6 +117,20 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Adds `later`, seen after everything here: first registrations are kept, replies and
+    /// reports appended in order.
+    pub fn merge(&mut self, later: Observed) {
+        for (cluster, at) in later.registered {
+            self.registered.entry(cluster).or_insert(at);
+        }
+        for (cluster, replies) in later.replies {
+            self.replies.entry(cluster).or_default().extend(replies);
+        }
+        for (cluster, reports) in later.reports {
+            self.reports.entry(cluster).or_default().extend(reports);
+        }
+    }
+
     /// Whether `cluster` sent a reply to `method` that reaches the region within
     /// `from_ms..=to_ms`.
     pub fn replied_within(&self, cluster: &str, method: &str, from_ms: u64, to_ms: u64) -> bool {
@@ -118,7 +159,7 @@ impl SimNetwork {
     ) -> Self {
         let state = NetState {
             rng,
-            trace,
+            trace: trace.clone(),
             start: Instant::now(),
             listener: None,
             links: BTreeMap::new(),
@@ -130,6 +171,9 @@ impl SimNetwork {
             slow: BTreeMap::new(),
             connect_timeout,
             seen: Observed::default(),
+            keep_frames: trace.lock().keep_frames,
+            labels: Labels::default(),
+            counts: Counts::default(),
         };
         SimNetwork {
             state: Arc::new(Mutex::new(state)),
@@ -141,9 +185,10 @@ impl SimNetwork {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What the network has seen so far (see [`Observed`]).
-    pub fn observed(&self) -> Observed {
-        self.lock().seen.clone()
+    /// What the network has seen since the last call (see [`Observed`]): the oracle merges
+    /// these with [`Observed::merge`], so nothing is copied twice.
+    pub fn take_observed(&self) -> Observed {
+        std::mem::take(&mut self.lock().seen)
     }
 
     /// The region's listener; replaces any earlier one (a restarted region).
@@ -172,7 +217,7 @@ impl SimNetwork {
         let doomed: Vec<u64> = state
             .links
             .iter()
-            .filter(|(_, link)| cluster.is_none_or(|c| c == link.cluster))
+            .filter(|(_, link)| cluster.is_none_or(|c| c == &*link.cluster))
             .map(|(id, _)| *id)
             .collect();
         let now = state.now_ms();
@@ -270,7 +315,11 @@ impl SimNetwork {
         state.links.insert(
             id,
             LinkEntry {
-                cluster: cluster.to_owned(),
+                cluster: cluster.into(),
+                labels: [
+                    format!("L{id} {cluster}>region").into(),
+                    format!("L{id} region>{cluster}").into(),
+                ],
                 cut,
                 last_at: [start; 2],
                 calls: [BTreeMap::new(), BTreeMap::new()],
@@ -323,6 +372,21 @@ impl SimNetwork {
         (Box::pin(sink), Box::pin(SimStream { frames: out_rx }))
     }
 
+    /// Moves the frame counts into the trace (at the end of a run).
+    pub fn flush_counts(&self) {
+        let mut state = self.lock();
+        let counts = std::mem::take(&mut state.counts);
+        let mut trace = state.trace.lock();
+        for (link, frame, fates) in counts.0.into_values() {
+            for (fate, n) in [Fate::Delivered, Fate::Dropped, Fate::Duplicated]
+                .into_iter()
+                .zip(fates)
+            {
+                trace.add_frames(&link, &frame, fate, n);
+            }
+        }
+    }
+
     /// Decides a frame's fate and queues its deliveries.
     fn send(
         &self,
@@ -339,22 +403,20 @@ impl SimNetwork {
         }
         let mut guard = self.lock();
         let state = &mut *guard;
-        let now_ms = state.now_ms();
+        let keep = state.keep_frames;
         let Some(entry) = state.links.get_mut(&link) else {
             return Err(NetError::Closed);
         };
         let cluster = entry.cluster.clone();
-        let (label, detail, kind, replied_to) = label_frame(&frame, dir, entry);
-        let replied_to = replied_to.or_else(|| {
-            (dir == Dir::Up && label == "call ReportBootImages")
-                .then(|| "call ReportBootImages".to_owned())
-        });
-        let link_label = match dir {
-            Dir::Up => format!("L{link} {cluster}>region"),
-            Dir::Down => format!("L{link} region>{cluster}"),
+        let link_label = entry.labels[dir as usize].clone();
+        let seen = read_frame(&frame, dir, entry, &mut state.labels, keep);
+        let sent = Sent {
+            now_ms: state.now_ms(),
+            link: &link_label,
+            seen: &seen,
         };
         let faults = state.effective(&cluster);
-        let partitioned = state.partitions.get(&cluster).is_some_and(|d| match d {
+        let partitioned = state.partitions.get(&*cluster).is_some_and(|d| match d {
             Direction::Both => true,
             Direction::ToRegion => dir == Dir::Up,
             Direction::FromRegion => dir == Dir::Down,
@@ -362,39 +424,38 @@ impl SimNetwork {
         let lost = !partitioned && chance(&mut state.rng, faults.drop_rate);
         if partitioned || lost {
             let why = if partitioned { "partition" } else { "loss" };
-            state.record(
-                now_ms,
-                &link_label,
-                &label,
-                &detail,
-                Fate::Dropped,
-                format!("DROP({why})"),
-            );
+            state.record(&sent, Fate::Dropped, || format!("DROP({why})"));
             return Ok(());
         }
         let mut delay = state.draw_latency(faults.latency);
-        if dir == Dir::Up && kind == Some(Kind::Reply) {
-            delay += state.slow.get(&cluster).copied().unwrap_or(0);
+        if dir == Dir::Up && seen.kind == Some(Kind::Reply) {
+            delay += state.slow.get(&*cluster).copied().unwrap_or(0);
         }
         let reordered = chance(&mut state.rng, faults.reorder_rate);
         let at = state.delivery_time(link, dir, delay, reordered);
-        state.observe(&cluster, dir, replied_to.as_deref(), at);
+        state.observe(&cluster, dir, seen.replied_to.as_deref(), at);
         let _ = queue.send((at, frame.clone()));
-        let mut fate = format!("+{delay}ms");
-        if reordered {
-            fate.push_str(" reorderable");
-        }
-        state.record(now_ms, &link_label, &label, &detail, Fate::Delivered, fate);
+        state.record(&sent, Fate::Delivered, || {
+            let reorderable = if reordered { " reorderable" } else { "" };
+            format!("+{delay}ms{reorderable}")
+        });
         if chance(&mut state.rng, faults.duplicate_rate) {
             let again = delay + state.draw_latency(faults.latency);
             let at = state.delivery_time(link, dir, again, true);
-            state.observe(&cluster, dir, replied_to.as_deref(), at);
+            state.observe(&cluster, dir, seen.replied_to.as_deref(), at);
             let _ = queue.send((at, frame));
-            let fate = format!("DUP +{again}ms");
-            state.record(now_ms, &link_label, &label, &detail, Fate::Duplicated, fate);
+            state.record(&sent, Fate::Duplicated, || format!("DUP +{again}ms"));
         }
         Ok(())
     }
+}
+
+/// A frame handed to the network, as the trace records it.
+struct Sent<'a> {
+    now_ms: u64,
+    /// The link and direction, `L3 c1>region`.
+    link: &'a Arc<str>,
+    seen: &'a SeenFrame,
 }
 
 impl NetState {
@@ -463,21 +524,14 @@ impl NetState {
         at
     }
 
-    fn record(
-        &mut self,
-        now_ms: u64,
-        link: &str,
-        label: &str,
-        detail: &str,
-        fate: Fate,
-        fate_text: String,
-    ) {
-        let mut trace = self.trace.lock();
-        trace.count_frame(link, label, fate);
-        if trace.keep_frames {
-            let text = format!("{link:<16} {detail:<44} {fate_text}");
-            trace.events.push(crate::trace::Event {
-                at_ms: now_ms,
+    /// Counts a frame's fate and, when the trace keeps frames, writes its line
+    /// (`fate_text` is only formatted then).
+    fn record(&mut self, sent: &Sent<'_>, fate: Fate, fate_text: impl FnOnce() -> String) {
+        self.counts.count(sent.link, &sent.seen.label, fate);
+        if let Some(detail) = &sent.seen.detail {
+            let text = format!("{:<16} {detail:<44} {}", sent.link, fate_text());
+            self.trace.lock().events.push(crate::trace::Event {
+                at_ms: sent.now_ms,
                 source: Source::Net,
                 text,
             });
@@ -494,30 +548,78 @@ fn chance(rng: &mut StdRng, rate: Option<f64>) -> bool {
     }
 }
 
-/// `(count label, trace detail, kind, method replied to)` of a frame, from its decoded
-/// envelope; the last is set for a successful reply only.
-fn label_frame(
+/// What the network reads of a frame.
+struct SeenFrame {
+    /// How frames of its kind are counted: `call ListOperatingSystems`, `reply ?`, `ping`, …
+    label: Arc<str>,
+    /// Its trace line, when the trace keeps frames: `call#3 Register 120B`.
+    detail: Option<String>,
+    kind: Option<Kind>,
+    /// For a successful reply to a call this link carried (or for a `ReportBootImages`
+    /// call): the method, for the oracle.
+    replied_to: Option<String>,
+}
+
+/// Count labels by kind and method, made once each: a frame's label costs a lookup.
+#[derive(Default)]
+struct Labels(BTreeMap<(u8, String), Arc<str>>);
+
+impl Labels {
+    fn get(&mut self, word: &'static str, kind: u8, method: &str) -> Arc<str> {
+        // The map is small (a few dozen labels); a linear probe by kind and method avoids
+        // allocating a key for the lookup.
+        if let Some(label) = self
+            .0
+            .range((kind, String::new())..)
+            .take_while(|((k, _), _)| *k == kind)
+            .find(|((_, m), _)| m == method)
+            .map(|(_, label)| label.clone())
+        {
+            return label;
+        }
+        let bare = [Kind::Ping as u8, Kind::Pong as u8, u8::MAX].contains(&kind);
+        let label: Arc<str> = if bare {
+            word.into()
+        } else {
+            format!("{word} {method}").into()
+        };
+        self.0.insert((kind, method.to_owned()), label.clone());
+        label
+    }
+}
+
+/// Reads a frame's envelope: its kind and method, the call it answers. `keep` asks for its
+/// trace line too.
+fn read_frame(
     frame: &[u8],
     dir: Dir,
     link: &mut LinkEntry,
-) -> (String, String, Option<Kind>, Option<String>) {
-    let Ok(envelope) = Envelope::decode(frame) else {
-        return (
-            "undecodable".into(),
-            format!("undecodable {}B", frame.len()),
-            None,
-            None,
-        );
+    labels: &mut Labels,
+    keep: bool,
+) -> SeenFrame {
+    let size = frame.len();
+    let decoded = match peek_header(frame) {
+        Some((id, kind, method)) => Some((id, kind, std::borrow::Cow::Borrowed(method))),
+        None => Envelope::decode(frame)
+            .ok()
+            .map(|e| (e.id, e.kind, std::borrow::Cow::Owned(e.method))),
+    };
+    let Some((id, kind, method)) = decoded else {
+        return SeenFrame {
+            label: labels.get("undecodable", u8::MAX, ""),
+            detail: keep.then(|| format!("undecodable {size}B")),
+            kind: None,
+            replied_to: None,
+        };
     };
     let mut replied_to = None;
-    let size = frame.len();
-    let id = envelope.id;
-    let kind = envelope.kind;
-    let (label, detail) = match kind {
+    let (word, named): (&'static str, &str) = match kind {
         Kind::Call => {
-            link.calls[dir as usize].insert(id, envelope.method.clone());
-            let m = &envelope.method;
-            (format!("call {m}"), format!("call#{id} {m} {size}B"))
+            link.calls[dir as usize].insert(id, method.to_string());
+            if dir == Dir::Up && method == "ReportBootImages" {
+                replied_to = Some("call ReportBootImages".to_owned());
+            }
+            ("call", &method)
         }
         Kind::Reply | Kind::Error => {
             let other = 1 - dir as usize;
@@ -530,29 +632,77 @@ fn label_frame(
                     .clone()
                     .or_else(|| link.replied[other].get(&id).cloned());
             }
-            let method = called.unwrap_or_else(|| "?".into());
             let word = if kind == Kind::Reply {
                 "reply"
             } else {
                 "error"
             };
-            (
-                format!("{word} {method}"),
-                format!("{word}#{id} {method} {size}B"),
-            )
+            let label = labels.get(word, kind as u8, called.as_deref().unwrap_or("?"));
+            let detail =
+                keep.then(|| format!("{word}#{id} {} {size}B", called.as_deref().unwrap_or("?")));
+            return SeenFrame {
+                label,
+                detail,
+                kind: Some(kind),
+                replied_to,
+            };
         }
-        Kind::Notify => (
-            format!("notify {}", envelope.method),
-            format!("notify {} {size}B", envelope.method),
-        ),
-        Kind::Ping => ("ping".into(), format!("ping#{id}")),
-        Kind::Pong => ("pong".into(), format!("pong#{id}")),
-        Kind::Handshake => (
-            format!("handshake {}", envelope.method),
-            format!("handshake {} {size}B", envelope.method),
-        ),
+        Kind::Notify => ("notify", &method),
+        Kind::Ping => ("ping", ""),
+        Kind::Pong => ("pong", ""),
+        Kind::Handshake => ("handshake", &method),
     };
-    (label, detail, Some(kind), replied_to)
+    let detail = keep.then(|| match kind {
+        Kind::Call => format!("call#{id} {named} {size}B"),
+        Kind::Ping | Kind::Pong => format!("{word}#{id}"),
+        _ => format!("{word} {named} {size}B"),
+    });
+    SeenFrame {
+        label: labels.get(word, kind as u8, named),
+        detail,
+        kind: Some(kind),
+        replied_to,
+    }
+}
+
+/// The id, kind and method of an envelope frame (`[id, kind, method, body]`, CBOR), read
+/// from its head without copying the body; `None` when it is not in that plain form (the
+/// caller then decodes it in full).
+fn peek_header(frame: &[u8]) -> Option<(u64, Kind, &str)> {
+    let (&first, mut rest) = frame.split_first()?;
+    if first != 0x84 {
+        return None;
+    }
+    let id = take_head(&mut rest, 0)?;
+    let kind = Kind::from_wire(take_head(&mut rest, 0)?)?;
+    let len = usize::try_from(take_head(&mut rest, 3)?).ok()?;
+    let method = rest.get(..len)?;
+    let mut body = &rest[len..];
+    let method = std::str::from_utf8(method).ok()?;
+    let body_len = take_head(&mut body, 2)?;
+    (u64::try_from(body.len()).ok()? == body_len).then_some((id, kind, method))
+}
+
+/// One CBOR item head of major type `major`: its argument.
+fn take_head(input: &mut &[u8], major: u8) -> Option<u64> {
+    let (&byte, rest) = input.split_first()?;
+    if byte >> 5 != major {
+        return None;
+    }
+    let width = match byte & 0x1f {
+        n @ 0..=23 => {
+            *input = rest;
+            return Some(u64::from(n));
+        }
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let bytes = rest.get(..width)?;
+    *input = &rest[width..];
+    Some(bytes.iter().fold(0, |n, b| (n << 8) | u64::from(*b)))
 }
 
 /// Moves one direction's frames from its sink to its stream at their delivery times.

@@ -143,19 +143,20 @@ impl Oracle {
             .push(Held::new(at_ms, config, images));
     }
 
-    /// Brings the network's observations up to date.
-    pub fn observe(&mut self, seen: Observed) {
-        self.seen = seen;
+    /// Adds what the network carried since the last call.
+    pub fn observe(&mut self, fresh: Observed) {
+        self.seen.merge(fresh);
     }
 
-    /// Every cluster of the world.
-    pub fn clusters(&self) -> BTreeSet<String> {
-        self.history.keys().cloned().collect()
+    /// The clusters the region acknowledged as registered, in id order.
+    pub fn registered(&self) -> impl Iterator<Item = &str> {
+        self.seen.registered.keys().map(String::as_str)
     }
 
-    /// The clusters the region acknowledged as registered (by `at_ms`, when given).
-    pub fn registered(&self) -> BTreeSet<String> {
-        self.seen.registered.keys().cloned().collect()
+    /// How many image sets `cluster` has held: grows with each change, so a verdict that
+    /// read the history can say which history it read.
+    pub fn history_len(&self, cluster: &str) -> usize {
+        self.history.get(cluster).map_or(0, Vec::len)
     }
 
     /// The image sets `cluster` held at some moment up to `at_ms`.

@@ -24,8 +24,13 @@
 
 use osmesh_core::{BootImage, Purpose};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+
+pub use crate::ops::{
+    AddLicenseKey, Allocate, ClustersExpect, EditPreseed, EnlistNode, KeyExpect, KeysExpect,
+    LicenseKeys, ListClusters, ListExpect, ListOsystems, NodeExpect, Op, Preseed, PreseedExpect,
+    Read, ReleaseNode, ResolvePreseed,
+};
+use std::collections::BTreeSet;
 
 /// The region's node name in fault plans (`crash`/`restart`).
 pub const REGION: &str = "region";
@@ -267,192 +272,6 @@ impl Fault {
     }
 }
 
-/// Which read path an operation uses.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Read {
-    Cached,
-    Live,
-}
-
-/// An operation at a virtual time, entering through the region's service functions. Each
-/// kind of answer has its own expectation type; absent expectations are not checked.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Op {
-    ListOsystems {
-        at_ms: u64,
-        read: Read,
-        /// Live only; the service's default when absent.
-        #[serde(default)]
-        timeout_ms: Option<u64>,
-        #[serde(default)]
-        expect: Option<ListExpect>,
-    },
-    /// The cluster status listing.
-    ListClusters {
-        at_ms: u64,
-        #[serde(default)]
-        expect: Option<ClustersExpect>,
-    },
-    /// Adds a license key: a cluster that knows the release must validate it first.
-    AddLicenseKey {
-        at_ms: u64,
-        osystem: String,
-        distro_series: String,
-        license_key: String,
-        #[serde(default)]
-        expect: Option<KeyExpect>,
-    },
-    /// The stored license keys.
-    LicenseKeys {
-        at_ms: u64,
-        #[serde(default)]
-        expect: Option<KeysExpect>,
-    },
-    /// Enlists a ready node on `cluster`.
-    EnlistNode {
-        at_ms: u64,
-        hostname: String,
-        arch: String,
-        #[serde(default)]
-        subarch: Option<String>,
-        cluster: String,
-        #[serde(default)]
-        expect: Option<NodeExpect>,
-    },
-    /// Allocates a ready node that can install `osystem/distro_series` on `arch`.
-    Allocate {
-        at_ms: u64,
-        osystem: String,
-        distro_series: String,
-        arch: String,
-        #[serde(default)]
-        hostname: Option<String>,
-        #[serde(default)]
-        expect: Option<NodeExpect>,
-    },
-    /// Returns the node named `hostname` to ready.
-    ReleaseNode {
-        at_ms: u64,
-        hostname: String,
-        #[serde(default)]
-        expect: Option<NodeExpect>,
-    },
-    /// An operator's edit of preseed `name`, based on a version.
-    EditPreseed {
-        at_ms: u64,
-        name: String,
-        content: String,
-        based_on_version: i32,
-        #[serde(default)]
-        expect: Option<PreseedExpect>,
-    },
-    /// Ends a preseed's conflict by making `version` current.
-    ResolvePreseed {
-        at_ms: u64,
-        name: String,
-        version: i32,
-        #[serde(default)]
-        expect: Option<PreseedExpect>,
-    },
-    /// Shows preseed `name` and its history.
-    Preseed {
-        at_ms: u64,
-        name: String,
-        #[serde(default)]
-        expect: Option<PreseedExpect>,
-    },
-}
-
-impl Op {
-    pub fn at_ms(&self) -> u64 {
-        match self {
-            Op::ListOsystems { at_ms, .. }
-            | Op::ListClusters { at_ms, .. }
-            | Op::AddLicenseKey { at_ms, .. }
-            | Op::LicenseKeys { at_ms, .. }
-            | Op::EnlistNode { at_ms, .. }
-            | Op::Allocate { at_ms, .. }
-            | Op::ReleaseNode { at_ms, .. }
-            | Op::EditPreseed { at_ms, .. }
-            | Op::ResolvePreseed { at_ms, .. }
-            | Op::Preseed { at_ms, .. } => *at_ms,
-        }
-    }
-}
-
-/// What an `add_license_key` answer must say: stored and validated by a cluster, or refused.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct KeyExpect {
-    /// Stored, and this cluster said yes.
-    pub validated_by: Option<String>,
-    /// Refused with this code (e.g. `no_cluster_can_validate`).
-    pub error: Option<String>,
-}
-
-/// What a `license_keys` listing must hold.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct KeysExpect {
-    /// `"os/release"` → the cluster that validated it: exactly these keys are stored.
-    pub keys: Option<BTreeMap<String, String>>,
-}
-
-/// What a node operation's answer must say: the node, or a refusal.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct NodeExpect {
-    pub hostname: Option<String>,
-    /// The node's cluster, exactly.
-    pub cluster: Option<String>,
-    /// The node's cluster is one of these.
-    pub cluster_in: Option<Vec<String>>,
-    /// Refused with this code (e.g. `no_cluster_with_image`).
-    pub error: Option<String>,
-}
-
-/// What a preseed operation's answer must say.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PreseedExpect {
-    /// The current version's number.
-    pub current: Option<i32>,
-    /// The current version's origin: `operator` or a cluster id.
-    pub origin: Option<String>,
-    pub in_conflict: Option<bool>,
-    /// Every version number in the history, oldest first.
-    pub versions: Option<Vec<i32>>,
-    /// Refused with this code (e.g. `stale_preseed`).
-    pub error: Option<String>,
-}
-
-/// What a `list_osystems` answer must say. Absent fields are not checked.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ListExpect {
-    /// Exactly these clusters answered.
-    pub answered: Option<Vec<String>>,
-    /// Exactly these did not, with the reason as displayed (`not connected`, `timed out`,
-    /// or an `error: …` prefix).
-    pub not_answered: Option<BTreeMap<String, String>>,
-    /// `"os/release/arch"` → exactly the clusters the view calls it available on.
-    pub available: Option<BTreeMap<String, Vec<String>>>,
-    /// `"os/release"` → exactly the clusters that support it.
-    pub supported: Option<BTreeMap<String, Vec<String>>>,
-    /// The answer is a refusal with this code (e.g. `region_unavailable`).
-    pub error: Option<String>,
-}
-
-/// What a `list_clusters` answer must say.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ClustersExpect {
-    pub known: Option<Vec<String>>,
-    pub connected: Option<Vec<String>>,
-}
-
 /// What must hold at the end of the run.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -628,15 +447,6 @@ fn parse_image(spec: &str) -> Result<BootImage, String> {
         label: "sim".into(),
         purposes,
     })
-}
-
-impl fmt::Display for Read {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Read::Cached => "cached",
-            Read::Live => "live",
-        })
-    }
 }
 
 #[cfg(test)]

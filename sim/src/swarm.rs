@@ -5,9 +5,17 @@
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::scenario::{ClusterSpec, Direction, Fault, Op, Read, Scenario, Settings, REGION};
+use crate::world::Outcome;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::scenario::{
+    AddLicenseKey, Allocate, ClusterSpec, Direction, EnlistNode, Fault, ListOsystems, Op, Read,
+    ReleaseNode, Scenario, Settings, REGION,
+};
 
 /// Safety: faults at any time, invariants at every step. Liveness: faults stop, then the
 /// system must converge within the bound.
@@ -18,18 +26,52 @@ pub enum Mode {
     Liveness,
 }
 
-/// Which fault kinds a seed switched on.
-#[derive(Clone, Debug, Serialize)]
-pub struct FaultKinds {
-    pub partition: bool,
-    pub loss: bool,
-    pub duplicate: bool,
-    pub reorder: bool,
-    pub delay: bool,
-    pub slow: bool,
-    pub crash_cluster: bool,
-    pub crash_region: bool,
-    pub images_change: bool,
+/// A kind of fault a swarm seed may switch on. The draw of a seed's kinds and of each fault
+/// matches on this enum, so a kind cannot be misspelt or silently fall through to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// A cluster's link drops frames one way or both, then heals.
+    Partition,
+    /// Frames are lost at the seed's drop rate.
+    Loss,
+    Duplicate,
+    Reorder,
+    /// Latency rises on one link or all.
+    Delay,
+    /// A cluster's replies are slowed, then not.
+    Slow,
+    /// A cluster crashes, then restarts.
+    CrashCluster,
+    /// The region crashes, then restarts.
+    CrashRegion,
+    /// A cluster's image set changes.
+    ImagesChange,
+}
+
+impl FaultKind {
+    /// Every kind, in the order a seed draws them (the order fixes the random stream).
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Partition,
+        FaultKind::Loss,
+        FaultKind::Duplicate,
+        FaultKind::Reorder,
+        FaultKind::Delay,
+        FaultKind::Slow,
+        FaultKind::CrashCluster,
+        FaultKind::CrashRegion,
+        FaultKind::ImagesChange,
+    ];
+
+    /// The chance that a seed switches this kind on.
+    fn odds(self) -> f64 {
+        match self {
+            FaultKind::Partition | FaultKind::ImagesChange => 0.6,
+            FaultKind::Loss | FaultKind::Delay | FaultKind::Slow => 0.4,
+            FaultKind::Duplicate | FaultKind::Reorder | FaultKind::CrashRegion => 0.3,
+            FaultKind::CrashCluster => 0.5,
+        }
+    }
 }
 
 /// Everything a seed decides; printed at the start of a run.
@@ -39,7 +81,8 @@ pub struct SwarmOptions {
     pub mode: Mode,
     pub clusters: usize,
     pub duration_ms: u64,
-    pub kinds: FaultKinds,
+    /// The fault kinds this seed switched on, in draw order.
+    pub kinds: Vec<FaultKind>,
     pub faults: usize,
     pub live_ops: usize,
     pub cached_ops: usize,
@@ -116,42 +159,107 @@ fn add_domain_ops(options: &SwarmOptions, clusters: &mut [ClusterSpec], ops: &mu
     let end = options.duration_ms - 1_000;
     for n in 0..domain.nodes {
         let cluster = &clusters[rng.gen_range(0..clusters.len())];
-        ops.push(Op::EnlistNode {
+        ops.push(Op::EnlistNode(EnlistNode {
             at_ms: 1_000 + n as u64,
             hostname: format!("n{n}"),
             arch: ["amd64", "arm64"][rng.gen_range(0..2)].into(),
             subarch: None,
             cluster: cluster.id.clone(),
             expect: None,
-        });
+        }));
     }
     for _ in 0..domain.allocations {
         let (os, release, arch) = ALLOCATION_POOL[rng.gen_range(0..ALLOCATION_POOL.len())];
-        ops.push(Op::Allocate {
+        ops.push(Op::Allocate(Allocate {
             at_ms: rng.gen_range(2_000..end),
             osystem: os.into(),
             distro_series: release.into(),
             arch: arch.into(),
             hostname: None,
             expect: None,
-        });
+        }));
     }
     for _ in 0..domain.releases {
-        ops.push(Op::ReleaseNode {
+        ops.push(Op::ReleaseNode(ReleaseNode {
             at_ms: rng.gen_range(2_000..end),
             hostname: format!("n{}", rng.gen_range(0..domain.nodes)),
             expect: None,
-        });
+        }));
     }
     for _ in 0..domain.license_keys {
-        ops.push(Op::AddLicenseKey {
+        ops.push(Op::AddLicenseKey(AddLicenseKey {
             at_ms: rng.gen_range(2_000..end),
             osystem: "windows".into(),
             distro_series: "win2019".into(),
             license_key: "ABCDE-12345-FGHIJ-67890-KLMNO".into(),
             expect: None,
-        });
+        }));
     }
+}
+
+/// A swarm seed that failed: its options and what the run produced.
+pub struct FailedSeed {
+    pub seed: u64,
+    pub options: SwarmOptions,
+    pub outcome: Outcome,
+}
+
+/// Stack of each swarm worker thread: a world's futures nest deeply (actix inside tokio),
+/// and the main thread's 8 MiB is what runs were measured on.
+const WORKER_STACK: usize = 8 << 20;
+
+/// Runs the swarm seeds in `seeds` on `jobs` threads, each seed in a world of its own (so
+/// each replays alone, whatever ran beside it), calling `done` after each. Gives the lowest
+/// failing seed, as running the seeds in order and stopping at the first failure would:
+/// seeds are handed out in order, and after a failure only seeds below it are still run.
+pub fn run_seeds(
+    seeds: Range<u64>,
+    jobs: usize,
+    mode: Mode,
+    clusters: Option<usize>,
+    done: &(dyn Fn() + Sync),
+) -> anyhow::Result<Option<FailedSeed>> {
+    let next = AtomicU64::new(seeds.start);
+    let lowest_failure = AtomicU64::new(u64::MAX);
+    let found: Mutex<Option<FailedSeed>> = Mutex::new(None);
+    let work = || -> anyhow::Result<()> {
+        loop {
+            let seed = next.fetch_add(1, Ordering::SeqCst);
+            if !seeds.contains(&seed) || seed > lowest_failure.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let options = options(seed, mode, clusters);
+            let outcome = crate::run(&generate(&options), seed, false)?;
+            done();
+            if outcome.failure.is_some() {
+                lowest_failure.fetch_min(seed, Ordering::SeqCst);
+                let mut lowest = found.lock().unwrap_or_else(|p| p.into_inner());
+                if lowest.as_ref().is_none_or(|f| seed < f.seed) {
+                    *lowest = Some(FailedSeed {
+                        seed,
+                        options,
+                        outcome,
+                    });
+                }
+            }
+        }
+    };
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers = (0..jobs.max(1))
+            .map(|_| {
+                std::thread::Builder::new()
+                    .stack_size(WORKER_STACK)
+                    .spawn_scoped(scope, work)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a swarm worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(found.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// The images clusters draw from.
@@ -171,17 +279,10 @@ const DURATION_MS: u64 = 300_000;
 /// Derives a seed's options. `clusters` overrides the drawn cluster count.
 pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
     let mut rng = StdRng::seed_from_u64(seed);
-    let kinds = FaultKinds {
-        partition: rng.gen_bool(0.6),
-        loss: rng.gen_bool(0.4),
-        duplicate: rng.gen_bool(0.3),
-        reorder: rng.gen_bool(0.3),
-        delay: rng.gen_bool(0.4),
-        slow: rng.gen_bool(0.4),
-        crash_cluster: rng.gen_bool(0.5),
-        crash_region: rng.gen_bool(0.3),
-        images_change: rng.gen_bool(0.6),
-    };
+    let kinds = FaultKind::ALL
+        .into_iter()
+        .filter(|kind| rng.gen_bool(kind.odds()))
+        .collect();
     let settings = Settings::default();
     let heal_at_ms = (mode == Mode::Liveness)
         .then(|| DURATION_MS - settings.convergence_bound_ms() - rng.gen_range(20_000..60_000));
@@ -217,9 +318,8 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
         .collect();
     let window_end = options.heal_at_ms.unwrap_or(options.duration_ms);
     let mut faults = Vec::new();
-    let kinds = enabled_kinds(&options.kinds);
     for _ in 0..options.faults {
-        let Some(kind) = kinds.choose(&mut rng) else {
+        let Some(&kind) = options.kinds.choose(&mut rng) else {
             break;
         };
         let at_ms = rng.gen_range(2_000..window_end);
@@ -236,20 +336,20 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
     }
     let mut ops = Vec::new();
     for _ in 0..options.live_ops {
-        ops.push(Op::ListOsystems {
+        ops.push(Op::ListOsystems(ListOsystems {
             at_ms: rng.gen_range(1_000..options.duration_ms - 10_000),
             read: Read::Live,
             timeout_ms: Some(rng.gen_range(200..5_000)),
             expect: None,
-        });
+        }));
     }
     for _ in 0..options.cached_ops {
-        ops.push(Op::ListOsystems {
+        ops.push(Op::ListOsystems(ListOsystems {
             at_ms: rng.gen_range(1_000..options.duration_ms),
             read: Read::Cached,
             timeout_ms: None,
             expect: None,
-        });
+        }));
     }
     add_domain_ops(options, &mut clusters, &mut ops);
     Scenario {
@@ -274,117 +374,97 @@ fn draw_images(rng: &mut StdRng) -> Vec<String> {
         .collect()
 }
 
-fn enabled_kinds(kinds: &FaultKinds) -> Vec<&'static str> {
-    let all = [
-        (kinds.partition, "partition"),
-        (kinds.loss, "loss"),
-        (kinds.duplicate, "duplicate"),
-        (kinds.reorder, "reorder"),
-        (kinds.delay, "delay"),
-        (kinds.slow, "slow"),
-        (kinds.crash_cluster, "crash_cluster"),
-        (kinds.crash_region, "crash_region"),
-        (kinds.images_change, "images_change"),
-    ];
-    all.into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, k)| k)
-        .collect()
-}
-
 /// One fault, and the fault that ends it (a heal, a restart) when the draw says so.
 fn draw_fault(
     rng: &mut StdRng,
-    kind: &str,
+    kind: FaultKind,
     at_ms: u64,
     window_end: u64,
     ids: &[String],
     options: &SwarmOptions,
 ) -> Vec<Fault> {
     let cluster = ids.choose(rng).cloned().unwrap_or_default();
-    let some_cluster = if rng.gen_bool(0.5) {
-        Some(cluster.clone())
-    } else {
-        None
-    };
+    let some_cluster = rng.gen_bool(0.5).then(|| cluster.clone());
     let later = (at_ms + rng.gen_range(500..60_000)).min(window_end);
     match kind {
-        "partition" => {
-            let direction = *[Direction::Both, Direction::ToRegion, Direction::FromRegion]
-                .choose(rng)
-                .unwrap_or(&Direction::Both);
-            vec![
-                Fault::Partition {
-                    at_ms,
-                    cluster: cluster.clone(),
-                    direction,
-                },
-                Fault::Heal {
-                    at_ms: later,
-                    cluster: Some(cluster),
-                },
-            ]
-        }
-        "loss" => vec![Fault::DropRate {
+        FaultKind::Partition => partition(rng, cluster, at_ms, later),
+        FaultKind::Loss => vec![Fault::DropRate {
             at_ms,
             cluster: some_cluster,
             rate: options.drop_rate,
         }],
-        "duplicate" => vec![Fault::DuplicateRate {
+        FaultKind::Duplicate => vec![Fault::DuplicateRate {
             at_ms,
             cluster: some_cluster,
             rate: options.duplicate_rate,
         }],
-        "reorder" => vec![Fault::ReorderRate {
+        FaultKind::Reorder => vec![Fault::ReorderRate {
             at_ms,
             cluster: some_cluster,
             rate: options.reorder_rate,
         }],
-        "delay" => {
+        FaultKind::Delay => {
             let max_ms = rng.gen_range(10..3_000);
+            let min_ms = max_ms / 4;
+            let cluster = some_cluster;
             vec![Fault::Delay {
                 at_ms,
-                cluster: some_cluster,
-                min_ms: max_ms / 4,
+                cluster,
+                min_ms,
                 max_ms,
             }]
         }
-        "slow" => vec![
-            Fault::Slow {
-                at_ms,
-                cluster: cluster.clone(),
-                extra_ms: rng.gen_range(500..8_000),
-            },
-            Fault::Slow {
-                at_ms: later,
-                cluster,
-                extra_ms: 0,
-            },
-        ],
-        "crash_cluster" => vec![
-            Fault::Crash {
-                at_ms,
-                node: cluster.clone(),
-            },
-            Fault::Restart {
-                at_ms: later,
-                node: cluster,
-            },
-        ],
-        "crash_region" => vec![
-            Fault::Crash {
-                at_ms,
-                node: REGION.into(),
-            },
-            Fault::Restart {
-                at_ms: later,
-                node: REGION.into(),
-            },
-        ],
-        _ => vec![Fault::ImagesChange {
+        FaultKind::Slow => {
+            let extra_ms = rng.gen_range(500..8_000);
+            let (node, end) = (cluster.clone(), 0);
+            vec![
+                Fault::Slow {
+                    at_ms,
+                    cluster,
+                    extra_ms,
+                },
+                Fault::Slow {
+                    at_ms: later,
+                    cluster: node,
+                    extra_ms: end,
+                },
+            ]
+        }
+        FaultKind::CrashCluster => crash_and_restart(cluster, at_ms, later),
+        FaultKind::CrashRegion => crash_and_restart(REGION.into(), at_ms, later),
+        FaultKind::ImagesChange => vec![Fault::ImagesChange {
             at_ms,
             cluster,
             images: draw_images(rng),
         }],
     }
+}
+
+/// A partition in a drawn direction, healed `later`.
+fn partition(rng: &mut StdRng, cluster: String, at_ms: u64, later: u64) -> Vec<Fault> {
+    let direction = *[Direction::Both, Direction::ToRegion, Direction::FromRegion]
+        .choose(rng)
+        .unwrap_or(&Direction::Both);
+    vec![
+        Fault::Partition {
+            at_ms,
+            cluster: cluster.clone(),
+            direction,
+        },
+        Fault::Heal {
+            at_ms: later,
+            cluster: Some(cluster),
+        },
+    ]
+}
+
+/// `node` crashes at `at_ms` and restarts `later`.
+fn crash_and_restart(node: String, at_ms: u64, later: u64) -> Vec<Fault> {
+    vec![
+        Fault::Crash {
+            at_ms,
+            node: node.clone(),
+        },
+        Fault::Restart { at_ms: later, node },
+    ]
 }

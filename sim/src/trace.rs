@@ -40,8 +40,8 @@ pub struct Event {
 #[derive(Debug, Default)]
 pub struct Trace {
     pub events: Vec<Event>,
-    /// `(link label, frame label) → (delivered, dropped, duplicated)`.
-    pub frame_counts: BTreeMap<(String, String), [u64; 3]>,
+    /// Link label → frame label → `(delivered, dropped, duplicated)`.
+    pub frame_counts: BTreeMap<String, BTreeMap<String, [u64; 3]>>,
     /// When false, frame lines are counted but not kept (benchmarks, swarm).
     pub keep_frames: bool,
 }
@@ -81,12 +81,25 @@ pub enum Fate {
 }
 
 impl Trace {
+    /// Counts one frame; allocates only for the first frame of a kind on a link.
     pub fn count_frame(&mut self, link: &str, frame: &str, fate: Fate) {
-        let counts = self
-            .frame_counts
-            .entry((link.to_owned(), frame.to_owned()))
-            .or_default();
-        counts[fate as usize] += 1;
+        self.add_frames(link, frame, fate, 1);
+    }
+
+    /// Counts `n` frames of one kind and fate on a link.
+    pub fn add_frames(&mut self, link: &str, frame: &str, fate: Fate, n: u64) {
+        if !self.frame_counts.contains_key(link) {
+            self.frame_counts.insert(link.to_owned(), BTreeMap::new());
+        }
+        let Some(frames) = self.frame_counts.get_mut(link) else {
+            return;
+        };
+        if !frames.contains_key(frame) {
+            frames.insert(frame.to_owned(), [0; 3]);
+        }
+        if let Some(counts) = frames.get_mut(frame) {
+            counts[fate as usize] += n;
+        }
     }
 
     /// Every event, one aligned line each.
@@ -102,10 +115,16 @@ impl Trace {
     /// Frames per direction and kind, summed over links: delivered / dropped / duplicated.
     pub fn render_frame_counts(&self) -> String {
         let mut sums: BTreeMap<(String, &str), [u64; 3]> = BTreeMap::new();
-        for ((link, frame), counts) in &self.frame_counts {
+        let each = self
+            .frame_counts
+            .iter()
+            .flat_map(|(link, frames)| frames.iter().map(move |(frame, c)| (link, frame, c)));
+        for (link, frame, counts) in each {
             // "L3 c1>region" → "c1>region": summed over the links of one direction.
             let direction = link.split_once(' ').map_or(link.as_str(), |(_, d)| d);
-            let sum = sums.entry((direction.to_owned(), frame)).or_default();
+            let sum = sums
+                .entry((direction.to_owned(), frame.as_str()))
+                .or_default();
             for (s, c) in sum.iter_mut().zip(counts) {
                 *s += c;
             }

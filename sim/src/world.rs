@@ -4,34 +4,37 @@
 
 use actix::prelude::*;
 use osmesh_actors::clock::Clock;
-use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource, IsConnected, Rescan};
+use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource};
 use osmesh_actors::region::service::RegionService;
-use osmesh_actors::region::{OsystemsAnswer, RegionActor, RegionSettings};
+use osmesh_actors::region::{RegionActor, RegionSettings};
 use osmesh_actors::Shutdown;
 use osmesh_core::os::RegistryConfig;
-use osmesh_core::{BootImage, ClusterId, NoAnswerReason};
+use osmesh_core::{BootImage, ClusterId};
 use osmesh_net::{HandshakeConfig, PeerConfig, Secret};
 use osmesh_store::{Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::invariants::{self, Acked, DurabilityCheck, Enlisted};
+use crate::invariants::{self, Acked, Enlisted};
 use crate::net::{SimNetwork, REGION_ADDR};
 use crate::oracle::Oracle;
-use crate::scenario::{
-    parse_images, ClustersExpect, Fault, ListExpect, Op, Read, Scenario, Settings, REGION,
-};
+use crate::scenario::{parse_images, Fault, Scenario, Settings, TemplateSpec};
 use crate::trace::{SharedTrace, Source, Trace};
 use osmesh_net::messages::PreseedTemplate;
 
-mod domain;
+mod checks;
+mod faults;
+mod report;
+
+pub(crate) use checks::region_died;
+use checks::{check, Checker};
+use report::{connected_clusters, final_state};
 
 /// The wall-clock value the region's clock reads at virtual time zero.
 pub const SIM_EPOCH_MS: i64 = 1_700_000_000_000;
@@ -84,6 +87,9 @@ pub fn run(scenario: &Scenario, seed: u64, keep_frames: bool) -> anyhow::Result<
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("temporary path is not UTF-8"))?
         .to_owned();
+    if let Some(template) = migrated_database() {
+        std::fs::write(&db, template)?;
+    }
     let scenario = scenario.clone();
     let runner = actix_rt::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_current_thread()
@@ -96,6 +102,27 @@ pub fn run(scenario: &Scenario, seed: u64, keep_frames: bool) -> anyhow::Result<
         let world = World::new(scenario, seed, keep_frames, db_url)?;
         world.drive().await
     })
+}
+
+/// The bytes of an empty region database with every migration applied, made once per
+/// process: each run starts from a copy instead of migrating a database of its own (most of
+/// a short run's start-up). `None` if it cannot be made; each run then migrates its own.
+fn migrated_database() -> Option<&'static [u8]> {
+    static TEMPLATE: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let dir = scratch_dir().ok()?;
+            let db = dir.path().join("template.sqlite3");
+            drop(open_store(db.to_str()?).ok()?);
+            // With its last connection closed, SQLite has moved the write-ahead log into the
+            // file; a log left behind would hold part of the schema.
+            let wal = dir.path().join("template.sqlite3-wal");
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                return None;
+            }
+            std::fs::read(&db).ok()
+        })
+        .as_deref()
 }
 
 /// SQLite syncs to tmpfs cost nothing; use it where the machine has one.
@@ -153,15 +180,15 @@ struct SimRegion {
     generation: u64,
 }
 
-struct State {
+pub(crate) struct State {
     settings: Settings,
     trace: SharedTrace,
     net: SimNetwork,
     rng: StdRng,
     start: Instant,
     db_url: String,
-    /// The checker's own handle on the region's database (the region's dies with it).
-    checker_store: Store,
+    /// What the invariant checks keep between steps.
+    checker: Checker,
     clusters: BTreeMap<String, SimCluster>,
     region: Option<SimRegion>,
     region_starts: u64,
@@ -169,12 +196,13 @@ struct State {
     /// check, or the crash never happened.
     crashed: Vec<(u64, String, Recipient<Shutdown>)>,
     /// The reference model: what each cluster held and when, what the network carried.
-    oracle: Oracle,
+    pub(crate) oracle: Oracle,
     /// Nodes the service enlisted, by id, as the world asked for them.
-    enlisted: BTreeMap<i64, Enlisted>,
-    durability: Vec<Box<dyn DurabilityCheck>>,
+    pub(crate) enlisted: BTreeMap<i64, Enlisted>,
+    /// Counts changes to the releases the clusters know (`SimCluster::knew`).
+    knowledge: u64,
     /// What the region's service acknowledged: the durability checks hold the store to it.
-    acked: Acked,
+    pub(crate) acked: Acked,
     failure: Option<Failure>,
     step: u64,
     convergence: Option<Convergence>,
@@ -209,7 +237,7 @@ impl World {
             (settings.latency_min_ms, settings.latency_max_ms),
             Duration::from_millis(settings.connect_timeout_ms),
         );
-        let checker_store = open_store(&db_url)?;
+        let checker = Checker::open(&db_url)?;
         let mut clusters = BTreeMap::new();
         let mut oracle = Oracle::default();
         for spec in &scenario.clusters {
@@ -232,7 +260,7 @@ impl World {
                     config,
                     images: source,
                     knew,
-                    templates: domain::templates(&spec.templates),
+                    templates: shipped_templates(&spec.templates),
                     crashed_at_ms: None,
                     actor: None,
                 },
@@ -250,14 +278,14 @@ impl World {
             rng,
             start: Instant::now(),
             db_url,
-            checker_store,
+            checker,
             clusters,
             region: None,
             region_starts: 0,
             crashed: Vec::new(),
             oracle,
             enlisted: BTreeMap::new(),
-            durability: invariants::durability_checks(),
+            knowledge: 0,
             acked: Acked::default(),
             failure: None,
             step: 0,
@@ -318,7 +346,7 @@ impl World {
                 Action::Op(i) => {
                     let state = self.state.clone();
                     let op = self.scenario.ops[i].clone();
-                    actix_rt::spawn(async move { run_op(state, i + 1, op).await });
+                    actix_rt::spawn(async move { op.run(state, i + 1).await });
                 }
                 Action::Check => check(&self.state).await,
             }
@@ -341,6 +369,7 @@ impl World {
             }
         }
         let virtual_ms = state.now_ms();
+        state.net.flush_counts();
         let trace = std::mem::take(&mut *state.trace.lock());
         Ok(Outcome {
             trace,
@@ -391,15 +420,15 @@ fn open_store(url: &str) -> anyhow::Result<Store> {
 }
 
 impl State {
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(Instant::now().duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn log(&self, source: Source, text: impl Into<String>) {
+    pub(crate) fn log(&self, source: Source, text: impl Into<String>) {
         self.trace.push(self.now_ms(), source, text);
     }
 
-    fn fail(&mut self, kind: FailureKind, message: String) {
+    pub(crate) fn fail(&mut self, kind: FailureKind, message: String) {
         if self.failure.is_some() {
             return;
         }
@@ -413,12 +442,27 @@ impl State {
         });
     }
 
-    fn service(&self) -> Option<RegionService> {
+    pub(crate) fn service(&self) -> Option<RegionService> {
         self.region.as_ref().map(|r| r.service.clone())
     }
 
+    /// Whether cluster `by` may have said yes to a key of `release` asked for at
+    /// `issued_ms`: it was up at some point since (running, or crashed no earlier) and its
+    /// registry knew the release.
+    pub(crate) fn could_validate(
+        &self,
+        by: &str,
+        release: &(String, String),
+        issued_ms: u64,
+    ) -> bool {
+        self.clusters.get(by).is_some_and(|c| {
+            let up = c.actor.is_some() || c.crashed_at_ms.is_some_and(|t| t >= issued_ms);
+            up && c.knew.contains(release)
+        })
+    }
+
     /// Which start of the region is up, if one is.
-    fn region_generation(&self) -> Option<u64> {
+    pub(crate) fn region_generation(&self) -> Option<u64> {
         self.region.as_ref().map(|r| r.generation)
     }
 
@@ -489,699 +533,20 @@ impl State {
         );
         cluster.actor = Some(actor.start());
     }
-
-    fn apply_fault(&mut self, fault: &Fault) -> anyhow::Result<()> {
-        self.log(Source::Fault, describe_fault(fault));
-        let net = self.net.clone();
-        match fault {
-            Fault::Partition {
-                cluster, direction, ..
-            } => net.partition(cluster, *direction),
-            Fault::Heal { cluster, .. } => net.heal(cluster.as_deref()),
-            Fault::Delay {
-                cluster,
-                min_ms,
-                max_ms,
-                ..
-            } => net.set_latency(cluster.as_deref(), *min_ms, *max_ms),
-            Fault::DropRate { cluster, rate, .. } => net.set_drop_rate(cluster.as_deref(), *rate),
-            Fault::DuplicateRate { cluster, rate, .. } => {
-                net.set_duplicate_rate(cluster.as_deref(), *rate)
-            }
-            Fault::ReorderRate { cluster, rate, .. } => {
-                net.set_reorder_rate(cluster.as_deref(), *rate)
-            }
-            Fault::Slow {
-                cluster, extra_ms, ..
-            } => net.set_slow(cluster, *extra_ms),
-            Fault::HealAll { .. } => net.heal_all(),
-            Fault::Crash { node, .. } => self.crash(node),
-            Fault::Restart { node, .. } => self.restart(node)?,
-            Fault::ImagesChange {
-                cluster, images, ..
-            } => {
-                let images = parse_images(images).map_err(anyhow::Error::msg)?;
-                let now = self.now_ms();
-                if let Some(c) = self.clusters.get_mut(cluster) {
-                    self.oracle.hold(cluster, now, &c.config, &images);
-                    let report = invariants::true_report(&c.config, &images);
-                    c.knew.extend(invariants::known_releases(&report));
-                    c.images.set(images);
-                    if let Some(actor) = &c.actor {
-                        actor.do_send(Rescan);
-                    }
-                }
-            }
-            Fault::TemplatesChange {
-                cluster, templates, ..
-            } => {
-                if let Some(c) = self.clusters.get_mut(cluster) {
-                    c.templates = domain::templates(templates);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn crash(&mut self, node: &str) {
-        if node == REGION {
-            if let Some(region) = self.region.take() {
-                self.net.unlisten();
-                self.net.cut(None);
-                region.actor.do_send(Shutdown);
-                let now = self.now_ms();
-                self.crashed
-                    .push((now, REGION.to_owned(), region.actor.recipient()));
-            }
-            return;
-        }
-        let now = self.now_ms();
-        if let Some(cluster) = self.clusters.get_mut(node) {
-            if cluster.actor.is_some() {
-                cluster.crashed_at_ms = Some(now);
-            }
-        }
-        if let Some(actor) = self.clusters.get_mut(node).and_then(|c| c.actor.take()) {
-            self.net.cut(Some(node));
-            actor.do_send(Shutdown);
-            self.crashed.push((now, node.to_owned(), actor.recipient()));
-        }
-    }
-
-    fn restart(&mut self, node: &str) -> anyhow::Result<()> {
-        if node == REGION {
-            if self.region.is_none() {
-                self.start_region()?;
-                self.check_durability();
-                if self.failure.is_none() {
-                    self.log(Source::Check, domain::durability_summary(&self.acked));
-                }
-            }
-            return Ok(());
-        }
-        if self.clusters.get(node).is_some_and(|c| c.actor.is_none()) {
-            self.start_cluster(node);
-        }
-        Ok(())
-    }
-
-    /// Every actor crashed before now has stopped (`Shutdown` was obeyed).
-    fn check_crashed_are_gone(&mut self) {
-        let now = self.now_ms();
-        let still = self
-            .crashed
-            .iter()
-            .find(|(at, _, actor)| *at < now && actor.connected())
-            .map(|(at, name, _)| (*at, name.clone()));
-        if let Some((at, name)) = still {
-            self.fail(
-                FailureKind::Safety,
-                format!(
-                    "{name} was crashed at {at} ms, yet its actor still runs (Shutdown ignored)"
-                ),
-            );
-        }
-        self.crashed.retain(|(_, _, actor)| actor.connected());
-    }
-
-    /// Brings the oracle's view of the network up to date.
-    fn observe(&mut self) {
-        let seen = self.net.observed();
-        self.oracle.observe(seen);
-    }
-
-    fn converged(&mut self, answer: &OsystemsAnswer) -> Result<(), String> {
-        if self.clusters.values().any(|c| c.actor.is_none()) {
-            return Err("a cluster is down".into());
-        }
-        self.observe();
-        invariants::converged(answer, &self.oracle)
-    }
-
-    /// The invariants every answer must satisfy; `issued_ms` is when it was asked for.
-    fn check_answer(&mut self, answer: &OsystemsAnswer, issued_ms: u64) {
-        self.observe();
-        let now = self.now_ms();
-        let oracle = &self.oracle;
-        let result = invariants::names_every_cluster(answer, oracle)
-            .and_then(|()| invariants::parts_agree_with_view(answer))
-            .and_then(|()| invariants::live_answers_are_live(answer, oracle, issued_ms, now))
-            .and_then(|()| invariants::available_as_held(answer, oracle, issued_ms, now))
-            .and_then(|()| invariants::disconnected_never_answered(answer));
-        if let Err(message) = result {
-            self.fail(FailureKind::Safety, message);
-        }
-    }
-
-    fn check_durability(&mut self) {
-        let store = self.checker_store.clone();
-        let mut failed = None;
-        for check in &mut self.durability {
-            if let Err(message) = check.check(&store, &self.acked) {
-                failed = Some(format!("{}: {message}", check.name()));
-                break;
-            }
-        }
-        if let Some(message) = failed {
-            self.fail(FailureKind::Safety, message);
-            return;
-        }
-        let knew: BTreeMap<String, BTreeSet<(String, String)>> = self
-            .clusters
-            .iter()
-            .map(|(id, c)| (id.clone(), c.knew.clone()))
-            .collect();
-        self.observe();
-        let registered = self.oracle.registered();
-        if let Err(message) = invariants::keys_validated_by_knowers(&store, &registered, &knew) {
-            self.fail(FailureKind::Safety, message);
-        }
-    }
-
-    fn track_convergence(&mut self, answer: &OsystemsAnswer) {
-        let Some(mut c) = self.convergence else {
-            return;
-        };
-        let now = self.now_ms();
-        if c.converged_at_ms.is_some() || now < c.healed_at_ms {
-            return;
-        }
-        match self.converged(answer) {
-            Ok(()) => {
-                c.converged_at_ms = Some(now);
-                self.convergence = Some(c);
-                self.log(
-                    Source::Check,
-                    format!(
-                        "converged {} ms after the last fault (bound {} ms)",
-                        now - c.healed_at_ms,
-                        c.bound_ms
-                    ),
-                );
-            }
-            Err(why) if now > c.healed_at_ms + c.bound_ms => self.fail(
-                FailureKind::Liveness,
-                format!(
-                    "not converged {} ms after the last fault (bound {} ms): {why}",
-                    now - c.healed_at_ms,
-                    c.bound_ms
-                ),
-            ),
-            Err(_) => {}
-        }
-    }
 }
 
 fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
 }
 
-/// A periodic step: the region is alive and lists every cluster it acknowledged as
-/// registered; the cached answer's invariants; durability; liveness.
-async fn check(state: &Rc<RefCell<State>>) {
-    state.borrow_mut().check_crashed_are_gone();
-    let Some(service) = state.borrow().service() else {
-        state.borrow_mut().check_durability();
-        return;
-    };
-    let now = state.borrow().now_ms();
-    match service.clusters().await {
-        Ok(statuses) => {
-            let mut s = state.borrow_mut();
-            s.observe();
-            let known: BTreeSet<String> = statuses.iter().map(|c| c.id.to_string()).collect();
-            if let Some(lost) = s.oracle.registered().difference(&known).next().cloned() {
-                s.fail(
-                    FailureKind::Safety,
-                    format!("the region does not list registered cluster {lost}"),
-                );
-            }
-        }
-        Err(err) => region_died(state, &err),
-    }
-    // After the oracle is current: a key's validator must have registered.
-    state.borrow_mut().check_durability();
-    match service.osystems_cached().await {
-        Ok(answer) => {
-            let mut s = state.borrow_mut();
-            s.check_answer(&answer, now);
-            s.track_convergence(&answer);
-        }
-        Err(err) => region_died(state, &err),
-    }
-}
-
-/// The region the world believes up refused with `err`: its actor is gone, a failure.
-fn region_died(state: &Rc<RefCell<State>>, err: &osmesh_actors::region::service::ServiceError) {
-    state.borrow_mut().fail(
-        FailureKind::Safety,
-        format!(
-            "the region actor is gone while the region is up: {} ({})",
-            err.code, err.message
-        ),
-    );
-}
-
-async fn run_op(state: Rc<RefCell<State>>, number: usize, op: Op) {
-    let Some(service) = state.borrow().service() else {
-        state.borrow().log(
-            Source::Op,
-            format!("op#{number} {}: region down", describe_op(&op)),
-        );
-        if let Op::ListOsystems {
-            expect: Some(expect),
-            ..
-        } = &op
-        {
-            let got = Err("region_unavailable".to_owned());
-            check_list_expect(&state, number, expect, &got);
-        }
-        domain::expect_region_down(&state, number, &op);
-        return;
-    };
-    let generation = state.borrow().region_generation();
-    state
-        .borrow()
-        .log(Source::Op, format!("op#{number} {}", describe_op(&op)));
-    match op {
-        Op::ListOsystems {
-            read,
-            timeout_ms,
-            expect,
-            ..
-        } => {
-            let issued = Instant::now();
-            let issued_ms = state.borrow().now_ms();
-            let result = match read {
-                Read::Cached => service.osystems_cached().await,
-                Read::Live => {
-                    let timeout = timeout_ms.map_or(
-                        osmesh_actors::region::service::DEFAULT_LIVE_TIMEOUT,
-                        Duration::from_millis,
-                    );
-                    service.osystems_live(timeout).await
-                }
-            };
-            let waited = u64::try_from(issued.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let got = match result {
-                Ok(answer) => {
-                    {
-                        let s = state.borrow();
-                        for line in render_answer(number, &answer, waited) {
-                            s.log(Source::Answer, line);
-                        }
-                    }
-                    let mut s = state.borrow_mut();
-                    s.check_answer(&answer, issued_ms);
-                    if let Some(deadline) = answer.deadline_ms {
-                        let in_time =
-                            invariants::live_answer_in_time(waited, deadline).and_then(|()| {
-                                invariants::live_answer_in_time(
-                                    answer.elapsed_ms.unwrap_or(0),
-                                    deadline,
-                                )
-                            });
-                        if let Err(message) = in_time {
-                            s.fail(FailureKind::Safety, message);
-                        }
-                    }
-                    Ok(answer)
-                }
-                Err(err) => {
-                    state.borrow().log(
-                        Source::Answer,
-                        format!("op#{number} refused: {} ({})", err.code, err.message),
-                    );
-                    let same_region = state.borrow().region_generation() == generation;
-                    if err.code == "region_unavailable" && same_region {
-                        region_died(&state, &err);
-                    }
-                    Err(err.code.to_owned())
-                }
-            };
-            if let Some(expect) = expect {
-                check_list_expect(&state, number, &expect, &got);
-            }
-        }
-        Op::ListClusters { expect, .. } => {
-            let result = service.clusters().await;
-            let statuses = match result {
-                Ok(statuses) => statuses,
-                Err(err) => {
-                    state
-                        .borrow()
-                        .log(Source::Answer, format!("op#{number} refused: {}", err.code));
-                    return;
-                }
-            };
-            let line = statuses
-                .iter()
-                .map(|c| {
-                    let link = if c.connected {
-                        "connected"
-                    } else {
-                        "disconnected"
-                    };
-                    format!("{}({link}, {} images)", c.id, c.image_count)
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
-            state
-                .borrow()
-                .log(Source::Answer, format!("op#{number} clusters: {line}"));
-            if let Some(expect) = expect {
-                check_clusters_expect(&state, number, &expect, &statuses);
-            }
-        }
-        other => domain::run(&state, number, &service, other).await,
-    }
-}
-
-fn check_list_expect(
-    state: &Rc<RefCell<State>>,
-    number: usize,
-    expect: &ListExpect,
-    got: &Result<OsystemsAnswer, String>,
-) {
-    let mut problems = Vec::new();
-    match got {
-        Err(code) => {
-            if expect.error.as_deref() != Some(code.as_str()) {
-                problems.push(format!("refused with {code}, expected {:?}", expect.error));
-            }
-        }
-        Ok(answer) => {
-            if let Some(code) = &expect.error {
-                problems.push(format!("answered, expected refusal {code}"));
-            }
-            let view = &answer.view;
-            if let Some(want) = &expect.answered {
-                let is: Vec<String> = view.answered.iter().map(|c| c.to_string()).collect();
-                if &is != want {
-                    problems.push(format!("answered {is:?}, expected {want:?}"));
-                }
-            }
-            if let Some(want) = &expect.not_answered {
-                let is: BTreeMap<String, String> = view
-                    .not_answered
-                    .iter()
-                    .map(|(c, r)| (c.to_string(), reason_label(r)))
-                    .collect();
-                if &is != want {
-                    problems.push(format!("not answered {is:?}, expected {want:?}"));
-                }
-            }
-            if let Some(want) = &expect.available {
-                for (key, clusters) in want {
-                    let is = available_on(answer, key);
-                    if &is != clusters {
-                        problems.push(format!("{key} available on {is:?}, expected {clusters:?}"));
-                    }
-                }
-            }
-            if let Some(want) = &expect.supported {
-                for (key, clusters) in want {
-                    let (os, release) = key.split_once('/').unwrap_or((key, ""));
-                    let is: Vec<String> = view
-                        .release(os, release)
-                        .map(|r| r.supported_by.iter().map(|c| c.to_string()).collect())
-                        .unwrap_or_default();
-                    if &is != clusters {
-                        problems.push(format!("{key} supported by {is:?}, expected {clusters:?}"));
-                    }
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        state.borrow_mut().fail(
-            FailureKind::Expectation,
-            format!("op#{number}: {}", problems.join("; ")),
-        );
-    }
-}
-
-fn check_clusters_expect(
-    state: &Rc<RefCell<State>>,
-    number: usize,
-    expect: &ClustersExpect,
-    statuses: &[osmesh_actors::region::ClusterStatus],
-) {
-    let mut problems = Vec::new();
-    let known: Vec<String> = statuses.iter().map(|c| c.id.to_string()).collect();
-    let connected: Vec<String> = statuses
+/// The templates a cluster ships, from the scenario's specs.
+fn shipped_templates(specs: &[TemplateSpec]) -> Vec<PreseedTemplate> {
+    specs
         .iter()
-        .filter(|c| c.connected)
-        .map(|c| c.id.to_string())
-        .collect();
-    if expect.known.as_ref().is_some_and(|want| want != &known) {
-        problems.push(format!("known {known:?}, expected {:?}", expect.known));
-    }
-    if expect
-        .connected
-        .as_ref()
-        .is_some_and(|want| want != &connected)
-    {
-        problems.push(format!(
-            "connected {connected:?}, expected {:?}",
-            expect.connected
-        ));
-    }
-    if !problems.is_empty() {
-        state.borrow_mut().fail(
-            FailureKind::Expectation,
-            format!("op#{number}: {}", problems.join("; ")),
-        );
-    }
-}
-
-/// The clusters the view calls `os/release/arch` available on, sorted.
-fn available_on(answer: &OsystemsAnswer, key: &str) -> Vec<String> {
-    let parts: Vec<&str> = key.split('/').collect();
-    let [os, release, arch] = parts[..] else {
-        return vec![format!("bad key {key:?}: want os/release/arch")];
-    };
-    answer
-        .view
-        .release(os, release)
-        .and_then(|r| r.available.get(arch))
-        .map(|clusters| clusters.keys().map(|c| c.to_string()).collect())
-        .unwrap_or_default()
-}
-
-fn reason_label(reason: &NoAnswerReason) -> String {
-    match reason {
-        NoAnswerReason::Error(_) => "error".into(),
-        other => other.to_string(),
-    }
-}
-
-/// Lines of an answer: a header, then one line per release.
-pub fn render_answer(number: usize, answer: &OsystemsAnswer, waited_ms: u64) -> Vec<String> {
-    let view = &answer.view;
-    let answered: Vec<&str> = view.answered.iter().map(ClusterId::as_str).collect();
-    let not: Vec<String> = view
-        .not_answered
-        .iter()
-        .map(|(c, r)| format!("{c}: {r}"))
-        .collect();
-    let source = match answer.source {
-        osmesh_actors::region::ReadPath::Cached => "cached",
-        osmesh_actors::region::ReadPath::Live => "live",
-    };
-    let mut header = format!(
-        "op#{number} {source} answered [{}] not answered [{}] waited {waited_ms}ms",
-        answered.join(","),
-        not.join(", ")
-    );
-    if let Some(deadline) = answer.deadline_ms {
-        let _ = write!(header, " (deadline {deadline}ms)");
-    }
-    let mut lines = vec![header];
-    lines.extend(render_view(view).into_iter().map(|l| format!("  {l}")));
-    lines
-}
-
-/// One line per release: who supports it and, per arch, who has it available.
-fn render_view(view: &osmesh_core::MeshView) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut imageless = 0;
-    for os in &view.osystems {
-        for release in &os.releases {
-            if release.available.is_empty() {
-                imageless += 1;
-                continue;
-            }
-            let supported: Vec<&str> = release.supported_by.iter().map(ClusterId::as_str).collect();
-            let mut line = format!(
-                "{}/{} supported [{}]",
-                os.name,
-                release.name,
-                supported.join(",")
-            );
-            for (arch, clusters) in &release.available {
-                let on: Vec<&str> = clusters.keys().map(ClusterId::as_str).collect();
-                let _ = write!(line, " {arch}=[{}]", on.join(","));
-            }
-            lines.push(line);
-        }
-    }
-    lines.push(format!(
-        "{imageless} more supported releases with no image anywhere"
-    ));
-    lines
-}
-
-fn describe_fault(fault: &Fault) -> String {
-    let on = |c: &Option<String>| c.clone().unwrap_or_else(|| "all links".into());
-    match fault {
-        Fault::Partition {
-            cluster, direction, ..
-        } => format!("partition {cluster} ({direction:?})"),
-        Fault::Heal { cluster, .. } => format!("heal {}", on(cluster)),
-        Fault::Delay {
-            cluster,
-            min_ms,
-            max_ms,
-            ..
-        } => format!("delay {} {min_ms}..{max_ms}ms", on(cluster)),
-        Fault::DropRate { cluster, rate, .. } => format!("drop_rate {} {rate}", on(cluster)),
-        Fault::DuplicateRate { cluster, rate, .. } => {
-            format!("duplicate_rate {} {rate}", on(cluster))
-        }
-        Fault::ReorderRate { cluster, rate, .. } => format!("reorder_rate {} {rate}", on(cluster)),
-        Fault::Slow {
-            cluster, extra_ms, ..
-        } => format!("slow {cluster} +{extra_ms}ms"),
-        Fault::Crash { node, .. } => format!("crash {node}"),
-        Fault::Restart { node, .. } => format!("restart {node}"),
-        Fault::ImagesChange {
-            cluster, images, ..
-        } => format!("images_change {cluster} [{}]", images.join(", ")),
-        Fault::TemplatesChange {
-            cluster, templates, ..
-        } => format!(
-            "templates_change {cluster} [{}] (shipped at its next start)",
-            templates
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Fault::HealAll { .. } => "heal_all".into(),
-    }
-}
-
-fn describe_op(op: &Op) -> String {
-    match op {
-        Op::ListOsystems {
-            read, timeout_ms, ..
-        } => match timeout_ms {
-            Some(t) => format!("list_osystems {read} timeout {t}ms"),
-            None => format!("list_osystems {read}"),
-        },
-        Op::ListClusters { .. } => "list_clusters".into(),
-        other => domain::describe(other),
-    }
-}
-
-async fn connected_clusters(state: &Rc<RefCell<State>>) -> Vec<String> {
-    let actors: Vec<(String, Option<Addr<ClusterActor>>)> = state
-        .borrow()
-        .clusters
-        .iter()
-        .map(|(id, c)| (id.clone(), c.actor.clone()))
-        .collect();
-    let mut connected = Vec::new();
-    for (id, actor) in actors {
-        if let Some(actor) = actor {
-            if actor.send(IsConnected).await.unwrap_or(false) {
-                connected.push(id);
-            }
-        }
-    }
-    connected
-}
-
-/// The end of the run as people read it: nodes, links, the region's snapshots and view.
-async fn final_state(state: &Rc<RefCell<State>>) -> String {
-    let connected = connected_clusters(state).await;
-    let mut out = String::new();
-    let (service, now) = {
-        let s = state.borrow();
-        let _ = writeln!(out, "virtual time: {} ms", s.now_ms());
-        let _ = writeln!(
-            out,
-            "region: {}",
-            if s.region.is_some() { "up" } else { "down" }
-        );
-        for (id, c) in &s.clusters {
-            let up = if c.actor.is_some() { "up" } else { "down" };
-            let link = if connected.contains(id) {
-                "connected"
-            } else {
-                "not connected"
-            };
-            let images: Vec<String> = c
-                .images
-                .get()
-                .iter()
-                .map(|i| format!("{}/{}/{}/{}", i.osystem, i.arch, i.subarch, i.release))
-                .collect();
-            let _ = writeln!(
-                out,
-                "cluster {id}: {up}, {link}, images [{}]",
-                images.join(", ")
-            );
-        }
-        (s.service(), s.now_ms())
-    };
-    let Some(service) = service else {
-        return out;
-    };
-    if let Ok(statuses) = service.clusters().await {
-        for c in statuses {
-            let age = c
-                .snapshot_age_ms
-                .map_or("none".into(), |a| format!("{a} ms old"));
-            let link = if c.connected {
-                "connected"
-            } else {
-                "disconnected"
-            };
-            let _ = writeln!(
-                out,
-                "region sees {}: {link}, {} images, snapshot {age}",
-                c.id, c.image_count
-            );
-        }
-    }
-    if let Ok(answer) = service.osystems_cached().await {
-        let mut s = state.borrow_mut();
-        let converged = match s.converged(&answer) {
-            Ok(()) => "yes".to_owned(),
-            Err(why) => format!("no ({why})"),
-        };
-        let _ = writeln!(out, "cached view digest: {:016x}", digest(&answer.view));
-        let _ = writeln!(
-            out,
-            "cached view converged to the clusters' images: {converged}"
-        );
-        for line in render_view(&answer.view) {
-            let _ = writeln!(out, "  {line}");
-        }
-        let _ = now;
-    }
-    for line in domain::final_lines(&service).await {
-        let _ = writeln!(out, "{line}");
-    }
-    out
-}
-
-/// FNV-1a over the view's JSON: a stable fingerprint for the final state.
-fn digest(view: &osmesh_core::MeshView) -> u64 {
-    let json = serde_json::to_string(view).unwrap_or_default();
-    json.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+        .map(|t| PreseedTemplate {
+            name: t.name.clone(),
+            osystem: t.osystem.clone(),
+            content: t.content.clone(),
+        })
+        .collect()
 }

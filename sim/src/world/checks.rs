@@ -1,0 +1,267 @@
+//! The periodic step of the world: every invariant, each simulated second (or as the
+//! scenario sets), checking only what changed since the last step.
+//!
+//! "What changed" is decided from inputs, never guessed: the region is asked for its answers
+//! every step, as before, and an invariant is skipped only when every input it reads is the
+//! same as at the last pass, so a skipped check would have passed again:
+//!
+//! - the durability checks read the store, what the service acknowledged, which clusters
+//!   registered and which releases each cluster knew; the store's part is SQLite's
+//!   `PRAGMA data_version` on the checker's own connection, which moves with every commit
+//!   of another connection;
+//! - a cached answer's per-cluster verdicts are kept while the region keeps the same view
+//!   (see [`invariants::HeldCache`]);
+//! - what the network carried reaches the oracle as it happened, once (no copy per step).
+
+use diesel::connection::SimpleConnection as _;
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection as _, QueryableByName, RunQueryDsl as _};
+use osmesh_actors::region::service::ServiceError;
+use osmesh_actors::region::OsystemsAnswer;
+use osmesh_store::Store;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use super::{FailureKind, State};
+use crate::invariants::{self, Acked, DurabilityCheck, HeldCache};
+use crate::trace::Source;
+
+/// What the checker keeps between steps.
+pub(super) struct Checker {
+    /// The checker's own handle on the region's database (the region's dies with it).
+    store: Store,
+    /// Tells whether the database changed since the last step.
+    watch: StoreWatch,
+    durability: Vec<Box<dyn DurabilityCheck>>,
+    /// The inputs of the durability checks at their last pass.
+    passed: Option<DurabilityInputs>,
+    /// The cached answers' per-cluster verdicts, kept while the view is the same.
+    held: HeldCache,
+}
+
+/// Everything the durability checks read, compared as a whole.
+#[derive(PartialEq)]
+struct DurabilityInputs {
+    store_version: i64,
+    acked: Acked,
+    registered: usize,
+    /// Counts changes to the releases the clusters know.
+    knowledge: u64,
+}
+
+impl Checker {
+    pub(super) fn open(db_url: &str) -> anyhow::Result<Checker> {
+        Ok(Checker {
+            store: super::open_store(db_url)?,
+            watch: StoreWatch::open(db_url)?,
+            durability: invariants::durability_checks(),
+            passed: None,
+            held: HeldCache::default(),
+        })
+    }
+}
+
+/// `PRAGMA data_version` on a connection of its own: a number that changes whenever another
+/// connection commits to the database.
+struct StoreWatch(SqliteConnection);
+
+#[derive(QueryableByName)]
+struct DataVersion {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    data_version: i64,
+}
+
+impl StoreWatch {
+    fn open(path: &str) -> anyhow::Result<StoreWatch> {
+        let mut conn = SqliteConnection::establish(path)?;
+        conn.batch_execute("PRAGMA busy_timeout = 5000")?;
+        Ok(StoreWatch(conn))
+    }
+
+    /// The database's version as this connection sees it; `None` if it cannot be read
+    /// (the checks then run).
+    fn version(&mut self) -> Option<i64> {
+        diesel::sql_query("PRAGMA data_version")
+            .get_result::<DataVersion>(&mut self.0)
+            .ok()
+            .map(|v| v.data_version)
+    }
+}
+
+/// A periodic step: the region is alive and lists every cluster it acknowledged as
+/// registered; the cached answer's invariants; durability; liveness.
+pub(super) async fn check(state: &Rc<RefCell<State>>) {
+    state.borrow_mut().check_crashed_are_gone();
+    let Some(service) = state.borrow().service() else {
+        state.borrow_mut().check_durability();
+        return;
+    };
+    let now = state.borrow().now_ms();
+    match service.clusters().await {
+        Ok(statuses) => {
+            let mut s = state.borrow_mut();
+            s.observe();
+            let known: BTreeSet<String> = statuses.iter().map(|c| c.id.to_string()).collect();
+            let lost = s.oracle.registered().find(|id| !known.contains(*id));
+            if let Some(message) =
+                lost.map(|c| format!("the region does not list registered cluster {c}"))
+            {
+                s.fail(FailureKind::Safety, message);
+            }
+        }
+        Err(err) => region_died(state, &err),
+    }
+    // After the oracle is current: a key's validator must have registered.
+    state.borrow_mut().check_durability();
+    match service.osystems_cached().await {
+        Ok(answer) => {
+            let mut s = state.borrow_mut();
+            s.check_answer(&answer, now);
+            s.track_convergence(&answer);
+        }
+        Err(err) => region_died(state, &err),
+    }
+}
+
+/// The region the world believes up refused with `err`: its actor is gone, a failure.
+pub(crate) fn region_died(state: &Rc<RefCell<State>>, err: &ServiceError) {
+    state.borrow_mut().fail(
+        FailureKind::Safety,
+        format!(
+            "the region actor is gone while the region is up: {} ({})",
+            err.code, err.message
+        ),
+    );
+}
+
+/// The trace line after a region restart's durability check passed.
+pub(super) fn durability_summary(acked: &Acked) -> String {
+    format!(
+        "durability after region restart: {} license key(s), {} preseed version(s), {} allocation(s) acknowledged, all kept",
+        acked.license_keys.len(),
+        acked.preseed_versions.len(),
+        acked.allocations.len()
+    )
+}
+
+impl State {
+    /// Every actor crashed before now has stopped (`Shutdown` was obeyed).
+    fn check_crashed_are_gone(&mut self) {
+        let now = self.now_ms();
+        let still = self
+            .crashed
+            .iter()
+            .find(|(at, _, actor)| *at < now && actor.connected())
+            .map(|(at, name, _)| (*at, name.clone()));
+        if let Some((at, name)) = still {
+            self.fail(
+                FailureKind::Safety,
+                format!(
+                    "{name} was crashed at {at} ms, yet its actor still runs (Shutdown ignored)"
+                ),
+            );
+        }
+        self.crashed.retain(|(_, _, actor)| actor.connected());
+    }
+
+    /// Brings the oracle's view of the network up to date.
+    pub(crate) fn observe(&mut self) {
+        let fresh = self.net.take_observed();
+        self.oracle.observe(fresh);
+    }
+
+    pub(super) fn converged(&mut self, answer: &OsystemsAnswer) -> Result<(), String> {
+        if self.clusters.values().any(|c| c.actor.is_none()) {
+            return Err("a cluster is down".into());
+        }
+        self.observe();
+        invariants::converged(answer, &self.oracle)
+    }
+
+    /// The invariants every answer must satisfy; `issued_ms` is when it was asked for.
+    pub(crate) fn check_answer(&mut self, answer: &OsystemsAnswer, issued_ms: u64) {
+        self.observe();
+        let now = self.now_ms();
+        let oracle = &self.oracle;
+        let held = &mut self.checker.held;
+        let result = invariants::names_every_cluster(answer, oracle)
+            .and_then(|()| invariants::parts_agree_with_view(answer))
+            .and_then(|()| invariants::live_answers_are_live(answer, oracle, issued_ms, now))
+            .and_then(|()| {
+                invariants::available_as_held_since(answer, oracle, issued_ms, now, held)
+            })
+            .and_then(|()| invariants::disconnected_never_answered(answer));
+        if let Err(message) = result {
+            self.fail(FailureKind::Safety, message);
+        }
+    }
+
+    /// Nothing the store acknowledged is lost, and every stored key names a validator that
+    /// registered and knew the release. Skipped when none of its inputs changed since it
+    /// last passed.
+    pub(super) fn check_durability(&mut self) {
+        self.observe();
+        let inputs = self
+            .checker
+            .watch
+            .version()
+            .map(|store_version| DurabilityInputs {
+                store_version,
+                acked: self.acked.clone(),
+                registered: self.oracle.seen.registered.len(),
+                knowledge: self.knowledge,
+            });
+        if inputs.is_some() && inputs == self.checker.passed {
+            return;
+        }
+        if let Err(message) = self.run_durability_checks() {
+            self.fail(FailureKind::Safety, message);
+            return;
+        }
+        self.checker.passed = inputs;
+    }
+
+    fn run_durability_checks(&mut self) -> Result<(), String> {
+        let store = &self.checker.store;
+        for check in &mut self.checker.durability {
+            check
+                .check(store, &self.acked)
+                .map_err(|message| format!("{}: {message}", check.name()))?;
+        }
+        let knew: BTreeMap<String, BTreeSet<(String, String)>> = self
+            .clusters
+            .iter()
+            .map(|(id, c)| (id.clone(), c.knew.clone()))
+            .collect();
+        invariants::keys_validated_by_knowers(store, &self.oracle.seen.registered, &knew)
+    }
+
+    pub(super) fn track_convergence(&mut self, answer: &OsystemsAnswer) {
+        let Some(mut c) = self.convergence else {
+            return;
+        };
+        let now = self.now_ms();
+        if c.converged_at_ms.is_some() || now < c.healed_at_ms {
+            return;
+        }
+        match self.converged(answer) {
+            Ok(()) => {
+                c.converged_at_ms = Some(now);
+                self.convergence = Some(c);
+                let (after, bound) = (now - c.healed_at_ms, c.bound_ms);
+                let line = format!("converged {after} ms after the last fault (bound {bound} ms)");
+                self.log(Source::Check, line);
+            }
+            Err(why) if now > c.healed_at_ms + c.bound_ms => self.fail(
+                FailureKind::Liveness,
+                format!(
+                    "not converged {} ms after the last fault (bound {} ms): {why}",
+                    now - c.healed_at_ms,
+                    c.bound_ms
+                ),
+            ),
+            Err(_) => {}
+        }
+    }
+}
