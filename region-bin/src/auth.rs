@@ -262,7 +262,7 @@ impl AuthState {
         AuthState {
             rules: crate::api::access_rules()
                 .into_iter()
-                .chain(OUTSIDE_RULES.iter().map(|(method, path, role)| AccessRule {
+                .chain(OUTSIDE_RULES.iter().chain(crate::ui::RULES).map(|(method, path, role)| AccessRule {
                     method: method.clone(),
                     path: (*path).to_owned(),
                     role: *role,
@@ -285,7 +285,9 @@ impl AuthState {
     }
 
     fn is_public(&self, path: &str) -> bool {
-        PUBLIC_PATHS.contains(&path) || (self.settings.open_metrics && path == METRICS_PATH)
+        PUBLIC_PATHS.contains(&path)
+            || (self.settings.open_metrics && path == METRICS_PATH)
+            || crate::ui::is_public(path)
     }
 
     /// The role `method` on `pattern` needs. A pattern registered with rules for other methods
@@ -305,7 +307,7 @@ impl AuthState {
 
     /// Spends one failure of `source`'s allowance; `Err(retry after, whole seconds)` when
     /// none is left.
-    fn spend_failure(&self, source: IpAddr) -> Result<(), u64> {
+    pub(crate) fn spend_failure(&self, source: IpAddr) -> Result<(), u64> {
         if self.limiter.len() > MAX_TRACKED_SOURCES {
             self.limiter.retain_recent();
         }
@@ -345,7 +347,7 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> HttpResponse {
 }
 
 /// Why a request did not authenticate.
-enum AuthFailure {
+pub(crate) enum AuthFailure {
     Refused(&'static str, String),
     Store(StoreError),
 }
@@ -374,14 +376,34 @@ fn authenticate_token(
                 "the Authorization header must be 'Bearer <token>'",
             )
         })?;
+    check_token(store, token, now_ms)
+}
+
+/// `token` checked against the store at `now_ms`: well formed, known, not revoked, not
+/// expired (its last use recorded).
+pub(crate) fn check_token(
+    store: &Store,
+    token: &str,
+    now_ms: i64,
+) -> Result<TokenRecord, AuthFailure> {
     if !is_well_formed(token) {
-        return Err(refused(
+        return Err(AuthFailure::Refused(
             "bad_token",
-            "the token is malformed (an osmesh token is osm_ and 72 hex digits)",
+            "the token is malformed (an osmesh token is osm_ and 72 hex digits)".into(),
         ));
     }
+    check_token_hash(store, &token_hash(token), now_ms)
+}
+
+/// The token whose hash is `hash` (a session's), checked as [`check_token`] does.
+pub(crate) fn check_token_hash(
+    store: &Store,
+    hash: &str,
+    now_ms: i64,
+) -> Result<TokenRecord, AuthFailure> {
+    let refused = |code, message: &str| AuthFailure::Refused(code, message.to_owned());
     let record = store
-        .token_by_hash(&token_hash(token))
+        .token_by_hash(hash)
         .map_err(AuthFailure::Store)?
         .ok_or_else(|| refused("bad_token", "the token is not known"))?;
     if record.revoked_at_ms.is_some() {
@@ -423,7 +445,15 @@ pub async fn authenticate(
         .now_ms()
         .await
         .unwrap_or_else(|_| crate::wall_clock_ms());
-    let caller = match authenticate_token(&req, service.store(), now_ms) {
+    // A browser's session cookie stands for its token when no Authorization header is sent;
+    // a write through a session must carry the session's CSRF token (checked below).
+    let session = session_of(&req, now_ms);
+    let authenticated = match &session {
+        None => authenticate_token(&req, service.store(), now_ms),
+        Some(Ok(auth)) => check_token_hash(service.store(), &auth.token_hash, now_ms),
+        Some(Err(failure)) => Err(AuthFailure::Refused(failure.0, failure.1.into())),
+    };
+    let caller = match authenticated {
         Ok(record) => Caller {
             name: record.name,
             role: record.role,
@@ -464,6 +494,18 @@ pub async fn authenticate(
             return Ok(finish(req, response, None, &service, now_ms));
         }
     };
+    if let Some(Ok(auth)) = &session {
+        if is_write(req.method()) && !csrf_matches(&req, auth) {
+            state.forbidden.fetch_add(1, Ordering::Relaxed);
+            let response = refusal(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "a write through a browser session needs the session's X-CSRF-Token header",
+            );
+            return Ok(finish(req, response, Some(&caller), &service, now_ms));
+        }
+        req.extensions_mut().insert(auth.clone());
+    }
     let pattern = req.match_pattern();
     if let Some(needed) = state.required_role(req.method(), pattern.as_deref()) {
         if caller.role < needed {
@@ -562,4 +604,29 @@ fn audit(service: &RegionService, facts: &AuditFacts, now_ms: i64) {
     if let Err(err) = service.store().append_audit(&entry) {
         tracing::error!(error = %err, method = %facts.method, object = facts.object, "cannot write the audit log");
     }
+}
+
+/// The request's browser session: `None` when it sends an `Authorization` header or no
+/// session cookie; an error (code, message) when the cookie names no live session.
+fn session_of(
+    req: &ServiceRequest,
+    now_ms: i64,
+) -> Option<Result<crate::ui::SessionAuth, (&'static str, &'static str)>> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return None;
+    }
+    let id = crate::ui::cookie_id(req.request())?;
+    let sessions = req.app_data::<web::Data<crate::ui::Sessions>>()?;
+    Some(sessions.touch(&id, now_ms).ok_or((
+        "session_ended",
+        "the browser session has ended or is unknown; log in again",
+    )))
+}
+
+/// Whether the request carries `auth`'s CSRF token in `X-CSRF-Token`.
+fn csrf_matches(req: &ServiceRequest, auth: &crate::ui::SessionAuth) -> bool {
+    req.headers()
+        .get(crate::ui::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|sent| crate::ui::session::constant_time_eq(sent, &auth.csrf))
 }
