@@ -262,11 +262,16 @@ impl AuthState {
         AuthState {
             rules: crate::api::access_rules()
                 .into_iter()
-                .chain(OUTSIDE_RULES.iter().chain(crate::ui::RULES).map(|(method, path, role)| AccessRule {
-                    method: method.clone(),
-                    path: (*path).to_owned(),
-                    role: *role,
-                }))
+                .chain(
+                    OUTSIDE_RULES
+                        .iter()
+                        .chain(crate::ui::RULES)
+                        .map(|(method, path, role)| AccessRule {
+                            method: method.clone(),
+                            path: (*path).to_owned(),
+                            role: *role,
+                        }),
+                )
                 .collect(),
             limiter: RateLimiter::keyed(quota),
             settings,

@@ -46,7 +46,7 @@ struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// Takes in `answer`; whether it differs from the last one.
+    /// Takes in `answer`; whether it differs from the last one (the first always does).
     fn changed(&mut self, answer: &OsystemsAnswer) -> bool {
         let view_digest = match &self.view {
             Some((view, digest)) if Arc::ptr_eq(view, &answer.view) => *digest,
@@ -76,7 +76,9 @@ impl Fingerprint {
             }
         }
         let digest: [u8; 32] = hasher.finalize().into();
-        let changed = self.digest.is_some_and(|d| d != digest);
+        // The first reading counts as a change: a page that fetched the view before this
+        // poller started must not miss a change made before the first reading.
+        let changed = self.digest != Some(digest);
         self.digest = Some(digest);
         changed
     }
@@ -110,9 +112,7 @@ impl Live {
                 self.polling.store(false, Ordering::Release);
                 // A page that subscribed between the count and the store found `polling` set
                 // and started nothing: keep going for it.
-                if self.version.receiver_count() == 0
-                    || self.polling.swap(true, Ordering::AcqRel)
-                {
+                if self.version.receiver_count() == 0 || self.polling.swap(true, Ordering::AcqRel) {
                     return;
                 }
             }

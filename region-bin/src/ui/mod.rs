@@ -159,7 +159,10 @@ struct LoginQuery {
 
 /// The login form; `?error=…` (one of a few fixed codes) shows why the last try failed.
 async fn login_page(query: web::Query<LoginQuery>) -> HttpResponse {
-    login_form(StatusCode::OK, query.error.as_deref().and_then(login_message))
+    login_form(
+        StatusCode::OK,
+        query.error.as_deref().and_then(login_message),
+    )
 }
 
 fn login_message(code: &str) -> Option<&'static str> {
@@ -281,7 +284,11 @@ async fn login(
     let new = match sessions.create(&hash, now) {
         Ok(new) => new,
         Err(_) => {
-            audit(Some(&record.name), Some(record.role), StatusCode::SERVICE_UNAVAILABLE);
+            audit(
+                Some(&record.name),
+                Some(record.role),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
             return see_other(&format!("{LOGIN_PAGE}?error=full"));
         }
     };
@@ -303,13 +310,12 @@ fn serde_urlencoded_token(body: &[u8]) -> Option<Zeroizing<String>> {
 }
 
 /// The `Set-Cookie` value for session `id`: `HttpOnly`, `SameSite=Strict`, `Path=/`, and
-/// `Secure` when the API is served over HTTPS.
+/// `Secure` when the API is served over HTTPS, directly or (as `X-Forwarded-Proto` or
+/// `Forwarded` say) behind a proxy that terminates TLS. A client claiming HTTPS over plain
+/// HTTP only makes its own cookie stricter.
 fn session_cookie(req: &HttpRequest, id: &str, max_age_s: i64) -> String {
-    let secure = if req.app_config().secure() {
-        "; Secure"
-    } else {
-        ""
-    };
+    let https = req.app_config().secure() || req.connection_info().scheme() == "https";
+    let secure = if https { "; Secure" } else { "" };
     format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
 }
 

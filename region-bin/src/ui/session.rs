@@ -107,8 +107,7 @@ fn id_hash(id: &str) -> [u8; 32] {
 /// Equal strings, compared in time independent of where they differ.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -130,7 +129,8 @@ impl Sessions {
     }
 
     fn live(&self, session: &Session, now_ms: i64) -> bool {
-        now_ms - session.last_seen_ms < self.idle_ms && now_ms - session.created_ms < self.max_age_ms
+        now_ms - session.last_seen_ms < self.idle_ms
+            && now_ms - session.created_ms < self.max_age_ms
     }
 
     /// Opens a session for the token whose hash is `token_hash`.
@@ -226,7 +226,10 @@ mod tests {
         assert_eq!(a.id.len(), 64);
         assert!(sessions.touch("not-a-session", 0).is_none());
         assert!(sessions.lock().keys().all(|k| *k != id_hash("h")));
-        assert!(!sessions.lock().keys().any(|k| k.as_slice() == a.id.as_bytes()));
+        assert!(!sessions
+            .lock()
+            .keys()
+            .any(|k| k.as_slice() == a.id.as_bytes()));
         sessions.remove(&a.id);
         assert!(sessions.touch(&a.id, 1).is_none());
         assert!(sessions.touch(&b.id, 1).is_some());
