@@ -282,9 +282,12 @@ fn the_page_in_a_real_browser() {
         "{}\n# edited by the browser test\n",
         generic["current"]["content"].as_str().unwrap_or_default()
     );
-    authorize(ureq::put(&format!("{}/api/v1/preseeds/generic", site.api())))
-        .send_json(json!({"content": edited, "based_on_version": generic["current"]["version"]}))
-        .expect("edit the generic template");
+    authorize(ureq::put(&format!(
+        "{}/api/v1/preseeds/generic",
+        site.api()
+    )))
+    .send_json(json!({"content": edited, "based_on_version": generic["current"]["version"]}))
+    .expect("edit the generic template");
 
     let driver = Driver::start(&driver_bin);
     let browser = Browser::open(&driver, &chromium);
@@ -317,7 +320,14 @@ fn the_page_in_a_real_browser() {
     ));
     assert_eq!(
         states,
-        json!(["available", "none", "available", "supported", "available", "none"]),
+        json!([
+            "available",
+            "none",
+            "available",
+            "supported",
+            "available",
+            "none"
+        ]),
         "jammy held by a, unknown to c; win2019 held by b, known to a without images; \
          acme-linux a2 declared and held by c only"
     );
@@ -404,16 +414,17 @@ fn the_page_in_a_real_browser() {
          !!document.querySelector('#alloc-choice option[value=\"ubuntu|jammy|amd64\"]')",
     );
     // Only what a connected cluster with a ready node can serve: nothing of cluster-c's.
-    let offered = browser.script(
-        "return [...document.querySelectorAll('#alloc-choice option')].map(o => o.value)",
-    );
+    let offered = browser
+        .script("return [...document.querySelectorAll('#alloc-choice option')].map(o => o.value)");
     assert!(
-        offered
-            .as_array()
-            .is_some_and(|o| !o.is_empty() && o.iter().all(|v| !v.as_str().unwrap_or_default().starts_with("acme-linux"))),
+        offered.as_array().is_some_and(|o| !o.is_empty()
+            && o.iter()
+                .all(|v| !v.as_str().unwrap_or_default().starts_with("acme-linux"))),
         "{offered}"
     );
-    browser.script("document.getElementById('alloc-choice').value = 'ubuntu|jammy|amd64'; return true");
+    browser.script(
+        "document.getElementById('alloc-choice').value = 'ubuntu|jammy|amd64'; return true",
+    );
     browser.click("#allocate-form button[type=submit]");
     browser.wait(
         "node-1 allocated",
@@ -423,7 +434,10 @@ fn the_page_in_a_real_browser() {
 
     // The other views render, for their screenshots.
     browser.click("#nav a[data-view=settings]");
-    browser.wait("settings", "return !!document.getElementById('settings-form')");
+    browser.wait(
+        "settings",
+        "return !!document.getElementById('settings-form')",
+    );
     browser.screenshot("settings");
     browser.goto(&format!("{api}/#/preseeds/generic"));
     browser.wait(
