@@ -122,6 +122,7 @@ async function show() {
     if (current.token !== token) return; // another view was chosen meanwhile
     main.replaceChildren(built.el);
     current.refresh = built.refresh || null;
+    current.tick = built.tick || null;
     document.title = `${built.title} · osmesh`;
     // For tests and for the curious: when the first view was on screen.
     if (!performance.getEntriesByName('osmesh:first-view').length) performance.mark('osmesh:first-view');
@@ -186,6 +187,8 @@ async function start() {
     location.assign('/login');
   });
   window.addEventListener('hashchange', show);
+  // Ages shown keep moving between changes (no request: the view redraws what it holds).
+  setInterval(() => { if (current?.tick && !document.hidden) current.tick(); }, 5000);
   await show();
   listen();
 }

@@ -26,12 +26,20 @@ function pager(h, label, state, total, perPage, onChange) {
   state.page = Math.min(state.page, pages - 1);
   const first = total === 0 ? 0 : state.page * perPage + 1;
   const last = Math.min(total, (state.page + 1) * perPage);
+  const id = label.toLowerCase().replace(/[^a-z]+/g, '-');
+  // The buttons are drawn anew on every move: keep the keyboard focus on the one pressed.
+  const move = (delta, which) => () => {
+    state.page += delta;
+    onChange();
+    const again = document.getElementById(`${id}-${which}`);
+    if (again && !again.disabled) again.focus();
+  };
   return h('div', { class: 'pager', role: 'group', 'aria-label': `${label} pages` },
-    h('button', { type: 'button', class: 'secondary', disabled: state.page === 0,
-      onclick: () => { state.page -= 1; onChange(); } }, '‹ Previous'),
+    h('button', { type: 'button', class: 'secondary', id: `${id}-prev`, disabled: state.page === 0,
+      onclick: move(-1, 'prev') }, '‹ Previous'),
     h('span', { 'aria-live': 'polite' }, `${label} ${first}–${last} of ${total.toLocaleString('en')}`),
-    h('button', { type: 'button', class: 'secondary', disabled: state.page >= pages - 1,
-      onclick: () => { state.page += 1; onChange(); } }, 'Next ›'));
+    h('button', { type: 'button', class: 'secondary', id: `${id}-next`, disabled: state.page >= pages - 1,
+      onclick: move(1, 'next') }, 'Next ›'));
 }
 
 function includes(list, id) {
@@ -157,11 +165,16 @@ async function matrix(ctx) {
   async function refresh() {
     const [answer, s] = await Promise.all([api('GET', '/api/v1/osystems'), api('GET', '/api/v1/settings')]);
     data = answer;
+    fetched = Date.now();
     settings = s || {};
     draw();
   }
+  let fetched = Date.now();
+  // Ages as of now: the fetched age plus the time since the fetch.
+  const aged = () => data && data.clusters.map((p) => ({ ...p, age_ms: p.age_ms == null ? p.age_ms : p.age_ms + Date.now() - fetched }));
+  const tick = () => { if (data) { const kept = data.clusters; data.clusters = aged(); draw(); data.clusters = kept; } };
   await refresh();
-  return { el, title: 'Mesh', refresh };
+  return { el, title: 'Mesh', refresh, tick };
 }
 
 function cell(ctx, release, part) {

@@ -218,6 +218,10 @@ async fn login_sets_an_httponly_strict_cookie_secure_under_https() {
             (Some("web-admin"), "accepted")
         ]
     );
+    // A body past the bound is refused before it is read.
+    let big = send(&app, login_request(&"a".repeat(4096))).await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(set_cookie(&big.headers).is_none());
     // A login posted from another site is refused (login CSRF).
     let cross = send(
         &app,

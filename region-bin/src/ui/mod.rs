@@ -16,7 +16,7 @@
 pub mod live;
 pub mod session;
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use osmesh_actors::region::service::RegionService;
@@ -85,11 +85,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::Data::new(Live::default()))
         .route("/", web::get().to(index))
         .route(LOGIN_PAGE, web::get().to(login_page))
-        .route(
-            LOGIN_PATH,
-            web::post()
-                .to(login)
-                .wrap(actix_web::middleware::from_fn(bound_login_body)),
+        .service(
+            web::resource(LOGIN_PATH)
+                .app_data(web::PayloadConfig::new(MAX_LOGIN_BODY))
+                .route(web::post().to(login)),
         )
         .route(LOGOUT_PATH, web::post().to(logout))
         .route(SESSION_PATH, web::get().to(session_info))
@@ -182,23 +181,6 @@ fn login_form(status: StatusCode, error: Option<&str>) -> HttpResponse {
         format!("<p class=\"error\" role=\"alert\" id=\"login-error\">{m}</p>")
     });
     html(status, LOGIN_HTML.replace("<!--error-->", &alert))
-}
-
-/// Reads at most [`MAX_LOGIN_BODY`] of a login's body: a larger one is refused before it is
-/// read.
-async fn bound_login_body(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<BoxBody>, actix_web::Error> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_LOGIN_BODY) {
-        return Ok(req.into_response(crate::limits::body_too_large(MAX_LOGIN_BODY)));
-    }
-    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 #[derive(Deserialize)]
@@ -339,7 +321,7 @@ struct SessionBody<'a> {
     /// Only for a session (a bearer token needs none).
     csrf: Option<&'a str>,
     expires_at_ms: Option<i64>,
-    region: &'a str,
+    version: &'a str,
 }
 
 async fn session_info(req: HttpRequest, caller: Caller) -> HttpResponse {
@@ -349,7 +331,7 @@ async fn session_info(req: HttpRequest, caller: Caller) -> HttpResponse {
         role: caller.role.as_str(),
         csrf: auth.as_ref().map(|a| a.csrf.as_str()),
         expires_at_ms: auth.as_ref().map(|a| a.expires_at_ms),
-        region: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION"),
     };
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
