@@ -194,6 +194,44 @@ fn screenshot_dir() -> PathBuf {
     }
 }
 
+/// What the page shows now, checked as WCAG AA asks: every visible text at 4.5:1 contrast
+/// against its background (3:1 for large text), every form control labelled.
+const ACCESSIBILITY: &str = r#"
+const lum = (c) => {
+  const [r, g, b] = c.slice(0, 3).map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const rgba = (s) => { const m = s.match(/rgba?\(([^)]+)\)/); if (!m) return null; const p = m[1].split(',').map(parseFloat); return p.length === 4 ? p : [...p, 1]; };
+const background = (el) => {
+  for (let e = el; e; e = e.parentElement) { const c = rgba(getComputedStyle(e).backgroundColor); if (c && c[3] > 0.5) return c; }
+  return [255, 255, 255, 1];
+};
+const low = [];
+for (const el of document.querySelectorAll('body *')) {
+  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  const st = getComputedStyle(el);
+  if (st.visibility === 'hidden' || st.display === 'none' || el.closest('.sr-only')) continue;
+  const a = lum(rgba(st.color)); const b = lum(background(el));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const size = parseFloat(st.fontSize); const bold = parseInt(st.fontWeight, 10) >= 700;
+  const need = size >= 24 || (size >= 18.66 && bold) ? 3 : 4.5;
+  if (ratio < need) low.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 40)}": ${ratio.toFixed(2)}`);
+}
+const unlabelled = [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+  .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute('aria-label') && !(c.tagName === 'BUTTON' && c.textContent.trim()))
+  .map((c) => c.id || c.name || c.outerHTML.slice(0, 60));
+return [low, unlabelled];
+"#;
+
+fn check_accessible(browser: &Browser, view: &str) {
+    let found = browser.script(ACCESSIBILITY);
+    assert_eq!(
+        found,
+        json!([[], []]),
+        "{view}: [low contrast, unlabelled controls]"
+    );
+}
+
 /// One WebDriver command; its `value`.
 fn call(method: &str, url: &str, body: Option<Value>) -> Value {
     let request = ureq::request(method, url).timeout(Duration::from_secs(120));
@@ -304,6 +342,7 @@ fn the_page_in_a_real_browser() {
         "return location.pathname === '/login' && !!document.getElementById('token')",
     );
     browser.screenshot("login");
+    check_accessible(&browser, "login");
     // Typed and submitted from the keyboard (Enter in the field).
     browser.type_into("#token", &format!("{}{ENTER}", site.token));
 
@@ -336,6 +375,7 @@ fn the_page_in_a_real_browser() {
          acme-linux a2 declared and held by c only"
     );
     browser.screenshot("matrix");
+    check_accessible(&browser, "matrix");
 
     // Kill cluster-c: its column says so without a reload.
     browser.script("window.__noReload = 'still here'; return true");
@@ -359,6 +399,7 @@ fn the_page_in_a_real_browser() {
         &format!("return {} === 'stale'", cell("acme-linux/a2", &c)),
     );
     browser.screenshot("matrix-disconnected");
+    check_accessible(&browser, "matrix-disconnected");
 
     // Clusters view, reached from the keyboard: Enter on the nav link.
     browser.type_into("#nav a[data-view=clusters]", ENTER);
@@ -367,6 +408,7 @@ fn the_page_in_a_real_browser() {
         &format!("const r = document.querySelector('#clusters tr[data-cluster=\"{c}\"] .state'); return !!r && r.textContent.includes('disconnected')"),
     );
     browser.screenshot("clusters");
+    check_accessible(&browser, "clusters");
 
     // A license key through the form: masked, with the cluster that validated it.
     let key = "ABCDE-FGHIJ-KLMNO-PQRST-UVWXY";
@@ -400,6 +442,7 @@ fn the_page_in_a_real_browser() {
     );
     assert_eq!(row[3], json!(false), "the full key is nowhere in the page");
     browser.screenshot("license-keys");
+    check_accessible(&browser, "license-keys");
 
     // Enlist a node, then allocate it with a choice the mesh can serve.
     browser.click("#nav a[data-view=nodes]");
@@ -435,6 +478,7 @@ fn the_page_in_a_real_browser() {
         "const s = document.querySelector('#nodes tr[data-node=\"node-1\"] .status'); return !!s && s.textContent === 'allocated'",
     );
     browser.screenshot("nodes");
+    check_accessible(&browser, "nodes");
 
     // The other views render, for their screenshots.
     browser.click("#nav a[data-view=settings]");
@@ -443,18 +487,21 @@ fn the_page_in_a_real_browser() {
         "return !!document.getElementById('settings-form')",
     );
     browser.screenshot("settings");
+    check_accessible(&browser, "settings");
     browser.goto(&format!("{api}/#/preseeds/generic"));
     browser.wait(
         "the generic template's diff",
         "return !!document.querySelector('#diff-out .diff .add')",
     );
     browser.screenshot("preseeds");
+    check_accessible(&browser, "preseeds");
     browser.click("#nav a[data-view=audit]");
     browser.wait(
         "the audit log",
         "return !!document.querySelector('#audit tbody tr')",
     );
     browser.screenshot("audit");
+    check_accessible(&browser, "audit");
 
     let console = browser.console();
     let errors: Vec<&Value> = console

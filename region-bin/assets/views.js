@@ -79,7 +79,8 @@ async function matrix(ctx) {
   const st = ui.matrix;
   const el = h('section', { 'aria-labelledby': 'matrix-title' });
   const summary = h('p', { id: 'matrix-summary' });
-  const table = h('div', { class: 'matrix-wrap', id: 'matrix-wrap' });
+  // Scrolls sideways on narrow screens: focusable, so the keyboard can scroll it too.
+  const table = h('div', { class: 'matrix-wrap', id: 'matrix-wrap', tabindex: 0, role: 'region', 'aria-label': 'Matrix' });
   const conflicts = h('div', { id: 'conflicts' });
   let data = null;
   let settings = {};
