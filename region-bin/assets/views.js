@@ -556,9 +556,9 @@ async function preseeds(ctx) {
       parts.push(h('h2', {}, 'Conflict: the operator\'s edit and a later cluster change'),
         h('div', { class: 'side' },
           h('div', {}, h('h3', {}, `Operator v${record.conflict.operator_version}`), h('pre', {}, op ? op.content : '(not on this page)'),
-            can('admin') ? h('button', { type: 'button', onclick: keep(record.conflict.operator_version) }, 'Keep the operator\'s') : null),
+            can('admin') ? h('button', { type: 'button', id: 'keep-operator', onclick: keep(record.conflict.operator_version) }, 'Keep the operator\'s') : null),
           h('div', {}, h('h3', {}, `Cluster v${record.conflict.cluster_version}`), h('pre', {}, cl ? cl.content : '(not on this page)'),
-            can('admin') ? h('button', { type: 'button', onclick: keep(record.conflict.cluster_version) }, 'Keep the cluster\'s') : null)));
+            can('admin') ? h('button', { type: 'button', id: 'keep-cluster', onclick: keep(record.conflict.cluster_version) }, 'Keep the cluster\'s') : null)));
     }
     parts.push(h('h2', {}, 'History'), h('div', { class: 'controls' }, field(h, 'diff-from', 'Compare', from), field(h, 'diff-to', 'with', to)), out);
     if (can('admin')) {
