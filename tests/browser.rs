@@ -251,13 +251,17 @@ fn call(method: &str, url: &str, body: Option<Value>) -> Value {
     }
 }
 
-/// `clusterd` with the demo's sample tree, declared OS and templates of `variant`.
-fn start_demo_cluster(site: &Site, name: &str, variant: usize) -> Daemon {
+/// `clusterd` with the demo's sample tree, declared OS and templates of `variant`, and the
+/// `changed` templates (name, content) instead of the sample's.
+fn start_demo_cluster(site: &Site, name: &str, variant: usize, changed: &[(&str, &str)]) -> Daemon {
     let root = site.path(name);
     let images = root.join("boot-resources");
     write_sample_tree(&images, variant).expect("sample tree");
     let preseeds = root.join("preseeds");
     write_sample_templates(&preseeds, variant).expect("sample templates");
+    for (template, content) in changed {
+        std::fs::write(preseeds.join(template), content).expect("changed template");
+    }
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterd"));
     cmd.args(["--name", name, "--region", &site.rpc()])
         .arg("--secret-file")
@@ -295,7 +299,7 @@ fn the_page_in_a_real_browser() {
     let mut clusters: Vec<Daemon> = names
         .iter()
         .enumerate()
-        .map(|(variant, name)| start_demo_cluster(&site, name, variant))
+        .map(|(variant, name)| start_demo_cluster(&site, name, variant, &[]))
         .collect();
     site.wait_for("three clusters", Duration::from_secs(60), || {
         reported_clusters(&site.api()).len() == 3
@@ -480,7 +484,6 @@ fn the_page_in_a_real_browser() {
     browser.screenshot("nodes");
     check_accessible(&browser, "nodes");
 
-    // The other views render, for their screenshots.
     browser.click("#nav a[data-view=settings]");
     browser.wait(
         "settings",
@@ -488,13 +491,27 @@ fn the_page_in_a_real_browser() {
     );
     browser.screenshot("settings");
     check_accessible(&browser, "settings");
+
+    // cluster-c comes back shipping a changed `generic`, which the operator had edited: a
+    // conflict, shown side by side, resolved from the page.
+    let cluster_side = "# generic preseed, cluster-c's own\n";
+    clusters[2] = start_demo_cluster(&site, "cluster-c", 2, &[("generic", cluster_side)]);
+    site.wait_for("the conflict on generic", Duration::from_secs(60), || {
+        get(&site.api(), "/api/v1/preseeds/generic").is_ok_and(|p| p["in_conflict"] == json!(true))
+    });
     browser.goto(&format!("{api}/#/preseeds/generic"));
     browser.wait(
-        "the generic template's diff",
-        "return !!document.querySelector('#diff-out .diff .add')",
+        "the conflict side by side, and the diff",
+        "return !!document.querySelector('#preseed-detail .side') && !!document.querySelector('#diff-out .diff .add')",
     );
     browser.screenshot("preseeds");
     check_accessible(&browser, "preseeds");
+    browser.click("#keep-operator");
+    site.wait_for("the conflict resolved", Duration::from_secs(30), || {
+        get(&site.api(), "/api/v1/preseeds/generic").is_ok_and(|p| {
+            p["in_conflict"] == json!(false) && p["current"]["origin"] == json!("operator")
+        })
+    });
     browser.click("#nav a[data-view=audit]");
     browser.wait(
         "the audit log",
