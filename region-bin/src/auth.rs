@@ -5,7 +5,10 @@
 //! 1. lets the [`PUBLIC_PATHS`] through (and `/metrics` when configured open);
 //! 2. reads `Authorization: Bearer osm_…`, refusing a malformed token (its checksum catches
 //!    typos without a database read) and an unknown, revoked or expired one: 401 JSON; a
-//!    source address with too many such failures gets 429 with `Retry-After` instead;
+//!    source address with too many such failures gets 429 with `Retry-After` instead.
+//!    Without that header, a browser session's cookie (`ui::session`) stands for the token it
+//!    logged in with (checked the same way), and a write through it must carry the session's
+//!    `X-CSRF-Token`: 403 JSON `csrf_failed` otherwise;
 //! 3. checks the caller's role against the route's rule (`api::access_rules`, the one table
 //!    the routes are registered from): 403 JSON;
 //! 4. after the handler, appends an audit row for every write (any method but GET, HEAD and

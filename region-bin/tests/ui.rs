@@ -222,17 +222,26 @@ async fn login_sets_an_httponly_strict_cookie_secure_under_https() {
     let big = send(&app, login_request(&"a".repeat(4096))).await;
     assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(set_cookie(&big.headers).is_none());
-    // A login posted from another site is refused (login CSRF).
-    let cross = send(
-        &app,
-        login_request(&admin).insert_header(("Sec-Fetch-Site", "cross-site")),
-    )
-    .await;
-    assert!(set_cookie(&cross.headers).is_none());
-    assert_eq!(
-        cross.headers.get(header::LOCATION).unwrap(),
-        "/login?error=cross_site"
-    );
+    // A login posted from another site is refused (login CSRF); from our own form it is not.
+    for (from, refused) in [
+        ("cross-site", true),
+        ("same-site", true),
+        ("same-origin", false),
+        ("none", false),
+    ] {
+        let answer = send(
+            &app,
+            login_request(&admin).insert_header(("Sec-Fetch-Site", from)),
+        )
+        .await;
+        assert_eq!(set_cookie(&answer.headers).is_none(), refused, "{from}");
+        if refused {
+            assert_eq!(
+                answer.headers.get(header::LOCATION).unwrap(),
+                "/login?error=cross_site"
+            );
+        }
+    }
 }
 
 #[actix_rt::test]

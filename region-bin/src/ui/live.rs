@@ -122,10 +122,9 @@ impl Live {
                         self.version.send_modify(|v| *v += 1);
                     }
                 }
+                // Keep polling: the pages stay subscribed and the region may answer again.
                 Err(err) => {
                     tracing::warn!(error = %err, "the page's change feed cannot read the region");
-                    self.polling.store(false, Ordering::Release);
-                    return;
                 }
             }
         }

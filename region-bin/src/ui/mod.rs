@@ -223,17 +223,19 @@ async fn login(
             tracing::error!(error = %err, "cannot write the audit log");
         }
     };
-    // A login form posted from another site would log the victim in as the attacker.
+    // A login form posted from another site (or a sibling subdomain) would log the victim
+    // in as the attacker: browsers say where a request comes from in `Sec-Fetch-Site`; our
+    // own form posts `same-origin`.
     let cross_site = req
         .headers()
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site");
+        .is_some_and(|v| v != "same-origin" && v != "none");
     if cross_site {
         audit(None, None, StatusCode::FORBIDDEN);
         return see_other(&format!("{LOGIN_PAGE}?error=cross_site"));
     }
-    let token = serde_urlencoded_token(&body);
+    let token = form_token(&body);
     let record = match token.as_deref() {
         Some(token) => crate::auth::check_token(service.store(), token, now),
         None => Err(crate::auth::AuthFailure::Refused(
@@ -284,7 +286,7 @@ async fn login(
 }
 
 /// The token of an `application/x-www-form-urlencoded` login body.
-fn serde_urlencoded_token(body: &[u8]) -> Option<Zeroizing<String>> {
+fn form_token(body: &[u8]) -> Option<Zeroizing<String>> {
     let form: LoginForm = web::Query::<LoginForm>::from_query(std::str::from_utf8(body).ok()?)
         .ok()?
         .into_inner();
