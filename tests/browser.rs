@@ -402,6 +402,31 @@ fn the_page_in_a_real_browser() {
         "cluster-c's acme-linux as last known",
         &format!("return {} === 'stale'", cell("acme-linux/a2", &c)),
     );
+    // cluster-a gains focal images: its cell turns available, still without a reload (the
+    // cluster rescans its tree every second and pushes the change).
+    assert_eq!(
+        browser.script(&format!("return {}", cell("ubuntu/focal", &a))),
+        json!("none")
+    );
+    let focal = site.path("cluster-a/boot-resources/ubuntu/amd64/generic/focal/stable");
+    std::fs::create_dir_all(&focal).expect("focal image directory");
+    let added = Instant::now();
+    for file in ["boot-kernel", "boot-initrd", "squashfs"] {
+        std::fs::write(focal.join(file), b"").expect("focal image file");
+    }
+    browser.wait(
+        "cluster-a's focal available",
+        &format!("return {} === 'available'", cell("ubuntu/focal", &a)),
+    );
+    eprintln!(
+        "cluster-a's new focal images shown {:?} after they were written (the cluster rescans every 1 s)",
+        added.elapsed()
+    );
+    assert_eq!(
+        browser.script("return window.__noReload || null"),
+        json!("still here"),
+        "the page was reloaded"
+    );
     browser.screenshot("matrix-disconnected");
     check_accessible(&browser, "matrix-disconnected");
 
