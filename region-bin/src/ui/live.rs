@@ -130,3 +130,45 @@ impl Live {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osmesh_actors::region::{ClusterPart, ReadPath};
+    use osmesh_core::ClusterId;
+
+    fn answer(view: &Arc<MeshView>, connected: bool, age_ms: i64) -> OsystemsAnswer {
+        OsystemsAnswer {
+            source: ReadPath::Cached,
+            view: view.clone(),
+            clusters: vec![ClusterPart {
+                cluster: ClusterId::new("a"),
+                name: "a".into(),
+                connected,
+                disconnected_since_ms: (!connected).then_some(5),
+                age_ms: Some(age_ms),
+                no_answer: None,
+            }],
+            deadline_ms: None,
+            elapsed_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_change_is_a_new_view_or_link_state_never_an_age() {
+        let view = Arc::new(MeshView::default());
+        let mut fp = Fingerprint::default();
+        assert!(fp.changed(&answer(&view, true, 0)), "the first reading");
+        assert!(!fp.changed(&answer(&view, true, 900)), "only older");
+        // An equal view in a new allocation is no change either.
+        let same = Arc::new(MeshView::default());
+        assert!(!fp.changed(&answer(&same, true, 1_000)));
+        assert!(fp.changed(&answer(&same, false, 1_000)), "disconnected");
+        let mut other = MeshView::default();
+        other.answered.insert(ClusterId::new("a"));
+        assert!(
+            fp.changed(&answer(&Arc::new(other), false, 1_000)),
+            "new view"
+        );
+    }
+}
