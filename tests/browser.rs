@@ -55,13 +55,16 @@ impl Driver {
         let stdout = child.stdout.take().expect("chromedriver stdout");
         // "ChromeDriver was started successfully on port 37053."
         let mut port = None;
-        for line in BufReader::new(stdout).lines() {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
             let line = line.expect("chromedriver output");
             if let Some(rest) = line.split("successfully on port ").nth(1) {
                 port = rest.trim_end_matches('.').trim().parse::<u16>().ok();
                 break;
             }
         }
+        // Keep reading what it prints later, so it never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         let port = port.expect("chromedriver did not say its port");
         Driver {
             child,
