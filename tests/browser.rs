@@ -585,7 +585,11 @@ fn the_page_at_a_thousand_clusters() {
         return;
     };
     let site = Site::new();
-    let _region = site.start_region();
+    // `OSMESH_BROWSER_REGIOND=target/release/regiond` measures a release build.
+    let _region = match std::env::var_os("OSMESH_BROWSER_REGIOND") {
+        Some(binary) => site.start_region_with(Path::new(&binary)),
+        None => site.start_region(),
+    };
     for variant in 0..3 {
         write_sample_tree(&site.path(&format!("tree-{variant}")), variant).expect("sample tree");
     }
