@@ -273,6 +273,7 @@ pub fn app(
         // Outermost, so refusals (401, 403, 429) are counted too.
         .wrap(from_fn(crate::metrics::track))
         .configure(crate::ops_routes)
+        .configure(crate::ui::configure)
         .configure(configure)
 }
 

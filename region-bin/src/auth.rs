@@ -5,7 +5,10 @@
 //! 1. lets the [`PUBLIC_PATHS`] through (and `/metrics` when configured open);
 //! 2. reads `Authorization: Bearer osm_…`, refusing a malformed token (its checksum catches
 //!    typos without a database read) and an unknown, revoked or expired one: 401 JSON; a
-//!    source address with too many such failures gets 429 with `Retry-After` instead;
+//!    source address with too many such failures gets 429 with `Retry-After` instead.
+//!    Without that header, a browser session's cookie (`ui::session`) stands for the token it
+//!    logged in with (checked the same way), and a write through it must carry the session's
+//!    `X-CSRF-Token`: 403 JSON `csrf_failed` otherwise;
 //! 3. checks the caller's role against the route's rule (`api::access_rules`, the one table
 //!    the routes are registered from): 403 JSON;
 //! 4. after the handler, appends an audit row for every write (any method but GET, HEAD and
@@ -262,11 +265,16 @@ impl AuthState {
         AuthState {
             rules: crate::api::access_rules()
                 .into_iter()
-                .chain(OUTSIDE_RULES.iter().map(|(method, path, role)| AccessRule {
-                    method: method.clone(),
-                    path: (*path).to_owned(),
-                    role: *role,
-                }))
+                .chain(
+                    OUTSIDE_RULES
+                        .iter()
+                        .chain(crate::ui::RULES)
+                        .map(|(method, path, role)| AccessRule {
+                            method: method.clone(),
+                            path: (*path).to_owned(),
+                            role: *role,
+                        }),
+                )
                 .collect(),
             limiter: RateLimiter::keyed(quota),
             settings,
@@ -285,7 +293,9 @@ impl AuthState {
     }
 
     fn is_public(&self, path: &str) -> bool {
-        PUBLIC_PATHS.contains(&path) || (self.settings.open_metrics && path == METRICS_PATH)
+        PUBLIC_PATHS.contains(&path)
+            || (self.settings.open_metrics && path == METRICS_PATH)
+            || crate::ui::is_public(path)
     }
 
     /// The role `method` on `pattern` needs. A pattern registered with rules for other methods
@@ -305,7 +315,7 @@ impl AuthState {
 
     /// Spends one failure of `source`'s allowance; `Err(retry after, whole seconds)` when
     /// none is left.
-    fn spend_failure(&self, source: IpAddr) -> Result<(), u64> {
+    pub(crate) fn spend_failure(&self, source: IpAddr) -> Result<(), u64> {
         if self.limiter.len() > MAX_TRACKED_SOURCES {
             self.limiter.retain_recent();
         }
@@ -345,7 +355,7 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> HttpResponse {
 }
 
 /// Why a request did not authenticate.
-enum AuthFailure {
+pub(crate) enum AuthFailure {
     Refused(&'static str, String),
     Store(DbError),
 }
@@ -374,14 +384,34 @@ fn authenticate_token(
                 "the Authorization header must be 'Bearer <token>'",
             )
         })?;
+    check_token(store, token, now_ms)
+}
+
+/// `token` checked against the store at `now_ms`: well formed, known, not revoked, not
+/// expired (its last use recorded).
+pub(crate) fn check_token(
+    store: &Store,
+    token: &str,
+    now_ms: i64,
+) -> Result<TokenRecord, AuthFailure> {
     if !is_well_formed(token) {
-        return Err(refused(
+        return Err(AuthFailure::Refused(
             "bad_token",
-            "the token is malformed (an osmesh token is osm_ and 72 hex digits)",
+            "the token is malformed (an osmesh token is osm_ and 72 hex digits)".into(),
         ));
     }
+    check_token_hash(store, &token_hash(token), now_ms)
+}
+
+/// The token whose hash is `hash` (a session's), checked as [`check_token`] does.
+pub(crate) fn check_token_hash(
+    store: &Store,
+    hash: &str,
+    now_ms: i64,
+) -> Result<TokenRecord, AuthFailure> {
+    let refused = |code, message: &str| AuthFailure::Refused(code, message.to_owned());
     let record = store
-        .token_by_hash(&token_hash(token))
+        .token_by_hash(hash)
         .map_err(AuthFailure::Store)?
         .ok_or_else(|| refused("bad_token", "the token is not known"))?;
     if record.revoked_at_ms.is_some() {
@@ -424,7 +454,15 @@ pub async fn authenticate(
         .now_ms()
         .await
         .unwrap_or_else(|_| crate::wall_clock_ms());
-    let caller = match authenticate_token(&req, &store, now_ms) {
+    // A browser's session cookie stands for its token when no Authorization header is sent;
+    // a write through a session must carry the session's CSRF token (checked below).
+    let session = session_of(&req, now_ms);
+    let authenticated = match &session {
+        None => authenticate_token(&req, &store, now_ms),
+        Some(Ok(auth)) => check_token_hash(&store, &auth.token_hash, now_ms),
+        Some(Err(failure)) => Err(AuthFailure::Refused(failure.0, failure.1.into())),
+    };
+    let caller = match authenticated {
         Ok(record) => Caller {
             name: record.name,
             role: record.role,
@@ -465,6 +503,18 @@ pub async fn authenticate(
             return Ok(finish(req, response, None, &store, now_ms));
         }
     };
+    if let Some(Ok(auth)) = &session {
+        if is_write(req.method()) && !csrf_matches(&req, auth) {
+            state.forbidden.fetch_add(1, Ordering::Relaxed);
+            let response = refusal(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "a write through a browser session needs the session's X-CSRF-Token header",
+            );
+            return Ok(finish(req, response, Some(&caller), &store, now_ms));
+        }
+        req.extensions_mut().insert(auth.clone());
+    }
     let pattern = req.match_pattern();
     if let Some(needed) = state.required_role(req.method(), pattern.as_deref()) {
         if caller.role < needed {
@@ -563,4 +613,29 @@ fn audit(store: &Store, facts: &AuditFacts, now_ms: i64) {
     if let Err(err) = store.append_audit(&entry) {
         tracing::error!(error = %err, method = %facts.method, object = facts.object, "cannot write the audit log");
     }
+}
+
+/// The request's browser session: `None` when it sends an `Authorization` header or no
+/// session cookie; an error (code, message) when the cookie names no live session.
+fn session_of(
+    req: &ServiceRequest,
+    now_ms: i64,
+) -> Option<Result<crate::ui::SessionAuth, (&'static str, &'static str)>> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return None;
+    }
+    let id = crate::ui::cookie_id(req.request())?;
+    let sessions = req.app_data::<web::Data<crate::ui::Sessions>>()?;
+    Some(sessions.touch(&id, now_ms).ok_or((
+        "session_ended",
+        "the browser session has ended or is unknown; log in again",
+    )))
+}
+
+/// Whether the request carries `auth`'s CSRF token in `X-CSRF-Token`.
+fn csrf_matches(req: &ServiceRequest, auth: &crate::ui::SessionAuth) -> bool {
+    req.headers()
+        .get(crate::ui::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|sent| crate::ui::session::constant_time_eq(sent, &auth.csrf))
 }

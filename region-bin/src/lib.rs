@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod redact;
 pub mod tls;
+pub mod ui;
 
 use actix::Actor;
 use actix_web::{web, HttpServer};
@@ -104,10 +105,15 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let store_data = web::Data::new(store.clone());
     let auth = web::Data::new(auth::AuthState::new(config.auth.clone()));
     let writes = web::Data::new(limits::WriteLimiter::default());
+    // One set of browser sessions and one change feed for every worker.
+    let sessions = web::Data::new(crate::ui::Sessions::default());
+    let live = web::Data::new(crate::ui::Live::default());
     let server = HttpServer::new(move || {
         api::app(data.clone(), store_data.clone(), auth.clone())
             // One write budget for every worker (`api::app` gives each a default of its own).
             .app_data(writes.clone())
+            .app_data(sessions.clone())
+            .app_data(live.clone())
             // Outermost: the whole-request deadline covers authentication too.
             .wrap(actix_web::middleware::from_fn(limits::bound_request))
     })
