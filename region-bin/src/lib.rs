@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod redact;
+pub mod sqlite_lock;
 pub mod tls;
 
 use actix::Actor;
@@ -50,6 +51,8 @@ pub struct RunningRegion {
     /// RPC refusals counted since start (handshakes refused or failed, links cut off for not
     /// reading), for the metrics endpoint.
     pub abuse: osmesh_net::limits::AbuseCounters,
+    /// The single-region lock of a SQLite database, held while this value lives.
+    pub sqlite_lock: Option<sqlite_lock::SqliteLock>,
 }
 
 /// Opens the store (running migrations), binds the RPC listener, starts the region actor and
@@ -61,6 +64,8 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     }
     osmesh_telemetry::metrics::install();
     osmesh_actors::store::install_query_metrics();
+    // Before the store opens (and migrates): a second region on one SQLite file stops here.
+    let sqlite_lock = sqlite_lock::lock_sqlite(&config.database_url)?;
     let store = Store::open(&config.database_url).with_context(|| {
         format!(
             "cannot open the database {}",
@@ -136,6 +141,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         service,
         server: server.run(),
         abuse,
+        sqlite_lock,
     })
 }
 

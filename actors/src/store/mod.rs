@@ -28,6 +28,7 @@ mod license_keys;
 mod nodes;
 mod observe;
 mod preseeds;
+mod regions;
 mod schema;
 mod settings;
 #[cfg(any(test, feature = "testing"))]
@@ -51,6 +52,7 @@ pub use preseeds::{
     decide_cluster_report, decide_operator_edit, ClusterReportAction, ClusterTemplate,
     PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
 };
+pub use regions::{sqlite_file, NewRegion, RegionRecord};
 pub use settings::SettingKey;
 pub use tokens::{NewToken, Role, TokenRecord};
 
