@@ -4,17 +4,20 @@
 //! database — beats every `REGION_HEARTBEAT_INTERVAL`: it asks the actor which clusters are
 //! linked (a region whose actor does not answer stops beating, so the others see it down),
 //! writes the heartbeat, deletes rows silent for `REGION_FORGET_AFTER`, and hands the actor
-//! the live regions' endpoints, which it passes on to the clusters when they change.
+//! the live regions' endpoints, which it passes on to the clusters when they change. It also
+//! hands the actor clusters that only other regions have seen, so this region names them
+//! (as not connected) in its answers.
 //! A clean stop deletes the row, so the others drop the region at once.
 
 use actix::Addr;
 use anyhow::{Context, Result};
 use osmesh_actors::region::regions::{
-    live_endpoints, SetRegionMesh, REGION_FORGET_AFTER, REGION_HEARTBEAT_INTERVAL,
+    live_endpoints, AdoptClusters, SetRegionMesh, REGION_FORGET_AFTER, REGION_HEARTBEAT_INTERVAL,
 };
 use osmesh_actors::region::{ConnectedPeers, RegionActor};
 use osmesh_actors::store::{NewRegion, Store};
 use osmesh_core::ClusterId;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -140,6 +143,7 @@ fn heartbeat_loop(
         }
     };
     let (stopped, wake) = stop;
+    let mut known = BTreeSet::new();
     let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         guard = match wake.wait_timeout(guard, REGION_HEARTBEAT_INTERVAL) {
@@ -161,6 +165,34 @@ fn heartbeat_loop(
             }
         };
         beat(store, region, entry, started, &linked);
+        adopt_new_clusters(store, region, &mut known);
+    }
+}
+
+/// Hands the actor every cluster in the database that was not there at the last look (the
+/// actor skips those it knows). Only ids are read each time; records only for new ones.
+fn adopt_new_clusters(store: &Store, region: &Addr<RegionActor>, known: &mut BTreeSet<ClusterId>) {
+    let ids = match store.list_cluster_ids() {
+        Ok(ids) => ids,
+        Err(err) => {
+            tracing::warn!(%err, "cannot list the clusters other regions know");
+            return;
+        }
+    };
+    let mut clusters = Vec::new();
+    for id in ids.iter().filter(|id| !known.contains(*id)) {
+        match store.get_cluster(id) {
+            Ok(Some(record)) => clusters.push(record),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(%err, cluster = ?id.as_str(), "cannot read a cluster record");
+                return;
+            }
+        }
+    }
+    *known = ids.into_iter().collect();
+    if !clusters.is_empty() {
+        region.do_send(AdoptClusters { clusters });
     }
 }
 

@@ -7,6 +7,11 @@
 //! cluster with `RegionList`, so each cluster keeps one link to every live region. A region
 //! with no registry (the simulator, tests) answers `Registered` as before, byte for byte.
 //!
+//! A cluster linked only to other regions (partitioned from this one) is still one this
+//! region must name in every answer: [`AdoptClusters`] hands the actor the clusters the
+//! database knows that it does not, which it keeps as not connected, with their last
+//! snapshot as "last known".
+//!
 //! [`RegionService::regions`] lists the registry: which regions are up, how many clusters
 //! each has linked, and which clusters miss a link to some live region.
 
@@ -18,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::service::{RegionService, ServiceError};
-use super::RegionActor;
+use super::{ClusterEntry, HeldSnapshot, RegionActor};
 use crate::store::{ClusterRecord, RegionRecord};
 
 /// How often a region writes its heartbeat (and re-reads the registry).
@@ -116,6 +121,52 @@ impl Handler<SetRegionMesh> for RegionActor {
                 }
             }
         }
+    }
+}
+
+/// Clusters from the database (seen by any region); those this region does not know yet are
+/// added as not connected, their stored snapshot shown only as last known.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdoptClusters {
+    pub clusters: Vec<ClusterRecord>,
+}
+
+impl Handler<AdoptClusters> for RegionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdoptClusters, _ctx: &mut Self::Context) {
+        for record in msg.clusters {
+            if self.clusters.contains_key(&record.id) {
+                continue;
+            }
+            tracing::info!(cluster = ?record.id.as_str(), "a cluster known to other regions; not linked here");
+            let id = record.id.clone();
+            self.clusters.insert(id, disconnected_entry(record));
+            self.cached_view = None;
+        }
+    }
+}
+
+/// A cluster known only from the store: disconnected since, at the latest, the last time any
+/// region heard from it (as `RegionActor::new` remembers the clusters at start-up).
+fn disconnected_entry(record: ClusterRecord) -> ClusterEntry {
+    let heard = record
+        .snapshot
+        .as_ref()
+        .map_or(record.last_seen_ms, |(_, at)| {
+            (*at).max(record.last_seen_ms)
+        });
+    ClusterEntry {
+        name: record.name,
+        link: None,
+        snapshot: record.snapshot.map(|(s, at)| HeldSnapshot {
+            osystems: s.osystems,
+            images: s.images,
+            received_at_ms: at,
+        }),
+        last_seen_ms: heard,
+        disconnected_since_ms: Some(heard),
     }
 }
 

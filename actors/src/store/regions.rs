@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use osmesh_core::ClusterId;
 
 use super::connection::DbTarget;
-use super::schema::regions;
+use super::schema::{clusters, regions};
 use super::{Store, StoreError};
 
 /// The file of the SQLite database `url` names; `None` for PostgreSQL and in-memory SQLite
@@ -164,6 +164,19 @@ impl Store {
             diesel::delete(regions::table.filter(regions::heartbeat_ms.lt(cutoff_ms)))
                 .execute(conn)?,
         )
+    }
+
+    /// The id of every cluster any region has seen, sorted (cheap: no snapshots), so a
+    /// region learns of clusters that linked only to others.
+    pub fn list_cluster_ids(&self) -> Result<Vec<ClusterId>, StoreError> {
+        let conn = &mut *self.conn()?;
+        Ok(clusters::table
+            .select(clusters::id)
+            .order(clusters::id)
+            .load::<String>(conn)?
+            .into_iter()
+            .map(ClusterId)
+            .collect())
     }
 
     /// Removes region `id`'s row (a clean stop: the others see it gone at once).
