@@ -370,3 +370,48 @@ fn a_second_region_on_one_sqlite_file_refuses_to_start() {
         read_addrs(&addr_file).is_some()
     });
 }
+
+/// SIGTERM, then waits for the process to exit (a clean stop: it leaves the registry).
+fn stop(region: &mut Region) {
+    let pid = region.daemon.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {pid}");
+    wait_for("regiond to stop on SIGTERM", || {
+        region.daemon.child.try_wait().expect("wait").is_some()
+    });
+}
+
+#[test]
+fn a_rolling_restart_never_leaves_the_mesh_without_a_region() {
+    let Some(db) = postgres() else { return };
+    let mesh = Mesh::new(&db.url);
+    let mut regions = [mesh.start_region("r1"), mesh.start_region("r2")];
+    let _c1 = mesh.start_cluster("c1", 0, &regions[0].rpc);
+    let _c2 = mesh.start_cluster("c2", 1, &regions[1].rpc);
+    let both = vec!["c1".to_owned(), "c2".to_owned()];
+    for region in &regions {
+        wait_for("both clusters on both regions", || {
+            connected_clusters(&region.api) == both
+        });
+    }
+    for (restarting, name) in [(0, "r1"), (1, "r2")] {
+        let other = 1 - restarting;
+        stop(&mut regions[restarting]);
+        // The other region serves every cluster at once, and lists only itself: the stopped
+        // region deleted its row.
+        assert_eq!(live_answering(&regions[other].api), Some(both.clone()));
+        let (seen, partial) = regions_seen_by(&regions[other].api);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(partial.is_empty(), "{partial:?}");
+        // Back on a new port: the clusters learn it from the other region's list.
+        regions[restarting] = mesh.start_region(name);
+        wait_for(&format!("both clusters on the restarted {name}"), || {
+            connected_clusters(&regions[restarting].api) == both
+        });
+    }
+    assert_eq!(live_answering(&regions[0].api), Some(both.clone()));
+    assert_eq!(live_answering(&regions[1].api), Some(both));
+}

@@ -83,6 +83,17 @@ struct RegionTarget {
 }
 
 impl RegionTarget {
+    /// A target not yet dialed, with a fresh backoff.
+    fn new(name: Option<String>, addrs: Vec<String>, settings: &ClusterSettings) -> Self {
+        RegionTarget {
+            name,
+            addrs,
+            next_addr: 0,
+            backoff: Backoff::new(settings.backoff_base, settings.backoff_cap),
+            link: RegionLink::Waiting,
+        }
+    }
+
     fn peer(&self) -> Option<&Peer> {
         match &self.link {
             RegionLink::Connected { peer, .. } => Some(peer),
@@ -133,13 +144,7 @@ impl ClusterActor {
         templates: Vec<PreseedTemplate>,
         rng: StdRng,
     ) -> Self {
-        let seed = RegionTarget {
-            name: None,
-            addrs: settings.region_addrs.clone(),
-            next_addr: 0,
-            backoff: Backoff::new(settings.backoff_base, settings.backoff_cap),
-            link: RegionLink::Waiting,
-        };
+        let seed = RegionTarget::new(None, settings.region_addrs.clone(), &settings);
         let mut actor = ClusterActor {
             settings,
             dialer,
@@ -402,19 +407,12 @@ impl ClusterActor {
                     }
                 }
                 None => {
-                    self.targets.insert(
-                        id.clone(),
-                        RegionTarget {
-                            name: Some(region.name.clone()),
-                            addrs: region.rpc.clone(),
-                            next_addr: 0,
-                            backoff: Backoff::new(
-                                self.settings.backoff_base,
-                                self.settings.backoff_cap,
-                            ),
-                            link: RegionLink::Waiting,
-                        },
+                    let target = RegionTarget::new(
+                        Some(region.name.clone()),
+                        region.rpc.clone(),
+                        &self.settings,
                     );
+                    self.targets.insert(id.clone(), target);
                     new.push(id.clone());
                 }
             }
@@ -573,16 +571,8 @@ impl Handler<LinkClosed> for ClusterActor {
         tracing::info!(cluster = %self.settings.id, region = ?key, "lost a region that left the list");
         self.targets.remove(&key);
         if self.targets.is_empty() {
-            self.targets.insert(
-                SEED_TARGET.to_owned(),
-                RegionTarget {
-                    name: None,
-                    addrs: self.settings.region_addrs.clone(),
-                    next_addr: 0,
-                    backoff: Backoff::new(self.settings.backoff_base, self.settings.backoff_cap),
-                    link: RegionLink::Waiting,
-                },
-            );
+            let seed = RegionTarget::new(None, self.settings.region_addrs.clone(), &self.settings);
+            self.targets.insert(SEED_TARGET.to_owned(), seed);
             self.schedule_dial(SEED_TARGET, ctx);
         }
     }

@@ -270,4 +270,3 @@ mod tests {
         assert_eq!(source_of("sim:cluster-a"), "sim:cluster-a");
     }
 }
-
