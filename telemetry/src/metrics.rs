@@ -157,7 +157,7 @@ fn describe_all() {
     describe_counter!(DB_QUERY_ERRORS, "Database statements that failed");
     describe_gauge!(
         REGION_LINKS,
-        "Authenticated links from this cluster to a region (0 or 1)"
+        "Authenticated links from this cluster to regions (one per live region when several share a database)"
     );
     describe_counter!(
         LOG_SUPPRESSED,
