@@ -179,6 +179,19 @@ fn live_answering(api: &str) -> Option<Vec<String>> {
     Some(answering)
 }
 
+/// The value of an unlabelled gauge in `api`'s `/metrics`.
+fn gauge(api: &str, token: &str, name: &str) -> Option<f64> {
+    let text = ureq::get(&format!("{api}/metrics"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 fn three() -> Vec<String> {
     vec!["c1".to_owned(), "c2".to_owned(), "c3".to_owned()]
 }
@@ -235,6 +248,11 @@ fn clusters_link_to_every_region_and_survive_a_kill_9_of_one() {
                 ("r2".into(), "up".into(), 3),
             ]
     });
+
+    wait_for("r2's metrics to count one region down", || {
+        gauge(&r2.api, &mesh.token, "osmesh_regions_down") == Some(1.0)
+    });
+    assert_eq!(gauge(&r2.api, &mesh.token, "osmesh_regions_up"), Some(1.0));
 
     // r1 returns on another port: the clusters learn it from r2's region list.
     let r1 = mesh.start_region("r1");

@@ -17,6 +17,7 @@ use osmesh_actors::region::regions::{
 use osmesh_actors::region::{ConnectedPeers, RegionActor};
 use osmesh_actors::store::{NewRegion, Store};
 use osmesh_core::ClusterId;
+use osmesh_telemetry::metrics::name;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -239,10 +240,16 @@ fn beat(
 
 fn publish_mesh(store: &Store, region: &Addr<RegionActor>, self_id: &str, now: i64) {
     match store.list_regions() {
-        Ok(records) => region.do_send(SetRegionMesh {
-            self_id: self_id.to_owned(),
-            regions: live_endpoints(&records, self_id, now),
-        }),
+        Ok(records) => {
+            let live = live_endpoints(&records, self_id, now);
+            let down = records.len().saturating_sub(live.len());
+            metrics::gauge!(name::REGIONS_UP).set(live.len() as f64);
+            metrics::gauge!(name::REGIONS_DOWN).set(down as f64);
+            region.do_send(SetRegionMesh {
+                self_id: self_id.to_owned(),
+                regions: live,
+            });
+        }
         Err(err) => tracing::warn!(%err, "cannot read the region registry"),
     }
 }
