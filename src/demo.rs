@@ -52,6 +52,8 @@ pub fn run(options: DemoOptions) -> Result<()> {
             // The demo stays on loopback HTTP.
             tls: None,
             insecure_http: false,
+            rpc_advertise: Vec::new(),
+            http_url: None,
         })
         .await?;
         for (variant, name) in DEMO_CLUSTERS.iter().enumerate() {

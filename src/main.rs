@@ -7,6 +7,7 @@ mod credentials;
 mod demo;
 mod domain;
 mod images;
+mod regions;
 mod table;
 mod tls;
 
@@ -50,6 +51,12 @@ enum Command {
     },
     /// The clusters the region knows, connected or not.
     Clusters {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Every region sharing the database: up or down, endpoints, linked clusters; and the
+    /// clusters linked to only some of the live regions.
+    Regions {
         #[command(flatten)]
         api: client::ApiArgs,
     },
@@ -149,6 +156,7 @@ fn run() -> Result<()> {
             timeout_ms,
         } => client::osystems(&api, live, timeout_ms),
         Command::Clusters { api } => client::clusters(&api),
+        Command::Regions { api } => regions::regions(&api),
         Command::Images { api, filter } => images::images(&api, &filter),
         Command::LicenseKeys { api, command } => domain::license_keys(&api, command),
         Command::Settings { api, command } => domain::settings(&api, command),

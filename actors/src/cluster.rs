@@ -1,6 +1,15 @@
-//! The cluster actor: owns the cluster's OS registry and boot-image set, keeps one link to the
-//! region (dialing with capped, jittered backoff), answers the region's calls from `core`, and
-//! pushes `ReportBootImages` whenever a rescan sees the image set change.
+//! The cluster actor: owns the cluster's OS registry and boot-image set, keeps one link to
+//! every live region (each dialed with its own capped, jittered backoff), answers the regions'
+//! calls from `core`, and pushes `ReportBootImages` on every link whenever a rescan sees the
+//! image set change.
+//!
+//! Several regions (issue 15): the cluster starts with one link target, the configured region
+//! addresses (tried in turn). The first region that answers `Register` names itself
+//! (`region_id`) and every live region (`regions`); the cluster then keeps one target per
+//! region, keyed by its id, and follows the list each region pushes (`RegionList`) when the
+//! set changes. A target that leaves the list is dropped once its link is down; when no
+//! target is left, the configured addresses are dialed again. A region that sends no list
+//! (an older one, or the simulator's) leaves the cluster with its single link, as before.
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -9,15 +18,17 @@ use osmesh_core::{BootImage, ClusterId};
 use osmesh_net::backoff::Backoff;
 use osmesh_net::envelope::{decode_body, encode_body};
 use osmesh_net::handshake::{dial_handshake, HandshakeConfig};
+use osmesh_net::limits::{MAX_ENDPOINTS_PER_REGION, MAX_REGIONS, MAX_REGION_FIELD_LEN};
 use osmesh_net::messages::{
     method, BootImageList, GetOsReleaseTitle, GetPreseedData, LicenseKeyVerdict,
-    OperatingSystemList, PreseedData, PreseedTemplate, Register, ReleaseTitle, ReportBootImages,
-    ReportPreseedTemplates, ValidateLicenseKey,
+    OperatingSystemList, PreseedData, PreseedTemplate, RegionEndpoint, RegionList, Register,
+    Registered, ReleaseTitle, ReportBootImages, ReportPreseedTemplates, ValidateLicenseKey,
 };
 use osmesh_net::peer::{spawn_peer, Incoming, Peer, PeerConfig};
 use osmesh_net::{Dialer, ErrorKind, RpcError};
 use rand::rngs::StdRng;
 use rand::RngCore;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +57,10 @@ pub struct ClusterSettings {
     pub backoff_cap: Duration,
 }
 
-/// The cluster's view of its link to the region.
+/// The key of the target dialing the configured addresses, before a region has named itself.
+pub const SEED_TARGET: &str = "";
+
+/// The state of one link to a region.
 enum RegionLink {
     /// Not connected; a dial is scheduled.
     Waiting,
@@ -55,6 +69,48 @@ enum RegionLink {
         link: LinkId,
         peer: Peer,
     },
+}
+
+/// One region the cluster keeps a link to: where to dial it, and its own backoff.
+struct RegionTarget {
+    /// Its name as the region list gave it (`None` for the configured addresses).
+    name: Option<String>,
+    /// RPC addresses, tried in turn.
+    addrs: Vec<String>,
+    next_addr: usize,
+    backoff: Backoff,
+    link: RegionLink,
+}
+
+impl RegionTarget {
+    /// A target not yet dialed, with a fresh backoff.
+    fn new(name: Option<String>, addrs: Vec<String>, settings: &ClusterSettings) -> Self {
+        RegionTarget {
+            name,
+            addrs,
+            next_addr: 0,
+            backoff: Backoff::new(settings.backoff_base, settings.backoff_cap),
+            link: RegionLink::Waiting,
+        }
+    }
+
+    fn peer(&self) -> Option<&Peer> {
+        match &self.link {
+            RegionLink::Connected { peer, .. } => Some(peer),
+            _ => None,
+        }
+    }
+}
+
+/// One region link as the cluster reports it (status, tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionLinkStatus {
+    /// The region's registry id; empty for the configured addresses before any region named
+    /// itself (or when the region is one that names none).
+    pub region_id: String,
+    pub name: Option<String>,
+    pub addrs: Vec<String>,
+    pub connected: bool,
 }
 
 pub struct ClusterActor {
@@ -70,10 +126,13 @@ pub struct ClusterActor {
     os_reply: Bytes,
     images_reply: Bytes,
     rng: StdRng,
-    backoff: Backoff,
-    next_addr: usize,
     next_link: LinkId,
-    region: RegionLink,
+    /// One target per region, by registry id ([`SEED_TARGET`] for the configured addresses).
+    targets: BTreeMap<String, RegionTarget>,
+    /// The target each live link belongs to.
+    links: BTreeMap<LinkId, String>,
+    /// The last region list a region sent; `None` while no region has sent one.
+    region_list: Option<Vec<RegionEndpoint>>,
 }
 
 impl ClusterActor {
@@ -85,7 +144,7 @@ impl ClusterActor {
         templates: Vec<PreseedTemplate>,
         rng: StdRng,
     ) -> Self {
-        let backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
+        let seed = RegionTarget::new(None, settings.region_addrs.clone(), &settings);
         let mut actor = ClusterActor {
             settings,
             dialer,
@@ -97,10 +156,10 @@ impl ClusterActor {
             os_reply: Bytes::new(),
             images_reply: Bytes::new(),
             rng,
-            backoff,
-            next_addr: 0,
             next_link: 0,
-            region: RegionLink::Waiting,
+            targets: BTreeMap::from([(SEED_TARGET.to_owned(), seed)]),
+            links: BTreeMap::new(),
+            region_list: None,
         };
         let images = actor.source.scan();
         actor.install_images(images);
@@ -126,8 +185,13 @@ impl ClusterActor {
         }
         tracing::info!(cluster = %self.settings.id, images = images.len(), "boot images changed");
         self.install_images(images);
-        if let RegionLink::Connected { peer, .. } = &self.region {
-            self.push_images(peer.clone(), ctx);
+        let peers: Vec<Peer> = self
+            .targets
+            .values()
+            .filter_map(|t| t.peer().cloned())
+            .collect();
+        for peer in peers {
+            self.push_images(peer, ctx);
         }
     }
 
@@ -151,12 +215,21 @@ impl ClusterActor {
         );
     }
 
-    fn dial(&mut self, ctx: &mut Context<Self>) {
-        let Some(addr) = self.pick_region_addr() else {
-            tracing::error!(cluster = %self.settings.id, "no region address configured");
+    /// Dials target `key` if it is waiting (a stale timer finds it gone or busy: no-op).
+    fn dial(&mut self, key: &str, ctx: &mut Context<Self>) {
+        let Some(target) = self.targets.get_mut(key) else {
             return;
         };
-        self.region = RegionLink::Dialing;
+        if !matches!(target.link, RegionLink::Waiting) {
+            return;
+        }
+        if target.addrs.is_empty() {
+            tracing::error!(cluster = %self.settings.id, "no region address configured");
+            return;
+        }
+        let addr = target.addrs[target.next_addr % target.addrs.len()].clone();
+        target.next_addr = target.next_addr.wrapping_add(1);
+        target.link = RegionLink::Dialing;
         let dialer = self.dialer.clone();
         let handshake = self.settings.handshake.clone();
         let peer_config = self.settings.peer.clone();
@@ -170,37 +243,43 @@ impl ClusterActor {
             })?;
             Ok::<_, String>(spawn_peer(auth, peer_config))
         };
-        ctx.spawn(connect.into_actor(self).map(|result, act, ctx| match result {
-            Ok((peer, incoming)) => act.on_connected(peer, incoming, ctx),
+        let key = key.to_owned();
+        ctx.spawn(connect.into_actor(self).map(move |result, act, ctx| match result {
+            Ok((peer, incoming)) => act.on_connected(&key, peer, incoming, ctx),
             Err(reason) => {
-                tracing::warn!(cluster = %act.settings.id, %reason, "cannot reach the region");
-                act.schedule_dial(ctx);
+                tracing::warn!(cluster = %act.settings.id, region = ?key, %reason, "cannot reach the region");
+                act.schedule_dial(&key, ctx);
             }
         }));
     }
 
-    fn pick_region_addr(&mut self) -> Option<String> {
-        let addrs = &self.settings.region_addrs;
-        if addrs.is_empty() {
-            return None;
-        }
-        let addr = addrs[self.next_addr % addrs.len()].clone();
-        self.next_addr = self.next_addr.wrapping_add(1);
-        Some(addr)
-    }
-
-    fn schedule_dial(&mut self, ctx: &mut Context<Self>) {
-        self.region = RegionLink::Waiting;
-        let delay = self.backoff.next_delay(&mut self.rng);
-        ctx.run_later(delay, |act, ctx| act.dial(ctx));
+    /// Waits out target `key`'s backoff, then dials it again.
+    fn schedule_dial(&mut self, key: &str, ctx: &mut Context<Self>) {
+        let Some(target) = self.targets.get_mut(key) else {
+            return;
+        };
+        target.link = RegionLink::Waiting;
+        let delay = target.backoff.next_delay(&mut self.rng);
+        let key = key.to_owned();
+        ctx.run_later(delay, move |act, ctx| act.dial(&key, ctx));
     }
 
     fn on_connected(
         &mut self,
+        key: &str,
         peer: Peer,
         incoming: osmesh_net::peer::IncomingCalls,
         ctx: &mut Context<Self>,
     ) {
+        let dialing = self
+            .targets
+            .get(key)
+            .is_some_and(|t| matches!(t.link, RegionLink::Dialing));
+        if !dialing {
+            // The target left the list, or another link to that region took its place.
+            peer.close();
+            return;
+        }
         self.next_link += 1;
         let link = self.next_link;
         let me = ctx.address();
@@ -211,16 +290,19 @@ impl ClusterActor {
             me.clone().recipient(),
             me.recipient(),
         );
-        self.region = RegionLink::Connected {
-            link,
-            peer: peer.clone(),
-        };
-        tracing::info!(cluster = %self.settings.id, "connected to the region");
-        self.announce(peer, ctx);
+        if let Some(target) = self.targets.get_mut(key) {
+            target.link = RegionLink::Connected {
+                link,
+                peer: peer.clone(),
+            };
+        }
+        self.links.insert(link, key.to_owned());
+        tracing::info!(cluster = %self.settings.id, region = ?key, "connected to the region");
+        self.announce(link, peer, ctx);
     }
 
     /// Register, then push the image set and the preseed templates.
-    fn announce(&mut self, peer: Peer, ctx: &mut Context<Self>) {
+    fn announce(&mut self, link: LinkId, peer: Peer, ctx: &mut Context<Self>) {
         let register = Register {
             cluster: self.settings.id.clone(),
             name: self.settings.name.clone(),
@@ -231,20 +313,125 @@ impl ClusterActor {
             templates: self.templates.clone(),
         };
         let announce = async move {
-            peer.call_typed(&register, PUSH_TIMEOUT).await?;
+            let registered = peer.call_typed(&register, PUSH_TIMEOUT).await?;
             peer.call_typed(&report, PUSH_TIMEOUT).await?;
             peer.call_typed(&templates, PUSH_TIMEOUT).await?;
-            Ok::<_, RpcError>(peer)
+            Ok::<_, RpcError>((peer, registered))
         };
-        ctx.spawn(announce.into_actor(self).map(|result, act, _ctx| match result {
-            Ok(_) => act.backoff.reset(),
+        ctx.spawn(announce.into_actor(self).map(move |result, act, ctx| match result {
+            Ok((_, registered)) => act.on_registered(link, registered, ctx),
             Err(err) => {
                 tracing::warn!(cluster = %act.settings.id, %err, "announce failed; dropping the link");
-                if let RegionLink::Connected { peer, .. } = &act.region {
+                if let Some(peer) = act.link_peer(link) {
                     peer.close();
                 }
             }
         }));
+    }
+
+    /// The peer of live link `link`, if it is still a target's link.
+    fn link_peer(&self, link: LinkId) -> Option<Peer> {
+        let key = self.links.get(&link)?;
+        match &self.targets.get(key)?.link {
+            RegionLink::Connected { link: l, peer } if *l == link => Some(peer.clone()),
+            _ => None,
+        }
+    }
+
+    /// The region accepted link `link`: reset its backoff, key its target by the region's id,
+    /// and follow the region list it sent.
+    fn on_registered(&mut self, link: LinkId, registered: Registered, ctx: &mut Context<Self>) {
+        let Some(key) = self.links.get(&link).cloned() else {
+            return;
+        };
+        if let Some(target) = self.targets.get_mut(&key) {
+            target.backoff.reset();
+            target.name = Some(registered.region.clone());
+        }
+        if let Some(region_id) = registered.region_id.filter(|id| valid_field(id)) {
+            self.rekey(link, &key, &region_id);
+        }
+        if let Some(regions) = registered.regions {
+            self.follow_region_list(regions, ctx);
+        }
+    }
+
+    /// Moves link `link` from target `from` to target `to` (the region's id). If `to` already
+    /// has a live link of its own, this one is the duplicate and is closed.
+    fn rekey(&mut self, link: LinkId, from: &str, to: &str) {
+        if from == to {
+            return;
+        }
+        let to_connected = self.targets.get(to).is_some_and(|t| t.peer().is_some());
+        if to_connected {
+            tracing::info!(cluster = %self.settings.id, region = ?to, "a second link to one region; closing it");
+            self.links.remove(&link);
+            if let Some(target) = self.targets.remove(from) {
+                if let Some(peer) = target.peer() {
+                    peer.close();
+                }
+            }
+            return;
+        }
+        let Some(mut moved) = self.targets.remove(from) else {
+            return;
+        };
+        if let Some(existing) = self.targets.remove(to) {
+            // Keep the learned addresses; a dial of it in flight finds it connected and stops.
+            moved.addrs = existing.addrs;
+            moved.next_addr = 0;
+        }
+        self.targets.insert(to.to_owned(), moved);
+        self.links.insert(link, to.to_owned());
+    }
+
+    /// Keeps one target per listed region: new ones are dialed at once, known ones get the
+    /// listed addresses, and unlisted ones without a live link are dropped.
+    fn follow_region_list(&mut self, regions: Vec<RegionEndpoint>, ctx: &mut Context<Self>) {
+        if let Err(why) = check_region_list(&regions) {
+            tracing::warn!(cluster = %self.settings.id, %why, "ignoring a region list");
+            return;
+        }
+        let listed: BTreeMap<String, RegionEndpoint> =
+            regions.iter().map(|r| (r.id.clone(), r.clone())).collect();
+        self.targets
+            .retain(|key, target| listed.contains_key(key) || target.peer().is_some());
+        let mut new = Vec::new();
+        for (id, region) in &listed {
+            match self.targets.get_mut(id) {
+                Some(target) => {
+                    target.name = Some(region.name.clone());
+                    if target.addrs != region.rpc {
+                        target.addrs = region.rpc.clone();
+                        target.next_addr = 0;
+                    }
+                }
+                None => {
+                    let target = RegionTarget::new(
+                        Some(region.name.clone()),
+                        region.rpc.clone(),
+                        &self.settings,
+                    );
+                    self.targets.insert(id.clone(), target);
+                    new.push(id.clone());
+                }
+            }
+        }
+        self.region_list = Some(regions);
+        for id in new {
+            tracing::info!(cluster = %self.settings.id, region = ?id, "linking to a region from the region list");
+            self.dial(&id, ctx);
+        }
+    }
+
+    /// Whether target `key` should be dialed again after its link closed: it is still listed
+    /// (or no list has come), or it is the configured addresses.
+    fn keeps_target(&self, key: &str) -> bool {
+        key == SEED_TARGET
+            || self
+                .region_list
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|r| r.id == key))
     }
 
     fn answer(&self, method_name: &str, body: &[u8]) -> Result<Bytes, RpcError> {
@@ -314,12 +501,12 @@ impl Actor for ClusterActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.dial(ctx);
+        self.dial(SEED_TARGET, ctx);
         ctx.run_interval(self.settings.rescan_interval, |act, ctx| act.rescan(ctx));
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
-        if let RegionLink::Connected { peer, .. } = &self.region {
+        for peer in self.targets.values().filter_map(RegionTarget::peer) {
             peer.close();
         }
         Running::Stop
@@ -337,7 +524,7 @@ impl Handler<crate::Shutdown> for ClusterActor {
 impl Handler<InboundCall> for ClusterActor {
     type Result = ();
 
-    fn handle(&mut self, call: InboundCall, _ctx: &mut Self::Context) {
+    fn handle(&mut self, call: InboundCall, ctx: &mut Self::Context) {
         let Incoming {
             method,
             body,
@@ -345,7 +532,14 @@ impl Handler<InboundCall> for ClusterActor {
             ..
         } = call.incoming;
         let Some(responder) = responder else {
-            tracing::debug!(%method, "ignoring a notification from the region");
+            if method == method::REGION_LIST {
+                match decode_body::<RegionList>(&body) {
+                    Ok(list) => self.follow_region_list(list.regions, ctx),
+                    Err(err) => tracing::warn!(%err, "ignoring an undecodable region list"),
+                }
+            } else {
+                tracing::debug!(%method, "ignoring a notification from the region");
+            }
             return;
         };
         responder.reply(osmesh_net::metrics::served(&method, || {
@@ -357,13 +551,29 @@ impl Handler<InboundCall> for ClusterActor {
 impl Handler<LinkClosed> for ClusterActor {
     type Result = ();
 
+    /// A link closed: dial its region again with that region's backoff, or drop the target
+    /// if the region left the list; with no target left, dial the configured addresses.
     fn handle(&mut self, msg: LinkClosed, ctx: &mut Self::Context) {
-        match self.region {
-            RegionLink::Connected { link, .. } if link == msg.link => {
-                tracing::warn!(cluster = %self.settings.id, "lost the region; reconnecting");
-                self.schedule_dial(ctx);
-            }
-            _ => {}
+        let Some(key) = self.links.remove(&msg.link) else {
+            return;
+        };
+        let current = self.targets.get(&key).is_some_and(
+            |t| matches!(t.link, RegionLink::Connected { link, .. } if link == msg.link),
+        );
+        if !current {
+            return;
+        }
+        if self.keeps_target(&key) {
+            tracing::warn!(cluster = %self.settings.id, region = ?key, "lost the region; reconnecting");
+            self.schedule_dial(&key, ctx);
+            return;
+        }
+        tracing::info!(cluster = %self.settings.id, region = ?key, "lost a region that left the list");
+        self.targets.remove(&key);
+        if self.targets.is_empty() {
+            let seed = RegionTarget::new(None, self.settings.region_addrs.clone(), &self.settings);
+            self.targets.insert(SEED_TARGET.to_owned(), seed);
+            self.schedule_dial(SEED_TARGET, ctx);
         }
     }
 }
@@ -382,7 +592,7 @@ impl Handler<Rescan> for ClusterActor {
     }
 }
 
-/// Whether the cluster holds a live link to the region (for tests and status).
+/// Whether the cluster holds a live link to at least one region (for tests and status).
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct IsConnected;
@@ -391,8 +601,68 @@ impl Handler<IsConnected> for ClusterActor {
     type Result = bool;
 
     fn handle(&mut self, _msg: IsConnected, _ctx: &mut Self::Context) -> bool {
-        matches!(self.region, RegionLink::Connected { .. })
+        self.targets.values().any(|t| t.peer().is_some())
     }
+}
+
+/// Every region link the cluster keeps, sorted by region id (for status and tests).
+#[derive(Message)]
+#[rtype(result = "Vec<RegionLinkStatus>")]
+pub struct RegionLinks;
+
+impl Handler<RegionLinks> for ClusterActor {
+    type Result = MessageResult<RegionLinks>;
+
+    fn handle(&mut self, _msg: RegionLinks, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.targets
+                .iter()
+                .map(|(id, t)| RegionLinkStatus {
+                    region_id: id.clone(),
+                    name: t.name.clone(),
+                    addrs: t.addrs.clone(),
+                    connected: t.peer().is_some(),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Refuses a region list over the bounds in `net::limits`, or with an empty or over-long id,
+/// name or address, or a region with no address.
+fn check_region_list(regions: &[RegionEndpoint]) -> Result<(), String> {
+    if regions.len() > MAX_REGIONS {
+        return Err(format!(
+            "{} regions listed; at most {MAX_REGIONS} allowed",
+            regions.len()
+        ));
+    }
+    for r in regions {
+        if !valid_field(&r.id) || r.name.len() > MAX_REGION_FIELD_LEN {
+            return Err(format!(
+                "region id {:.64?} or its name is empty or too long",
+                r.id
+            ));
+        }
+        if r.rpc.is_empty() || r.rpc.len() > MAX_ENDPOINTS_PER_REGION {
+            return Err(format!(
+                "region {:.64?} lists {} addresses; 1 to {MAX_ENDPOINTS_PER_REGION} allowed",
+                r.id,
+                r.rpc.len()
+            ));
+        }
+        if !r.rpc.iter().all(|a| valid_field(a)) {
+            return Err(format!(
+                "region {:.64?} lists an empty or over-long address",
+                r.id
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_field(text: &str) -> bool {
+    !text.is_empty() && text.len() <= MAX_REGION_FIELD_LEN
 }
 
 /// A fixed image set: for tests, and for clusters whose images are known up front.

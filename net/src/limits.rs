@@ -239,6 +239,18 @@ pub fn source_of(peer_addr: &str) -> String {
     }
 }
 
+/// The most regions a cluster accepts in one region list (`Registered.regions`,
+/// `RegionList`): it keeps a link to each, so a bad list must not make it dial thousands.
+/// Real meshes run a handful of regions.
+pub const MAX_REGIONS: usize = 64;
+
+/// The most RPC addresses one region may advertise (one per network it listens on).
+pub const MAX_ENDPOINTS_PER_REGION: usize = 8;
+
+/// The longest region id, name or RPC address in a region list, in bytes (a DNS name is at
+/// most 253 bytes; a port adds 6).
+pub const MAX_REGION_FIELD_LEN: usize = 260;
+
 #[cfg(test)]
 mod tests {
     use super::*;

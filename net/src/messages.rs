@@ -20,6 +20,8 @@ pub mod method {
     pub const REGISTER: &str = "Register";
     pub const REPORT_BOOT_IMAGES: &str = "ReportBootImages";
     pub const REPORT_PRESEED_TEMPLATES: &str = "ReportPreseedTemplates";
+    // Region → cluster, a notification (no reply): every live region's endpoints.
+    pub const REGION_LIST: &str = "RegionList";
 }
 
 /// A request body and the method it is sent with; ties a request type to its reply type.
@@ -132,9 +134,46 @@ pub struct Register {
     pub capabilities: Vec<String>,
 }
 
+/// The reply to `Register`. `region_id` and `regions` came with several regions (issue 15):
+/// both are optional on the wire (absent from an older region, ignored by an older cluster),
+/// so either side may be older than the other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registered {
+    /// The region's name.
     pub region: String,
+    /// This region process's registry id, which the cluster keys its link by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_id: Option<String>,
+    /// Every live region sharing this region's database (itself included); the cluster keeps
+    /// one link to each. `None` from a region that does not know its peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<RegionEndpoint>>,
+}
+
+impl Registered {
+    /// The reply of a region that knows no peers (as every region before issue 15).
+    pub fn named(region: impl Into<String>) -> Self {
+        Registered {
+            region: region.into(),
+            region_id: None,
+            regions: None,
+        }
+    }
+}
+
+/// One region as clusters dial it: its registry id, name, and RPC addresses (tried in turn).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RegionEndpoint {
+    pub id: String,
+    pub name: String,
+    pub rpc: Vec<String>,
+}
+
+/// `RegionList` (a notification from a region): the live regions changed; here is the whole
+/// set, as `Registered.regions` carries it. Bounded by `limits::MAX_REGIONS` and friends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionList {
+    pub regions: Vec<RegionEndpoint>,
 }
 
 impl Request for Register {

@@ -112,10 +112,27 @@ fn every_message_round_trips() {
             capabilities: vec!["preseeds".into()],
         },
     );
+    round_trip(method::REGISTER, Registered::named("region"));
     round_trip(
         method::REGISTER,
         Registered {
             region: "region".into(),
+            region_id: Some("7f3a".into()),
+            regions: Some(vec![RegionEndpoint {
+                id: "7f3a".into(),
+                name: "region".into(),
+                rpc: vec!["10.0.0.1:5250".into()],
+            }]),
+        },
+    );
+    round_trip(
+        method::REGION_LIST,
+        RegionList {
+            regions: vec![RegionEndpoint {
+                id: "7f3a".into(),
+                name: "region".into(),
+                rpc: vec!["10.0.0.1:5250".into(), "[fd00::1]:5250".into()],
+            }],
         },
     );
     round_trip(
@@ -363,5 +380,40 @@ fn protocol_document_shows_the_bytes_the_encoder_produces() {
         missing.is_empty(),
         "docs/PROTOCOL.md lacks:\n{}",
         missing.join("\n")
+    );
+}
+
+/// `Registered` as regions before issue 15 sent and read it.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct RegisteredV0 {
+    region: String,
+}
+
+#[test]
+fn registered_with_regions_is_readable_by_old_and_new_peers() {
+    // An older region's reply: the new fields are simply absent.
+    let old = decode_body::<Registered>(&encode_body(&RegisteredV0 {
+        region: "r1".into(),
+    }))
+    .unwrap();
+    assert_eq!(old, Registered::named("r1"));
+    // A newer region's reply read by an older cluster: the new fields are ignored.
+    let new = Registered {
+        region: "r1".into(),
+        region_id: Some("id1".into()),
+        regions: Some(vec![RegionEndpoint {
+            id: "id1".into(),
+            name: "r1".into(),
+            rpc: vec!["127.0.0.1:5250".into()],
+        }]),
+    };
+    let read_by_old = decode_body::<RegisteredV0>(&encode_body(&new)).unwrap();
+    assert_eq!(read_by_old.region, "r1");
+    // A region that knows no peers sends exactly what an older one did.
+    assert_eq!(
+        encode_body(&Registered::named("r1")),
+        encode_body(&RegisteredV0 {
+            region: "r1".into()
+        })
     );
 }

@@ -28,6 +28,7 @@ mod images;
 mod license_keys;
 mod nodes;
 mod preseeds;
+mod regions;
 mod settings;
 mod tokens;
 
@@ -44,6 +45,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         settings::Doc::openapi(),
         nodes::Doc::openapi(),
         preseeds::Doc::openapi(),
+        regions::Doc::openapi(),
         tokens::Doc::openapi(),
     ] {
         doc.merge(part);
@@ -236,6 +238,7 @@ fn api_routes() -> Routes {
     settings::routes(&mut r);
     nodes::routes(&mut r);
     preseeds::routes(&mut r);
+    regions::routes(&mut r);
     tokens::routes(&mut r);
     r.get("/openapi.json", Role::Reader, crate::openapi::serve);
     r

@@ -56,6 +56,12 @@ pub fn effective(config: &RegionConfig) -> String {
         "refresh_interval_secs = {}",
         config.refresh_interval.as_secs()
     );
+    if !config.rpc_advertise.is_empty() {
+        let _ = writeln!(out, "rpc_advertise = {:?}", config.rpc_advertise);
+    }
+    if let Some(url) = &config.http_url {
+        let _ = writeln!(out, "http_url = {url:?}");
+    }
     let _ = writeln!(
         out,
         "# open_metrics = {} (flag --open-metrics or env OSMESH_OPEN_METRICS; not a file key)",

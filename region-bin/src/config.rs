@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, env = "OSMESH_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
     /// Optional TOML configuration file (keys: name, database_url, rpc_listen, http_listen,
-    /// secret_file, refresh_interval_secs).
+    /// secret_file, refresh_interval_secs, rpc_advertise, http_url).
     #[arg(long, env = "OSMESH_REGION_CONFIG")]
     pub config: Option<PathBuf>,
     /// The region's name, as clusters see it.
@@ -47,6 +47,14 @@ pub struct Args {
     /// Allow plain HTTP on a non-loopback address (tokens then cross the network in clear).
     #[arg(long, env = "OSMESH_INSECURE_HTTP")]
     pub insecure_http: bool,
+    /// RPC address(es) clusters are told to dial this region at, when several regions share
+    /// one database (default: the address rpc_listen bound; set it when that is 0.0.0.0 or
+    /// behind NAT). Repeat the flag or separate with commas.
+    #[arg(long, env = "OSMESH_RPC_ADVERTISE", value_delimiter = ',')]
+    pub rpc_advertise: Vec<String>,
+    /// This region's API URL as the region list shows it (default: from http_listen).
+    #[arg(long, env = "OSMESH_HTTP_URL")]
+    pub http_url: Option<String>,
     /// Serve /metrics without a token (for a scraper on a trusted network).
     #[arg(long, env = "OSMESH_OPEN_METRICS")]
     pub open_metrics: bool,
@@ -94,6 +102,8 @@ pub struct FileConfig {
     pub http_listen: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub refresh_interval_secs: Option<u64>,
+    pub rpc_advertise: Option<Vec<String>>,
+    pub http_url: Option<String>,
 }
 
 /// Everything regiond needs to start, resolved and checked. `Debug` redacts the database
@@ -110,6 +120,10 @@ pub struct RegionConfig {
     /// HTTPS when set; plain HTTP otherwise, on loopback unless `insecure_http`.
     pub tls: Option<TlsFiles>,
     pub insecure_http: bool,
+    /// The RPC addresses advertised to clusters; empty: the address the listener bound.
+    pub rpc_advertise: Vec<String>,
+    /// The API URL the region list shows; `None`: derived from the bound HTTP address.
+    pub http_url: Option<String>,
 }
 
 impl std::fmt::Debug for RegionConfig {
@@ -124,6 +138,8 @@ impl std::fmt::Debug for RegionConfig {
             .field("auth", &self.auth)
             .field("tls", &self.tls)
             .field("insecure_http", &self.insecure_http)
+            .field("rpc_advertise", &self.rpc_advertise)
+            .field("http_url", &self.http_url)
             .finish()
     }
 }
@@ -179,6 +195,12 @@ impl RegionConfig {
                 _ => None,
             },
             insecure_http: args.insecure_http,
+            rpc_advertise: if args.rpc_advertise.is_empty() {
+                file.rpc_advertise.unwrap_or_default()
+            } else {
+                args.rpc_advertise
+            },
+            http_url: args.http_url.or(file.http_url),
         })
     }
 }

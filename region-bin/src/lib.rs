@@ -15,6 +15,8 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod redact;
+pub mod registry;
+pub mod sqlite_lock;
 pub mod tls;
 pub mod ui;
 
@@ -53,6 +55,11 @@ pub struct RunningRegion {
     /// RPC refusals counted since start (handshakes refused or failed, links cut off for not
     /// reading), for the metrics endpoint.
     pub abuse: osmesh_net::limits::AbuseCounters,
+    /// This region's entry in the region registry; dropping it removes the entry.
+    pub registration: registry::Registration,
+    /// The single-region lock of a SQLite database, held while this value lives (declared
+    /// last: released after the registry entry is removed).
+    pub sqlite_lock: Option<sqlite_lock::SqliteLock>,
 }
 
 /// Opens the store (running migrations), binds the RPC listener, starts the region actor and
@@ -64,6 +71,8 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     }
     osmesh_telemetry::metrics::install();
     osmesh_store::install_query_metrics();
+    // Before the store opens (and migrates): a second region on one SQLite file stops here.
+    let sqlite_lock = sqlite_lock::lock_sqlite(&config.database_url)?;
     let store = Store::open(&config.database_url).with_context(|| {
         format!(
             "cannot open the database {}",
@@ -97,6 +106,8 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         Box::new(listener),
     )
     .start();
+    let registry_store = store.clone();
+    let registry_region = region.clone();
     let renders = RenderPool::start(RENDER_THREADS, RENDER_QUEUE, RENDER_DEADLINE)
         .context("cannot start the template render threads")?;
     let service =
@@ -139,6 +150,15 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     }
     .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addrs = server.addrs();
+    let registration = registry::register(
+        registry_store,
+        registry_region,
+        registry::RegionEntry::new(
+            config.name.clone(),
+            advertised_rpc(&config, &rpc_addr),
+            advertised_http(&config, &http_addrs),
+        ),
+    )?;
     tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
     Ok(RunningRegion {
         rpc_addr,
@@ -147,7 +167,39 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         store,
         server: server.run(),
         abuse,
+        registration,
+        sqlite_lock,
     })
+}
+
+/// The RPC addresses clusters are told to dial: the configured ones, else the bound one (an
+/// unspecified bind address such as 0.0.0.0 cannot be dialed, so that is warned about).
+fn advertised_rpc(config: &RegionConfig, bound: &str) -> Vec<String> {
+    if !config.rpc_advertise.is_empty() {
+        return config.rpc_advertise.clone();
+    }
+    let unspecified = bound
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_unspecified());
+    if unspecified {
+        tracing::warn!(rpc = %bound, "the RPC listener is on an unspecified address; set rpc_advertise so clusters can reach this region from the region list");
+    }
+    vec![bound.to_owned()]
+}
+
+/// The API URL the region list shows: the configured one, else the first bound address.
+fn advertised_http(config: &RegionConfig, bound: &[std::net::SocketAddr]) -> String {
+    if let Some(url) = &config.http_url {
+        return url.clone();
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    bound
+        .first()
+        .map_or_else(String::new, |a| format!("{scheme}://{a}"))
 }
 
 /// The operator's routes beside the API (all GET); the API's own are `api::access_rules`.

@@ -36,6 +36,7 @@ mod nodes;
 mod observe;
 mod preseeds;
 mod region;
+mod regions;
 mod schema;
 mod settings;
 #[cfg(any(test, feature = "testing"))]
@@ -59,6 +60,7 @@ pub use osmesh_actors::store::{
     NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome,
     PreseedRecord, PreseedVersion, RegionStore, SettingKey, StoreError, StoreHandle,
 };
+pub use regions::{sqlite_file, NewRegion, RegionRecord};
 pub use threads::StoreThreads;
 pub use tokens::{NewToken, Role, TokenRecord};
 

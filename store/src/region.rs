@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use osmesh_actors::store::{
     AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, LicenseKeyRecord,
-    NewLicenseKey, NewNode, NodeRecord, PreseedOutcome, PreseedRecord, PreseedVersion, RegionStore,
-    SettingKey, StoreError,
+    NewLicenseKey, NewNode, NodeRecord, PreseedOutcome, PreseedRecord, PreseedVersion,
+    RegionRecord, RegionStore, SettingKey, StoreError,
 };
 use osmesh_core::ClusterId;
 
@@ -57,6 +57,10 @@ impl RegionStore for Store {
 
     fn list_clusters(&self) -> Result<Vec<ClusterRecord>, StoreError> {
         Ok(Store::list_clusters(self)?)
+    }
+
+    fn list_regions(&self) -> Result<Vec<RegionRecord>, StoreError> {
+        Ok(Store::list_regions(self)?)
     }
 
     fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, StoreError> {

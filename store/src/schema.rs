@@ -102,3 +102,15 @@ diesel::table! {
         client -> Text,
     }
 }
+
+diesel::table! {
+    regions (id) {
+        id -> Text,
+        name -> Text,
+        rpc_endpoints -> Text,
+        http_url -> Text,
+        started_at_ms -> BigInt,
+        heartbeat_ms -> BigInt,
+        linked_clusters -> Text,
+    }
+}

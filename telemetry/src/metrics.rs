@@ -45,6 +45,8 @@ pub mod name {
     pub const DB_QUERY_DURATION: &str = "osmesh_db_query_duration_seconds";
     pub const DB_QUERY_ERRORS: &str = "osmesh_db_query_errors_total";
     pub const REGION_LINKS: &str = "osmesh_cluster_region_links";
+    pub const REGIONS_UP: &str = "osmesh_regions_up";
+    pub const REGIONS_DOWN: &str = "osmesh_regions_down";
     pub const LOG_SUPPRESSED: &str = "osmesh_log_events_suppressed_total";
 }
 
@@ -157,7 +159,15 @@ fn describe_all() {
     describe_counter!(DB_QUERY_ERRORS, "Database statements that failed");
     describe_gauge!(
         REGION_LINKS,
-        "Authenticated links from this cluster to a region (0 or 1)"
+        "Authenticated links from this cluster to regions (one per live region when several share a database)"
+    );
+    describe_gauge!(
+        REGIONS_UP,
+        "Regions in the registry whose heartbeat is current, this one included (regiond, every 5 s)"
+    );
+    describe_gauge!(
+        REGIONS_DOWN,
+        "Regions in the registry whose heartbeat lapsed (15 s) and whose rows are not yet forgotten (1 h)"
     );
     describe_counter!(
         LOG_SUPPRESSED,

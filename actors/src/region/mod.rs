@@ -6,6 +6,7 @@ pub mod images;
 pub mod license;
 pub mod nodes;
 pub mod preseed;
+pub mod regions;
 pub mod render;
 pub mod service;
 pub mod settings;
@@ -22,7 +23,7 @@ use osmesh_net::limits::{
     MAX_TEMPLATES_PER_REPORT, MAX_TEMPLATE_NAMES_PER_CLUSTER,
 };
 use osmesh_net::messages::{
-    method, Ack, ListBootImages, ListOperatingSystems, Register, Registered, ReportBootImages,
+    method, Ack, ListBootImages, ListOperatingSystems, Register, ReportBootImages,
     ReportPreseedTemplates,
 };
 use osmesh_net::peer::{spawn_peer, Incoming, Peer, PeerConfig};
@@ -157,6 +158,8 @@ pub struct RegionActor {
     /// The merged view of the clusters' snapshots, kept until a snapshot or a link changes, so
     /// a cached read costs no merge. Invariant: `None` or equal to a fresh merge.
     cached_view: Option<Arc<MeshView>>,
+    /// This region's registry id and every live region's endpoints, for clusters (issue 15).
+    mesh: regions::RegionMesh,
 }
 
 impl RegionActor {
@@ -212,6 +215,7 @@ impl RegionActor {
             register_warn: RateLimitedWarn::default(),
             listener: Some(listener),
             cached_view: None,
+            mesh: regions::RegionMesh::default(),
         }
     }
 
@@ -349,9 +353,7 @@ impl RegionActor {
         self.links.insert(link, cluster.clone());
         self.cached_view = None;
         tracing::info!(cluster = ?cluster.as_str(), "cluster registered");
-        Ok(encode_body(&Registered {
-            region: self.settings.name.clone(),
-        }))
+        Ok(encode_body(&self.mesh.registered(&self.settings.name)))
     }
 
     fn answer(
@@ -375,9 +377,7 @@ impl RegionActor {
                     .direct()
                     .upsert_cluster_seen(cluster, &req.name, now)
                     .map_err(|e| RpcError::internal(format!("store: {e}")))?;
-                Ok(encode_body(&Registered {
-                    region: self.settings.name.clone(),
-                }))
+                Ok(encode_body(&self.mesh.registered(&self.settings.name)))
             }
             method::REPORT_BOOT_IMAGES => {
                 let req: ReportBootImages = decode_body(body)?;

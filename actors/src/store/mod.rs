@@ -21,7 +21,7 @@ pub use records::{
     decide_cluster_report, decide_operator_edit, mask_key, AllocationRequest, ClusterRecord,
     ClusterReportAction, ClusterSnapshot, ClusterTemplate, LicenseKeyRecord, NewLicenseKey,
     NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome,
-    PreseedRecord, PreseedVersion, SettingKey,
+    PreseedRecord, PreseedVersion, RegionRecord, SettingKey,
 };
 
 /// What went wrong in a store call.
@@ -90,6 +90,8 @@ pub trait RegionStore: Send + Sync + 'static {
     /// Every known cluster, by id.
     fn list_clusters(&self) -> Result<Vec<ClusterRecord>, StoreError>;
     fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, StoreError>;
+    /// Every region in the registry (regions sharing this database), by id.
+    fn list_regions(&self) -> Result<Vec<RegionRecord>, StoreError>;
 
     // License keys.
 

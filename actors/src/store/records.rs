@@ -393,3 +393,17 @@ mod tests {
         assert_eq!(mask_key(""), "");
     }
 }
+
+/// A region as the registry holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionRecord {
+    pub id: String,
+    pub name: String,
+    pub rpc_endpoints: Vec<String>,
+    pub http_url: String,
+    pub started_at_ms: i64,
+    /// When it last wrote its heartbeat, by its own clock (unix ms).
+    pub heartbeat_ms: i64,
+    /// The clusters linked to it at that heartbeat, sorted.
+    pub linked_clusters: Vec<ClusterId>,
+}
