@@ -27,8 +27,8 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::envelope::{decode_body, encode_body, encode_frame, ByteString, Envelope, Kind};
-use crate::limits::MAX_IDENTITY_LEN;
 use crate::{FrameConn, NetError};
+use osmesh_core::fields::CLUSTER_ID;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -343,12 +343,10 @@ async fn agree(
     cfg: &HandshakeConfig,
     theirs: &Hello,
 ) -> Result<u16, HandshakeError> {
-    if theirs.identity.is_empty() || theirs.identity.len() > MAX_IDENTITY_LEN {
-        let reason = format!(
-            "identity of {} bytes, expected 1 to {MAX_IDENTITY_LEN}",
-            theirs.identity.len()
-        );
-        return Err(protocol_refusal(conn, reason).await);
+    // Checked before the identity is logged, stored or echoed: the reason names the rule,
+    // never the identity itself.
+    if let Err(e) = CLUSTER_ID.check(&theirs.identity) {
+        return Err(protocol_refusal(conn, format!("bad identity: {e}")).await);
     }
     if theirs.nonce.0.len() != NONCE_LEN {
         let reason = format!(

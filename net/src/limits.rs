@@ -21,9 +21,9 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// is hostile: without this bound 300 strangers announcing 4 MiB frames held 1.2 GB.
 pub const MAX_FRAME_BEFORE_AUTH: usize = 4 * 1024;
 
-/// Longest identity a peer may announce in its `hello` (bytes). Cluster ids are short names;
-/// the identity is logged and stored, so it must not be a vehicle for megabytes.
-pub const MAX_IDENTITY_LEN: usize = 255;
+/// Longest identity a peer may announce in its `hello` (bytes): `fields::CLUSTER_ID`'s bound
+/// (64, lowercase `[a-z0-9._-]`), checked before the identity is logged, stored or echoed.
+pub const MAX_IDENTITY_LEN: usize = osmesh_core::fields::CLUSTER_ID.max_len;
 
 /// Handshakes under way at once, from everyone. Each costs a socket, a task and at most
 /// `MAX_FRAME_BEFORE_AUTH` of buffer, so 1,024 cost a few MiB; beyond it a new connection is

@@ -2,6 +2,7 @@
 //! pushed snapshot), the two read paths over them (cached snapshots at once; live fan-out with
 //! one deadline), and persistence of what clusters report.
 
+pub mod edge;
 pub mod images;
 pub mod license;
 pub mod nodes;
@@ -380,11 +381,13 @@ impl RegionActor {
             method::REPORT_BOOT_IMAGES => {
                 let req: ReportBootImages = decode_body(body)?;
                 check_image_report(&req)?;
+                edge::check_image_report_names(&req)?;
                 self.hold_snapshot(cluster, req.osystems, req.images, now);
                 Ok(encode_body(&Ack {}))
             }
             method::REPORT_PRESEED_TEMPLATES => {
                 let req: ReportPreseedTemplates = decode_body(body)?;
+                edge::check_template_report_names(&req)?;
                 self.record_templates(cluster, &req, now)?;
                 Ok(encode_body(&Ack {}))
             }
