@@ -48,10 +48,12 @@ enum Command {
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
-    /// The clusters the region knows, connected or not.
+    /// The clusters the region knows, connected or not; enroll, revoke or remove one.
     Clusters {
         #[command(flatten)]
         api: client::ApiArgs,
+        #[command(subcommand)]
+        command: Option<client::ClustersCommand>,
     },
     /// Every image each cluster holds: arch, subarch, kernel flavour, label, purposes.
     Images {
@@ -148,7 +150,10 @@ fn run() -> Result<()> {
             live,
             timeout_ms,
         } => client::osystems(&api, live, timeout_ms),
-        Command::Clusters { api } => client::clusters(&api),
+        Command::Clusters { api, command } => match command {
+            None => client::clusters(&api),
+            Some(command) => client::cluster_admin(&api, command),
+        },
         Command::Images { api, filter } => images::images(&api, &filter),
         Command::LicenseKeys { api, command } => domain::license_keys(&api, command),
         Command::Settings { api, command } => domain::settings(&api, command),

@@ -544,9 +544,8 @@ async fn enroll_peer(
         return not_authorised(conn, reason).await;
     }
     if enroll.token.0.len() > MAX_TOKEN_LEN || enroll.csr.0.len() > MAX_CSR_LEN {
-        let reason = format!(
-            "token or CSR too long (at most {MAX_TOKEN_LEN} and {MAX_CSR_LEN} bytes)"
-        );
+        let reason =
+            format!("token or CSR too long (at most {MAX_TOKEN_LEN} and {MAX_CSR_LEN} bytes)");
         return protocol_refusal(conn, reason).await;
     }
     match enroller.enroll(&theirs.identity, &enroll.token.0, &enroll.csr.0) {

@@ -135,9 +135,7 @@ pub fn cluster_client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     match client {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(tls_error),
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(tls_error),
         None => Ok(builder.with_no_client_auth()),
     }
 }

@@ -10,9 +10,7 @@ use osmesh_net::tls::{
     cluster_client_config, region_server_config, RegionTrust, TlsDialer, TlsListener, SERVER_NAME,
 };
 use osmesh_net::{Dialer, Listener, TcpDialer, DEFAULT_MAX_FRAME};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -76,8 +74,14 @@ async fn region(pki: &Pki) -> TlsListener {
         .unwrap()
 }
 
-fn dialer(trust: RegionTrust, client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>) -> TlsDialer {
-    TlsDialer::new(cluster_client_config(trust, client).unwrap(), DEFAULT_MAX_FRAME)
+fn dialer(
+    trust: RegionTrust,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> TlsDialer {
+    TlsDialer::new(
+        cluster_client_config(trust, client).unwrap(),
+        DEFAULT_MAX_FRAME,
+    )
 }
 
 fn region_config() -> HandshakeConfig {
@@ -113,7 +117,10 @@ async fn both(
 async fn the_identity_is_the_one_the_certificate_names() {
     let pki = Pki::new();
     let mut listener = region(&pki).await;
-    let dialer = dialer(RegionTrust::PinnedCa(pki.pin()), Some(pki.client("cluster-a")));
+    let dialer = dialer(
+        RegionTrust::PinnedCa(pki.pin()),
+        Some(pki.client("cluster-a")),
+    );
     let (d, a) = both(
         &mut listener,
         &dialer,
@@ -133,7 +140,10 @@ async fn the_identity_is_the_one_the_certificate_names() {
 async fn a_forged_claim_is_refused_whatever_the_certificate() {
     let pki = Pki::new();
     let mut listener = region(&pki).await;
-    let dialer = dialer(RegionTrust::PinnedCa(pki.pin()), Some(pki.client("cluster-a")));
+    let dialer = dialer(
+        RegionTrust::PinnedCa(pki.pin()),
+        Some(pki.client("cluster-a")),
+    );
     let (d, a) = both(
         &mut listener,
         &dialer,
@@ -172,7 +182,10 @@ async fn a_certificate_from_another_ca_is_refused_by_tls() {
     let other = Pki::new();
     let mut listener = region(&pki).await;
     let addr = listener.local_addr();
-    let dialer = dialer(RegionTrust::PinnedCa(pki.pin()), Some(other.client("cluster-a")));
+    let dialer = dialer(
+        RegionTrust::PinnedCa(pki.pin()),
+        Some(other.client("cluster-a")),
+    );
     let accept = tokio::spawn(async move {
         let conn = listener.accept().await.unwrap();
         accept_handshake(conn, &region_config(), [2; 32]).await
@@ -207,7 +220,13 @@ async fn a_v1_peer_on_plain_tcp_is_told_about_v2() {
     let mut listener = region(&pki).await;
     let mut v1 = HandshakeConfig::new("cluster-a", Secret::new(*b"an old shared secret"));
     v1.versions = 1..=1;
-    let (d, _) = both(&mut listener, &TcpDialer::new(DEFAULT_MAX_FRAME), v1, region_config()).await;
+    let (d, _) = both(
+        &mut listener,
+        &TcpDialer::new(DEFAULT_MAX_FRAME),
+        v1,
+        region_config(),
+    )
+    .await;
     let reason = d.unwrap_err().to_string();
     assert!(reason.contains("protocol v2"), "{reason}");
 }
@@ -217,7 +236,13 @@ async fn a_v2_peer_on_plain_tcp_is_refused() {
     let pki = Pki::new();
     let mut listener = region(&pki).await;
     let plain = HandshakeConfig::new("cluster-a", Secret::new(*b"a shared secret of some length"));
-    let (d, _) = both(&mut listener, &TcpDialer::new(DEFAULT_MAX_FRAME), plain, region_config()).await;
+    let (d, _) = both(
+        &mut listener,
+        &TcpDialer::new(DEFAULT_MAX_FRAME),
+        plain,
+        region_config(),
+    )
+    .await;
     let reason = d.unwrap_err().to_string();
     assert!(reason.contains("TLS 1.3"), "{reason}");
 }
@@ -240,7 +265,10 @@ async fn the_shared_secret_works_inside_tls_only_when_enabled() {
     let (d, a) = both(&mut listener, &dialer, cluster, compat).await;
     assert_eq!(d.unwrap().peer_identity, "region");
     let a = a.unwrap();
-    assert_eq!((a.peer_identity.as_str(), a.credential), ("cluster-a", None));
+    assert_eq!(
+        (a.peer_identity.as_str(), a.credential),
+        ("cluster-a", None)
+    );
 }
 
 #[derive(Debug)]
@@ -281,11 +309,17 @@ async fn enrollment_answers_issued_and_ends_the_connection() {
         };
         let (d, a) = tokio::join!(dial, accept);
         if ok {
-            assert_eq!(d.unwrap().certificate, "cert for cluster-a, csr of 10 bytes");
+            assert_eq!(
+                d.unwrap().certificate,
+                "cert for cluster-a, csr of 10 bytes"
+            );
             assert!(matches!(a.unwrap_err(), HandshakeError::Enrolled { .. }));
         } else {
             let reason = d.unwrap_err().to_string();
-            assert!(reason.contains("token refused") && !reason.contains("bad-token"), "{reason}");
+            assert!(
+                reason.contains("token refused") && !reason.contains("bad-token"),
+                "{reason}"
+            );
         }
     }
 }

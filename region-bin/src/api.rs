@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::auth::{AccessRule, AuthState};
 
+mod enrollment;
 mod images;
 mod license_keys;
 mod nodes;
@@ -45,6 +46,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         nodes::Doc::openapi(),
         preseeds::Doc::openapi(),
         tokens::Doc::openapi(),
+        enrollment::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -237,6 +239,7 @@ fn api_routes() -> Routes {
     nodes::routes(&mut r);
     preseeds::routes(&mut r);
     tokens::routes(&mut r);
+    enrollment::routes(&mut r);
     r.get("/openapi.json", Role::Reader, crate::openapi::serve);
     r
 }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod redact;
+pub mod rpc_tls;
 pub mod tls;
 
 use actix::Actor;
@@ -29,7 +30,7 @@ use osmesh_actors::region::{RegionActor, RegionSettings};
 use osmesh_actors::store::Store;
 use osmesh_net::handshake::HandshakeConfig;
 use osmesh_net::peer::PeerConfig;
-use osmesh_net::tcp::TcpListener;
+use osmesh_net::tls::TlsListener;
 use osmesh_net::{Listener, DEFAULT_MAX_FRAME};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -50,6 +51,8 @@ pub struct RunningRegion {
     /// RPC refusals counted since start (handshakes refused or failed, links cut off for not
     /// reading), for the metrics endpoint.
     pub abuse: osmesh_net::limits::AbuseCounters,
+    /// The RPC port's CA (what enrollment tokens pin).
+    pub rpc_ca: std::sync::Arc<rpc_tls::RegionCa>,
 }
 
 /// Opens the store (running migrations), binds the RPC listener, starts the region actor and
@@ -67,16 +70,31 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
             redact_url(&config.database_url)
         )
     })?;
-    let listener = TcpListener::bind(&config.rpc_listen, DEFAULT_MAX_FRAME)
+    let ca = std::sync::Arc::new(
+        rpc_tls::RegionCa::load_or_create(&config.rpc_ca)
+            .context("cannot load or create the RPC CA")?,
+    );
+    let listener = TlsListener::bind(&config.rpc_listen, ca.server_config()?, DEFAULT_MAX_FRAME)
         .await
         .with_context(|| format!("cannot listen for clusters on {}", config.rpc_listen))?;
     let rpc_addr = listener.local_addr();
+    tracing::info!(ca_sha256 = %ca.fingerprint(), "RPC port: TLS 1.3, clusters enrolled by this CA");
+    if config.secret.is_some() {
+        tracing::warn!("shared-secret compatibility mode is on: any holder of the secret may claim any cluster identity not enrolled");
+    }
     let abuse = osmesh_net::limits::AbuseCounters::default();
+    let enroller = rpc_tls::RegionEnroller {
+        ca: ca.clone(),
+        store: store.clone(),
+    };
     let settings = RegionSettings {
         name: config.name.clone(),
         handshake: HandshakeConfig {
             timeout: HANDSHAKE_TIMEOUT,
-            ..HandshakeConfig::new(config.name.clone(), config.secret.clone())
+            secret: config.secret.clone(),
+            require_secured: true,
+            enroller: Some(std::sync::Arc::new(enroller)),
+            ..HandshakeConfig::certificates(config.name.clone())
         },
         peer: PeerConfig {
             counters: abuse.clone(),
@@ -98,10 +116,12 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let service =
         RegionService::new(region, store).with_template_runner(TemplateRunner::Pool(renders));
     let data = web::Data::new(service.clone());
+    let rpc_ca = web::Data::new(ca.clone());
     let auth = web::Data::new(auth::AuthState::new(config.auth.clone()));
     let writes = web::Data::new(limits::WriteLimiter::default());
     let server = HttpServer::new(move || {
         api::app(data.clone(), auth.clone())
+            .app_data(rpc_ca.clone())
             // One write budget for every worker (`api::app` gives each a default of its own).
             .app_data(writes.clone())
             // Outermost: the whole-request deadline covers authentication too.
@@ -136,6 +156,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         service,
         server: server.run(),
         abuse,
+        rpc_ca: ca,
     })
 }
 

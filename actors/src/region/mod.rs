@@ -3,6 +3,7 @@
 //! one deadline), and persistence of what clusters report.
 
 pub mod edge;
+pub mod identity;
 pub mod images;
 pub mod license;
 pub mod nodes;
@@ -301,6 +302,7 @@ impl RegionActor {
             )));
         }
         let req = check_register(&cluster, body)?;
+        identity::admit(&self.store, &cluster, peer.credential())?;
         let now = self.clock.now_ms();
         if let Some((old_link, old_peer)) =
             self.clusters.get(&cluster).and_then(|e| e.link.as_ref())
@@ -746,6 +748,9 @@ impl Handler<Dialed> for RegionActor {
             act.handshake_ended(&source);
             match result {
                 Ok(auth) => act.on_authenticated(auth, ctx),
+                Err(osmesh_net::HandshakeError::Enrolled { identity }) => {
+                    tracing::info!(cluster = ?identity, "cluster enrolled: certificate issued");
+                }
                 Err(err) => {
                     osmesh_net::metrics::handshake_failed(&err);
                     act.settings.peer.counters.handshake_failed();

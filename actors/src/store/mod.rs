@@ -23,6 +23,7 @@ mod audit;
 mod auth_tests;
 mod clusters;
 mod connection;
+mod enrollments;
 mod error;
 mod license_keys;
 mod nodes;
@@ -43,6 +44,7 @@ use diesel::r2d2::{Pool, PooledConnection};
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use clusters::{ClusterRecord, ClusterSnapshot};
 pub use connection::Backend;
+pub use enrollments::EnrollmentRecord;
 pub use error::StoreError;
 pub use license_keys::{mask_key, LicenseKeyRecord, NewLicenseKey};
 pub use nodes::{AllocationRequest, NewNode, NodeRecord, NodeStatus};
@@ -51,6 +53,7 @@ pub use preseeds::{
     decide_cluster_report, decide_operator_edit, ClusterReportAction, ClusterTemplate,
     PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
 };
+use schema::clusters as clusters_table;
 pub use settings::SettingKey;
 pub use tokens::{NewToken, Role, TokenRecord};
 
