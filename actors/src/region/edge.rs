@@ -40,6 +40,14 @@ pub fn check_image_report_names(report: &ReportBootImages) -> Result<(), RpcErro
     Ok(())
 }
 
+/// Drops the images of `report` left with no purpose this build knows (their unknown
+/// purposes were skipped when decoding); returns how many. The rest of the report stands.
+pub fn drop_images_without_known_purposes(report: &mut ReportBootImages) -> usize {
+    let before = report.images.len();
+    report.images.retain(|image| !image.purposes.is_empty());
+    before - report.images.len()
+}
+
 /// `Ok` when every template's OS (when it names one) is a valid reported name. Template names
 /// and contents have their own rules (`fields::PRESEED_NAME`, `fields::PRESEED_CONTENT`).
 pub fn check_template_report_names(report: &ReportPreseedTemplates) -> Result<(), RpcError> {
@@ -86,6 +94,24 @@ mod tests {
                 default_commissioning_release: None,
             }],
         }
+    }
+
+    #[test]
+    fn an_unknown_purpose_costs_that_purpose_not_the_report() {
+        let body = serde_json::json!({
+            "images": [
+                {"osystem": "ubuntu", "arch": "amd64", "subarch": "generic", "release": "jammy",
+                 "label": "stable", "purposes": ["install", "teleport"]},
+                {"osystem": "ubuntu", "arch": "amd64", "subarch": "generic", "release": "noble",
+                 "label": "stable", "purposes": ["teleport"]}
+            ],
+            "osystems": []
+        });
+        let cbor = osmesh_net::encode_body(&body);
+        let mut report: ReportBootImages = osmesh_net::decode_body(&cbor).expect("decodes");
+        assert_eq!(drop_images_without_known_purposes(&mut report), 1);
+        assert_eq!(report.images.len(), 1);
+        assert_eq!(report.images[0].purposes, [Purpose::Install].into());
     }
 
     #[test]

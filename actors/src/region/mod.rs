@@ -381,9 +381,13 @@ impl RegionActor {
                 }))
             }
             method::REPORT_BOOT_IMAGES => {
-                let req: ReportBootImages = decode_body(body)?;
+                let mut req: ReportBootImages = decode_body(body)?;
                 check_image_report(&req)?;
                 edge::check_image_report_names(&req)?;
+                let skipped = edge::drop_images_without_known_purposes(&mut req);
+                if skipped > 0 {
+                    tracing::debug!(cluster = ?cluster.as_str(), skipped, "images with no known purpose skipped");
+                }
                 self.hold_snapshot(cluster, req.osystems, req.images, now);
                 Ok(encode_body(&Ack {}))
             }

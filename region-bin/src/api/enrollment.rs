@@ -59,10 +59,15 @@ fn actor_gone(e: actix::MailboxError) -> ServiceError {
     responses((status = 200, body = Enrollment)))]
 async fn enroll(
     service: web::Data<RegionService>,
-    ca: web::Data<Arc<RegionCa>>,
+    ca: Option<web::Data<Arc<RegionCa>>>,
     name: web::Path<String>,
 ) -> ApiResult {
     let id = cluster_id(&name)?;
+    // Present whenever regiond serves the API; an app built without the RPC side has none.
+    let Some(ca) = ca else {
+        let message = "this API has no RPC CA to enroll clusters with";
+        return Err(ServiceError::unavailable("enrollment_unavailable", message).into());
+    };
     let now = service.now_ms().await?;
     let (token, expires_at_ms) = rpc_tls::enroll(service.store(), &ca, &id, now)
         .map_err(|e| ServiceError::unavailable("store_unavailable", format!("{e:#}")))?;
