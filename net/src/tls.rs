@@ -348,7 +348,7 @@ struct ServerIo {
 enum Stage {
     /// Waiting for the first byte (`Option` only so the stream can move on).
     Sniff(Option<TcpStream>),
-    Handshake(tokio_rustls::Accept<TcpStream>),
+    Handshake(Box<tokio_rustls::Accept<TcpStream>>),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Plain(TcpStream),
 }
@@ -370,13 +370,13 @@ impl ServerIo {
                         return Poll::Ready(Err(io::Error::other("connection already failed")));
                     };
                     self.stage = if is_tls {
-                        Stage::Handshake(self.acceptor.accept(stream))
+                        Stage::Handshake(Box::new(self.acceptor.accept(stream)))
                     } else {
                         Stage::Plain(stream)
                     };
                 }
                 Stage::Handshake(accept) => {
-                    let tls = ready!(Pin::new(accept).poll(cx))?;
+                    let tls = ready!(Pin::new(accept.as_mut()).poll(cx))?;
                     self.security.set(secured_of(&tls)?);
                     self.stage = Stage::Tls(Box::new(tls));
                 }
