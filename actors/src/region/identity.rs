@@ -11,7 +11,8 @@ use crate::store::Store;
 
 /// `Ok` when `cluster` may register with `credential`: its certificate is the one issued to
 /// it and it is not revoked. A link without a certificate proved the shared secret in
-/// compatibility mode (the handshake refuses it otherwise); it is refused once revoked.
+/// compatibility mode (the handshake refuses it otherwise); it is refused once revoked, and
+/// for an identity that is enrolled (the secret never stands in for a certificate).
 pub fn admit(
     store: &Store,
     cluster: &ClusterId,
@@ -26,10 +27,16 @@ pub fn admit(
             "cluster {id:?} is revoked; an admin must enroll it again (osmesh clusters enroll {id})"
         )));
     }
+    let current = record.and_then(|r| r.cert_sha256);
     let Some(credential) = credential else {
+        // The shared secret cannot stand in for an enrolled cluster's certificate.
+        if current.is_some() {
+            return Err(RpcError::bad_request(format!(
+                "cluster {id:?} is enrolled: it must present its certificate, not the shared secret"
+            )));
+        }
         return Ok(());
     };
-    let current = record.and_then(|r| r.cert_sha256);
     if current.as_deref() == Some(credential.fingerprint.as_str()) {
         return Ok(());
     }
