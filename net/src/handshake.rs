@@ -53,11 +53,7 @@ pub const NONCE_LEN: usize = 32;
 /// The domain-separation tag at the start of every MAC input.
 pub const MAC_TAG: &[u8] = b"osmesh-v2 handshake";
 
-/// Longest enrollment token accepted in an `enroll` step (bytes); a token is about 110.
-pub const MAX_TOKEN_LEN: usize = 512;
-
-/// Longest CSR accepted in an `enroll` step (DER bytes); an ECDSA P-256 CSR is about 250.
-pub const MAX_CSR_LEN: usize = 2048;
+pub use crate::limits::{MAX_CSR_LEN, MAX_TOKEN_LEN};
 
 /// Handshake step names (the envelope's `method`).
 pub mod step {
