@@ -124,6 +124,72 @@ pub fn clusters(api: &ApiArgs) -> Result<()> {
     Ok(())
 }
 
+/// `osmesh clusters enroll|revoke|remove NAME` (admin).
+#[derive(clap::Subcommand)]
+pub enum ClustersCommand {
+    /// Enroll a cluster: prints a one-time token (valid 24 h) for `clusterd --enroll-token-file`.
+    Enroll { name: String },
+    /// Revoke a cluster: its link is cut at once and it is refused until enrolled again.
+    Revoke { name: String },
+    /// Delete a disconnected cluster, its snapshot and its enrollment.
+    Remove { name: String },
+}
+
+pub fn cluster_admin(api: &ApiArgs, command: ClustersCommand) -> Result<()> {
+    let raw = match &command {
+        ClustersCommand::Enroll { name } => call_json(
+            api,
+            "POST",
+            &format!("/api/v1/clusters/{}/enroll", seg(name)),
+            None,
+        )?,
+        ClustersCommand::Revoke { name } => call_json(
+            api,
+            "POST",
+            &format!("/api/v1/clusters/{}/revoke", seg(name)),
+            None,
+        )?,
+        ClustersCommand::Remove { name } => call_json(
+            api,
+            "DELETE",
+            &format!("/api/v1/clusters/{}", seg(name)),
+            None,
+        )?,
+    };
+    if api.json {
+        return print_json(&raw);
+    }
+    let text = |key: &str| {
+        raw.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    match command {
+        ClustersCommand::Enroll { name } => {
+            println!(
+                "enrollment token for {name} (shown once, valid 24 h; CA sha256 {}):",
+                text("ca_sha256")
+            );
+            println!("{}", text("token"));
+            println!("on the cluster: write it to a file (mode 0600) and start");
+            println!("  clusterd --name {name} --state-dir DIR --enroll-token-file FILE --region ADDR ...");
+        }
+        ClustersCommand::Revoke { name } => {
+            let cut = raw
+                .get("link_closed")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            println!(
+                "revoked {name}{}",
+                if cut { "; its link was closed" } else { "" }
+            );
+        }
+        ClustersCommand::Remove { name } => println!("removed {name}"),
+    }
+    Ok(())
+}
+
 pub fn osystems(api: &ApiArgs, live: bool, timeout_ms: Option<u64>) -> Result<()> {
     let mut path = String::from("/api/v1/osystems");
     if live {

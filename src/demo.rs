@@ -7,7 +7,6 @@ use osmesh_cluster::sample::{
 };
 use osmesh_cluster::{Args as ClusterArgs, ClusterConfig};
 use osmesh_region::config::RegionConfig;
-use rand::RngCore;
 use std::path::{Path, PathBuf};
 
 /// The demo's clusters, in order; each gets the sample tree of its index.
@@ -33,7 +32,6 @@ pub fn run(options: DemoOptions) -> Result<()> {
             temp.path().to_path_buf()
         }
     };
-    let secret_file = write_secret(&dir)?;
     let db = dir.join("region.db");
     if !db.exists() {
         // SQLite keeps the file's mode (and gives its journal files the same): 0600.
@@ -46,7 +44,9 @@ pub fn run(options: DemoOptions) -> Result<()> {
             database_url: format!("sqlite://{}", db.display()),
             rpc_listen: options.rpc_listen.clone(),
             http_listen: options.http_listen.clone(),
-            secret: osmesh_net::handshake::Secret::from_file(&secret_file)?,
+            // Clusters enroll (below); no shared secret.
+            secret: None,
+            rpc_ca: osmesh_region::rpc_tls::CaFiles::in_dir(&dir),
             refresh_interval: std::time::Duration::from_secs(30),
             auth: Default::default(),
             // The demo stays on loopback HTTP.
@@ -57,7 +57,10 @@ pub fn run(options: DemoOptions) -> Result<()> {
         })
         .await?;
         for (variant, name) in DEMO_CLUSTERS.iter().enumerate() {
-            let config = cluster_config(&dir, variant, name, &region.rpc_addr, &secret_file)?;
+            let args = cluster_args(&dir, variant, name, &region.rpc_addr)?;
+            enroll_cluster(&region, &args).await?;
+            let mut config = ClusterConfig::from_args(args)?;
+            config.templates = sample_templates(variant);
             osmesh_cluster::start(config);
         }
         let api = region
@@ -146,30 +149,39 @@ fn create_private(path: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// A fresh 256-bit shared secret (a kept `--dir`'s old one is replaced).
-fn write_secret(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("shared-secret");
-    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(&mut *bytes);
-    match std::fs::remove_file(&path) {
+/// Enrolls a demo cluster as an admin would (`osmesh clusters enroll NAME`, then the
+/// token to `clusterd --enroll-token-file`), unless it enrolled in an earlier run of a kept
+/// `--dir`.
+async fn enroll_cluster(region: &osmesh_region::RunningRegion, args: &ClusterArgs) -> Result<()> {
+    let (Some(state_dir), Some(token_file)) = (&args.state_dir, &args.enroll_token_file) else {
+        anyhow::bail!("the demo's cluster arguments name no state directory");
+    };
+    if osmesh_cluster::credentials::CredentialFiles::in_dir(state_dir).exist() {
+        return Ok(());
+    }
+    let now = region
+        .service
+        .now_ms()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = osmesh_core::ClusterId::new(args.identity());
+    let (token, _) =
+        osmesh_region::rpc_tls::enroll(&region.store, &region.rpc_ca, &id, now)?;
+    match std::fs::remove_file(token_file) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot replace {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot replace {}", token_file.display()))
+        }
     }
-    create_private(
-        &path,
-        zeroize::Zeroizing::new(hex::encode(*bytes)).as_bytes(),
-    )?;
-    Ok(path)
+    create_private(token_file, token.as_bytes())?;
+    osmesh_cluster::enroll_if_needed(args).await?;
+    // The token is spent; keep no copy of it.
+    let _ = std::fs::remove_file(token_file);
+    Ok(())
 }
 
-fn cluster_config(
-    dir: &Path,
-    variant: usize,
-    name: &str,
-    region: &str,
-    secret_file: &Path,
-) -> Result<ClusterConfig> {
+fn cluster_args(dir: &Path, variant: usize, name: &str, region: &str) -> Result<ClusterArgs> {
     let images = dir.join(name).join("boot-resources");
     write_sample_tree(&images, variant)?;
     let declared_os = if sample_declares_os(variant) {
@@ -179,16 +191,16 @@ fn cluster_config(
     } else {
         None
     };
-    let mut config = ClusterConfig::from_args(ClusterArgs {
+    Ok(ClusterArgs {
         id: None,
         name: name.to_string(),
         regions: vec![region.to_string()],
-        secret_file: secret_file.to_path_buf(),
+        secret_file: None,
+        state_dir: Some(dir.join(name).join("state")),
+        enroll_token_file: Some(dir.join(name).join("enroll-token")),
         images,
         declared_os,
         preseeds: None,
         rescan_secs: 5,
-    })?;
-    config.templates = sample_templates(variant);
-    Ok(config)
+    })
 }

@@ -49,10 +49,12 @@ enum Command {
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
-    /// The clusters the region knows, connected or not.
+    /// The clusters the region knows, connected or not; enroll, revoke or remove one.
     Clusters {
         #[command(flatten)]
         api: client::ApiArgs,
+        #[command(subcommand)]
+        command: Option<client::ClustersCommand>,
     },
     /// Every region sharing the database: up or down, endpoints, linked clusters; and the
     /// clusters linked to only some of the live regions.
@@ -155,7 +157,10 @@ fn run() -> Result<()> {
             live,
             timeout_ms,
         } => client::osystems(&api, live, timeout_ms),
-        Command::Clusters { api } => client::clusters(&api),
+        Command::Clusters { api, command } => match command {
+            None => client::clusters(&api),
+            Some(command) => client::cluster_admin(&api, command),
+        },
         Command::Regions { api } => regions::regions(&api),
         Command::Images { api, filter } => images::images(&api, &filter),
         Command::LicenseKeys { api, command } => domain::license_keys(&api, command),

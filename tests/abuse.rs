@@ -17,7 +17,7 @@ mod common;
 use common::{Daemon, Site};
 use osmesh_net::envelope::{encode_body, encode_frame, Kind};
 use osmesh_net::messages::{method, PreseedTemplate, Register, ReportPreseedTemplates};
-use osmesh_net::{dial_handshake, Dialer, FrameConn, HandshakeConfig, Secret, TcpDialer};
+use osmesh_net::{dial_handshake, Dialer, FrameConn, HandshakeConfig, Secret};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -180,7 +180,11 @@ async fn attacker_socket(to: &str) -> std::io::Result<tokio::net::TcpStream> {
 
 /// An authenticated RPC connection as cluster `identity` (an insider turned hostile).
 async fn authenticated(rpc: &str, identity: &str) -> FrameConn {
-    let conn = TcpDialer::new(osmesh_net::DEFAULT_MAX_FRAME)
+    // Compatibility mode (the site's regiond has a secret file): TLS without a client
+    // certificate, the region authenticated by the secret's proofs.
+    let tls = osmesh_net::tls::cluster_client_config(osmesh_net::RegionTrust::SecretProves, None)
+        .expect("TLS client configuration");
+    let conn = osmesh_net::TlsDialer::new(tls, osmesh_net::DEFAULT_MAX_FRAME)
         .dial(rpc)
         .await
         .expect("dial");

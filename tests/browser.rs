@@ -604,7 +604,10 @@ fn the_page_at_a_thousand_clusters() {
                     id: None,
                     name: format!("c{i:04}"),
                     regions: vec![rpc.clone()],
-                    secret_file: secret.clone(),
+                    // Compatibility mode: 1,000 enrollments would measure enrollment, not the page.
+                    secret_file: Some(secret.clone()),
+                    state_dir: None,
+                    enroll_token_file: None,
                     images: dir.join(format!("tree-{}", i % 3)),
                     declared_os: None,
                     preseeds: None,

@@ -19,7 +19,7 @@ pub const DEFAULT_RESCAN_SECS: u64 = 10;
 #[derive(Debug, Parser)]
 #[command(name = "clusterd", about = "The osmesh cluster controller")]
 pub struct DaemonArgs {
-    /// Optional TOML configuration file (keys: id, name, regions, secret_file, images,
+    /// Optional TOML configuration file (keys: id, name, regions, secret_file, state_dir, enroll_token_file, images,
     /// declared_os, preseeds, rescan_secs, status_listen; see contrib/clusterd.toml).
     #[arg(long, env = "OSMESH_CLUSTER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -32,9 +32,15 @@ pub struct DaemonArgs {
     /// Region RPC address(es), tried in turn; repeat the flag or separate with commas.
     #[arg(long = "region", env = "OSMESH_REGION", value_delimiter = ',')]
     pub regions: Vec<String>,
-    /// File holding the secret shared with the region (required).
+    /// Compatibility mode (off unless given): a file holding a secret shared with the region.
     #[arg(long, env = "OSMESH_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Directory of the cluster's certificate, key and region CA (written at enrollment).
+    #[arg(long, env = "OSMESH_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// File holding a one-time enrollment token (used while no certificate is saved).
+    #[arg(long, env = "OSMESH_ENROLL_TOKEN_FILE")]
+    pub enroll_token_file: Option<PathBuf>,
     /// Root of the boot-resource tree: <root>/<osystem>/<arch>/<subarch>/<release>/<label>/ (required).
     #[arg(long, env = "OSMESH_BOOT_RESOURCES")]
     pub images: Option<PathBuf>,
@@ -65,6 +71,8 @@ pub struct FileConfig {
     pub name: Option<String>,
     pub regions: Option<Vec<String>>,
     pub secret_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub enroll_token_file: Option<PathBuf>,
     pub images: Option<PathBuf>,
     pub declared_os: Option<PathBuf>,
     pub preseeds: Option<PathBuf>,
@@ -101,9 +109,9 @@ impl DaemonArgs {
                 "a cluster name is required: --name, OSMESH_CLUSTER_NAME or `name` in the config file",
             )?,
             regions,
-            secret_file: self.secret_file.or(file.secret_file).context(
-                "a shared-secret file is required: --secret-file, OSMESH_SECRET_FILE or `secret_file` in the config file",
-            )?,
+            secret_file: self.secret_file.or(file.secret_file),
+            state_dir: self.state_dir.or(file.state_dir),
+            enroll_token_file: self.enroll_token_file.or(file.enroll_token_file),
             images: self.images.or(file.images).context(
                 "a boot-resource directory is required: --images, OSMESH_BOOT_RESOURCES or `images` in the config file",
             )?,
@@ -150,11 +158,16 @@ pub fn check(resolved: &Resolved) -> Result<String> {
     let _ = writeln!(out, "id = {:?}", config.settings.id.to_string());
     let _ = writeln!(out, "name = {:?}", args.name);
     let _ = writeln!(out, "regions = {:?}", args.regions);
-    let _ = writeln!(
-        out,
-        "secret_file = {:?} # contents: ***",
-        args.secret_file.display().to_string()
-    );
+    if let Some(path) = &args.secret_file {
+        let _ = writeln!(
+            out,
+            "secret_file = {:?} # compatibility mode; contents: ***",
+            path.display().to_string()
+        );
+    }
+    if let Some(dir) = &args.state_dir {
+        let _ = writeln!(out, "state_dir = {:?}", dir.display().to_string());
+    }
     let _ = writeln!(out, "images = {:?}", args.images.display().to_string());
     if let Some(path) = &args.declared_os {
         let _ = writeln!(out, "declared_os = {:?}", path.display().to_string());

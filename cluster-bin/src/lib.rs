@@ -1,10 +1,12 @@
 //! osmesh-cluster: the cluster controller behind `clusterd`.
 //!
-//! What will live here: configuration (name, region addresses, secret file, boot-image
-//! directory, declared-OS TOML) and start-up of the cluster actor with its TCP dialer.
+//! What lives here: configuration (name, region addresses, credentials, boot-image
+//! directory, declared-OS TOML), enrollment, and start-up of the cluster actor with its TLS
+//! dialer.
 //!
 //! What it must not know: region internals (it only speaks the protocol) or the simulator.
 
+pub mod credentials;
 pub mod daemon;
 pub mod sample;
 pub mod status;
@@ -19,11 +21,13 @@ use osmesh_core::{BootImage, ClusterId};
 use osmesh_net::handshake::{HandshakeConfig, Secret};
 use osmesh_net::messages::PreseedTemplate;
 use osmesh_net::peer::PeerConfig;
-use osmesh_net::tcp::TcpDialer;
+use osmesh_net::tls::{cluster_client_config, RegionTrust, TlsDialer};
 use osmesh_net::DEFAULT_MAX_FRAME;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
+
+use credentials::CredentialFiles;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,9 +51,18 @@ pub struct Args {
         required = true
     )]
     pub regions: Vec<String>,
-    /// File holding the secret shared with the region.
+    /// Compatibility mode (off unless given): authenticate with a secret shared with the
+    /// region instead of an enrolled certificate.
     #[arg(long, env = "OSMESH_SECRET_FILE")]
-    pub secret_file: PathBuf,
+    pub secret_file: Option<PathBuf>,
+    /// Directory of the cluster's credentials (`cluster.key`, `cluster.pem`, `region-ca.pem`),
+    /// written at enrollment; required unless in compatibility mode.
+    #[arg(long, env = "OSMESH_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// File holding a one-time enrollment token (`osmesh clusters enroll NAME` prints one),
+    /// used when the state directory holds no certificate yet.
+    #[arg(long, env = "OSMESH_ENROLL_TOKEN_FILE")]
+    pub enroll_token_file: Option<PathBuf>,
     /// Root of the boot-resource tree: <root>/<osystem>/<arch>/<subarch>/<release>/<label>/.
     #[arg(long, env = "OSMESH_BOOT_RESOURCES")]
     pub images: PathBuf,
@@ -67,6 +80,9 @@ pub struct Args {
 /// Everything clusterd needs to start, read and checked.
 pub struct ClusterConfig {
     pub settings: ClusterSettings,
+    /// TLS towards the region: its CA (or, in compatibility mode, the secret's proofs) and
+    /// the cluster's certificate.
+    pub tls: rustls::ClientConfig,
     pub images_root: PathBuf,
     pub registry: RegistryConfig,
     pub templates: Vec<PreseedTemplate>,
@@ -80,9 +96,6 @@ impl ClusterConfig {
             "the boot-resource directory {} does not exist or is not a directory",
             args.images.display()
         );
-        let secret = Secret::from_file(&args.secret_file).with_context(|| {
-            format!("cannot read the secret file {}", args.secret_file.display())
-        })?;
         let mut registry = RegistryConfig {
             ubuntu_releases: load_ubuntu_releases(Path::new(SYSTEM_UBUNTU_CSV)),
             today: Some(today()),
@@ -101,11 +114,35 @@ impl ClusterConfig {
             Some(dir) => load_templates(dir)?,
             None => Vec::new(),
         };
-        let id = ClusterId::new(args.id.unwrap_or_else(|| args.name.clone()));
+        let id = ClusterId::new(args.identity());
+        osmesh_core::fields::CLUSTER_ID
+            .check(id.as_str())
+            .map_err(|e| anyhow::anyhow!("the cluster id: {e}"))?;
+        let (handshake, tls) = match &args.secret_file {
+            Some(path) => {
+                let secret = Secret::from_file(path)
+                    .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+                let tls = cluster_client_config(RegionTrust::SecretProves, None)?;
+                (HandshakeConfig::new(id.to_string(), secret), tls)
+            }
+            None => {
+                let files = CredentialFiles::in_dir(&args.require_state_dir()?);
+                anyhow::ensure!(
+                    files.exist(),
+                    "not enrolled: no certificate in {}; start once with --enroll-token-file \
+                     (an admin gets a token with `osmesh clusters enroll {}`)",
+                    files.cert.display(),
+                    id.as_str()
+                );
+                let (ca, chain, key) = credentials::load(&files, id.as_str())?;
+                let tls = cluster_client_config(RegionTrust::Ca(ca), Some((chain, key)))?;
+                (HandshakeConfig::certificates(id.to_string()), tls)
+            }
+        };
         let settings = ClusterSettings {
             handshake: HandshakeConfig {
                 timeout: HANDSHAKE_TIMEOUT,
-                ..HandshakeConfig::new(id.to_string(), secret)
+                ..handshake
             },
             id,
             name: args.name,
@@ -117,11 +154,49 @@ impl ClusterConfig {
         };
         Ok(ClusterConfig {
             settings,
+            tls,
             images_root: args.images,
             registry,
             templates,
         })
     }
+}
+
+impl Args {
+    /// The identity the cluster authenticates as: `--id`, else its name.
+    pub fn identity(&self) -> String {
+        self.id.clone().unwrap_or_else(|| self.name.clone())
+    }
+
+    fn require_state_dir(&self) -> Result<PathBuf> {
+        self.state_dir.clone().context(
+            "a state directory is required for the cluster's certificate: --state-dir or \
+             OSMESH_STATE_DIR (or --secret-file for compatibility mode)",
+        )
+    }
+}
+
+/// Enrolls the cluster when it has an enrollment token and no certificate yet; does nothing
+/// in compatibility mode or once enrolled. Call before [`ClusterConfig::from_args`], inside a
+/// tokio runtime.
+pub async fn enroll_if_needed(args: &Args) -> Result<()> {
+    if args.secret_file.is_some() {
+        return Ok(());
+    }
+    let Some(token_file) = &args.enroll_token_file else {
+        return Ok(());
+    };
+    let files = CredentialFiles::in_dir(&args.require_state_dir()?);
+    if files.exist() {
+        tracing::info!("already enrolled; the enrollment token is not used");
+        return Ok(());
+    }
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(token_file).with_context(|| {
+            format!("cannot read the enrollment token {}", token_file.display())
+        })?);
+    let token = credentials::Token::parse(&text)?;
+    credentials::enroll(&args.identity(), &args.regions, &token, &files).await
 }
 
 /// distro-info-data's Ubuntu table, as MAAS reads it through python's `distro_info`.
@@ -209,13 +284,14 @@ impl ImageSource for DirectoryImages {
 pub fn start(config: ClusterConfig) -> Addr<ClusterActor> {
     let ClusterConfig {
         settings,
+        tls,
         images_root,
         registry,
         templates,
     } = config;
     ClusterActor::new(
         settings,
-        Arc::new(TcpDialer::new(DEFAULT_MAX_FRAME)),
+        Arc::new(TlsDialer::new(tls, DEFAULT_MAX_FRAME)),
         Box::new(DirectoryImages::new(images_root)),
         registry,
         templates,

@@ -28,9 +28,11 @@ fn run() -> Result<()> {
         return Ok(());
     }
     let status_listen = resolved.status_listen;
-    let config = ClusterConfig::from_args(resolved.args)?;
+    let args = resolved.args;
     let system = actix_rt::System::new();
     system.block_on(async move {
+        osmesh_cluster::enroll_if_needed(&args).await?;
+        let config = ClusterConfig::from_args(args)?;
         let cluster = osmesh_cluster::start(config);
         if let Some(addr) = status_listen {
             let (server, _) = osmesh_cluster::status::start(&addr, cluster)?;

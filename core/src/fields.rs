@@ -13,6 +13,9 @@ pub enum Charset {
     /// ASCII letters, digits, `-`, `_` and `.`: names that appear in paths, template names
     /// and log lines.
     Word,
+    /// Lowercase ASCII letters, digits, `-`, `_` and `.`: identities that are compared byte
+    /// for byte, logged and used as certificate names, where case would make two of one.
+    Identifier,
     /// Printable text on one line: no control characters (NUL, newline, escape) and no
     /// bidirectional-override or invisible formatting characters (U+202E and its kin), which
     /// would make a stored value read differently from what it is.
@@ -94,6 +97,36 @@ pub const CLUSTER_NAME: FieldRule = FieldRule {
     charset: Charset::Line,
 };
 
+/// A cluster's identity: what it authenticates as, the name its certificate carries, and the
+/// key of everything the region holds for it. Checked before it is logged, stored or echoed
+/// (before: a 1 MB identity was logged twice at WARN per attempt). 64 bytes hold any host or
+/// rack name; lowercase only, so `Cluster-A` and `cluster-a` cannot be two clusters.
+pub const CLUSTER_ID: FieldRule = FieldRule {
+    name: "cluster id",
+    max_len: 64,
+    may_be_empty: false,
+    charset: Charset::Identifier,
+};
+
+/// A name a cluster reports for an operating system, release, architecture, sub-architecture
+/// or image label. They become paths, template-name parts and log fields; the longest real one
+/// (`ubuntu-core-22-desktop`-like names) is far under 64 bytes.
+pub const REPORTED_NAME: FieldRule = FieldRule {
+    name: "reported name",
+    max_len: 64,
+    may_be_empty: false,
+    charset: Charset::Word,
+};
+
+/// A title a cluster reports for an operating system or release (`Ubuntu 22.04 LTS "Jammy
+/// Jellyfish"`): shown on pages and in answers, so one printable line of at most 255 bytes.
+pub const REPORTED_TITLE: FieldRule = FieldRule {
+    name: "reported title",
+    max_len: 255,
+    may_be_empty: true,
+    charset: Charset::Line,
+};
+
 /// A preseed template's name: `{type}_{os}_{arch}_{subarch}_{release}_{hostname}` at most,
 /// whose hostname alone may be 253 bytes; 512 covers the lot.
 pub const PRESEED_NAME: FieldRule = FieldRule {
@@ -145,6 +178,9 @@ impl FieldRule {
     fn allows(&self, c: char) -> bool {
         match self.charset {
             Charset::Word => c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'),
+            Charset::Identifier => {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+            }
             Charset::Line => printable(c),
             Charset::Text => printable(c) || matches!(c, '\n' | '\r' | '\t'),
         }
@@ -155,6 +191,7 @@ impl Charset {
     fn describe(self) -> &'static str {
         match self {
             Charset::Word => "letters, digits, '-', '_' and '.' only",
+            Charset::Identifier => "lowercase letters, digits, '-', '_' and '.' only",
             Charset::Line => "printable text on one line only",
             Charset::Text => "printable text, newlines and tabs only",
         }
@@ -196,6 +233,16 @@ mod tests {
         check(PRESEED_CONTENT, "#cloud-config\n\tpackages: []\n", true);
         check(PRESEED_CONTENT, "nul\0", false);
         check(CLUSTER_NAME, "Rack 7 — east", true);
+        check(CLUSTER_ID, "cluster-a", true);
+        check(CLUSTER_ID, "rack7.east_2", true);
+        check(CLUSTER_ID, "", false);
+        check(CLUSTER_ID, "Cluster-A", false);
+        check(CLUSTER_ID, "evil\u{1b}[2J\nforged", false);
+        check(CLUSTER_ID, &"a".repeat(65), false);
+        check(CLUSTER_ID, &"a".repeat(1 << 20), false);
+        check(REPORTED_NAME, "ml-workstation", true);
+        check(REPORTED_NAME, "jammy\n", false);
+        check(REPORTED_NAME, &"x".repeat(65), false);
     }
 
     #[test]

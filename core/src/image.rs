@@ -51,7 +51,20 @@ pub struct BootImage {
     pub subarch: String,
     pub release: String,
     pub label: String,
+    /// Decoded leniently: a purpose this build does not know (a newer cluster's) is skipped,
+    /// so it costs that purpose, not the whole report; the region drops an image left with
+    /// none (`actors::region::edge`).
+    #[serde(deserialize_with = "known_purposes")]
     pub purposes: BTreeSet<Purpose>,
+}
+
+/// The purposes among `names` that this build knows.
+fn known_purposes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeSet<Purpose>, D::Error> {
+    let names: Vec<String> = Vec::deserialize(d)?;
+    Ok(names
+        .iter()
+        .filter_map(|name| Purpose::ALL.into_iter().find(|p| p.as_str() == name))
+        .collect())
 }
 
 mod layout;

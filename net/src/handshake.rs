@@ -1,52 +1,67 @@
-//! The handshake: version negotiation, then mutual HMAC challenge/response, before any call.
+//! The handshake: version negotiation, then authentication, before any call (protocol v2).
 //!
 //! Steps (all frames are `Kind::Handshake` envelopes, id 0, the step name as method):
 //!
 //! 1. dialer → acceptor `hello {identity, min_version, max_version, nonce}`
 //! 2. acceptor → dialer `hello {…}` (its own); both pick the highest common version or,
 //!    if there is none, send `refuse {reason}` and fail with `NoCommonVersion`.
-//! 3. dialer → acceptor `proof {mac}`: the dialer answers the acceptor's nonce.
-//! 4. acceptor checks it (constant time); wrong → `refuse`, `BadCredentials`; right →
-//!    acceptor → dialer `proof {mac}`: the acceptor answers the dialer's nonce.
-//! 5. dialer checks it; wrong → `refuse`, `BadCredentials`; right → `done {}`.
+//! 3. The dialer authenticates in one of three ways:
+//!    - `cert {}`: its credential is the TLS client certificate the transport verified
+//!      (`FrameConn::security`); the acceptor checks that the certificate names the identity
+//!      of the `hello` and answers `done {}`.
+//!    - `enroll {token, csr}`: a first connection with a one-time enrollment token; the
+//!      acceptor's [`Enroller`] checks the token and signs the CSR, answers
+//!      `issued {certificate, ca}`, and the connection ends (the dialer reconnects with it).
+//!    - `proof {mac}` (compatibility mode, off unless both sides hold a shared secret): the
+//!      dialer answers the acceptor's nonce; the acceptor checks it (constant time) and
+//!      answers with its own `proof`; the dialer checks that and sends `done {}`.
 //!
 //! The dialer proves first, so an acceptor never hands an unauthenticated stranger a MAC to
 //! attack offline. Each MAC covers the role of the prover, both offered version ranges, both
-//! identities and both nonces (see [`proof_mac`]), so a proof cannot be reflected back, moved
-//! to another connection, or survive a downgraded version range. Nonces are handed in by the
-//! caller: production draws them from the OS RNG, the simulator from its seeded RNG.
+//! identities, both nonces and the TLS session's exported keying material (see [`proof_mac`]),
+//! so a proof cannot be reflected back, moved to another connection or TLS session, or
+//! survive a downgraded version range. Nonces are handed in by the caller: production draws
+//! them from the OS RNG, the simulator from its seeded RNG.
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
+use osmesh_core::fields::CLUSTER_ID;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::fmt;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::envelope::{decode_body, encode_body, encode_frame, ByteString, Envelope, Kind};
-use crate::limits::MAX_IDENTITY_LEN;
+use crate::transport::Credential;
 use crate::{FrameConn, NetError};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Version 1 (a shared secret over plain TCP) is no
+/// longer spoken; a v1 peer is refused with a reason naming version 2.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// How long a handshake may take before the connection is dropped, so a silent peer cannot
-/// hold a connection slot.
+/// hold a connection slot. Over TCP it covers the TLS handshake too.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Length of each side's challenge nonce.
 pub const NONCE_LEN: usize = 32;
 
 /// The domain-separation tag at the start of every MAC input.
-pub const MAC_TAG: &[u8] = b"osmesh-v1 handshake";
+pub const MAC_TAG: &[u8] = b"osmesh-v2 handshake";
+
+pub use crate::limits::{MAX_CSR_LEN, MAX_TOKEN_LEN};
 
 /// Handshake step names (the envelope's `method`).
 pub mod step {
     pub const HELLO: &str = "hello";
     pub const PROOF: &str = "proof";
+    pub const CERT: &str = "cert";
+    pub const ENROLL: &str = "enroll";
+    pub const ISSUED: &str = "issued";
     pub const DONE: &str = "done";
     pub const REFUSE: &str = "refuse";
 }
@@ -64,6 +79,11 @@ impl Secret {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
         Secret(bytes.into())
     }
+
+    /// The bytes, for the one place that must send them (an enrollment token, inside TLS).
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -78,32 +98,64 @@ impl Drop for Secret {
     }
 }
 
-/// Who we are, what we share, what we speak, and how long we wait.
+/// Issues a client certificate to an enrolling cluster (the region's side of `enroll`).
+pub trait Enroller: Send + Sync + fmt::Debug {
+    /// Redeems the one-time `token` for `identity` and signs `csr_der` (a PKCS#10 request)
+    /// into a certificate naming `identity`. `Err` is the refusal reason sent to the peer: it
+    /// must name what is wrong without echoing the token.
+    fn enroll(&self, identity: &str, token: &[u8], csr_der: &[u8]) -> Result<Issued, String>;
+}
+
+/// Who we are, how we authenticate, what we speak, and how long we wait.
 #[derive(Clone, Debug)]
 pub struct HandshakeConfig {
     pub identity: String,
-    pub secret: Secret,
+    /// Compatibility mode: with a secret, a dialer proves it (`proof`) instead of presenting a
+    /// certificate, and an acceptor accepts peers that prove it. `None` (the default of the
+    /// daemons): certificates only.
+    pub secret: Option<Secret>,
     pub versions: RangeInclusive<u16>,
     pub timeout: Duration,
+    /// Acceptor: refuse a peer whose transport is not secured (regiond's TCP port is TLS 1.3;
+    /// a plain-TCP peer there is a v1 peer or a mistake).
+    pub require_secured: bool,
+    /// Acceptor: issues certificates to enrolling clusters; without it `enroll` is refused.
+    pub enroller: Option<Arc<dyn Enroller>>,
 }
 
 impl HandshakeConfig {
-    /// Speaks exactly `PROTOCOL_VERSION`, with the default timeout.
+    /// Compatibility mode: speaks exactly `PROTOCOL_VERSION` and proves `secret`, with the
+    /// default timeout. In-memory and simulated links use it.
     pub fn new(identity: impl Into<String>, secret: Secret) -> Self {
         HandshakeConfig {
+            secret: Some(secret),
+            ..Self::certificates(identity)
+        }
+    }
+
+    /// Certificates only: a dialer presents the client certificate its TLS transport carries;
+    /// an acceptor accepts only peers the transport authenticated (and enrollments, with an
+    /// enroller).
+    pub fn certificates(identity: impl Into<String>) -> Self {
+        HandshakeConfig {
             identity: identity.into(),
-            secret,
+            secret: None,
             versions: PROTOCOL_VERSION..=PROTOCOL_VERSION,
             timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            require_secured: false,
+            enroller: None,
         }
     }
 }
 
-/// A connection whose peer proved it holds the secret, with the agreed version.
+/// A connection whose peer authenticated, with the agreed version.
 pub struct Authenticated {
     pub conn: FrameConn,
     pub peer_identity: String,
     pub version: u16,
+    /// The credential the peer authenticated with, when it was a certificate (`None` in
+    /// compatibility mode, where it proved the shared secret).
+    pub credential: Option<Credential>,
 }
 
 impl fmt::Debug for Authenticated {
@@ -112,23 +164,32 @@ impl fmt::Debug for Authenticated {
             .field("peer_addr", &self.conn.peer_addr)
             .field("peer_identity", &self.peer_identity)
             .field("version", &self.version)
+            .field("credential", &self.credential)
             .finish()
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("no common protocol version: ours {ours_min}..={ours_max}, theirs {theirs_min}..={theirs_max}")]
+    #[error("no common protocol version: ours {ours_min}..={ours_max}, theirs {theirs_min}..={theirs_max}{hint}")]
     NoCommonVersion {
         ours_min: u16,
         ours_max: u16,
         theirs_min: u16,
         theirs_max: u16,
+        /// What to do about it, when we know (a v1 peer is told about v2).
+        hint: &'static str,
     },
     #[error("authentication failed: peer {peer:?} did not prove the shared secret")]
     BadCredentials { peer: String },
+    #[error("refused: {0}")]
+    NotAuthorised(String),
     #[error("refused by peer: {0:?}")]
     Refused(String),
+    /// Not a failure: the peer enrolled and was issued its certificate; the connection ends
+    /// here and the peer reconnects with it.
+    #[error("enrolled {identity:?}: certificate issued")]
+    Enrolled { identity: String },
     #[error("handshake did not complete within {0:?}")]
     Timeout(Duration),
     #[error("handshake protocol error: {0}")]
@@ -136,6 +197,10 @@ pub enum HandshakeError {
     #[error("handshake transport error: {0}")]
     Net(#[from] NetError),
 }
+
+/// What a v1 peer is told.
+const V2_HINT: &str = "; this side speaks osmesh protocol v2 only (TLS 1.3 on TCP, clusters \
+                       enrolled with `osmesh clusters enroll NAME`; see docs/PROTOCOL.md)";
 
 /// Which end of the connection; part of every MAC so proofs cannot be reflected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,13 +234,41 @@ pub struct Proof {
     pub mac: ByteString,
 }
 
+/// Step `cert`: the dialer's credential is its TLS client certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cert {}
+
+/// Step `enroll`: a one-time enrollment token and a PKCS#10 CSR (DER) whose key the dialer
+/// keeps.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enroll {
+    pub token: ByteString,
+    pub csr: ByteString,
+}
+
+impl fmt::Debug for Enroll {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enroll")
+            .field("token", &"***")
+            .field("csr_len", &self.csr.0.len())
+            .finish()
+    }
+}
+
+/// Step `issued`: the dialer's certificate and the CA that signed it (both PEM).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issued {
+    pub certificate: String,
+    pub ca: String,
+}
+
 /// Step `refuse`: why the sender gives up. Never contains the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refuse {
     pub reason: String,
 }
 
-/// Step `done`: the dialer accepted the acceptor's proof; calls may follow.
+/// Step `done`: the handshake is complete; calls may follow.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Done {}
 
@@ -183,13 +276,16 @@ pub struct Done {}
 pub struct Transcript<'a> {
     pub dialer: &'a Hello,
     pub acceptor: &'a Hello,
+    /// The TLS session's exported keying material; empty on an unsecured link.
+    pub channel_binding: &'a [u8],
 }
 
 /// `HMAC-SHA256(secret, input)` where input is, in order:
 /// `MAC_TAG`, 0x00, the prover's role (`dialer`/`acceptor`), 0x00,
 /// the dialer's min and max version and the acceptor's min and max version (u16 BE each),
 /// the prover's identity and then the verifier's identity (each as u32 BE length + UTF-8),
-/// the verifier's nonce (the challenge) and then the prover's nonce (each u32 BE length + bytes).
+/// the verifier's nonce (the challenge) and then the prover's nonce, then the channel binding
+/// (each u32 BE length + bytes).
 pub fn proof_mac(secret: &Secret, prover: Role, t: &Transcript<'_>) -> [u8; 32] {
     let (p, v) = match prover {
         Role::Dialer => (t.dialer, t.acceptor),
@@ -213,6 +309,7 @@ pub fn proof_mac(secret: &Secret, prover: Role, t: &Transcript<'_>) -> [u8; 32] 
         v.identity.as_bytes(),
         &v.nonce.0,
         &p.nonce.0,
+        t.channel_binding,
     ] {
         mac.update(&(field.len() as u32).to_be_bytes());
         mac.update(field);
@@ -238,7 +335,7 @@ pub fn negotiate(ours: &RangeInclusive<u16>, theirs: &Hello) -> Option<u16> {
     (low <= high).then_some(high)
 }
 
-/// Runs the dialer's side of the handshake.
+/// Runs the dialer's side of the handshake: `proof` with a secret, else `cert`.
 pub async fn dial_handshake(
     conn: FrameConn,
     cfg: &HandshakeConfig,
@@ -254,6 +351,32 @@ pub async fn accept_handshake(
     nonce: [u8; 32],
 ) -> Result<Authenticated, HandshakeError> {
     with_deadline(cfg.timeout, Role::Acceptor, accept_steps(conn, cfg, nonce)).await
+}
+
+/// Enrolls: hello, then `enroll {token, csr}`; returns the certificate the acceptor issued.
+/// The connection ends here; the caller reconnects presenting the certificate.
+pub async fn dial_enroll(
+    conn: FrameConn,
+    cfg: &HandshakeConfig,
+    nonce: [u8; 32],
+    token: &Secret,
+    csr_der: Vec<u8>,
+) -> Result<Issued, HandshakeError> {
+    let steps = async move {
+        let mut conn = conn;
+        let (_, _, _) = dial_hello(&mut conn, cfg, nonce).await?;
+        let enroll = Enroll {
+            token: ByteString(token.expose().to_vec()),
+            csr: ByteString(csr_der),
+        };
+        send(&mut conn, step::ENROLL, &enroll).await?;
+        let issued: Issued = recv(&mut conn, step::ISSUED).await?;
+        Ok(issued)
+    };
+    match tokio::time::timeout(cfg.timeout, steps).await {
+        Ok(result) => result,
+        Err(_) => Err(HandshakeError::Timeout(cfg.timeout)),
+    }
 }
 
 async fn with_deadline(
@@ -272,31 +395,52 @@ async fn with_deadline(
     result
 }
 
+/// The dialer's hellos: ours, theirs, and the agreed version.
+async fn dial_hello(
+    conn: &mut FrameConn,
+    cfg: &HandshakeConfig,
+    nonce: [u8; 32],
+) -> Result<(Hello, Hello, u16), HandshakeError> {
+    let ours = hello(cfg, nonce);
+    send(conn, step::HELLO, &ours).await?;
+    let theirs: Hello = recv(conn, step::HELLO).await?;
+    let version = agree(conn, cfg, &theirs).await?;
+    Ok((ours, theirs, version))
+}
+
 async fn dial_steps(
     mut conn: FrameConn,
     cfg: &HandshakeConfig,
     nonce: [u8; 32],
 ) -> Result<Authenticated, HandshakeError> {
-    let ours = hello(cfg, nonce);
-    send(&mut conn, step::HELLO, &ours).await?;
-    let theirs: Hello = recv(&mut conn, step::HELLO).await?;
-    let version = agree(&mut conn, cfg, &theirs).await?;
-    let t = Transcript {
-        dialer: &ours,
-        acceptor: &theirs,
-    };
-    let proof = Proof {
-        mac: ByteString(proof_mac(&cfg.secret, Role::Dialer, &t).to_vec()),
-    };
-    send(&mut conn, step::PROOF, &proof).await?;
-    let theirs_proof: Proof = recv(&mut conn, step::PROOF).await?;
-    check_proof(&mut conn, cfg, Role::Acceptor, &t, &theirs_proof).await?;
-    send(&mut conn, step::DONE, &Done {}).await?;
+    let (ours, theirs, version) = dial_hello(&mut conn, cfg, nonce).await?;
+    match &cfg.secret {
+        Some(secret) => {
+            let binding = channel_binding(&conn);
+            let t = Transcript {
+                dialer: &ours,
+                acceptor: &theirs,
+                channel_binding: &binding,
+            };
+            let proof = Proof {
+                mac: ByteString(proof_mac(secret, Role::Dialer, &t).to_vec()),
+            };
+            send(&mut conn, step::PROOF, &proof).await?;
+            let theirs_proof: Proof = recv(&mut conn, step::PROOF).await?;
+            check_proof(&mut conn, secret, Role::Acceptor, &t, &theirs_proof).await?;
+            send(&mut conn, step::DONE, &Done {}).await?;
+        }
+        None => {
+            send(&mut conn, step::CERT, &Cert {}).await?;
+            let _: Done = recv(&mut conn, step::DONE).await?;
+        }
+    }
     conn.read_limit.authenticated();
     Ok(Authenticated {
         conn,
         peer_identity: theirs.identity,
         version,
+        credential: None,
     })
 }
 
@@ -306,26 +450,119 @@ async fn accept_steps(
     nonce: [u8; 32],
 ) -> Result<Authenticated, HandshakeError> {
     let theirs: Hello = recv(&mut conn, step::HELLO).await?;
+    // Checked before our hello goes out, so a refused peer (a v1 cluster, say) reads the
+    // `refuse` as the answer to its hello.
+    let version = agree(&mut conn, cfg, &theirs).await?;
     let ours = hello(cfg, nonce);
     send(&mut conn, step::HELLO, &ours).await?;
-    let version = agree(&mut conn, cfg, &theirs).await?;
-    let t = Transcript {
-        dialer: &theirs,
-        acceptor: &ours,
+    if cfg.require_secured && conn.security.get().is_none() {
+        let reason = "this port speaks protocol v2 inside TLS 1.3; plain TCP is refused".into();
+        return Err(not_authorised(&mut conn, reason).await);
+    }
+    let envelope = recv_envelope(&mut conn, &[step::CERT, step::PROOF, step::ENROLL]).await?;
+    let credential = match envelope.method.as_str() {
+        step::CERT => Some(check_certificate(&mut conn, &theirs).await?),
+        step::PROOF => {
+            let Some(secret) = &cfg.secret else {
+                let reason = "shared-secret authentication is off here (compatibility mode \
+                              is not enabled); enroll the cluster: osmesh clusters enroll NAME"
+                    .into();
+                return Err(not_authorised(&mut conn, reason).await);
+            };
+            let theirs_proof: Proof = decode_step(&mut conn, step::PROOF, &envelope.body).await?;
+            let binding = channel_binding(&conn);
+            let t = Transcript {
+                dialer: &theirs,
+                acceptor: &ours,
+                channel_binding: &binding,
+            };
+            check_proof(&mut conn, secret, Role::Dialer, &t, &theirs_proof).await?;
+            let proof = Proof {
+                mac: ByteString(proof_mac(secret, Role::Acceptor, &t).to_vec()),
+            };
+            send(&mut conn, step::PROOF, &proof).await?;
+            let _: Done = recv(&mut conn, step::DONE).await?;
+            None
+        }
+        _ => {
+            let enroll: Enroll = decode_step(&mut conn, step::ENROLL, &envelope.body).await?;
+            return Err(enroll_peer(&mut conn, cfg, &theirs, &enroll).await);
+        }
     };
-    let theirs_proof: Proof = recv(&mut conn, step::PROOF).await?;
-    check_proof(&mut conn, cfg, Role::Dialer, &t, &theirs_proof).await?;
-    let proof = Proof {
-        mac: ByteString(proof_mac(&cfg.secret, Role::Acceptor, &t).to_vec()),
-    };
-    send(&mut conn, step::PROOF, &proof).await?;
-    let _: Done = recv(&mut conn, step::DONE).await?;
+    if credential.is_some() {
+        send(&mut conn, step::DONE, &Done {}).await?;
+    }
     conn.read_limit.authenticated();
     Ok(Authenticated {
         conn,
         peer_identity: theirs.identity,
         version,
+        credential,
     })
+}
+
+/// The credential the transport authenticated, which must name the identity of the `hello`.
+async fn check_certificate(
+    conn: &mut FrameConn,
+    theirs: &Hello,
+) -> Result<Credential, HandshakeError> {
+    let credential = conn.security.get().and_then(|s| s.credential.clone());
+    let Some(credential) = credential else {
+        let reason = "no client certificate was presented; enroll the cluster first \
+                      (osmesh clusters enroll NAME)"
+            .into();
+        return Err(not_authorised(conn, reason).await);
+    };
+    if credential.identity != theirs.identity {
+        // Both are valid identities (checked in `agree` and when the certificate was issued).
+        let reason = format!(
+            "the certificate names {:?} but the hello claims {:?}",
+            credential.identity, theirs.identity
+        );
+        return Err(not_authorised(conn, reason).await);
+    }
+    Ok(credential)
+}
+
+/// Answers an `enroll`: the certificate, or a refusal. Either way the connection ends; the
+/// result is the error the acceptor's caller sees (`Enrolled` on success).
+async fn enroll_peer(
+    conn: &mut FrameConn,
+    cfg: &HandshakeConfig,
+    theirs: &Hello,
+    enroll: &Enroll,
+) -> HandshakeError {
+    let Some(enroller) = &cfg.enroller else {
+        return not_authorised(conn, "this side does not enroll clusters".into()).await;
+    };
+    if conn.security.get().is_none() {
+        let reason = "enrollment is only accepted inside TLS".into();
+        return not_authorised(conn, reason).await;
+    }
+    if enroll.token.0.len() > MAX_TOKEN_LEN || enroll.csr.0.len() > MAX_CSR_LEN {
+        let reason =
+            format!("token or CSR too long (at most {MAX_TOKEN_LEN} and {MAX_CSR_LEN} bytes)");
+        return protocol_refusal(conn, reason).await;
+    }
+    match enroller.enroll(&theirs.identity, &enroll.token.0, &enroll.csr.0) {
+        Ok(issued) => {
+            if let Err(e) = send(conn, step::ISSUED, &issued).await {
+                return e;
+            }
+            HandshakeError::Enrolled {
+                identity: theirs.identity.clone(),
+            }
+        }
+        Err(reason) => not_authorised(conn, reason).await,
+    }
+}
+
+/// The link's channel binding: the TLS exporter value, or nothing on an unsecured link.
+fn channel_binding(conn: &FrameConn) -> Vec<u8> {
+    conn.security
+        .get()
+        .map(|s| s.channel_binding.clone())
+        .unwrap_or_default()
 }
 
 fn hello(cfg: &HandshakeConfig, nonce: [u8; 32]) -> Hello {
@@ -343,12 +580,10 @@ async fn agree(
     cfg: &HandshakeConfig,
     theirs: &Hello,
 ) -> Result<u16, HandshakeError> {
-    if theirs.identity.is_empty() || theirs.identity.len() > MAX_IDENTITY_LEN {
-        let reason = format!(
-            "identity of {} bytes, expected 1 to {MAX_IDENTITY_LEN}",
-            theirs.identity.len()
-        );
-        return Err(protocol_refusal(conn, reason).await);
+    // Checked before the identity is logged, stored or echoed: the reason names the rule,
+    // never the identity itself.
+    if let Err(e) = CLUSTER_ID.check(&theirs.identity) {
+        return Err(protocol_refusal(conn, format!("bad identity: {e}")).await);
     }
     if theirs.nonce.0.len() != NONCE_LEN {
         let reason = format!(
@@ -365,6 +600,11 @@ async fn agree(
         ours_max: *cfg.versions.end(),
         theirs_min: theirs.min_version,
         theirs_max: theirs.max_version,
+        hint: if theirs.max_version < PROTOCOL_VERSION {
+            V2_HINT
+        } else {
+            ""
+        },
     };
     refuse(conn, &err.to_string()).await;
     Err(err)
@@ -372,12 +612,12 @@ async fn agree(
 
 async fn check_proof(
     conn: &mut FrameConn,
-    cfg: &HandshakeConfig,
+    secret: &Secret,
     prover: Role,
     t: &Transcript<'_>,
     proof: &Proof,
 ) -> Result<(), HandshakeError> {
-    if verify_mac(&cfg.secret, prover, t, &proof.mac.0) {
+    if verify_mac(secret, prover, t, &proof.mac.0) {
         return Ok(());
     }
     let peer = match prover {
@@ -391,6 +631,11 @@ async fn check_proof(
     )
     .await;
     Err(err)
+}
+
+async fn not_authorised(conn: &mut FrameConn, reason: String) -> HandshakeError {
+    refuse(conn, &reason).await;
+    HandshakeError::NotAuthorised(reason)
 }
 
 /// Tells the peer why we give up; best effort, since the peer may be gone already.
@@ -422,6 +667,26 @@ async fn recv<T: DeserializeOwned>(
     conn: &mut FrameConn,
     expected: &str,
 ) -> Result<T, HandshakeError> {
+    let envelope = recv_envelope(conn, &[expected]).await?;
+    decode_step(conn, expected, &envelope.body).await
+}
+
+async fn decode_step<T: DeserializeOwned>(
+    conn: &mut FrameConn,
+    step: &str,
+    body: &[u8],
+) -> Result<T, HandshakeError> {
+    match decode_body(body) {
+        Ok(msg) => Ok(msg),
+        Err(e) => Err(protocol_refusal(conn, format!("bad {step}: {}", e.message)).await),
+    }
+}
+
+/// Reads the next frame, which must be one of the handshake steps `expected`.
+async fn recv_envelope(
+    conn: &mut FrameConn,
+    expected: &[&str],
+) -> Result<Envelope, HandshakeError> {
     let frame: Bytes = match conn.stream.next().await {
         Some(frame) => frame?,
         None => {
@@ -445,17 +710,14 @@ async fn recv<T: DeserializeOwned>(
         );
         return Err(protocol_refusal(conn, reason).await);
     }
-    if envelope.method != expected {
+    if !expected.contains(&envelope.method.as_str()) {
         let reason = format!(
             "expected handshake step {expected:?}, got {:?}",
             envelope.method
         );
         return Err(protocol_refusal(conn, reason).await);
     }
-    match decode_body(&envelope.body) {
-        Ok(msg) => Ok(msg),
-        Err(e) => Err(protocol_refusal(conn, format!("bad {expected}: {}", e.message)).await),
-    }
+    Ok(envelope)
 }
 
 async fn protocol_refusal(conn: &mut FrameConn, reason: String) -> HandshakeError {

@@ -1,7 +1,8 @@
 //! osmesh-net: the RPC layer between a region and its clusters.
 //!
 //! What lives here: length-prefixed CBOR frames (`tcp`, `mem`), the envelope (`envelope`) and
-//! message catalogue (`messages`), the version + mutual-HMAC handshake (`handshake`), the
+//! message catalogue (`messages`), the version + authentication handshake (`handshake`: certificates, enrollment, or the
+//! shared secret of compatibility mode), TLS 1.3 over TCP (`tls`), the
 //! multiplexed RPC peer with deadlines and heartbeats (`peer`), the reconnect backoff policy
 //! (`backoff`), every bound in one place (`limits`), and the `Transport` seam (`transport`) with its TCP and in-memory
 //! implementations. The wire format is specified in `docs/PROTOCOL.md`.
@@ -18,6 +19,7 @@ pub mod messages;
 pub mod metrics;
 pub mod peer;
 pub mod tcp;
+pub mod tls;
 pub mod transport;
 
 pub use backoff::Backoff;
@@ -30,7 +32,10 @@ pub use mem::{mem_pair, MemDialer, MemListener, MemNetwork};
 pub use messages::{ErrorKind, Request, RpcError};
 pub use peer::{spawn_peer, InboundSlot, Incoming, IncomingCalls, Peer, PeerConfig, Responder};
 pub use tcp::{TcpDialer, TcpListener, DEFAULT_MAX_FRAME};
-pub use transport::{Dialer, FrameConn, FrameSink, FrameStream, Listener};
+pub use tls::{RegionTrust, TlsDialer, TlsListener};
+pub use transport::{
+    Credential, Dialer, FrameConn, FrameSink, FrameStream, Listener, Secured, Security,
+};
 
 /// Errors of the transport and framing layers (not RPC errors: those are `RpcError`).
 #[derive(Debug, thiserror::Error)]

@@ -21,9 +21,19 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// is hostile: without this bound 300 strangers announcing 4 MiB frames held 1.2 GB.
 pub const MAX_FRAME_BEFORE_AUTH: usize = 4 * 1024;
 
-/// Longest identity a peer may announce in its `hello` (bytes). Cluster ids are short names;
-/// the identity is logged and stored, so it must not be a vehicle for megabytes.
-pub const MAX_IDENTITY_LEN: usize = 255;
+/// Longest identity a peer may announce in its `hello` (bytes): `fields::CLUSTER_ID`'s bound
+/// (64, lowercase `[a-z0-9._-]`), checked before the identity is logged, stored or echoed.
+pub const MAX_IDENTITY_LEN: usize = osmesh_core::fields::CLUSTER_ID.max_len;
+
+/// Longest enrollment secret accepted in an `enroll` step (bytes). The region's tokens carry
+/// 64 hex digits; 512 leaves room for another format without letting an unauthenticated
+/// peer make the region hash kilobytes per attempt.
+pub const MAX_TOKEN_LEN: usize = 512;
+
+/// Longest CSR accepted in an `enroll` step (DER bytes). An ECDSA P-256 CSR is about 250
+/// bytes, an RSA-4096 one about 1,200; it must also fit `MAX_FRAME_BEFORE_AUTH` with the
+/// token and the envelope.
+pub const MAX_CSR_LEN: usize = 2048;
 
 /// Handshakes under way at once, from everyone. Each costs a socket, a task and at most
 /// `MAX_FRAME_BEFORE_AUTH` of buffer, so 1,024 cost a few MiB; beyond it a new connection is

@@ -45,6 +45,7 @@ fn mem_conn(
         stream: Box::pin(MemStream { rx, max_frame }),
         peer_addr: peer.to_owned(),
         read_limit: crate::limits::ReadLimit::fixed(max_frame),
+        security: crate::transport::Security::plain(),
     }
 }
 

@@ -41,6 +41,8 @@ pub fn handshake_label(err: &HandshakeError) -> &'static str {
     match err {
         HandshakeError::NoCommonVersion { .. } => "no_common_version",
         HandshakeError::BadCredentials { .. } => "bad_credentials",
+        HandshakeError::NotAuthorised(_) => "not_authorised",
+        HandshakeError::Enrolled { .. } => "enrolled",
         HandshakeError::Refused(_) => "refused",
         HandshakeError::Timeout(_) => "timeout",
         HandshakeError::Protocol(_) => "protocol",

@@ -93,6 +93,7 @@ pub fn spawn_peer(auth: Authenticated, cfg: PeerConfig) -> (Peer, IncomingCalls)
         abort: Notify::new(),
         closed: closed_rx,
         peer_identity: auth.peer_identity,
+        credential: auth.credential,
         peer_addr: auth.conn.peer_addr,
         version: auth.version,
         max_in_flight: cfg.max_in_flight,
@@ -193,6 +194,12 @@ impl Peer {
     /// The identity the peer proved during the handshake.
     pub fn peer_identity(&self) -> &str {
         &self.shared.peer_identity
+    }
+
+    /// The credential the peer authenticated with during the handshake: its certificate, or
+    /// `None` when it proved the shared secret (compatibility mode).
+    pub fn credential(&self) -> Option<&crate::transport::Credential> {
+        self.shared.credential.as_ref()
     }
 
     /// The protocol version agreed during the handshake.
@@ -376,6 +383,8 @@ struct Shared {
     abort: Notify,
     closed: watch::Receiver<bool>,
     peer_identity: String,
+    /// The certificate the peer authenticated with (`None` in compatibility mode).
+    credential: Option<crate::transport::Credential>,
     peer_addr: String,
     version: u16,
     max_in_flight: usize,

@@ -58,6 +58,7 @@ where
         stream: Box::pin(stream),
         peer_addr,
         read_limit,
+        security: crate::transport::Security::plain(),
     }
 }
 

@@ -315,19 +315,20 @@ fn doc_examples() -> Vec<(&'static str, String)> {
     let pong = encode_frame(1, Kind::Pong, "", &[]);
     let dialer = Hello {
         identity: "cluster-1".into(),
-        min_version: 1,
-        max_version: 1,
+        min_version: 2,
+        max_version: 2,
         nonce: ByteString(vec![0x11; 32]),
     };
     let acceptor = Hello {
         identity: "region".into(),
-        min_version: 1,
-        max_version: 1,
+        min_version: 2,
+        max_version: 2,
         nonce: ByteString(vec![0x22; 32]),
     };
     let t = Transcript {
         dialer: &dialer,
         acceptor: &acceptor,
+        channel_binding: &[],
     };
     let secret = Secret::new(*b"example-secret");
     let proof = |role| Proof {

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::auth::{AccessRule, AuthState};
 
+mod enrollment;
 mod images;
 mod license_keys;
 mod nodes;
@@ -47,6 +48,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         preseeds::Doc::openapi(),
         regions::Doc::openapi(),
         tokens::Doc::openapi(),
+        enrollment::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -240,6 +242,7 @@ fn api_routes() -> Routes {
     preseeds::routes(&mut r);
     regions::routes(&mut r);
     tokens::routes(&mut r);
+    enrollment::routes(&mut r);
     r.get("/openapi.json", Role::Reader, crate::openapi::serve);
     r
 }

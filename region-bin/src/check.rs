@@ -69,8 +69,9 @@ pub fn effective(config: &RegionConfig) -> String {
     );
     let _ = writeln!(
         out,
-        "# secret: read from the secret file, {:?}",
-        config.secret
+        "# compatibility secret: {:?}; RPC CA: {}",
+        config.secret,
+        config.rpc_ca.cert.display()
     );
     out
 }

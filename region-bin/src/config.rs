@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::auth::AuthSettings;
 use crate::redact::redact_url;
+use crate::rpc_tls::CaFiles;
 use crate::tls::TlsFiles;
 
 pub const DEFAULT_RPC_LISTEN: &str = "127.0.0.1:5250";
@@ -28,9 +29,20 @@ pub struct Args {
     /// Address of the HTTP API.
     #[arg(long, env = "OSMESH_HTTP_LISTEN")]
     pub http_listen: Option<String>,
-    /// File holding the secret shared with the clusters.
+    /// Compatibility mode (off unless given): a file holding a secret shared with clusters
+    /// that have not enrolled; any holder of it may claim any identity not enrolled.
     #[arg(long, env = "OSMESH_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Directory of the region's own state: the RPC CA (`rpc-ca.pem`, `rpc-ca.key`),
+    /// generated on first start [default: the SQLite database's directory, else `.`].
+    #[arg(long, env = "OSMESH_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The RPC CA's certificate (PEM), instead of the state directory's (with --rpc-ca-key).
+    #[arg(long, env = "OSMESH_RPC_CA_CERT", requires = "rpc_ca_key")]
+    pub rpc_ca_cert: Option<PathBuf>,
+    /// The RPC CA's private key (PEM, mode 0600), with --rpc-ca-cert.
+    #[arg(long, env = "OSMESH_RPC_CA_KEY", requires = "rpc_ca_cert")]
+    pub rpc_ca_key: Option<PathBuf>,
     /// Optional TOML configuration file (keys: name, database_url, rpc_listen, http_listen,
     /// secret_file, refresh_interval_secs, rpc_advertise, http_url).
     #[arg(long, env = "OSMESH_REGION_CONFIG")]
@@ -101,6 +113,7 @@ pub struct FileConfig {
     pub rpc_listen: Option<String>,
     pub http_listen: Option<String>,
     pub secret_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
     pub refresh_interval_secs: Option<u64>,
     pub rpc_advertise: Option<Vec<String>>,
     pub http_url: Option<String>,
@@ -114,7 +127,10 @@ pub struct RegionConfig {
     pub database_url: String,
     pub rpc_listen: String,
     pub http_listen: String,
-    pub secret: Secret,
+    /// Compatibility mode's shared secret; `None` (the default): enrolled certificates only.
+    pub secret: Option<Secret>,
+    /// Where the RPC CA is read from (created there on first start).
+    pub rpc_ca: CaFiles,
     pub refresh_interval: Duration,
     pub auth: AuthSettings,
     /// HTTPS when set; plain HTTP otherwise, on loopback unless `insecure_http`.
@@ -134,6 +150,7 @@ impl std::fmt::Debug for RegionConfig {
             .field("rpc_listen", &self.rpc_listen)
             .field("http_listen", &self.http_listen)
             .field("secret", &self.secret)
+            .field("rpc_ca", &self.rpc_ca)
             .field("refresh_interval", &self.refresh_interval)
             .field("auth", &self.auth)
             .field("tls", &self.tls)
@@ -164,16 +181,29 @@ impl RegionConfig {
             Some(path) => load_file_config(path)?,
             None => FileConfig::default(),
         };
-        let secret_file = args
-            .secret_file
-            .or(file.secret_file)
-            .context("a shared-secret file is required: --secret-file or OSMESH_SECRET_FILE")?;
+        let secret = match args.secret_file.or(file.secret_file) {
+            Some(path) => Some(
+                Secret::from_file(&path)
+                    .with_context(|| format!("cannot read the secret file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let database_url = args
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let state_dir = args
+            .state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(|| default_state_dir(&database_url));
+        let rpc_ca = match (args.rpc_ca_cert, args.rpc_ca_key) {
+            (Some(cert), Some(key)) => CaFiles { cert, key },
+            _ => CaFiles::in_dir(&state_dir),
+        };
         Ok(RegionConfig {
             name: args.name.or(file.name).unwrap_or_else(|| "region".into()),
-            database_url: args
-                .database_url
-                .or(file.database_url)
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            database_url,
+            rpc_ca,
             rpc_listen: args
                 .rpc_listen
                 .or(file.rpc_listen)
@@ -182,9 +212,7 @@ impl RegionConfig {
                 .http_listen
                 .or(file.http_listen)
                 .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
-            secret: Secret::from_file(&secret_file).with_context(|| {
-                format!("cannot read the secret file {}", secret_file.display())
-            })?,
+            secret,
             refresh_interval: Duration::from_secs(file.refresh_interval_secs.unwrap_or(30)),
             auth: AuthSettings {
                 open_metrics: args.open_metrics,
@@ -203,6 +231,15 @@ impl RegionConfig {
             http_url: args.http_url.or(file.http_url),
         })
     }
+}
+
+/// The SQLite database's directory (where the region keeps its state already), else `.`.
+fn default_state_dir(database_url: &str) -> PathBuf {
+    database_url
+        .strip_prefix("sqlite://")
+        .and_then(|path| Path::new(path).parent())
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 pub fn load_file_config(path: &Path) -> Result<FileConfig> {

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod redact;
 pub mod registry;
+pub mod rpc_tls;
 pub mod sqlite_lock;
 pub mod tls;
 pub mod ui;
@@ -31,7 +32,7 @@ use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{RegionActor, RegionSettings};
 use osmesh_net::handshake::HandshakeConfig;
 use osmesh_net::peer::PeerConfig;
-use osmesh_net::tcp::TcpListener;
+use osmesh_net::tls::TlsListener;
 use osmesh_net::{Listener, DEFAULT_MAX_FRAME};
 use osmesh_store::Store;
 use rand::rngs::StdRng;
@@ -55,6 +56,8 @@ pub struct RunningRegion {
     /// RPC refusals counted since start (handshakes refused or failed, links cut off for not
     /// reading), for the metrics endpoint.
     pub abuse: osmesh_net::limits::AbuseCounters,
+    /// The RPC port's CA (what enrollment tokens pin).
+    pub rpc_ca: std::sync::Arc<rpc_tls::RegionCa>,
     /// This region's entry in the region registry; dropping it removes the entry.
     pub registration: registry::Registration,
     /// The single-region lock of a SQLite database, held while this value lives (declared
@@ -79,16 +82,31 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
             redact_url(&config.database_url)
         )
     })?;
-    let listener = TcpListener::bind(&config.rpc_listen, DEFAULT_MAX_FRAME)
+    let ca = std::sync::Arc::new(
+        rpc_tls::RegionCa::load_or_create(&config.rpc_ca)
+            .context("cannot load or create the RPC CA")?,
+    );
+    let listener = TlsListener::bind(&config.rpc_listen, ca.server_config()?, DEFAULT_MAX_FRAME)
         .await
         .with_context(|| format!("cannot listen for clusters on {}", config.rpc_listen))?;
     let rpc_addr = listener.local_addr();
+    tracing::info!(ca_sha256 = %ca.fingerprint(), "RPC port: TLS 1.3, clusters enrolled by this CA");
+    if config.secret.is_some() {
+        tracing::warn!("shared-secret compatibility mode is on: any holder of the secret may claim any cluster identity not enrolled");
+    }
     let abuse = osmesh_net::limits::AbuseCounters::default();
+    let enroller = rpc_tls::RegionEnroller {
+        ca: ca.clone(),
+        store: store.clone(),
+    };
     let settings = RegionSettings {
         name: config.name.clone(),
         handshake: HandshakeConfig {
             timeout: HANDSHAKE_TIMEOUT,
-            ..HandshakeConfig::new(config.name.clone(), config.secret.clone())
+            secret: config.secret.clone(),
+            require_secured: true,
+            enroller: Some(std::sync::Arc::new(enroller)),
+            ..HandshakeConfig::certificates(config.name.clone())
         },
         peer: PeerConfig {
             counters: abuse.clone(),
@@ -114,6 +132,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         RegionService::new(region, handle).with_template_runner(TemplateRunner::Pool(renders));
     let data = web::Data::new(service.clone());
     let store_data = web::Data::new(store.clone());
+    let rpc_ca = web::Data::new(ca.clone());
     let auth = web::Data::new(auth::AuthState::new(config.auth.clone()));
     let writes = web::Data::new(limits::WriteLimiter::default());
     // One set of browser sessions and one change feed for every worker.
@@ -121,6 +140,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let live = web::Data::new(crate::ui::Live::default());
     let server = HttpServer::new(move || {
         api::app(data.clone(), store_data.clone(), auth.clone())
+            .app_data(rpc_ca.clone())
             // One write budget for every worker (`api::app` gives each a default of its own).
             .app_data(writes.clone())
             .app_data(sessions.clone())
@@ -167,6 +187,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         store,
         server: server.run(),
         abuse,
+        rpc_ca: ca,
         registration,
         sqlite_lock,
     })

@@ -42,7 +42,7 @@ pub fn server_config(files: &TlsFiles) -> Result<(rustls::ServerConfig, String)>
     Ok((config, fingerprint))
 }
 
-fn check_private(path: &Path) -> Result<()> {
+pub(crate) fn check_private(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .with_context(|| format!("cannot read the TLS key {}", path.display()))?

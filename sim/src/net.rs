@@ -339,6 +339,7 @@ impl SimNetwork {
             stream: region_stream,
             peer_addr: format!("sim:{cluster}"),
             read_limit: osmesh_net::limits::ReadLimit::fixed(osmesh_net::limits::MAX_FRAME),
+            security: osmesh_net::Security::plain(),
         };
         if listener.send(region_conn).is_err() {
             return Err(DialFailure::Refused("the region stopped listening".into()));
@@ -348,6 +349,7 @@ impl SimNetwork {
             stream: cluster_stream,
             peer_addr: format!("sim:{REGION_ADDR}"),
             read_limit: osmesh_net::limits::ReadLimit::fixed(osmesh_net::limits::MAX_FRAME),
+            security: osmesh_net::Security::plain(),
         })
     }
 

@@ -30,6 +30,7 @@ mod audit;
 mod auth_tests;
 mod clusters;
 mod connection;
+mod enrollments;
 mod error;
 mod license_keys;
 mod nodes;
@@ -52,6 +53,7 @@ use diesel::r2d2::{Pool, PooledConnection};
 
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use connection::Backend;
+pub use enrollments::EnrollmentRecord;
 pub use error::DbError;
 pub use observe::{install_query_metrics, PoolState, StoreReadiness};
 pub use osmesh_actors::store::{

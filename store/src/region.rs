@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use osmesh_actors::store::{
-    AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, LicenseKeyRecord,
-    NewLicenseKey, NewNode, NodeRecord, PreseedOutcome, PreseedRecord, PreseedVersion,
-    RegionRecord, RegionStore, SettingKey, StoreError,
+    AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, EnrollmentRecord,
+    LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, PreseedOutcome, PreseedRecord,
+    PreseedVersion, RegionRecord, RegionStore, SettingKey, StoreError,
 };
 use osmesh_core::ClusterId;
 
@@ -61,6 +61,18 @@ impl RegionStore for Store {
 
     fn list_regions(&self) -> Result<Vec<RegionRecord>, StoreError> {
         Ok(Store::list_regions(self)?)
+    }
+
+    fn enrollment(&self, id: &ClusterId) -> Result<Option<EnrollmentRecord>, StoreError> {
+        Ok(Store::enrollment(self, id)?)
+    }
+
+    fn revoke_cluster(&self, id: &ClusterId, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(Store::revoke_cluster(self, id, now_ms)?)
+    }
+
+    fn remove_cluster(&self, id: &ClusterId) -> Result<bool, StoreError> {
+        Ok(Store::remove_cluster(self, id)?)
     }
 
     fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, StoreError> {

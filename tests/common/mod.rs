@@ -161,6 +161,16 @@ impl Site {
 
     /// `start_region` with another `regiond` binary (an older build, to compare).
     pub fn start_region_with(&self, binary: &Path) -> Daemon {
+        self.start_region_as(binary, true)
+    }
+
+    /// Starts `regiond` with enrolled certificates only: no shared secret (compatibility mode
+    /// off, the default).
+    pub fn start_region_enrolled_only(&self) -> Daemon {
+        self.start_region_as(Path::new(env!("CARGO_BIN_EXE_regiond")), false)
+    }
+
+    fn start_region_as(&self, binary: &Path, compatibility: bool) -> Daemon {
         let log = self.path("regiond.log");
         let addr_file = self.path("regiond.addrs");
         let _ = std::fs::remove_file(&addr_file);
@@ -173,9 +183,10 @@ impl Site {
         cmd.arg("--database-url")
             .arg(self.db_url())
             .args(["--rpc-listen", &rpc, "--http-listen", &http])
-            .arg("--secret-file")
-            .arg(&self.secret_file)
             .env(ADDR_FILE_ENV, &addr_file);
+        if compatibility {
+            cmd.arg("--secret-file").arg(&self.secret_file);
+        }
         let mut daemon = Daemon::spawn(cmd, log);
         let mut reported = None;
         self.wait_for(
@@ -220,6 +231,35 @@ impl Site {
             let declared = root.join("declared-os.toml");
             std::fs::write(&declared, SAMPLE_DECLARED_OS).expect("declared OS");
             cmd.arg("--declared-os").arg(declared);
+        }
+        Daemon::spawn(cmd, root.join("clusterd.log"))
+    }
+
+    /// Starts `clusterd` with sample tree `variant` and its credentials in
+    /// `<site>/<name>/state`, enrolling with `token` first when one is given.
+    pub fn start_enrolled_cluster(
+        &self,
+        name: &str,
+        variant: usize,
+        token: Option<&str>,
+    ) -> Daemon {
+        let root = self.path(name);
+        let images = root.join("boot-resources");
+        if !images.exists() {
+            write_sample_tree(&images, variant).expect("sample tree");
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterd"));
+        cmd.args(["--name", name, "--region", &self.rpc()])
+            .arg("--state-dir")
+            .arg(root.join("state"))
+            .arg("--images")
+            .arg(&images)
+            .args(["--rescan-secs", "1"]);
+        if let Some(token) = token {
+            let file = root.join("enroll-token");
+            let _ = std::fs::remove_file(&file);
+            write_secret(&file, token);
+            cmd.arg("--enroll-token-file").arg(file);
         }
         Daemon::spawn(cmd, root.join("clusterd.log"))
     }
@@ -343,6 +383,18 @@ pub fn get(api: &str, path: &str) -> Result<serde_json::Value, String> {
             response.into_string().unwrap_or_default()
         )),
         Err(err) => Err(err.to_string()),
+    }
+}
+
+/// The status code and JSON body of a request with `method` (POST, DELETE…) and no body,
+/// whatever the status.
+pub fn send_status(api: &str, method: &str, path: &str) -> (u16, serde_json::Value) {
+    match authorized(api, ureq::request(method, &format!("{api}{path}"))).call() {
+        Ok(response) => (response.status(), response.into_json().unwrap_or_default()),
+        Err(ureq::Error::Status(code, response)) => {
+            (code, response.into_json().unwrap_or_default())
+        }
+        Err(err) => panic!("{method} {path}: {err}"),
     }
 }
 

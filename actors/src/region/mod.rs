@@ -2,6 +2,8 @@
 //! pushed snapshot), the two read paths over them (cached snapshots at once; live fan-out with
 //! one deadline), and persistence of what clusters report.
 
+pub mod edge;
+pub mod identity;
 pub mod images;
 pub mod license;
 pub mod nodes;
@@ -304,6 +306,7 @@ impl RegionActor {
             )));
         }
         let req = check_register(&cluster, body)?;
+        identity::admit(self.store.direct(), &cluster, peer.credential())?;
         let now = self.clock.now_ms();
         if let Some((old_link, old_peer)) =
             self.clusters.get(&cluster).and_then(|e| e.link.as_ref())
@@ -380,13 +383,19 @@ impl RegionActor {
                 Ok(encode_body(&self.mesh.registered(&self.settings.name)))
             }
             method::REPORT_BOOT_IMAGES => {
-                let req: ReportBootImages = decode_body(body)?;
+                let mut req: ReportBootImages = decode_body(body)?;
                 check_image_report(&req)?;
+                edge::check_image_report_names(&req)?;
+                let skipped = edge::drop_images_without_known_purposes(&mut req);
+                if skipped > 0 {
+                    tracing::debug!(cluster = ?cluster.as_str(), skipped, "images with no known purpose skipped");
+                }
                 self.hold_snapshot(cluster, req.osystems, req.images, now);
                 Ok(encode_body(&Ack {}))
             }
             method::REPORT_PRESEED_TEMPLATES => {
                 let req: ReportPreseedTemplates = decode_body(body)?;
+                edge::check_template_report_names(&req)?;
                 self.record_templates(cluster, &req, now)?;
                 Ok(encode_body(&Ack {}))
             }
@@ -745,6 +754,9 @@ impl Handler<Dialed> for RegionActor {
             act.handshake_ended(&source);
             match result {
                 Ok(auth) => act.on_authenticated(auth, ctx),
+                Err(osmesh_net::HandshakeError::Enrolled { identity }) => {
+                    tracing::info!(cluster = ?identity, "cluster enrolled: certificate issued");
+                }
                 Err(err) => {
                     osmesh_net::metrics::handshake_failed(&err);
                     act.settings.peer.counters.handshake_failed();

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 pub use handle::{BlockingLanes, LaneJob, StoreCall, StoreHandle};
 pub use records::{
     decide_cluster_report, decide_operator_edit, mask_key, AllocationRequest, ClusterRecord,
-    ClusterReportAction, ClusterSnapshot, ClusterTemplate, LicenseKeyRecord, NewLicenseKey,
-    NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome,
-    PreseedRecord, PreseedVersion, RegionRecord, SettingKey,
+    ClusterReportAction, ClusterSnapshot, ClusterTemplate, EnrollmentRecord, LicenseKeyRecord,
+    NewLicenseKey, NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead, PreseedOrigin,
+    PreseedOutcome, PreseedRecord, PreseedVersion, RegionRecord, SettingKey,
 };
 
 /// What went wrong in a store call.
@@ -92,6 +92,15 @@ pub trait RegionStore: Send + Sync + 'static {
     fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, StoreError>;
     /// Every region in the registry (regions sharing this database), by id.
     fn list_regions(&self) -> Result<Vec<RegionRecord>, StoreError>;
+
+    // Cluster identity (enrollment, revocation, removal).
+
+    /// `id`'s enrollment, if it has one.
+    fn enrollment(&self, id: &ClusterId) -> Result<Option<EnrollmentRecord>, StoreError>;
+    /// Revokes `id`; whether the region knew it (enrolled, or seen).
+    fn revoke_cluster(&self, id: &ClusterId, now_ms: i64) -> Result<bool, StoreError>;
+    /// Deletes `id`, its snapshot and its enrollment; whether there was anything to delete.
+    fn remove_cluster(&self, id: &ClusterId) -> Result<bool, StoreError>;
 
     // License keys.
 

@@ -407,3 +407,15 @@ pub struct RegionRecord {
     /// The clusters linked to it at that heartbeat, sorted.
     pub linked_clusters: Vec<ClusterId>,
 }
+
+/// A cluster's enrollment as stored, without the token's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrollmentRecord {
+    pub cluster_id: String,
+    pub token_expires_ms: Option<i64>,
+    /// Fingerprint (SHA-256 hex of the DER) of the certificate issued at redemption.
+    pub cert_sha256: Option<String>,
+    pub created_at_ms: i64,
+    pub enrolled_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}

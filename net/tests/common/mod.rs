@@ -155,8 +155,8 @@ pub async fn raw_authenticated(addr: &str) -> TcpStream {
     s.set_nodelay(true).unwrap();
     let ours = Hello {
         identity: "raw-cluster".into(),
-        min_version: 1,
-        max_version: 1,
+        min_version: 2,
+        max_version: 2,
         nonce: ByteString(vec![7; 32]),
     };
     write_frame(
@@ -169,6 +169,7 @@ pub async fn raw_authenticated(addr: &str) -> TcpStream {
     let t = Transcript {
         dialer: &ours,
         acceptor: &theirs,
+        channel_binding: &[],
     };
     let mac = proof_mac(&Secret::new(SECRET), Role::Dialer, &t);
     let proof = Proof {

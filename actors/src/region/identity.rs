@@ -1,0 +1,122 @@
+//! Who may be a cluster (issue 13): a link's credential is admitted at `Register` only while it
+//! is the certificate on record for that identity and the identity is not revoked; an operator
+//! can cut a cluster's links at once (revocation) and forget a disconnected cluster.
+
+use actix::prelude::*;
+use osmesh_core::ClusterId;
+use osmesh_net::{Credential, RpcError};
+
+use super::RegionActor;
+use crate::store::RegionStore;
+
+/// `Ok` when `cluster` may register with `credential`: its certificate is the one issued to
+/// it and it is not revoked. A link without a certificate proved the shared secret in
+/// compatibility mode (the handshake refuses it otherwise); it is refused once revoked, and
+/// for an identity that is enrolled (the secret never stands in for a certificate).
+pub fn admit(
+    store: &dyn RegionStore,
+    cluster: &ClusterId,
+    credential: Option<&Credential>,
+) -> Result<(), RpcError> {
+    let record = store
+        .enrollment(cluster)
+        .map_err(|e| RpcError::internal(format!("store: {e}")))?;
+    let id = cluster.as_str();
+    if record.as_ref().is_some_and(|r| r.revoked_at_ms.is_some()) {
+        return Err(RpcError::bad_request(format!(
+            "cluster {id:?} is revoked; an admin must enroll it again (osmesh clusters enroll {id})"
+        )));
+    }
+    let current = record.and_then(|r| r.cert_sha256);
+    let Some(credential) = credential else {
+        // The shared secret cannot stand in for an enrolled cluster's certificate.
+        if current.is_some() {
+            return Err(RpcError::bad_request(format!(
+                "cluster {id:?} is enrolled: it must present its certificate, not the shared secret"
+            )));
+        }
+        return Ok(());
+    };
+    if current.as_deref() == Some(credential.fingerprint.as_str()) {
+        return Ok(());
+    }
+    Err(RpcError::bad_request(format!(
+        "this certificate is not the one on record for cluster {id:?} (superseded or removed); \
+         an admin must enroll it again (osmesh clusters enroll {id})"
+    )))
+}
+
+/// Closes every link of `cluster` at once, registered or not (after its revocation is stored,
+/// so a redial is refused). Answers whether a registered link was open.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CutCluster {
+    pub cluster: ClusterId,
+}
+
+impl Handler<CutCluster> for RegionActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: CutCluster, _ctx: &mut Self::Context) -> bool {
+        for (_, (id, peer)) in self.unregistered.iter() {
+            if *id == msg.cluster {
+                peer.close();
+            }
+        }
+        let Some(entry) = self.clusters.get(&msg.cluster) else {
+            return false;
+        };
+        let Some((_, peer)) = &entry.link else {
+            return false;
+        };
+        peer.close();
+        tracing::warn!(cluster = ?msg.cluster.as_str(), "cluster revoked: link closed");
+        true
+    }
+}
+
+/// Why a cluster cannot be forgotten.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    #[error("cluster {0:?} is connected; revoke it first (osmesh clusters revoke {0})")]
+    Connected(String),
+    #[error("no cluster {0:?}")]
+    Unknown(String),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Deletes a disconnected cluster: its entry, its stored record and snapshot, and its
+/// enrollment (so its certificate admits nothing any more).
+#[derive(Message)]
+#[rtype(result = "Result<(), ForgetError>")]
+pub struct ForgetCluster {
+    pub cluster: ClusterId,
+}
+
+impl Handler<ForgetCluster> for RegionActor {
+    type Result = Result<(), ForgetError>;
+
+    fn handle(&mut self, msg: ForgetCluster, _ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.cluster.as_str().to_owned();
+        if self
+            .clusters
+            .get(&msg.cluster)
+            .is_some_and(|e| e.link.is_some())
+        {
+            return Err(ForgetError::Connected(id));
+        }
+        let removed = self
+            .store
+            .direct()
+            .remove_cluster(&msg.cluster)
+            .map_err(|e| ForgetError::Store(e.to_string()))?;
+        let known = self.clusters.remove(&msg.cluster).is_some();
+        if !removed && !known {
+            return Err(ForgetError::Unknown(id));
+        }
+        self.cached_view = None;
+        tracing::info!(cluster = ?id, "cluster removed");
+        Ok(())
+    }
+}
