@@ -87,7 +87,11 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         refresh_interval: config.refresh_interval,
     };
     let clock = Clock::anchored_at(wall_clock_ms());
-    let handle = store.inline();
+    // The region actor's store calls run on the store's own threads, never on the thread that
+    // serves every cluster link, handshake and heartbeat.
+    let handle = store
+        .on_threads()
+        .context("cannot start the store threads")?;
     let region = RegionActor::new(
         settings,
         handle.clone(),
