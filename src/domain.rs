@@ -266,27 +266,36 @@ pub fn nodes(api: &ApiArgs, command: NodesCommand) -> Result<()> {
             Some(&json!({})),
         )?),
         NodesCommand::Preseed { id, preseed_type } => {
-            let path = format!("{path}/{id}/preseed?type={}", seg(&preseed_type));
-            let (rendered, raw): (RenderedPreseed, Value) = call_typed(api, "GET", &path, None)?;
-            if api.json {
-                return print_json(&raw);
-            }
-            eprintln!(
-                "# template {} version {} for {} ({}/{})",
-                rendered.template,
-                rendered.template_version,
-                rendered.hostname,
-                rendered.osystem,
-                rendered.distro_series
-            );
-            print!("{}", rendered.content);
-            return Ok(());
+            return print_node_preseed(api, &format!("{path}/{id}"), &preseed_type)
         }
     };
     if api.json {
         return print_json(&raw);
     }
-    let mut rows = nodes;
+    print!("{}", nodes_table(nodes));
+    Ok(())
+}
+
+/// The preseed rendered for a node: its text on stdout, which template made it on stderr.
+fn print_node_preseed(api: &ApiArgs, node_path: &str, preseed_type: &str) -> Result<()> {
+    let path = format!("{node_path}/preseed?type={}", seg(preseed_type));
+    let (rendered, raw): (RenderedPreseed, Value) = call_typed(api, "GET", &path, None)?;
+    if api.json {
+        return print_json(&raw);
+    }
+    eprintln!(
+        "# template {} version {} for {} ({}/{})",
+        rendered.template,
+        rendered.template_version,
+        rendered.hostname,
+        rendered.osystem,
+        rendered.distro_series
+    );
+    print!("{}", rendered.content);
+    Ok(())
+}
+
+fn nodes_table(mut rows: Vec<NodeView>) -> String {
     rows.sort_by_key(|n| n.id);
     let mut table = Table::new(["ID", "HOSTNAME", "ARCH", "CLUSTER", "STATUS", "OS"]);
     for n in rows {
@@ -303,8 +312,7 @@ pub fn nodes(api: &ApiArgs, command: NodesCommand) -> Result<()> {
             os,
         ]);
     }
-    print!("{}", table.render());
-    Ok(())
+    table.render()
 }
 
 pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {

@@ -1,8 +1,9 @@
 //! osmesh-region: the region controller behind `regiond`.
 //!
-//! What will live here: configuration (flags, env, TOML), start-up (store, migrations, RPC
-//! listener, region actors) and the actix-web HTTP API, whose handlers stay thin: parse, call
-//! the region service functions in `osmesh-actors`, render.
+//! What lives here: configuration (flags, env, TOML), start-up (store, migrations, the store's
+//! threads, RPC listener, region actor) and the actix-web HTTP API, whose handlers stay thin:
+//! parse, call the region service functions in `osmesh-actors`, render; authentication,
+//! audit, limits, health and metrics.
 //!
 //! What it must not know: domain rules (those live in `core`) or the simulator.
 

@@ -985,10 +985,7 @@ pub fn render_answer(number: usize, answer: &OsystemsAnswer, waited_ms: u64) -> 
         .iter()
         .map(|(c, r)| format!("{c}: {r}"))
         .collect();
-    let source = match answer.source {
-        osmesh_actors::region::ReadPath::Cached => "cached",
-        osmesh_actors::region::ReadPath::Live => "live",
-    };
+    let source = answer.source.label();
     let mut header = format!(
         "op#{number} {source} answered [{}] not answered [{}] waited {waited_ms}ms",
         answered.join(","),

@@ -192,31 +192,7 @@ impl RegionService {
     ) -> Result<(ClusterId, BTreeMap<ClusterId, String>), ServiceError> {
         let (osystem, release) = (&request.osystem, &request.distro_series);
         let answer = self.osystems_cached().await?;
-        let Some(os) = answer.view.osystem(osystem) else {
-            let known: Vec<_> = answer
-                .view
-                .osystems
-                .iter()
-                .map(|o| o.name.as_str())
-                .collect();
-            return Err(ServiceError::bad_request(
-                "no_such_osystem",
-                format!(
-                    "no cluster knows an operating system named {osystem:?}; known: {}",
-                    list_or_none(&known)
-                ),
-            ));
-        };
-        let Some(detail) = answer.view.release(osystem, release) else {
-            let known: Vec<_> = os.releases.iter().map(|r| r.name.as_str()).collect();
-            return Err(ServiceError::bad_request(
-                "no_such_release",
-                format!(
-                    "no cluster knows release {release:?} of {osystem}; known: {}",
-                    list_or_none(&known)
-                ),
-            ));
-        };
+        let detail = super::service::known_release(&answer.view, osystem, release)?;
         if !detail.requires_license_key && !detail.supported_by.is_empty() {
             return Err(ServiceError::bad_request(
                 "license_key_not_needed",

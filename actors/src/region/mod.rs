@@ -109,6 +109,16 @@ pub enum ReadPath {
     Live,
 }
 
+impl ReadPath {
+    /// The path's name, as the API's `source` field spells it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReadPath::Cached => "cached",
+            ReadPath::Live => "live",
+        }
+    }
+}
+
 /// One cluster's part in an answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -339,8 +349,7 @@ impl RegionActor {
 
     /// Refuses a `Register` for `cluster` while another live link holds that identity.
     fn refuse_duplicate(&mut self, cluster: &ClusterId) -> Result<(), RpcError> {
-        if let Some((old_link, old_peer)) =
-            self.clusters.get(cluster).and_then(|e| e.link.as_ref())
+        if let Some((old_link, old_peer)) = self.clusters.get(cluster).and_then(|e| e.link.as_ref())
         {
             if !old_peer.is_closed() {
                 osmesh_net::metrics::handshake_refused("duplicate_identity");
@@ -460,10 +469,7 @@ impl RegionActor {
                 let recorded = self.record_templates(cluster, req, now)?;
                 Ok(recorded.map(move |stored| stored.map(|()| ack())))
             }
-            other => Err(RpcError::new(
-                ErrorKind::UnknownMethod,
-                format!("regiond does not know the method {other:?}"),
-            )),
+            other => Err(RpcError::unknown_method(other)),
         }
     }
 

@@ -201,26 +201,7 @@ pub fn plan_allocation(
     arch: &str,
     disconnected_since: &BTreeMap<ClusterId, i64>,
 ) -> Result<AllocationPlan, ServiceError> {
-    let Some(os) = view.osystem(osystem) else {
-        let known: Vec<_> = view.osystems.iter().map(|o| o.name.as_str()).collect();
-        return Err(ServiceError::conflict(
-            "no_such_osystem",
-            format!(
-                "no cluster supports an operating system named {osystem:?}; known: {}",
-                list_or_none(&known)
-            ),
-        ));
-    };
-    let Some(detail) = view.release(osystem, release) else {
-        let known: Vec<_> = os.releases.iter().map(|r| r.name.as_str()).collect();
-        return Err(ServiceError::conflict(
-            "no_such_release",
-            format!(
-                "no cluster supports release {release:?} of {osystem}; known: {}",
-                list_or_none(&known)
-            ),
-        ));
-    };
+    let detail = super::service::known_release(view, osystem, release)?;
     let mut clusters: Vec<ClusterId> = INSTALL_PURPOSES
         .iter()
         .flat_map(|purpose| view.is_available(osystem, release, arch, *purpose))
@@ -265,7 +246,7 @@ impl RegionService {
             if !valid_word(value) {
                 return Err(ServiceError::bad_request(
                     "bad_body",
-                    format!("{field} {value:?} must be letters, digits, '-' or '.'"),
+                    format!("{field} {value:?} must be 1 to 64 letters, digits, '-', '.' or '_'"),
                 ));
             }
         }
@@ -496,6 +477,18 @@ mod tests {
     use super::*;
     use osmesh_core::mesh::{ClusterAnswer, ClusterReport};
     use osmesh_core::{BootImage, OsystemInfo, ReleaseInfo};
+
+    #[test]
+    fn a_word_takes_exactly_what_its_refusal_names() {
+        let longest = "a".repeat(64);
+        for ok in ["amd64", "hwe-22.04", "ga_22", longest.as_str()] {
+            assert!(valid_word(ok), "{ok:?}");
+        }
+        let too_long = "a".repeat(65);
+        for bad in ["", "a b", "a/b", "a\u{202e}", too_long.as_str()] {
+            assert!(!valid_word(bad), "{bad:?}");
+        }
+    }
 
     fn os(name: &str, release: &str, key: bool) -> OsystemInfo {
         OsystemInfo {

@@ -39,7 +39,7 @@ async fn list(service: web::Data<RegionService>) -> ApiResult {
 }
 
 /// Adds a key once a connected cluster that knows the release has validated it.
-#[utoipa::path(post, path = "/api/v1/license-keys", tag = "license-keys", request_body = LicenseKeyRequest, responses((status = 201, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/license-keys", tag = "license-keys", request_body = LicenseKeyRequest, responses((status = 201, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "No cluster supports the OS or release", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
 async fn add(service: web::Data<RegionService>, body: web::Json<LicenseKeyRequest>) -> ApiResult {
     Ok(HttpResponse::Created().json(service.add_license_key(&body).await?))
 }

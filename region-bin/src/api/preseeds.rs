@@ -2,12 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::preseed::PreseedEdit;
-use osmesh_actors::region::service::RegionService;
+use osmesh_actors::region::service::{RegionService, ServiceError};
 use serde::Deserialize;
 
 use osmesh_store::Role;
 
-use super::{ApiResult, ErrorBody, Routes};
+use super::{ApiError, ApiResult, ErrorBody, Routes};
 use osmesh_actors::region::preseed::{PreseedVersionView, PreseedView};
 
 #[derive(utoipa::OpenApi)]
@@ -67,10 +67,10 @@ async fn history(
 ) -> ApiResult {
     let limit = query.limit.unwrap_or(HISTORY_PAGE_DEFAULT);
     if limit == 0 || limit > HISTORY_PAGE_MAX {
-        return Err(super::bad_request(
+        return Err(ApiError(ServiceError::bad_request(
             "bad_query",
             format!("limit must be between 1 and {HISTORY_PAGE_MAX}"),
-        ));
+        )));
     }
     let page = service
         .preseed_history_page(&name, query.after_version, limit)

@@ -175,10 +175,10 @@ async fn audit(store: web::Data<Store>, params: web::Query<AuditParams>) -> ApiR
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(100);
     if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(super::bad_request(
+        return Err(ApiError(ServiceError::bad_request(
             "bad_query",
             format!("limit must be 1 to {MAX_AUDIT_PAGE}"),
-        ));
+        )));
     }
     let entries = store
         .audit(&AuditQuery {
