@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::license::LicenseKeyRequest;
 use osmesh_actors::region::service::RegionService;
-use serde::Deserialize;
+use osmesh_api::license::LicenseKeyUpdate;
 
 use osmesh_store::Role;
 
@@ -23,13 +23,6 @@ pub(super) fn routes(r: &mut Routes) {
         .get(one, Role::Reader, show)
         .put(one, Role::Admin, update)
         .delete(one, Role::Admin, delete);
-}
-
-/// The body of a PUT: the release comes from the path.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct KeyBody {
-    license_key: String,
 }
 
 /// Every license key, masked.
@@ -52,11 +45,11 @@ async fn show(service: web::Data<RegionService>, path: web::Path<(String, String
 }
 
 /// Replaces a release's key, validated again.
-#[utoipa::path(put, path = "/api/v1/license-keys/{osystem}/{distro_series}", tag = "license-keys", params(("osystem" = String, Path, description = "OS name"), ("distro_series" = String, Path, description = "Release")), request_body = KeyBody, responses((status = 200, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
+#[utoipa::path(put, path = "/api/v1/license-keys/{osystem}/{distro_series}", tag = "license-keys", params(("osystem" = String, Path, description = "OS name"), ("distro_series" = String, Path, description = "Release")), request_body = LicenseKeyUpdate, responses((status = 200, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
 async fn update(
     service: web::Data<RegionService>,
     path: web::Path<(String, String)>,
-    body: web::Json<KeyBody>,
+    body: web::Json<LicenseKeyUpdate>,
 ) -> ApiResult {
     let (osystem, distro_series) = path.into_inner();
     let request = LicenseKeyRequest {
