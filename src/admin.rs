@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::client::{call_json, print_json, seg, ApiArgs};
+use crate::client::{call_json, print_json, seg, send_typed, ApiArgs};
 use crate::domain::format_utc;
 use crate::table::Table;
 
@@ -65,12 +65,12 @@ pub fn tokens(api: &ApiArgs, command: TokensCommand) -> Result<()> {
             role,
             expires_in_days,
         } => {
-            let body = json!({
-                "name": name,
-                "role": role,
-                "expires_in_secs": expires_in_days.map(|d| u64::from(d) * 86_400),
-            });
-            let created = call_json(api, "POST", path, Some(&body))?;
+            let body = osmesh_api::tokens::CreateToken {
+                name: name.clone(),
+                role: role.clone(),
+                expires_in_secs: expires_in_days.map(|d| u64::from(d) * 86_400),
+            };
+            let (created, _): (Value, Value) = send_typed(api, "POST", path, &body)?;
             if api.json {
                 return print_json(&created);
             }

@@ -1,7 +1,7 @@
 //! The CLI's client of the region API: fetch JSON, print a sorted, aligned table or the JSON.
 
 use anyhow::{Context, Result};
-use osmesh_actors::region::{ClusterStatus, OsystemsAnswer};
+use osmesh_api::osystems::{ClusterStatus, OsystemsAnswer};
 use serde::de::DeserializeOwned;
 
 use crate::table::Table;
@@ -97,6 +97,17 @@ pub fn call_typed<T: DeserializeOwned>(
     let typed = serde_json::from_value(value.clone())
         .with_context(|| format!("unexpected answer from {path}"))?;
     Ok((typed, value))
+}
+
+/// Sends `body`, one of the API's request types (`osmesh-api`), and reads the answer as `T`.
+pub fn send_typed<T: DeserializeOwned>(
+    api: &ApiArgs,
+    method: &str,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<(T, serde_json::Value)> {
+    let body = serde_json::to_value(body).context("cannot encode the request")?;
+    call_typed(api, method, path, Some(&body))
 }
 
 pub fn print_json(value: &serde_json::Value) -> Result<()> {
@@ -282,8 +293,8 @@ pub fn render_osystems(answer: &OsystemsAnswer) -> String {
     let mut out = table.render();
     out.push_str("\n* default release\n");
     let source = match answer.source {
-        osmesh_actors::region::ReadPath::Cached => "cached snapshots",
-        osmesh_actors::region::ReadPath::Live => "live fan-out",
+        osmesh_api::osystems::ReadPath::Cached => "cached snapshots",
+        osmesh_api::osystems::ReadPath::Live => "live fan-out",
     };
     out.push_str(&format!("source: {source}"));
     if let (Some(deadline), Some(elapsed)) = (answer.deadline_ms, answer.elapsed_ms) {

@@ -68,7 +68,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
             .first()
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
-        let token = admin_token(&region.service, &region.store).await?;
+        let token = admin_token(&region).await?;
         let saved = crate::credentials::save(&api, token.expose())?;
         println!(
             "osmesh demo: region API at {api} (RPC at {})",
@@ -96,10 +96,14 @@ pub fn run(options: DemoOptions) -> Result<()> {
 
 /// The demo's admin token "demo-admin" (a previous run's, in a kept `--dir`, is revoked).
 async fn admin_token(
-    service: &osmesh_actors::region::service::RegionService,
-    store: &osmesh_store::Store,
+    region: &osmesh_region::RunningRegion,
 ) -> Result<osmesh_region::auth::NewTokenSecret> {
-    let now = service.now_ms().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = &region.store;
+    let now = region
+        .service
+        .now_ms()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let _ = store.revoke_token(DEMO_TOKEN, now);
     let (secret, _) = osmesh_region::auth::issue_token(
         store,
@@ -165,8 +169,7 @@ async fn enroll_cluster(region: &osmesh_region::RunningRegion, args: &ClusterArg
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let id = osmesh_core::ClusterId::new(args.identity());
-    let (token, _) =
-        osmesh_region::rpc_tls::enroll(&region.store, &region.rpc_ca, &id, now)?;
+    let (token, _) = osmesh_region::rpc_tls::enroll(&region.store, &region.rpc_ca, &id, now)?;
     match std::fs::remove_file(token_file) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

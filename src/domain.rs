@@ -3,14 +3,16 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use osmesh_actors::region::license::LicenseKeyView;
-use osmesh_actors::region::nodes::NodeView;
-use osmesh_actors::region::preseed::{PreseedVersionView, PreseedView, RenderedPreseed};
-use osmesh_actors::region::settings::OsSettings;
+use osmesh_api::license::{LicenseKeyRequest, LicenseKeyUpdate, LicenseKeyView};
+use osmesh_api::nodes::{AllocateRequest, EnlistRequest, NodeView};
+use osmesh_api::preseeds::{
+    PreseedEdit, PreseedVersionView, PreseedView, RenderedPreseed, ResolveRequest,
+};
+use osmesh_api::settings::OsSettings;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-use crate::client::{call_json, call_typed, print_json, seg, yes_no, ApiArgs};
+use crate::client::{call_json, call_typed, print_json, seg, send_typed, yes_no, ApiArgs};
 use crate::table::Table;
 
 #[derive(Subcommand)]
@@ -133,8 +135,12 @@ pub fn license_keys(api: &ApiArgs, command: LicenseKeysCommand) -> Result<()> {
                 .context(
                 "a license key is needed: --license-key - (standard input) or OSMESH_LICENSE_KEY",
             )?;
-            let body = json!({"osystem": osystem, "distro_series": distro_series, "license_key": license_key.as_str()});
-            one(call_typed(api, "POST", path, Some(&body))?)
+            let body = LicenseKeyRequest {
+                osystem,
+                distro_series,
+                license_key: license_key.as_str().to_owned(),
+            };
+            one(send_typed(api, "POST", path, &body)?)
         }
         LicenseKeysCommand::Update {
             osystem,
@@ -145,9 +151,11 @@ pub fn license_keys(api: &ApiArgs, command: LicenseKeysCommand) -> Result<()> {
                 .context(
                 "a license key is needed: --license-key - (standard input) or OSMESH_LICENSE_KEY",
             )?;
-            let body = json!({ "license_key": license_key.as_str() });
+            let body = LicenseKeyUpdate {
+                license_key: license_key.as_str().to_owned(),
+            };
             let path = format!("{path}/{}/{}", seg(&osystem), seg(&distro_series));
-            one(call_typed(api, "PUT", &path, Some(&body))?)
+            one(send_typed(api, "PUT", &path, &body)?)
         }
         LicenseKeysCommand::Delete {
             osystem,
@@ -198,7 +206,7 @@ pub fn settings(api: &ApiArgs, command: SettingsCommand) -> Result<()> {
                 default_distro_series,
                 commissioning_distro_series,
             };
-            call_typed(api, "PUT", path, Some(&serde_json::to_value(update)?))?
+            send_typed(api, "PUT", path, &update)?
         }
     };
     if api.json {
@@ -238,8 +246,16 @@ pub fn nodes(api: &ApiArgs, command: NodesCommand) -> Result<()> {
             )?
             .map(|p| serde_json::from_str(&p).context("the power parameters must be JSON"))
             .transpose()?;
-            let body = json!({"hostname": hostname, "cluster": cluster, "arch": arch, "subarch": subarch, "power_type": power_type, "power_parameters": power_parameters});
-            one(call_typed(api, "POST", path, Some(&body))?)
+            let body = EnlistRequest {
+                hostname,
+                arch,
+                subarch,
+                cluster: osmesh_core::ClusterId::new(cluster),
+                system_id: None,
+                power_type,
+                power_parameters,
+            };
+            one(send_typed(api, "POST", path, &body)?)
         }
         NodesCommand::Delete { id } => {
             call_json(api, "DELETE", &format!("{path}/{id}"), None)?;
@@ -251,42 +267,52 @@ pub fn nodes(api: &ApiArgs, command: NodesCommand) -> Result<()> {
             arch,
             hostname,
         } => {
-            let body = json!({"osystem": osystem, "distro_series": distro_series, "arch": arch, "hostname": hostname});
-            one(call_typed(
-                api,
-                "POST",
-                &format!("{path}/allocate"),
-                Some(&body),
-            )?)
+            let body = AllocateRequest {
+                osystem,
+                distro_series,
+                arch,
+                subarch: None,
+                hostname,
+            };
+            one(send_typed(api, "POST", &format!("{path}/allocate"), &body)?)
         }
         NodesCommand::Release { id } => one(call_typed(
             api,
             "POST",
             &format!("{path}/{id}/release"),
-            Some(&json!({})),
+            None,
         )?),
         NodesCommand::Preseed { id, preseed_type } => {
-            let path = format!("{path}/{id}/preseed?type={}", seg(&preseed_type));
-            let (rendered, raw): (RenderedPreseed, Value) = call_typed(api, "GET", &path, None)?;
-            if api.json {
-                return print_json(&raw);
-            }
-            eprintln!(
-                "# template {} version {} for {} ({}/{})",
-                rendered.template,
-                rendered.template_version,
-                rendered.hostname,
-                rendered.osystem,
-                rendered.distro_series
-            );
-            print!("{}", rendered.content);
-            return Ok(());
+            return print_node_preseed(api, &format!("{path}/{id}"), &preseed_type)
         }
     };
     if api.json {
         return print_json(&raw);
     }
-    let mut rows = nodes;
+    print!("{}", nodes_table(nodes));
+    Ok(())
+}
+
+/// The preseed rendered for a node: its text on stdout, which template made it on stderr.
+fn print_node_preseed(api: &ApiArgs, node_path: &str, preseed_type: &str) -> Result<()> {
+    let path = format!("{node_path}/preseed?type={}", seg(preseed_type));
+    let (rendered, raw): (RenderedPreseed, Value) = call_typed(api, "GET", &path, None)?;
+    if api.json {
+        return print_json(&raw);
+    }
+    eprintln!(
+        "# template {} version {} for {} ({}/{})",
+        rendered.template,
+        rendered.template_version,
+        rendered.hostname,
+        rendered.osystem,
+        rendered.distro_series
+    );
+    print!("{}", rendered.content);
+    Ok(())
+}
+
+fn nodes_table(mut rows: Vec<NodeView>) -> String {
     rows.sort_by_key(|n| n.id);
     let mut table = Table::new(["ID", "HOSTNAME", "ARCH", "CLUSTER", "STATUS", "OS"]);
     for n in rows {
@@ -303,8 +329,7 @@ pub fn nodes(api: &ApiArgs, command: NodesCommand) -> Result<()> {
             os,
         ]);
     }
-    print!("{}", table.render());
-    Ok(())
+    table.render()
 }
 
 pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
@@ -334,22 +359,21 @@ pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
                     current.current.version
                 }
             };
-            let body = json!({"content": content, "based_on_version": based_on});
-            one(call_typed(
+            let body = PreseedEdit {
+                content,
+                based_on_version: based_on,
+            };
+            one(send_typed(
                 api,
                 "PUT",
                 &format!("{path}/{}", seg(&name)),
-                Some(&body),
+                &body,
             )?)
         }
         PreseedsCommand::Resolve { name, version } => {
-            let body = json!({ "version": version });
-            one(call_typed(
-                api,
-                "POST",
-                &format!("{path}/{}/resolve", seg(&name)),
-                Some(&body),
-            )?)
+            let body = ResolveRequest { version };
+            let path = format!("{path}/{}/resolve", seg(&name));
+            one(send_typed(api, "POST", &path, &body)?)
         }
     };
     if api.json {

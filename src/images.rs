@@ -2,7 +2,7 @@
 //! its kernel flavour, label and purposes; rows of disconnected clusters are marked last known.
 
 use anyhow::Result;
-use osmesh_actors::region::images::ImagesAnswer;
+use osmesh_api::images::ImagesAnswer;
 
 use crate::client::{call_typed, print_json, ApiArgs};
 use crate::table::Table;
@@ -84,7 +84,7 @@ fn encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osmesh_actors::region::images::ImageRecord;
+    use osmesh_api::images::ImageRecord;
     use osmesh_core::image::ImageDetail;
     use osmesh_core::{ClusterId, Purpose};
 

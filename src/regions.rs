@@ -2,7 +2,7 @@
 //! linked clusters; then the clusters linked to only some of the live regions.
 
 use anyhow::Result;
-use osmesh_actors::region::regions::{RegionState, RegionsAnswer};
+use osmesh_api::regions::{RegionState, RegionsAnswer};
 use std::collections::BTreeMap;
 
 use crate::client::{call_typed, format_age, print_json, ApiArgs};

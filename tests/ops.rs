@@ -276,11 +276,18 @@ fn clusterd_status_listener_reports_readiness_by_region_link_and_serves_metrics(
         .find(|s| s.metric == "osmesh_cluster_region_links")
         .expect("the link gauge");
     assert!(matches!(links.value, prometheus_parse::Value::Gauge(v) if v == 1.0));
-    assert!(scrape
-        .samples
-        .iter()
-        .any(|s| s.metric == "osmesh_rpc_client_calls_total"
-            && s.labels.get("method") == Some("Register")));
+    // The link is up at the handshake; the `Register` call is counted when its answer
+    // arrives, which the region gives once the registration is stored.
+    wait(
+        "the Register call to be counted",
+        Duration::from_secs(60),
+        || {
+            crate::scrape(&base).samples.iter().any(|s| {
+                s.metric == "osmesh_rpc_client_calls_total"
+                    && s.labels.get("method") == Some("Register")
+            })
+        },
+    );
 }
 
 #[test]

@@ -479,10 +479,7 @@ impl ClusterActor {
                     .map_err(registry_error)?;
                 Ok(encode_body(&PreseedData { data }))
             }
-            other => Err(RpcError::new(
-                ErrorKind::UnknownMethod,
-                format!("clusterd does not know the method {other:?}"),
-            )),
+            other => Err(RpcError::unknown_method(other)),
         }
     }
 }

@@ -3,25 +3,10 @@
 
 use std::fmt;
 
-use crate::region::nodes::{EnlistRequest, NodeView};
 use crate::region::template::PreseedContext;
 use crate::store::{NewNode, NodeRecord};
 
-/// Power parameters as `Debug` shows them: the parameter names, no values.
-struct MaskedParams<'a>(&'a Option<serde_json::Value>);
-
-impl fmt::Debug for MaskedParams<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            None => f.write_str("None"),
-            Some(serde_json::Value::Object(map)) => f
-                .debug_map()
-                .entries(map.keys().map(|k| (k, "***")))
-                .finish(),
-            Some(_) => f.write_str("***"),
-        }
-    }
-}
+use osmesh_api::MaskedParams;
 
 impl fmt::Debug for NewNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,33 +39,6 @@ impl fmt::Debug for NodeRecord {
             .field("created_at_ms", &self.created_at_ms)
             .field("allocated_at_ms", &self.allocated_at_ms)
             .finish()
-    }
-}
-
-impl fmt::Debug for EnlistRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnlistRequest")
-            .field("hostname", &self.hostname)
-            .field("arch", &self.arch)
-            .field("subarch", &self.subarch)
-            .field("cluster", &self.cluster)
-            .field("system_id", &self.system_id)
-            .field("power_type", &self.power_type)
-            .field("power_parameters", &MaskedParams(&self.power_parameters))
-            .finish()
-    }
-}
-
-impl fmt::Debug for NodeView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NodeView")
-            .field("id", &self.id)
-            .field("hostname", &self.hostname)
-            .field("cluster", &self.cluster)
-            .field("status", &self.status)
-            .field("power_type", &self.power_type)
-            .field("power_parameters", &MaskedParams(&self.power_parameters))
-            .finish_non_exhaustive()
     }
 }
 

@@ -9,7 +9,6 @@ use futures::future::BoxFuture;
 use osmesh_actors::clock::Clock;
 use osmesh_actors::region::identity::CutCluster;
 use osmesh_actors::region::{ListClusters, RegionActor, RegionSettings};
-use osmesh_store::{Store, StoreOptions};
 use osmesh_core::ClusterId;
 use osmesh_net::handshake::{dial_handshake, HandshakeConfig, HandshakeError, Secret};
 use osmesh_net::messages::Register;
@@ -18,6 +17,7 @@ use osmesh_net::{
     mem_pair, Credential, FrameConn, Listener, NetError, RpcError, Secured, Security,
     DEFAULT_MAX_FRAME,
 };
+use osmesh_store::{Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Duration;

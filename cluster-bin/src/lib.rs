@@ -1,8 +1,8 @@
 //! osmesh-cluster: the cluster controller behind `clusterd`.
 //!
 //! What lives here: configuration (name, region addresses, credentials, boot-image
-//! directory, declared-OS TOML), enrollment, and start-up of the cluster actor with its TLS
-//! dialer.
+//! directory, declared-OS TOML), enrollment, start-up of the cluster actor with its TLS
+//! dialer, the optional status listener and sample boot-image trees.
 //!
 //! What it must not know: region internals (it only speaks the protocol) or the simulator.
 

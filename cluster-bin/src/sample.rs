@@ -19,82 +19,38 @@ const NETBOOT_ARM: &[&str] = &["boot-kernel", "boot-initrd", "boot-dtb", "squash
 /// The label every sample image carries.
 pub const SAMPLE_LABEL: &str = "stable";
 
+/// A sample image of the generic subarchitecture.
+const fn generic(
+    osystem: &'static str,
+    arch: &'static str,
+    release: &'static str,
+    files: &'static [&'static str],
+) -> SampleImage {
+    SampleImage {
+        osystem,
+        arch,
+        subarch: "generic",
+        release,
+        files,
+    }
+}
+
 fn images_of(variant: usize) -> &'static [SampleImage] {
     const A: &[SampleImage] = &[
-        SampleImage {
-            osystem: "ubuntu",
-            arch: "amd64",
-            subarch: "generic",
-            release: "jammy",
-            files: NETBOOT,
-        },
-        SampleImage {
-            osystem: "ubuntu",
-            arch: "amd64",
-            subarch: "generic",
-            release: "noble",
-            files: NETBOOT,
-        },
-        SampleImage {
-            osystem: "centos",
-            arch: "amd64",
-            subarch: "generic",
-            release: "centos7",
-            files: &["root-tgz"],
-        },
+        generic("ubuntu", "amd64", "jammy", NETBOOT),
+        generic("ubuntu", "amd64", "noble", NETBOOT),
+        generic("centos", "amd64", "centos7", &["root-tgz"]),
     ];
     const B: &[SampleImage] = &[
-        SampleImage {
-            osystem: "ubuntu",
-            arch: "amd64",
-            subarch: "generic",
-            release: "focal",
-            files: NETBOOT,
-        },
-        SampleImage {
-            osystem: "ubuntu",
-            arch: "amd64",
-            subarch: "generic",
-            release: "jammy",
-            files: NETBOOT,
-        },
-        SampleImage {
-            osystem: "ubuntu",
-            arch: "arm64",
-            subarch: "generic",
-            release: "jammy",
-            files: NETBOOT_ARM,
-        },
-        SampleImage {
-            osystem: "windows",
-            arch: "amd64",
-            subarch: "generic",
-            release: "win2019",
-            files: &["pxeboot.0", "root-dd"],
-        },
+        generic("ubuntu", "amd64", "focal", NETBOOT),
+        generic("ubuntu", "amd64", "jammy", NETBOOT),
+        generic("ubuntu", "arm64", "jammy", NETBOOT_ARM),
+        generic("windows", "amd64", "win2019", &["pxeboot.0", "root-dd"]),
     ];
     const C: &[SampleImage] = &[
-        SampleImage {
-            osystem: "ubuntu",
-            arch: "amd64",
-            subarch: "generic",
-            release: "noble",
-            files: NETBOOT,
-        },
-        SampleImage {
-            osystem: "custom",
-            arch: "amd64",
-            subarch: "generic",
-            release: "ml-workstation",
-            files: &["root-tgz"],
-        },
-        SampleImage {
-            osystem: "acme-linux",
-            arch: "amd64",
-            subarch: "generic",
-            release: "a2",
-            files: &["root-dd.xz"],
-        },
+        generic("ubuntu", "amd64", "noble", NETBOOT),
+        generic("custom", "amd64", "ml-workstation", &["root-tgz"]),
+        generic("acme-linux", "amd64", "a2", &["root-dd.xz"]),
     ];
     match variant % 3 {
         0 => A,

@@ -69,15 +69,21 @@ pub fn served<T>(
 ) -> Result<T, RpcError> {
     let started = tokio::time::Instant::now();
     let result = answer();
+    record_served(method, started, &result);
+    result
+}
+
+/// Records one answered call that started at `started` (`osmesh_rpc_server_*`), for answers
+/// that finish later than the call arrived (after a store call, say).
+pub fn record_served<T>(method: &str, started: tokio::time::Instant, result: &Result<T, RpcError>) {
     let method = method_label(method);
     metrics::counter!("osmesh_rpc_server_calls_total", "method" => method).increment(1);
     metrics::histogram!("osmesh_rpc_server_duration_seconds", "method" => method)
         .record(started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
+    if let Err(e) = result {
         metrics::counter!("osmesh_rpc_server_errors_total", "method" => method, "kind" => error_label(e.kind))
             .increment(1);
     }
-    result
 }
 
 /// Records a failed handshake: `osmesh_handshake_failures_total{reason}`.

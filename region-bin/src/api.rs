@@ -135,10 +135,6 @@ pub(crate) fn request_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError(ServiceError::new(FailureKind::BadRequest, code, message))
-}
-
 /// The largest JSON body accepted (preseed templates are the big ones).
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -289,7 +285,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(|err, _req| {
             error::InternalError::from_response(
                 err.to_string(),
-                bad_request("bad_query", err.to_string()).error_response(),
+                ApiError(ServiceError::bad_request("bad_query", err.to_string())).error_response(),
             )
             .into()
         }))
@@ -302,7 +298,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         | error::JsonPayloadError::OverflowKnownLength { .. } => {
                             crate::limits::body_too_large(MAX_BODY)
                         }
-                        _ => bad_request("bad_body", err.to_string()).error_response(),
+                        _ => ApiError(ServiceError::bad_request("bad_body", err.to_string()))
+                            .error_response(),
                     };
                     error::InternalError::from_response(err.to_string(), response).into()
                 }),
@@ -310,7 +307,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(|err, _req| {
             error::InternalError::from_response(
                 err.to_string(),
-                bad_request("bad_path", err.to_string()).error_response(),
+                ApiError(ServiceError::bad_request("bad_path", err.to_string())).error_response(),
             )
             .into()
         }));
@@ -483,10 +480,10 @@ async fn osystems(
 ) -> ApiResult {
     if !query.live {
         if query.timeout_ms.is_some() {
-            return Err(bad_request(
+            return Err(ApiError(ServiceError::bad_request(
                 "bad_query",
                 "timeout_ms only applies to a live read (live=true)",
-            ));
+            )));
         }
         let answer = service.osystems_cached().await?;
         let (view, view_digest) = rendered.view(&answer)?;

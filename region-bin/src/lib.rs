@@ -1,8 +1,9 @@
 //! osmesh-region: the region controller behind `regiond`.
 //!
-//! What will live here: configuration (flags, env, TOML), start-up (store, migrations, RPC
-//! listener, region actors) and the actix-web HTTP API, whose handlers stay thin: parse, call
-//! the region service functions in `osmesh-actors`, render.
+//! What lives here: configuration (flags, env, TOML), start-up (store, migrations, the store's
+//! threads, RPC listener, region actor) and the actix-web HTTP API, whose handlers stay thin:
+//! parse, call the region service functions in `osmesh-actors`, render; authentication,
+//! audit, limits, health and metrics.
 //!
 //! What it must not know: domain rules (those live in `core`) or the simulator.
 
@@ -115,7 +116,11 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         refresh_interval: config.refresh_interval,
     };
     let clock = Clock::anchored_at(wall_clock_ms());
-    let handle = store.inline();
+    // The region actor's store calls run on the store's own threads, never on the thread that
+    // serves every cluster link, handshake and heartbeat.
+    let handle = store
+        .on_threads()
+        .context("cannot start the store threads")?;
     let region = RegionActor::new(
         settings,
         handle.clone(),

@@ -451,10 +451,7 @@ trait SourceLabel {
 
 impl SourceLabel for OsystemsAnswer {
     fn source_label(&self) -> &'static str {
-        match self.source {
-            osmesh_actors::region::ReadPath::Cached => "cached",
-            osmesh_actors::region::ReadPath::Live => "live",
-        }
+        self.source.label()
     }
 }
 

@@ -161,9 +161,11 @@ impl Store {
         StoreHandle::inline(std::sync::Arc::new(self.clone()))
     }
 
-    /// A handle whose calls run on `threads` store threads of their own: regiond's way, so no
-    /// database call runs on the region actor's thread.
-    pub fn on_threads(&self, threads: usize) -> std::io::Result<StoreHandle> {
+    /// A handle whose calls run on store threads of their own, one per pooled connection
+    /// (more would only wait for one): regiond's way, so no database call runs on the region
+    /// actor's thread.
+    pub fn on_threads(&self) -> std::io::Result<StoreHandle> {
+        let threads = usize::try_from(self.pool.max_size()).unwrap_or(1);
         let lanes = std::sync::Arc::new(StoreThreads::start(threads)?);
         Ok(StoreHandle::on_lanes(
             std::sync::Arc::new(self.clone()),

@@ -27,6 +27,14 @@ impl StoreThreads {
     }
 }
 
+impl StoreThreads {
+    /// Which thread serves `lane` (0-based): calls on lanes of different threads never wait
+    /// for each other.
+    pub fn thread_of(&self, lane: &str) -> usize {
+        lane_index(lane, self.queues.len())
+    }
+}
+
 impl BlockingLanes for StoreThreads {
     fn submit(&self, lane: &str, job: LaneJob) {
         let index = lane_index(lane, self.queues.len());

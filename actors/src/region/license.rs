@@ -19,9 +19,11 @@ use osmesh_core::ClusterId;
 use osmesh_net::messages::{ErrorKind, LicenseKeyVerdict, ValidateLicenseKey};
 use osmesh_net::peer::Peer;
 use osmesh_net::RpcError;
-use serde::{Deserialize, Serialize};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+pub use osmesh_api::license::{LicenseKeyRequest, LicenseKeyUpdate, LicenseKeyView};
 
 use super::service::{RegionService, ServiceError};
 use crate::store::{LicenseKeyRecord, NewLicenseKey, StoreError};
@@ -33,56 +35,17 @@ pub const VALIDATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// an arbitrarily large string.
 pub const MAX_KEY_LEN: usize = 256;
 
-/// A key as an operator submits it. `Debug` masks the key.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct LicenseKeyRequest {
-    pub osystem: String,
-    pub distro_series: String,
-    pub license_key: String,
-}
-
-impl std::fmt::Debug for LicenseKeyRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LicenseKeyRequest")
-            .field("osystem", &self.osystem)
-            .field("distro_series", &self.distro_series)
-            .field("license_key", &"***")
-            .finish()
-    }
-}
-
 /// A stored key as every answer shows it: masked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct LicenseKeyView {
-    pub osystem: String,
-    pub distro_series: String,
-    /// Only the last five characters are shown.
-    pub license_key: String,
-    pub validated_by: ClusterId,
-    pub validated_at_ms: i64,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    /// In the answer to an add or update: the validators that refused the key before
-    /// `validated_by` accepted it, with their reasons. Not stored.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub refused_by: BTreeMap<ClusterId, String>,
-}
-
-impl From<LicenseKeyRecord> for LicenseKeyView {
-    fn from(record: LicenseKeyRecord) -> Self {
-        LicenseKeyView {
-            license_key: record.masked(),
-            osystem: record.osystem,
-            distro_series: record.distro_series,
-            validated_by: record.validated_by,
-            validated_at_ms: record.validated_at_ms,
-            created_at_ms: record.created_at_ms,
-            updated_at_ms: record.updated_at_ms,
-            refused_by: BTreeMap::new(),
-        }
+pub fn license_key_view(record: LicenseKeyRecord) -> LicenseKeyView {
+    LicenseKeyView {
+        license_key: record.masked(),
+        osystem: record.osystem,
+        distro_series: record.distro_series,
+        validated_by: record.validated_by,
+        validated_at_ms: record.validated_at_ms,
+        created_at_ms: record.created_at_ms,
+        updated_at_ms: record.updated_at_ms,
+        refused_by: BTreeMap::new(),
     }
 }
 
@@ -93,7 +56,7 @@ impl RegionService {
             .store()
             .list_license_keys()
             .map_err(ServiceError::from_store)?;
-        Ok(keys.into_iter().map(LicenseKeyView::from).collect())
+        Ok(keys.into_iter().map(license_key_view).collect())
     }
 
     /// The key of one release, masked.
@@ -105,7 +68,7 @@ impl RegionService {
         self.store()
             .get_license_key(osystem, distro_series)
             .map_err(ServiceError::from_store)?
-            .map(LicenseKeyView::from)
+            .map(license_key_view)
             .ok_or_else(|| key_not_found(osystem, distro_series))
     }
 
@@ -135,7 +98,7 @@ impl RegionService {
         tracing::info!(osystem = %record.osystem, release = %record.distro_series, key = %record.masked(), cluster = %validated_by, refused_by = ?refused_by, "license key stored");
         Ok(LicenseKeyView {
             refused_by,
-            ..record.into()
+            ..license_key_view(record)
         })
     }
 
@@ -166,7 +129,7 @@ impl RegionService {
         tracing::info!(osystem = %record.osystem, release = %record.distro_series, key = %record.masked(), cluster = %validated_by, refused_by = ?refused_by, "license key replaced");
         Ok(LicenseKeyView {
             refused_by,
-            ..record.into()
+            ..license_key_view(record)
         })
     }
 
@@ -192,31 +155,7 @@ impl RegionService {
     ) -> Result<(ClusterId, BTreeMap<ClusterId, String>), ServiceError> {
         let (osystem, release) = (&request.osystem, &request.distro_series);
         let answer = self.osystems_cached().await?;
-        let Some(os) = answer.view.osystem(osystem) else {
-            let known: Vec<_> = answer
-                .view
-                .osystems
-                .iter()
-                .map(|o| o.name.as_str())
-                .collect();
-            return Err(ServiceError::bad_request(
-                "no_such_osystem",
-                format!(
-                    "no cluster knows an operating system named {osystem:?}; known: {}",
-                    list_or_none(&known)
-                ),
-            ));
-        };
-        let Some(detail) = answer.view.release(osystem, release) else {
-            let known: Vec<_> = os.releases.iter().map(|r| r.name.as_str()).collect();
-            return Err(ServiceError::bad_request(
-                "no_such_release",
-                format!(
-                    "no cluster knows release {release:?} of {osystem}; known: {}",
-                    list_or_none(&known)
-                ),
-            ));
-        };
+        let detail = super::service::known_release(&answer.view, osystem, release)?;
         if !detail.requires_license_key && !detail.supported_by.is_empty() {
             return Err(ServiceError::bad_request(
                 "license_key_not_needed",

@@ -34,13 +34,17 @@ use rand::rngs::StdRng;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::connection::{Connection, InboundCall, LinkClosed, LinkId};
-use crate::store::{ClusterSnapshot, ClusterTemplate, StoreError, StoreHandle};
+use crate::store::{
+    ClusterSnapshot, ClusterTemplate, RegionStore, StoreCall, StoreError, StoreHandle,
+};
 
+pub use osmesh_api::osystems::{ClusterPart, ClusterStatus, OsystemsAnswer, ReadPath};
 pub use osmesh_net::limits::{MAX_HANDSHAKES_PER_SOURCE, MAX_PENDING_HANDSHAKES};
 
 /// The deadline for the periodic refresh of each connected cluster's snapshot.
@@ -84,54 +88,20 @@ impl ClusterEntry {
     }
 }
 
-/// Which read path produced an answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum ReadPath {
-    Cached,
-    Live,
+/// A result ready now, or one that comes once a store call has run on the store's threads.
+/// The simulator's store runs inline, so there it is always `Now`.
+enum Deferred<R> {
+    Now(R),
+    Later(Pin<Box<dyn ActorFuture<RegionActor, Output = R>>>),
 }
 
-/// One cluster's part in an answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ClusterPart {
-    pub cluster: ClusterId,
-    pub name: String,
-    pub connected: bool,
-    /// Since when the region has had no link to it (unix ms); `None` while connected. A
-    /// disconnected cluster's part of a view is only ever "last known".
-    pub disconnected_since_ms: Option<i64>,
-    /// How old this cluster's part of the answer is (0 for a live answer it gave).
-    pub age_ms: Option<i64>,
-    /// Why it is not in the answer, when it is not.
-    pub no_answer: Option<NoAnswerReason>,
-}
-
-/// The OS view, with how it was obtained and every known cluster's part in it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct OsystemsAnswer {
-    pub source: ReadPath,
-    pub view: Arc<MeshView>,
-    pub clusters: Vec<ClusterPart>,
-    /// For a live answer: the deadline it was given and how long it took, in milliseconds.
-    pub deadline_ms: Option<u64>,
-    pub elapsed_ms: Option<u64>,
-}
-
-/// A cluster as the status listing shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ClusterStatus {
-    pub id: ClusterId,
-    pub name: String,
-    pub connected: bool,
-    pub disconnected_since_ms: Option<i64>,
-    pub last_seen_ms: i64,
-    pub image_count: usize,
-    pub snapshot_age_ms: Option<i64>,
+impl<R: 'static> Deferred<R> {
+    fn map<S: 'static>(self, f: impl FnOnce(R) -> S + 'static) -> Deferred<S> {
+        match self {
+            Deferred::Now(r) => Deferred::Now(f(r)),
+            Deferred::Later(fut) => Deferred::Later(Box::pin(fut.map(move |r, _, _| f(r)))),
+        }
+    }
 }
 
 pub struct RegionActor {
@@ -296,20 +266,42 @@ impl RegionActor {
         link: LinkId,
         method_name: &str,
         body: &[u8],
-    ) -> Result<bytes::Bytes, RpcError> {
+    ) -> Deferred<Result<bytes::Bytes, RpcError>> {
         let Some((cluster, peer)) = self.unregistered.get(&link).cloned() else {
-            return Err(RpcError::internal("not an unregistered link"));
+            return Deferred::Now(Err(RpcError::internal("not an unregistered link")));
         };
         if method_name != method::REGISTER {
-            return Err(RpcError::bad_request(format!(
+            return Deferred::Now(Err(RpcError::bad_request(format!(
                 "{method_name:?} before Register: a link must register first"
-            )));
+            ))));
         }
-        let req = check_register(&cluster, body)?;
-        identity::admit(self.store.direct(), &cluster, peer.credential())?;
+        let req = match check_register(&cluster, body) {
+            Ok(req) => req,
+            Err(err) => return Deferred::Now(Err(err)),
+        };
+        if let Err(err) = self.refuse_duplicate(&cluster) {
+            return Deferred::Now(Err(err));
+        }
+        // Identity comes from the credential: a read of the enrollment on record (small, and
+        // bounded by the handshake slots), on this thread before the write is queued.
+        if let Err(err) = identity::admit(self.store.direct(), &cluster, peer.credential()) {
+            return Deferred::Now(Err(err));
+        }
         let now = self.clock.now_ms();
-        if let Some((old_link, old_peer)) =
-            self.clusters.get(&cluster).and_then(|e| e.link.as_ref())
+        let (id, name) = (cluster.clone(), req.name.clone());
+        self.after_store(
+            &cluster,
+            move |store| store.upsert_cluster_seen(&id, &name, now),
+            move |act, stored| {
+                stored.map_err(|e| RpcError::internal(format!("store: {e}")))?;
+                act.complete_register(link, req.name, now)
+            },
+        )
+    }
+
+    /// Refuses a `Register` for `cluster` while another live link holds that identity.
+    fn refuse_duplicate(&mut self, cluster: &ClusterId) -> Result<(), RpcError> {
+        if let Some((old_link, old_peer)) = self.clusters.get(cluster).and_then(|e| e.link.as_ref())
         {
             if !old_peer.is_closed() {
                 osmesh_net::metrics::handshake_refused("duplicate_identity");
@@ -330,16 +322,28 @@ impl RegionActor {
                 ));
             }
         }
-        self.store
-            .direct()
-            .upsert_cluster_seen(&cluster, &req.name, now)
-            .map_err(|e| RpcError::internal(format!("store: {e}")))?;
+        Ok(())
+    }
+
+    /// Makes `link` its cluster's link once its registration is stored. Checked again here:
+    /// with the store on its own threads, the link may have closed, or another link of the
+    /// same identity registered, while the write ran.
+    fn complete_register(
+        &mut self,
+        link: LinkId,
+        name: String,
+        now: i64,
+    ) -> Result<bytes::Bytes, RpcError> {
+        let Some((cluster, peer)) = self.unregistered.get(&link).cloned() else {
+            return Err(RpcError::internal("the link closed while registering"));
+        };
+        self.refuse_duplicate(&cluster)?;
         self.unregistered.remove(&link);
         let entry = self
             .clusters
             .entry(cluster.clone())
             .or_insert_with(|| ClusterEntry {
-                name: req.name.clone(),
+                name: name.clone(),
                 link: None,
                 snapshot: None,
                 last_seen_ms: now,
@@ -350,7 +354,7 @@ impl RegionActor {
             old_peer.close();
             self.links.remove(&old_link);
         }
-        entry.name = req.name;
+        entry.name = name;
         entry.last_seen_ms = now;
         entry.disconnected_since_ms = None;
         self.links.insert(link, cluster.clone());
@@ -359,28 +363,48 @@ impl RegionActor {
         Ok(encode_body(&self.mesh.registered(&self.settings.name)))
     }
 
+    /// A registered cluster's call. Calls that write wait for their store call before they
+    /// are answered (inline in the simulator; on the store's threads in regiond).
     fn answer(
         &mut self,
         cluster: &ClusterId,
         method_name: &str,
         body: &[u8],
-    ) -> Result<bytes::Bytes, RpcError> {
+    ) -> Deferred<Result<bytes::Bytes, RpcError>> {
+        match self.try_answer(cluster, method_name, body) {
+            Ok(answer) => answer,
+            Err(err) => Deferred::Now(Err(err)),
+        }
+    }
+
+    fn try_answer(
+        &mut self,
+        cluster: &ClusterId,
+        method_name: &str,
+        body: &[u8],
+    ) -> Result<Deferred<Result<bytes::Bytes, RpcError>>, RpcError> {
         let now = self.clock.now_ms();
         let entry = self
             .clusters
             .get_mut(cluster)
             .ok_or_else(|| RpcError::internal("link without a cluster"))?;
         entry.last_seen_ms = now;
+        let ack = || encode_body(&Ack {});
         match method_name {
             method::REGISTER => {
                 // Registered already (this is its link): only the name may change.
                 let req = check_register(cluster, body)?;
                 entry.name = req.name.clone();
-                self.store
-                    .direct()
-                    .upsert_cluster_seen(cluster, &req.name, now)
-                    .map_err(|e| RpcError::internal(format!("store: {e}")))?;
-                Ok(encode_body(&self.mesh.registered(&self.settings.name)))
+                let registered = encode_body(&self.mesh.registered(&self.settings.name));
+                let id = cluster.clone();
+                Ok(self.after_store(
+                    cluster,
+                    move |store| store.upsert_cluster_seen(&id, &req.name, now),
+                    move |_, stored| {
+                        stored.map_err(|e| RpcError::internal(format!("store: {e}")))?;
+                        Ok(registered)
+                    },
+                ))
             }
             method::REPORT_BOOT_IMAGES => {
                 let mut req: ReportBootImages = decode_body(body)?;
@@ -390,36 +414,79 @@ impl RegionActor {
                 if skipped > 0 {
                     tracing::debug!(cluster = ?cluster.as_str(), skipped, "images with no known purpose skipped");
                 }
-                self.hold_snapshot(cluster, req.osystems, req.images, now);
-                Ok(encode_body(&Ack {}))
+                let held = self.hold_snapshot(cluster, req.osystems, req.images, now);
+                Ok(held.map(move |()| Ok(ack())))
             }
             method::REPORT_PRESEED_TEMPLATES => {
                 let req: ReportPreseedTemplates = decode_body(body)?;
                 edge::check_template_report_names(&req)?;
-                self.record_templates(cluster, &req, now)?;
-                Ok(encode_body(&Ack {}))
+                let recorded = self.record_templates(cluster, req, now)?;
+                Ok(recorded.map(move |stored| stored.map(|()| ack())))
             }
-            other => Err(RpcError::new(
-                ErrorKind::UnknownMethod,
-                format!("regiond does not know the method {other:?}"),
+            other => Err(RpcError::unknown_method(other)),
+        }
+    }
+
+    /// Runs `job` on the store in `cluster`'s lane and hands its result to `then`: in this
+    /// same step when the store runs inline (the simulator: no thread, no jump of virtual
+    /// time), else once the store's thread has done it, this thread serving links meanwhile.
+    fn after_store<T: Send + 'static, R: 'static>(
+        &mut self,
+        cluster: &ClusterId,
+        job: impl FnOnce(&dyn RegionStore) -> Result<T, StoreError> + Send + 'static,
+        then: impl FnOnce(&mut Self, Result<T, StoreError>) -> R + 'static,
+    ) -> Deferred<R> {
+        match self.store.call(cluster.as_str(), job) {
+            StoreCall::Done(result) => Deferred::Now(then(self, result)),
+            StoreCall::Pending(rx) => Deferred::Later(Box::pin(
+                actix::fut::wrap_future::<_, Self>(rx).map(move |received, act, _ctx| {
+                    then(act, received.unwrap_or(Err(StoreError::Stopped)))
+                }),
             )),
         }
     }
 
+    /// Hands a deferred result to `finish`: now, or when it arrives.
+    fn settle<R: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        result: Deferred<R>,
+        finish: impl FnOnce(&mut Self, R) + 'static,
+    ) {
+        match result {
+            Deferred::Now(result) => finish(self, result),
+            Deferred::Later(fut) => {
+                ctx.spawn(fut.map(move |result, act, _ctx| finish(act, result)));
+            }
+        }
+    }
+
+    /// Holds a cluster's report as its snapshot at once, and stores it (done when the
+    /// result is).
     fn hold_snapshot(
         &mut self,
         cluster: &ClusterId,
         osystems: Vec<OsystemInfo>,
         images: Vec<BootImage>,
         now: i64,
-    ) {
-        let Some(entry) = self.clusters.get_mut(cluster) else {
-            return;
-        };
-        let stored = ClusterSnapshot { osystems, images };
-        if let Err(err) = self.store.direct().save_snapshot(cluster, &stored, now) {
-            tracing::error!(cluster = ?cluster.as_str(), %err, "cannot persist the snapshot");
+    ) -> Deferred<()> {
+        if !self.clusters.contains_key(cluster) {
+            return Deferred::Now(());
         }
+        let stored = ClusterSnapshot { osystems, images };
+        let (id, saved) = (cluster.clone(), stored.clone());
+        let persisted = self.after_store(
+            cluster,
+            move |store| store.save_snapshot(&id, &saved, now),
+            |_, result| {
+                if let Err(err) = result {
+                    tracing::error!(%err, "cannot persist a cluster's snapshot");
+                }
+            },
+        );
+        let Some(entry) = self.clusters.get_mut(cluster) else {
+            return persisted;
+        };
         let unchanged = entry
             .snapshot
             .as_ref()
@@ -432,6 +499,7 @@ impl RegionActor {
             images: stored.images,
             received_at_ms: now,
         });
+        persisted
     }
 
     /// Stores a template report whole, in one transaction, or refuses it whole: over the
@@ -439,16 +507,15 @@ impl RegionActor {
     fn record_templates(
         &mut self,
         cluster: &ClusterId,
-        report: &ReportPreseedTemplates,
+        report: ReportPreseedTemplates,
         now: i64,
-    ) -> Result<(), RpcError> {
+    ) -> Result<Deferred<Result<(), RpcError>>, RpcError> {
         if report.templates.len() > MAX_TEMPLATES_PER_REPORT {
             return Err(RpcError::bad_request(format!(
                 "{} templates in one report; at most {MAX_TEMPLATES_PER_REPORT} allowed",
                 report.templates.len()
             )));
         }
-        let mut templates = Vec::with_capacity(report.templates.len());
         for t in &report.templates {
             let field = osmesh_core::fields::PRESEED_NAME
                 .check(&t.name)
@@ -459,25 +526,29 @@ impl RegionActor {
                     t.name
                 )));
             }
-            templates.push(ClusterTemplate {
-                name: &t.name,
-                osystem: t.osystem.as_deref(),
-                content: &t.content,
-            });
         }
-        match self.store.direct().record_cluster_templates(
-            &templates,
-            cluster,
-            now,
-            MAX_TEMPLATE_NAMES_PER_CLUSTER,
-        ) {
+        let id = cluster.clone();
+        let job = move |store: &dyn RegionStore| {
+            let templates: Vec<_> = report
+                .templates
+                .iter()
+                .map(|t| ClusterTemplate {
+                    name: &t.name,
+                    osystem: t.osystem.as_deref(),
+                    content: &t.content,
+                })
+                .collect();
+            store.record_cluster_templates(&templates, &id, now, MAX_TEMPLATE_NAMES_PER_CLUSTER)
+        };
+        let id = cluster.clone();
+        Ok(self.after_store(cluster, job, move |_, stored| match stored {
             Ok(_) => Ok(()),
             Err(StoreError::Invalid(message)) => Err(RpcError::bad_request(message)),
             Err(err) => {
-                tracing::error!(cluster = ?cluster.as_str(), %err, "cannot record preseed templates");
+                tracing::error!(cluster = ?id.as_str(), %err, "cannot record preseed templates");
                 Err(RpcError::internal(format!("store: {err}")))
             }
-        }
+        }))
     }
 
     fn cluster_part(&self, id: &ClusterId, entry: &ClusterEntry, now: i64) -> ClusterPart {
@@ -557,13 +628,13 @@ impl RegionActor {
 
     fn refresh(&mut self, ctx: &mut Context<Self>) {
         let asks = self.ask_all(REFRESH_TIMEOUT);
-        ctx.spawn(asks.into_actor(self).map(|answers, act, _ctx| {
-            act.hold_answers(&answers);
+        ctx.spawn(asks.into_actor(self).map(|answers, act, ctx| {
+            act.hold_answers(&answers, ctx);
         }));
     }
 
     /// Keeps every live answer as the cluster's snapshot.
-    fn hold_answers(&mut self, answers: &[(ClusterId, ClusterAnswer)]) {
+    fn hold_answers(&mut self, answers: &[(ClusterId, ClusterAnswer)], ctx: &mut Context<Self>) {
         let now = self.clock.now_ms();
         for (id, answer) in answers {
             if let ClusterAnswer::Answered(report) = answer {
@@ -577,7 +648,9 @@ impl RegionActor {
                     .and_then(|e| e.snapshot.as_ref())
                     .is_none_or(|s| s.osystems != report.osystems || s.images != report.images);
                 if changed {
-                    self.hold_snapshot(id, report.osystems.clone(), report.images.clone(), now);
+                    let held =
+                        self.hold_snapshot(id, report.osystems.clone(), report.images.clone(), now);
+                    self.settle(ctx, held, |_, ()| {});
                 } else if let Some(snapshot) =
                     self.clusters.get_mut(id).and_then(|e| e.snapshot.as_mut())
                 {
@@ -771,47 +844,54 @@ impl Handler<Dialed> for RegionActor {
 impl Handler<InboundCall> for RegionActor {
     type Result = ();
 
-    fn handle(&mut self, call: InboundCall, _ctx: &mut Self::Context) {
+    fn handle(&mut self, call: InboundCall, ctx: &mut Self::Context) {
         let Incoming {
             method,
             body,
             responder,
             ..
         } = call.incoming;
+        let started = tokio::time::Instant::now();
         if let Some((_, peer)) = self.unregistered.get(&call.link).cloned() {
             // Before `Register` only `Register` is served; a refused one closes the link
             // (after the refusal is written, so the peer reads why).
-            let result =
-                osmesh_net::metrics::served(&method, || self.register(call.link, &method, &body));
-            let refused = result.is_err();
-            if let Some(responder) = responder {
-                responder.reply(result);
-            }
-            if refused {
-                self.unregistered.remove(&call.link);
-                peer.close();
-            }
+            let link = call.link;
+            let result = self.register(link, &method, &body);
+            self.settle(ctx, result, move |act, result| {
+                osmesh_net::metrics::record_served(&method, started, &result);
+                let refused = result.is_err();
+                if let Some(responder) = responder {
+                    responder.reply(result);
+                }
+                if refused {
+                    act.unregistered.remove(&link);
+                    peer.close();
+                }
+            });
             return;
         }
         let Some(cluster) = self.links.get(&call.link).cloned() else {
             return;
         };
-        let result = osmesh_net::metrics::served(&method, || self.answer(&cluster, &method, &body));
-        match responder {
-            Some(responder) => responder.reply(result),
-            None => {
-                if let Err(err) = result {
-                    tracing::debug!(cluster = ?cluster.as_str(), ?method, ?err, "notification failed");
+        let result = self.answer(&cluster, &method, &body);
+        self.settle(ctx, result, move |_, result| {
+            osmesh_net::metrics::record_served(&method, started, &result);
+            match responder {
+                Some(responder) => responder.reply(result),
+                None => {
+                    if let Err(err) = result {
+                        tracing::debug!(cluster = ?cluster.as_str(), ?method, ?err, "notification failed");
+                    }
                 }
             }
-        }
+        });
     }
 }
 
 impl Handler<LinkClosed> for RegionActor {
     type Result = ();
 
-    fn handle(&mut self, msg: LinkClosed, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: LinkClosed, ctx: &mut Self::Context) {
         if self.unregistered.remove(&msg.link).is_some() {
             return;
         }
@@ -828,13 +908,17 @@ impl Handler<LinkClosed> for RegionActor {
                 entry.disconnected_since_ms = Some(self.clock.now_ms());
                 self.cached_view = None;
                 // `last_seen_ms` moves in memory with every frame; it is written here.
-                if let Err(err) = self.store.direct().upsert_cluster_seen(
+                let (id, name, seen) = (cluster.clone(), entry.name.clone(), entry.last_seen_ms);
+                let written = self.after_store(
                     &cluster,
-                    &entry.name,
-                    entry.last_seen_ms,
-                ) {
-                    tracing::error!(cluster = ?cluster.as_str(), %err, "cannot persist last seen");
-                }
+                    move |store| store.upsert_cluster_seen(&id, &name, seen),
+                    |_, result| {
+                        if let Err(err) = result {
+                            tracing::error!(%err, "cannot persist a cluster's last seen");
+                        }
+                    },
+                );
+                self.settle(ctx, written, |_, ()| {});
                 tracing::warn!(cluster = ?cluster.as_str(), "cluster disconnected");
                 if osmesh_core::hooks::forget_disconnected_cluster() {
                     self.clusters.remove(&cluster);
@@ -870,9 +954,9 @@ impl Handler<LiveOsystems> for RegionActor {
     fn handle(&mut self, msg: LiveOsystems, _ctx: &mut Self::Context) -> Self::Result {
         let started = tokio::time::Instant::now();
         let asks = self.ask_all(msg.timeout);
-        Box::pin(asks.into_actor(self).map(move |answers, act, _ctx| {
+        Box::pin(asks.into_actor(self).map(move |answers, act, ctx| {
             crate::metrics::fanout_done(started.elapsed(), &answers);
-            act.hold_answers(&answers);
+            act.hold_answers(&answers, ctx);
             let mut answers = answers;
             if osmesh_core::hooks::serve_cached_as_live() {
                 act.inject_cached_as_live(&mut answers);

@@ -6,10 +6,11 @@
 
 use osmesh_core::mesh::{MeshView, NoAnswerReason};
 use osmesh_core::{ClusterId, Purpose};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::license::list_or_none;
+pub use osmesh_api::nodes::{AllocateRequest, EnlistRequest, NodeView};
+
 use super::service::{RegionService, ServiceError};
 use crate::store::{AllocationRequest, NewNode, NodeRecord, StoreError};
 
@@ -22,75 +23,22 @@ pub const INSTALL_PURPOSES: [Purpose; 2] = [Purpose::Install, Purpose::Xinstall]
 /// The subarchitecture of a node enlisted without one.
 pub const DEFAULT_SUBARCH: &str = "generic";
 
-/// A node to enlist. `Debug` masks the power parameters (`masked.rs`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct EnlistRequest {
-    pub hostname: String,
-    pub arch: String,
-    #[serde(default)]
-    pub subarch: Option<String>,
-    pub cluster: ClusterId,
-    #[serde(default)]
-    pub system_id: Option<String>,
-    #[serde(default)]
-    pub power_type: Option<String>,
-    #[serde(default)]
-    pub power_parameters: Option<serde_json::Value>,
-}
-
-/// What an allocation asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct AllocateRequest {
-    pub osystem: String,
-    pub distro_series: String,
-    pub arch: String,
-    #[serde(default)]
-    pub subarch: Option<String>,
-    #[serde(default)]
-    pub hostname: Option<String>,
-}
-
-/// A node as the API shows it. `Debug` masks the power parameters (`masked.rs`).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct NodeView {
-    pub id: i64,
-    pub system_id: Option<String>,
-    pub hostname: String,
-    pub arch: String,
-    pub subarch: String,
-    pub cluster: ClusterId,
-    pub power_type: Option<String>,
-    pub power_parameters: Option<serde_json::Value>,
-    /// `ready` or `allocated`.
-    pub status: String,
-    pub osystem: Option<String>,
-    pub distro_series: Option<String>,
-    pub created_at_ms: i64,
-    pub allocated_at_ms: Option<i64>,
-}
-
-impl From<NodeRecord> for NodeView {
-    fn from(node: NodeRecord) -> Self {
-        NodeView {
-            id: node.id,
-            system_id: node.system_id,
-            hostname: node.hostname,
-            arch: node.arch,
-            subarch: node.subarch,
-            cluster: node.cluster_id,
-            power_type: node.power_type,
-            power_parameters: node.power_parameters,
-            status: node.status.as_str().to_owned(),
-            osystem: node.osystem,
-            distro_series: node.distro_series,
-            created_at_ms: node.created_at_ms,
-            allocated_at_ms: node.allocated_at_ms,
-        }
+/// A node as the API shows it.
+pub fn node_view(node: NodeRecord) -> NodeView {
+    NodeView {
+        id: node.id,
+        system_id: node.system_id,
+        hostname: node.hostname,
+        arch: node.arch,
+        subarch: node.subarch,
+        cluster: node.cluster_id,
+        power_type: node.power_type,
+        power_parameters: node.power_parameters,
+        status: node.status.as_str().to_owned(),
+        osystem: node.osystem,
+        distro_series: node.distro_series,
+        created_at_ms: node.created_at_ms,
+        allocated_at_ms: node.allocated_at_ms,
     }
 }
 
@@ -201,26 +149,7 @@ pub fn plan_allocation(
     arch: &str,
     disconnected_since: &BTreeMap<ClusterId, i64>,
 ) -> Result<AllocationPlan, ServiceError> {
-    let Some(os) = view.osystem(osystem) else {
-        let known: Vec<_> = view.osystems.iter().map(|o| o.name.as_str()).collect();
-        return Err(ServiceError::conflict(
-            "no_such_osystem",
-            format!(
-                "no cluster supports an operating system named {osystem:?}; known: {}",
-                list_or_none(&known)
-            ),
-        ));
-    };
-    let Some(detail) = view.release(osystem, release) else {
-        let known: Vec<_> = os.releases.iter().map(|r| r.name.as_str()).collect();
-        return Err(ServiceError::conflict(
-            "no_such_release",
-            format!(
-                "no cluster supports release {release:?} of {osystem}; known: {}",
-                list_or_none(&known)
-            ),
-        ));
-    };
+    let detail = super::service::known_release(view, osystem, release)?;
     let mut clusters: Vec<ClusterId> = INSTALL_PURPOSES
         .iter()
         .flat_map(|purpose| view.is_available(osystem, release, arch, *purpose))
@@ -265,7 +194,7 @@ impl RegionService {
             if !valid_word(value) {
                 return Err(ServiceError::bad_request(
                     "bad_body",
-                    format!("{field} {value:?} must be letters, digits, '-' or '.'"),
+                    format!("{field} {value:?} must be 1 to 64 letters, digits, '-', '.' or '_'"),
                 ));
             }
         }
@@ -294,7 +223,7 @@ impl RegionService {
             ),
             other => ServiceError::from_store(other),
         })?;
-        Ok(record.into())
+        Ok(node_view(record))
     }
 
     /// Every node, sorted by id.
@@ -303,11 +232,11 @@ impl RegionService {
             .store()
             .list_nodes()
             .map_err(ServiceError::from_store)?;
-        Ok(nodes.into_iter().map(NodeView::from).collect())
+        Ok(nodes.into_iter().map(node_view).collect())
     }
 
     pub async fn node(&self, id: i64) -> Result<NodeView, ServiceError> {
-        self.node_record(id).await.map(NodeView::from)
+        self.node_record(id).await.map(node_view)
     }
 
     pub(crate) async fn node_record(&self, id: i64) -> Result<NodeRecord, ServiceError> {
@@ -376,7 +305,7 @@ impl RegionService {
         {
             Some(node) => {
                 tracing::info!(node = node.id, hostname = %node.hostname, osystem = %request.osystem, release = %request.distro_series, "node allocated");
-                Ok(node.into())
+                Ok(node_view(node))
             }
             None => Err(self.no_free_node(request, &plan)),
         }
@@ -386,7 +315,7 @@ impl RegionService {
     pub async fn release_node(&self, id: i64) -> Result<NodeView, ServiceError> {
         self.store()
             .release_node(id)
-            .map(NodeView::from)
+            .map(node_view)
             .map_err(|e| match e {
                 StoreError::NotFound { .. } => node_not_found(id),
                 other => ServiceError::from_store(other),
@@ -496,6 +425,18 @@ mod tests {
     use super::*;
     use osmesh_core::mesh::{ClusterAnswer, ClusterReport};
     use osmesh_core::{BootImage, OsystemInfo, ReleaseInfo};
+
+    #[test]
+    fn a_word_takes_exactly_what_its_refusal_names() {
+        let longest = "a".repeat(64);
+        for ok in ["amd64", "hwe-22.04", "ga_22", longest.as_str()] {
+            assert!(valid_word(ok), "{ok:?}");
+        }
+        let too_long = "a".repeat(65);
+        for bad in ["", "a b", "a/b", "a\u{202e}", too_long.as_str()] {
+            assert!(!valid_word(bad), "{bad:?}");
+        }
+    }
 
     fn os(name: &str, release: &str, key: bool) -> OsystemInfo {
         OsystemInfo {

@@ -5,13 +5,16 @@
 
 use osmesh_core::ClusterId;
 use osmesh_net::messages::{ErrorKind, GetPreseedData, NodeContext};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::license::list_or_none;
 use super::render::RenderFailure;
 use super::service::FailureKind;
+pub use osmesh_api::preseeds::{
+    ConflictView, PreseedEdit, PreseedVersionView, PreseedView, RenderedPreseed, ResolveRequest,
+};
+
 use super::service::{RegionService, ServiceError};
 use super::template::{most_specific, PreseedContext};
 use crate::store::{
@@ -21,108 +24,42 @@ use crate::store::{
 /// How long the node's cluster has to answer `GetPreseedData`.
 pub const PRESEED_DATA_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One version of a template.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct PreseedVersionView {
-    pub name: String,
-    pub version: i32,
-    pub osystem: Option<String>,
-    /// `cluster` or `operator`.
-    pub origin: String,
-    /// The cluster that shipped it, for `cluster` versions.
-    pub origin_cluster: Option<ClusterId>,
-    pub parent_version: Option<i32>,
-    pub content: String,
-    pub content_hash: String,
-    pub created_at_ms: i64,
-}
-
-impl From<PreseedVersion> for PreseedVersionView {
-    fn from(v: PreseedVersion) -> Self {
-        let (origin, origin_cluster) = match v.origin {
-            PreseedOrigin::Cluster(cluster) => ("cluster", Some(cluster)),
-            PreseedOrigin::Operator => ("operator", None),
-        };
-        PreseedVersionView {
-            name: v.name,
-            version: v.version,
-            osystem: v.osystem,
-            origin: origin.to_owned(),
-            origin_cluster,
-            parent_version: v.parent_version,
-            content: v.content,
-            content_hash: v.content_hash,
-            created_at_ms: v.created_at_ms,
-        }
+/// One version of a template as the API shows it.
+pub fn version_view(v: PreseedVersion) -> PreseedVersionView {
+    let (origin, origin_cluster) = match v.origin {
+        PreseedOrigin::Cluster(cluster) => ("cluster", Some(cluster)),
+        PreseedOrigin::Operator => ("operator", None),
+    };
+    PreseedVersionView {
+        name: v.name,
+        version: v.version,
+        osystem: v.osystem,
+        origin: origin.to_owned(),
+        origin_cluster,
+        parent_version: v.parent_version,
+        content: v.content,
+        content_hash: v.content_hash,
+        created_at_ms: v.created_at_ms,
     }
 }
 
-/// A cluster change that disagrees with the operator's edit; both versions are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ConflictView {
-    /// The operator's version, current while the conflict lasts.
-    pub operator_version: i32,
-    /// The cluster's newest version.
-    pub cluster_version: i32,
-}
-
-impl From<PreseedConflict> for ConflictView {
-    fn from(c: PreseedConflict) -> Self {
-        ConflictView {
-            operator_version: c.operator_version,
-            cluster_version: c.cluster_version,
-        }
+/// A conflict as the API shows it.
+pub fn conflict_view(c: PreseedConflict) -> ConflictView {
+    ConflictView {
+        operator_version: c.operator_version,
+        cluster_version: c.cluster_version,
     }
 }
 
-/// A preseed: its current version and any conflict.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct PreseedView {
-    pub name: String,
-    pub current: PreseedVersionView,
-    pub in_conflict: bool,
-    pub conflict: Option<ConflictView>,
-    pub updated_at_ms: i64,
-}
-
-impl From<PreseedRecord> for PreseedView {
-    fn from(r: PreseedRecord) -> Self {
-        PreseedView {
-            name: r.current.name.clone(),
-            current: r.current.into(),
-            in_conflict: r.conflict.is_some(),
-            conflict: r.conflict.map(ConflictView::from),
-            updated_at_ms: r.updated_at_ms,
-        }
+/// A preseed as the API shows it.
+pub fn preseed_view(r: PreseedRecord) -> PreseedView {
+    PreseedView {
+        name: r.current.name.clone(),
+        current: version_view(r.current),
+        in_conflict: r.conflict.is_some(),
+        conflict: r.conflict.map(conflict_view),
+        updated_at_ms: r.updated_at_ms,
     }
-}
-
-/// An operator's edit: the new content and the version it was based on.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct PreseedEdit {
-    pub content: String,
-    pub based_on_version: i32,
-}
-
-/// A rendered preseed and what it was rendered from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct RenderedPreseed {
-    pub node_id: i64,
-    pub hostname: String,
-    pub preseed_type: String,
-    pub osystem: String,
-    pub distro_series: String,
-    pub cluster: ClusterId,
-    /// The template chosen (the most specific that exists) and its current version.
-    pub template: String,
-    pub template_version: i32,
-    pub content: String,
 }
 
 impl RegionService {
@@ -132,14 +69,14 @@ impl RegionService {
             .store()
             .list_preseeds()
             .map_err(ServiceError::from_store)?;
-        Ok(list.into_iter().map(PreseedView::from).collect())
+        Ok(list.into_iter().map(preseed_view).collect())
     }
 
     pub async fn preseed(&self, name: &str) -> Result<PreseedView, ServiceError> {
         self.store()
             .get_preseed(name)
             .map_err(ServiceError::from_store)?
-            .map(PreseedView::from)
+            .map(preseed_view)
             .ok_or_else(|| preseed_not_found(name))
     }
 
@@ -154,7 +91,7 @@ impl RegionService {
             .store()
             .history_page(name, after_version, limit)
             .map_err(|e| preseed_error(name, e))?;
-        Ok(versions.into_iter().map(PreseedVersionView::from).collect())
+        Ok(versions.into_iter().map(version_view).collect())
     }
 
     /// Every version of `name`, oldest first.
@@ -166,7 +103,7 @@ impl RegionService {
             .store()
             .history(name)
             .map_err(|e| preseed_error(name, e))?;
-        Ok(versions.into_iter().map(PreseedVersionView::from).collect())
+        Ok(versions.into_iter().map(version_view).collect())
     }
 
     /// Stores an operator's edit as a new current version. The content must fit
@@ -193,7 +130,7 @@ impl RegionService {
             .store()
             .operator_edit(name, &edit.content, edit.based_on_version, now)
             .map_err(|e| preseed_error(name, e))?;
-        Ok(record.into())
+        Ok(preseed_view(record))
     }
 
     /// Ends a conflict by making `version` (either side) current.
@@ -207,7 +144,7 @@ impl RegionService {
             .store()
             .resolve_conflict(name, version, now)
             .map_err(|e| preseed_error(name, e))?;
-        Ok(record.into())
+        Ok(preseed_view(record))
     }
 
     /// Renders the most specific template of `preseed_type` for node `id`: with the node's

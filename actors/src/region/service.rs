@@ -3,7 +3,7 @@
 //! these, so what the simulator exercises is what the API does.
 
 use actix::prelude::*;
-use osmesh_core::mesh::MeshRelease;
+use osmesh_core::mesh::{MeshRelease, MeshView};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -90,6 +90,39 @@ impl ServiceError {
             format!("the region actor is not running: {err}"),
         )
     }
+}
+
+/// The one check that an OS and a release are known to some cluster: the release as the view
+/// has it, or `NotFound` (`no_such_osystem`, `no_such_release`, naming what is known). Every
+/// operation that names an OS and release (a release's page, a license key, an allocation)
+/// refuses an unknown one through here, so all answer the same way: 404, because the request
+/// is well-formed and names something that does not exist in the mesh now (not 400, which
+/// would blame its form, nor 409, which would blame the state of the thing it names).
+pub fn known_release<'v>(
+    view: &'v MeshView,
+    osystem: &str,
+    release: &str,
+) -> Result<&'v MeshRelease, ServiceError> {
+    let Some(os) = view.osystem(osystem) else {
+        let known: Vec<_> = view.osystems.iter().map(|o| o.name.as_str()).collect();
+        return Err(ServiceError::not_found(
+            "no_such_osystem",
+            format!(
+                "no cluster supports an operating system named {osystem:?}; known: {}",
+                super::license::list_or_none(&known)
+            ),
+        ));
+    };
+    view.release(osystem, release).ok_or_else(|| {
+        let known: Vec<_> = os.releases.iter().map(|r| r.name.as_str()).collect();
+        ServiceError::not_found(
+            "no_such_release",
+            format!(
+                "no cluster supports release {release:?} of {osystem}; known: {}",
+                super::license::list_or_none(&known)
+            ),
+        )
+    })
 }
 
 /// One release as the API shows it: where it is supported and available.
@@ -211,20 +244,7 @@ impl RegionService {
         release: &str,
     ) -> Result<ReleaseAnswer, ServiceError> {
         let answer = self.osystems_cached().await?;
-        if answer.view.osystem(osystem).is_none() {
-            return Err(ServiceError::new(
-                FailureKind::NotFound,
-                "no_such_osystem",
-                format!("no cluster supports an operating system named {osystem:?}"),
-            ));
-        };
-        let Some(detail) = answer.view.release(osystem, release) else {
-            return Err(ServiceError::new(
-                FailureKind::NotFound,
-                "no_such_release",
-                format!("no cluster supports release {release:?} of {osystem}"),
-            ));
-        };
+        let detail = known_release(&answer.view, osystem, release)?;
         Ok(ReleaseAnswer {
             osystem: osystem.to_string(),
             release: release.to_string(),

@@ -2,53 +2,45 @@
 //! against the cached mesh view before it is stored. A refusal lists the valid choices.
 
 use osmesh_core::mesh::MeshView;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use super::license::list_or_none;
+pub use osmesh_api::settings::OsSettings;
+
 use super::service::{RegionService, ServiceError};
 use crate::store::SettingKey;
 
-/// The OS settings; `None` when unset. Also the body of an update: fields left out (or
-/// `null`) are left as they are.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct OsSettings {
-    #[serde(default)]
-    pub default_osystem: Option<String>,
-    #[serde(default)]
-    pub default_distro_series: Option<String>,
-    #[serde(default)]
-    pub commissioning_distro_series: Option<String>,
+/// Each setting of `settings` with its stored key.
+fn fields(settings: &OsSettings) -> [(SettingKey, Option<&String>); 3] {
+    [
+        (
+            SettingKey::DefaultOsystem,
+            settings.default_osystem.as_ref(),
+        ),
+        (
+            SettingKey::DefaultDistroSeries,
+            settings.default_distro_series.as_ref(),
+        ),
+        (
+            SettingKey::CommissioningDistroSeries,
+            settings.commissioning_distro_series.as_ref(),
+        ),
+    ]
 }
 
-impl OsSettings {
-    fn fields(&self) -> [(SettingKey, Option<&String>); 3] {
-        [
-            (SettingKey::DefaultOsystem, self.default_osystem.as_ref()),
-            (
-                SettingKey::DefaultDistroSeries,
-                self.default_distro_series.as_ref(),
-            ),
-            (
-                SettingKey::CommissioningDistroSeries,
-                self.commissioning_distro_series.as_ref(),
-            ),
-        ]
-    }
-
-    /// `self` with every field `update` sets replaced.
-    fn merged(&self, update: &OsSettings) -> OsSettings {
-        let pick = |new: &Option<String>, old: &Option<String>| new.clone().or(old.clone());
-        OsSettings {
-            default_osystem: pick(&update.default_osystem, &self.default_osystem),
-            default_distro_series: pick(&update.default_distro_series, &self.default_distro_series),
-            commissioning_distro_series: pick(
-                &update.commissioning_distro_series,
-                &self.commissioning_distro_series,
-            ),
-        }
+/// `settings` with every field `update` sets replaced.
+fn merged(settings: &OsSettings, update: &OsSettings) -> OsSettings {
+    let pick = |new: &Option<String>, old: &Option<String>| new.clone().or(old.clone());
+    OsSettings {
+        default_osystem: pick(&update.default_osystem, &settings.default_osystem),
+        default_distro_series: pick(
+            &update.default_distro_series,
+            &settings.default_distro_series,
+        ),
+        commissioning_distro_series: pick(
+            &update.commissioning_distro_series,
+            &settings.commissioning_distro_series,
+        ),
     }
 }
 
@@ -72,8 +64,8 @@ impl RegionService {
     pub async fn update_settings(&self, update: &OsSettings) -> Result<OsSettings, ServiceError> {
         let current = self.settings().await?;
         let view = self.osystems_cached().await?.view;
-        check_settings(&view, &current.merged(update), update)?;
-        for (key, value) in update.fields() {
+        check_settings(&view, &merged(&current, update), update)?;
+        for (key, value) in fields(update) {
             if let Some(value) = value {
                 self.store()
                     .set_setting(key, value)
@@ -248,7 +240,7 @@ mod tests {
     }
 
     fn check(current: OsSettings, update: OsSettings, expected: Result<(), &str>) {
-        let merged = current.merged(&update);
+        let merged = merged(&current, &update);
         let got = check_settings(&view(), &merged, &update).map_err(|e| e.message);
         match (got, expected) {
             (Ok(()), Ok(())) => {}

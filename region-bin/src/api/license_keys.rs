@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::license::LicenseKeyRequest;
 use osmesh_actors::region::service::RegionService;
-use serde::Deserialize;
+use osmesh_api::license::LicenseKeyUpdate;
 
 use osmesh_store::Role;
 
@@ -25,13 +25,6 @@ pub(super) fn routes(r: &mut Routes) {
         .delete(one, Role::Admin, delete);
 }
 
-/// The body of a PUT: the release comes from the path.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct KeyBody {
-    license_key: String,
-}
-
 /// Every license key, masked.
 #[utoipa::path(get, path = "/api/v1/license-keys", tag = "license-keys", responses((status = 200, body = Vec<LicenseKeyView>), (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn list(service: web::Data<RegionService>) -> ApiResult {
@@ -39,7 +32,7 @@ async fn list(service: web::Data<RegionService>) -> ApiResult {
 }
 
 /// Adds a key once a connected cluster that knows the release has validated it.
-#[utoipa::path(post, path = "/api/v1/license-keys", tag = "license-keys", request_body = LicenseKeyRequest, responses((status = 201, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/license-keys", tag = "license-keys", request_body = LicenseKeyRequest, responses((status = 201, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "No cluster supports the OS or release", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
 async fn add(service: web::Data<RegionService>, body: web::Json<LicenseKeyRequest>) -> ApiResult {
     Ok(HttpResponse::Created().json(service.add_license_key(&body).await?))
 }
@@ -52,11 +45,11 @@ async fn show(service: web::Data<RegionService>, path: web::Path<(String, String
 }
 
 /// Replaces a release's key, validated again.
-#[utoipa::path(put, path = "/api/v1/license-keys/{osystem}/{distro_series}", tag = "license-keys", params(("osystem" = String, Path, description = "OS name"), ("distro_series" = String, Path, description = "Release")), request_body = KeyBody, responses((status = 200, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
+#[utoipa::path(put, path = "/api/v1/license-keys/{osystem}/{distro_series}", tag = "license-keys", params(("osystem" = String, Path, description = "OS name"), ("distro_series" = String, Path, description = "Release")), request_body = LicenseKeyUpdate, responses((status = 200, body = LicenseKeyView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 503, description = "No cluster can answer", body = ErrorBody)))]
 async fn update(
     service: web::Data<RegionService>,
     path: web::Path<(String, String)>,
-    body: web::Json<KeyBody>,
+    body: web::Json<LicenseKeyUpdate>,
 ) -> ApiResult {
     let (osystem, distro_series) = path.into_inner();
     let request = LicenseKeyRequest {

@@ -108,7 +108,7 @@ async fn delete(service: web::Data<RegionService>, id: web::Path<i64>) -> ApiRes
 }
 
 /// Allocates a ready node whose cluster holds an install image for the request (atomic).
-#[utoipa::path(post, path = "/api/v1/nodes/allocate", tag = "nodes", request_body = AllocateRequest, responses((status = 200, body = NodeView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/nodes/allocate", tag = "nodes", request_body = AllocateRequest, responses((status = 200, body = NodeView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "No cluster supports the OS or release", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
 async fn allocate(
     service: web::Data<RegionService>,
     body: web::Json<AllocateRequest>,

@@ -2,12 +2,13 @@
 
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::preseed::PreseedEdit;
-use osmesh_actors::region::service::RegionService;
+use osmesh_actors::region::service::{RegionService, ServiceError};
+use osmesh_api::preseeds::ResolveRequest;
 use serde::Deserialize;
 
 use osmesh_store::Role;
 
-use super::{ApiResult, ErrorBody, Routes};
+use super::{ApiError, ApiResult, ErrorBody, Routes};
 use osmesh_actors::region::preseed::{PreseedVersionView, PreseedView};
 
 #[derive(utoipa::OpenApi)]
@@ -21,13 +22,6 @@ pub(super) fn routes(r: &mut Routes) {
         .put("/preseeds/{name}", Role::Admin, edit)
         .get("/preseeds/{name}/history", Role::Reader, history)
         .post("/preseeds/{name}/resolve", Role::Admin, resolve);
-}
-
-/// Which side of a conflict to keep.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ResolveBody {
-    version: i32,
 }
 
 /// Every template's head version and open conflicts.
@@ -67,10 +61,10 @@ async fn history(
 ) -> ApiResult {
     let limit = query.limit.unwrap_or(HISTORY_PAGE_DEFAULT);
     if limit == 0 || limit > HISTORY_PAGE_MAX {
-        return Err(super::bad_request(
+        return Err(ApiError(ServiceError::bad_request(
             "bad_query",
             format!("limit must be between 1 and {HISTORY_PAGE_MAX}"),
-        ));
+        )));
     }
     let page = service
         .preseed_history_page(&name, query.after_version, limit)
@@ -100,11 +94,11 @@ async fn edit(
 }
 
 /// Resolves a conflict by keeping one version.
-#[utoipa::path(post, path = "/api/v1/preseeds/{name}/resolve", tag = "preseeds", params(("name" = String, Path, description = "Template name")), request_body = ResolveBody, responses((status = 200, body = PreseedView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/preseeds/{name}/resolve", tag = "preseeds", params(("name" = String, Path, description = "Template name")), request_body = ResolveRequest, responses((status = 200, body = PreseedView), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
 async fn resolve(
     service: web::Data<RegionService>,
     name: web::Path<String>,
-    body: web::Json<ResolveBody>,
+    body: web::Json<ResolveRequest>,
 ) -> ApiResult {
     Ok(HttpResponse::Ok().json(service.resolve_preseed(&name, body.version).await?))
 }

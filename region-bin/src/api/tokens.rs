@@ -3,6 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::service::{RegionService, ServiceError};
+use osmesh_api::tokens::CreateToken;
 use osmesh_store::{AuditQuery, DbError, Role, Store, TokenRecord, MAX_AUDIT_PAGE};
 use serde::{Deserialize, Serialize};
 
@@ -49,16 +50,6 @@ impl From<TokenRecord> for TokenView {
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    name: String,
-    role: String,
-    /// Lifetime in seconds; none means until revoked.
-    #[serde(default)]
-    expires_in_secs: Option<u64>,
-}
-
 #[derive(Serialize, utoipa::ToSchema)]
 struct Created {
     /// The token itself: shown here once, stored only as a hash.
@@ -91,12 +82,12 @@ async fn list(store: web::Data<Store>) -> ApiResult {
 }
 
 /// Creates a token; the answer shows it once.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateBody, responses((status = 201, body = Created), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, body = Created), (status = 400, description = "Bad path, query or body", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 409, description = "Conflict", body = ErrorBody)))]
 async fn create(
     service: web::Data<RegionService>,
     store: web::Data<Store>,
     caller: Caller,
-    body: web::Json<CreateBody>,
+    body: web::Json<CreateToken>,
 ) -> ApiResult {
     let role = Role::parse(&body.role).ok_or_else(|| {
         ApiError(ServiceError::bad_request(
@@ -175,10 +166,10 @@ async fn audit(store: web::Data<Store>, params: web::Query<AuditParams>) -> ApiR
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(100);
     if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(super::bad_request(
+        return Err(ApiError(ServiceError::bad_request(
             "bad_query",
             format!("limit must be 1 to {MAX_AUDIT_PAGE}"),
-        ));
+        )));
     }
     let entries = store
         .audit(&AuditQuery {
