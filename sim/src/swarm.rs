@@ -496,7 +496,7 @@ mod tests {
             let ran = Mutex::new(Vec::new());
             let run = |seed: u64| -> anyhow::Result<Option<u64>> {
                 ran.lock().expect("not poisoned").push(seed);
-                Ok((seed % 7 == 0 && seed > 20).then_some(seed * 10))
+                Ok((seed.is_multiple_of(7) && seed > 20).then_some(seed * 10))
             };
             let found = lowest_failing(3..60, jobs, &run).expect("no error");
             assert_eq!(found, Some((21, 210)), "{jobs} jobs");
