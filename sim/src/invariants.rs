@@ -233,14 +233,20 @@ pub fn available_as_held_since(
         ages.entry(&part.cluster)
             .or_insert(part.age_ms.unwrap_or(0));
     }
+    let live_projections = if live {
+        projections(view)
+    } else {
+        BTreeMap::new()
+    };
+    let nothing = Projection::default();
     for c in &view.answered {
         let age = ages.get(c).copied().unwrap_or(0);
         let received = i128::from(now_ms) - i128::from(age);
         if live {
-            let projection = projection_of(view, c);
+            let projection = live_projections.get(c).unwrap_or(&nothing);
             let from = i128::from(issued_ms);
-            if !oracle.explains_between(c.as_str(), from, received, &projection) {
-                return Err(not_held(label, c, &projection, received, oracle));
+            if !oracle.explains_between(c.as_str(), from, received, projection) {
+                return Err(not_held(label, c, projection, received, oracle));
             }
             continue;
         }

@@ -87,7 +87,10 @@ struct NetState {
 /// their addresses: no string is compared or copied per frame. The `Arc`s kept in the value
 /// hold the addresses unique.
 #[derive(Default)]
-struct Counts(HashMap<(usize, usize), (Arc<str>, Arc<str>, [u64; 3])>);
+struct Counts(HashMap<(usize, usize), Counted>);
+
+/// A link's label, a frame kind's label, and its frames delivered, dropped and duplicated.
+type Counted = (Arc<str>, Arc<str>, [u64; 3]);
 
 impl Counts {
     fn count(&mut self, link: &Arc<str>, frame: &Arc<str>, fate: Fate) {

@@ -114,6 +114,19 @@ impl Held {
         }
     }
 
+    /// Whether `projection` is [`Held::projection_with`]`(images_of)`, compared without
+    /// building it (the listing of a registry runs to dozens of releases).
+    pub fn shows(&self, images_of: &Held, projection: &Projection) -> bool {
+        if self.osystems != projection.osystems || self.releases != projection.releases {
+            return false;
+        }
+        let listed = images_of
+            .images
+            .iter()
+            .filter(|((os, release, _), _)| self.releases.contains(&(os.clone(), release.clone())));
+        listed.eq(projection.available.iter())
+    }
+
     pub fn projection(&self) -> Projection {
         self.projection_with(self)
     }
@@ -213,10 +226,8 @@ impl Oracle {
         projection: &Projection,
     ) -> bool {
         let held = self.held_between(cluster, from_ms, to_ms);
-        held.iter().any(|listing| {
-            held.iter()
-                .any(|images| listing.projection_with(images) == *projection)
-        })
+        held.iter()
+            .any(|listing| held.iter().any(|images| listing.shows(images, projection)))
     }
 
     /// Whether `cluster` held an image of `os`/`release` for `arch` serving one of

@@ -471,6 +471,36 @@ mod tests {
     }
 
     #[test]
+    fn a_misspelt_op_or_fault_is_a_parse_error() {
+        let op = "[[cluster]]\nid = \"c1\"\n[[op]]\nop = \"list_osystem\"\nat_ms = 1\n";
+        assert!(
+            error(op).contains("unknown variant `list_osystem`"),
+            "{}",
+            error(op)
+        );
+        let fault = "[[cluster]]\nid = \"c1\"\n[[fault]]\nfault = \"partiton\"\nat_ms = 1\ncluster = \"c1\"\n";
+        assert!(
+            error(fault).contains("unknown variant `partiton`"),
+            "{}",
+            error(fault)
+        );
+    }
+
+    #[test]
+    fn an_op_field_it_does_not_have_is_refused() {
+        let text =
+            "[[cluster]]\nid = \"c1\"\n[[op]]\nop = \"list_clusters\"\nat_ms = 1\nexpct = {}\n";
+        assert!(
+            error(text).contains("unknown field `expct`"),
+            "{}",
+            error(text)
+        );
+        let good = "[[cluster]]\nid = \"c1\"\n[[op]]\nop = \"list_clusters\"\nat_ms = 1\n";
+        let scenario = parse_scenario("x.toml", good).expect("parses");
+        assert_eq!(scenario.ops[0].describe(), "list_clusters");
+    }
+
+    #[test]
     fn bad_image_is_refused() {
         let text = "[[cluster]]\nid = \"c1\"\nimages = [\"ubuntu/amd64\"]\n";
         assert!(error(text).starts_with("x.toml:1: image \"ubuntu/amd64\""));

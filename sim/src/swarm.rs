@@ -210,8 +210,7 @@ const WORKER_STACK: usize = 8 << 20;
 
 /// Runs the swarm seeds in `seeds` on `jobs` threads, each seed in a world of its own (so
 /// each replays alone, whatever ran beside it), calling `done` after each. Gives the lowest
-/// failing seed, as running the seeds in order and stopping at the first failure would:
-/// seeds are handed out in order, and after a failure only seeds below it are still run.
+/// failing seed, as running the seeds in order and stopping at the first failure would.
 pub fn run_seeds(
     seeds: Range<u64>,
     jobs: usize,
@@ -219,28 +218,44 @@ pub fn run_seeds(
     clusters: Option<usize>,
     done: &(dyn Fn() + Sync),
 ) -> anyhow::Result<Option<FailedSeed>> {
+    let run_one = |seed: u64| -> anyhow::Result<Option<(SwarmOptions, Outcome)>> {
+        let options = options(seed, mode, clusters);
+        let outcome = crate::run(&generate(&options), seed, false)?;
+        done();
+        Ok(outcome.failure.is_some().then_some((options, outcome)))
+    };
+    let lowest = lowest_failing(seeds, jobs, &run_one)?;
+    Ok(lowest.map(|(seed, (options, outcome))| FailedSeed {
+        seed,
+        options,
+        outcome,
+    }))
+}
+
+/// The lowest seed in `seeds` for which `run` gives `Some`, running seeds on `jobs` threads.
+/// Seeds are handed out in order, and once one failed only seeds below it are still run, so
+/// the answer is the one a run in order stopping at the first failure gives.
+pub fn lowest_failing<T: Send>(
+    seeds: Range<u64>,
+    jobs: usize,
+    run: &(dyn Fn(u64) -> anyhow::Result<Option<T>> + Sync),
+) -> anyhow::Result<Option<(u64, T)>> {
     let next = AtomicU64::new(seeds.start);
-    let lowest_failure = AtomicU64::new(u64::MAX);
-    let found: Mutex<Option<FailedSeed>> = Mutex::new(None);
+    let lowest_seed = AtomicU64::new(u64::MAX);
+    let lowest: Mutex<Option<(u64, T)>> = Mutex::new(None);
     let work = || -> anyhow::Result<()> {
         loop {
             let seed = next.fetch_add(1, Ordering::SeqCst);
-            if !seeds.contains(&seed) || seed > lowest_failure.load(Ordering::SeqCst) {
+            if !seeds.contains(&seed) || seed > lowest_seed.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            let options = options(seed, mode, clusters);
-            let outcome = crate::run(&generate(&options), seed, false)?;
-            done();
-            if outcome.failure.is_some() {
-                lowest_failure.fetch_min(seed, Ordering::SeqCst);
-                let mut lowest = found.lock().unwrap_or_else(|p| p.into_inner());
-                if lowest.as_ref().is_none_or(|f| seed < f.seed) {
-                    *lowest = Some(FailedSeed {
-                        seed,
-                        options,
-                        outcome,
-                    });
-                }
+            let Some(failure) = run(seed)? else {
+                continue;
+            };
+            lowest_seed.fetch_min(seed, Ordering::SeqCst);
+            let mut lowest = lowest.lock().unwrap_or_else(|p| p.into_inner());
+            if lowest.as_ref().is_none_or(|(s, _)| seed < *s) {
+                *lowest = Some((seed, failure));
             }
         }
     };
@@ -259,7 +274,7 @@ pub fn run_seeds(
         }
         Ok(())
     })?;
-    Ok(found.into_inner().unwrap_or_else(|p| p.into_inner()))
+    Ok(lowest.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// The images clusters draw from.
@@ -467,4 +482,46 @@ fn crash_and_restart(node: String, at_ms: u64, later: u64) -> Vec<Fault> {
         },
         Fault::Restart { at_ms: later, node },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the number of threads, the verdict is the lowest failing seed, and every
+    /// seed below it ran.
+    #[test]
+    fn parallel_seeds_give_the_lowest_failure() {
+        for jobs in [1, 2, 5] {
+            let ran = Mutex::new(Vec::new());
+            let run = |seed: u64| -> anyhow::Result<Option<u64>> {
+                ran.lock().expect("not poisoned").push(seed);
+                Ok((seed.is_multiple_of(7) && seed > 20).then_some(seed * 10))
+            };
+            let found = lowest_failing(3..60, jobs, &run).expect("no error");
+            assert_eq!(found, Some((21, 210)), "{jobs} jobs");
+            let ran = ran.into_inner().expect("not poisoned");
+            assert!((3..21).all(|s| ran.contains(&s)), "{jobs} jobs: {ran:?}");
+        }
+        let none = lowest_failing(0..30, 3, &|_| Ok(None::<()>)).expect("no error");
+        assert!(none.is_none());
+    }
+
+    /// A fault kind's name is its snake_case spelling; a misspelt one is refused.
+    #[test]
+    fn fault_kinds_parse_by_name_only() {
+        let kinds: Vec<FaultKind> =
+            serde_json::from_str(r#"["partition", "crash_region", "images_change"]"#)
+                .expect("known kinds parse");
+        assert_eq!(
+            kinds,
+            [
+                FaultKind::Partition,
+                FaultKind::CrashRegion,
+                FaultKind::ImagesChange
+            ]
+        );
+        let typo = serde_json::from_str::<FaultKind>(r#""image_change""#).unwrap_err();
+        assert!(typo.to_string().contains("unknown variant"), "{typo}");
+    }
 }

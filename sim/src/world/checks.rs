@@ -13,14 +13,13 @@
 //!   (see [`invariants::HeldCache`]);
 //! - what the network carried reaches the oracle as it happened, once (no copy per step).
 
-use diesel::connection::SimpleConnection as _;
-use diesel::sqlite::SqliteConnection;
-use diesel::{Connection as _, QueryableByName, RunQueryDsl as _};
+use libsqlite3_sys as ffi;
 use osmesh_actors::region::service::ServiceError;
 use osmesh_actors::region::OsystemsAnswer;
 use osmesh_store::Store;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
 use std::rc::Rc;
 
 use super::{FailureKind, State};
@@ -62,30 +61,74 @@ impl Checker {
     }
 }
 
-/// `PRAGMA data_version` on a connection of its own: a number that changes whenever another
-/// connection commits to the database.
-struct StoreWatch(SqliteConnection);
-
-#[derive(QueryableByName)]
-struct DataVersion {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    data_version: i64,
+/// `PRAGMA data_version` on a connection of its own (it only reads): a number that changes
+/// whenever another connection commits to the database. The statement is prepared once and
+/// stepped each time (through SQLite's C interface: Diesel prepares a pragma anew on every
+/// call, which cost more than the rest of a step's checks).
+struct StoreWatch {
+    db: *mut ffi::sqlite3,
+    statement: *mut ffi::sqlite3_stmt,
 }
 
 impl StoreWatch {
     fn open(path: &str) -> anyhow::Result<StoreWatch> {
-        let mut conn = SqliteConnection::establish(path)?;
-        conn.batch_execute("PRAGMA busy_timeout = 5000")?;
-        Ok(StoreWatch(conn))
+        let path = CString::new(path)?;
+        let sql = c"PRAGMA data_version";
+        let mut watch = StoreWatch {
+            db: std::ptr::null_mut(),
+            statement: std::ptr::null_mut(),
+        };
+        // SAFETY: `path` and `sql` are NUL-terminated and outlive the calls; the handles are
+        // written by SQLite and owned by `watch`, whose `Drop` releases them (also when a
+        // call here fails half-way).
+        let opened = unsafe {
+            ffi::sqlite3_open_v2(
+                path.as_ptr(),
+                &mut watch.db,
+                ffi::SQLITE_OPEN_READWRITE,
+                std::ptr::null(),
+            )
+        };
+        anyhow::ensure!(opened == ffi::SQLITE_OK, "cannot open {path:?} ({opened})");
+        // SAFETY: `watch.db` is an open connection (checked above).
+        let prepared = unsafe {
+            ffi::sqlite3_prepare_v2(
+                watch.db,
+                sql.as_ptr(),
+                -1,
+                &mut watch.statement,
+                std::ptr::null_mut(),
+            )
+        };
+        anyhow::ensure!(
+            prepared == ffi::SQLITE_OK,
+            "cannot prepare {sql:?} ({prepared})"
+        );
+        Ok(watch)
     }
 
     /// The database's version as this connection sees it; `None` if it cannot be read
     /// (the checks then run).
     fn version(&mut self) -> Option<i64> {
-        diesel::sql_query("PRAGMA data_version")
-            .get_result::<DataVersion>(&mut self.0)
-            .ok()
-            .map(|v| v.data_version)
+        // SAFETY: `statement` was prepared on `db` in `open` and is finalized only in `drop`;
+        // the connection is used by this thread alone.
+        unsafe {
+            let row = ffi::sqlite3_step(self.statement) == ffi::SQLITE_ROW;
+            let version = row.then(|| ffi::sqlite3_column_int64(self.statement, 0));
+            ffi::sqlite3_reset(self.statement);
+            version
+        }
+    }
+}
+
+impl Drop for StoreWatch {
+    fn drop(&mut self) {
+        // SAFETY: both handles come from `open` (or are null, which SQLite accepts) and are
+        // released once, here.
+        unsafe {
+            ffi::sqlite3_finalize(self.statement);
+            ffi::sqlite3_close(self.db);
+        }
     }
 }
 
@@ -102,7 +145,7 @@ pub(super) async fn check(state: &Rc<RefCell<State>>) {
         Ok(statuses) => {
             let mut s = state.borrow_mut();
             s.observe();
-            let known: BTreeSet<String> = statuses.iter().map(|c| c.id.to_string()).collect();
+            let known: BTreeSet<&str> = statuses.iter().map(|c| c.id.as_str()).collect();
             let lost = s.oracle.registered().find(|id| !known.contains(*id));
             if let Some(message) =
                 lost.map(|c| format!("the region does not list registered cluster {c}"))
@@ -263,5 +306,32 @@ impl State {
             ),
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osmesh_core::ClusterId;
+
+    /// The skip of the durability checks rests on this: the version moves with another
+    /// connection's commit, and only then.
+    #[test]
+    fn the_store_version_moves_with_each_commit_of_another_connection() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("region.sqlite3");
+        let path = path.to_str().expect("a UTF-8 path");
+        let store = super::super::open_store(path).expect("the store opens");
+        let mut watch = StoreWatch::open(path).expect("the watch opens");
+        let first = watch.version().expect("a version");
+        assert_eq!(watch.version(), Some(first), "nothing was committed");
+        let c1 = ClusterId::new("c1");
+        store.upsert_cluster_seen(&c1, "c1", 1).expect("written");
+        let second = watch.version().expect("a version");
+        assert_ne!(second, first, "a commit moves the version");
+        store.list_clusters().expect("read");
+        assert_eq!(watch.version(), Some(second), "a read does not");
+        store.upsert_cluster_seen(&c1, "c1", 2).expect("written");
+        assert_ne!(watch.version(), Some(second));
     }
 }
