@@ -235,11 +235,12 @@ impl RegionActor {
         self.store
             .upsert_cluster_seen(&req.cluster, &req.name, now)
             .map_err(|e| RpcError::internal(format!("store: {e}")))?;
-        if let Some((cluster, replaced)) = self.state.handle_register(link, req.name, now) {
+        if let Some(registration) = self.state.handle_register(link, req.name, now) {
             // Closed already (its `LinkClosed` is on its way): the new link takes over.
-            if let Some(old_link) = replaced {
+            if let Some(old_link) = registration.replaced {
                 self.close_link(old_link);
             }
+            let cluster = registration.cluster;
             tracing::info!(cluster = ?cluster.as_str(), "cluster registered");
         }
         Ok(self.registered())

@@ -123,6 +123,15 @@ impl From<RegisterRefusal> for RpcError {
     }
 }
 
+/// A link that became its cluster's link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub cluster: ClusterId,
+    /// The cluster's previous link, closed already (its close is on its way): the driver
+    /// closes and forgets it.
+    pub replaced: Option<LinkId>,
+}
+
 /// Every link slot is taken (`MAX_LINKS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinksFull;
@@ -304,11 +313,20 @@ impl RegionState {
     /// The register deadline of `link` passed. If it is still unregistered it is dropped, and
     /// its identity returned: the driver closes it.
     pub fn handle_register_timeout(&mut self, link: LinkId) -> Option<ClusterId> {
-        match self.links.get(&link) {
-            Some(LinkRole::Unregistered(_)) => match self.links.remove(&link) {
-                Some(LinkRole::Unregistered(identity)) => Some(identity),
-                _ => None,
-            },
+        self.drop_unregistered(link)
+    }
+
+    /// An unregistered link is dropped (its `Register` was refused); the driver closes it.
+    pub fn handle_register_refused(&mut self, link: LinkId) {
+        self.drop_unregistered(link);
+    }
+
+    fn drop_unregistered(&mut self, link: LinkId) -> Option<ClusterId> {
+        let Some(LinkRole::Unregistered(_)) = self.links.get(&link) else {
+            return None;
+        };
+        match self.links.remove(&link) {
+            Some(LinkRole::Unregistered(identity)) => Some(identity),
             _ => None,
         }
     }
@@ -338,14 +356,13 @@ impl RegionState {
     }
 
     /// `link`'s `Register` (checked by `check_register`, and stored) took effect now: the link
-    /// becomes its cluster's link. Returns the cluster, and the link it replaced, if any
-    /// (closed already, its close on its way): the driver closes that one.
+    /// becomes its cluster's link. `None` if `link` was not waiting to register.
     pub fn handle_register(
         &mut self,
         link: LinkId,
         name: String,
         now_ms: i64,
-    ) -> Option<(ClusterId, Option<LinkId>)> {
+    ) -> Option<Registration> {
         let Some(LinkRole::Unregistered(cluster)) = self.links.remove(&link) else {
             return None;
         };
@@ -369,14 +386,7 @@ impl RegionState {
         self.links
             .insert(link, LinkRole::Registered(cluster.clone()));
         self.cached_view = None;
-        Some((cluster, replaced))
-    }
-
-    /// An unregistered link is dropped (its `Register` was refused); the driver closes it.
-    pub fn handle_register_refused(&mut self, link: LinkId) {
-        if let Some(LinkRole::Unregistered(_)) = self.links.get(&link) {
-            self.links.remove(&link);
-        }
+        Some(Registration { cluster, replaced })
     }
 
     /// `link` closed now. If it was its cluster's current link, the cluster is disconnected
@@ -851,6 +861,13 @@ mod tests {
         assert_eq!(rebuilds(&mut state), 1);
         assert_eq!(view.osystems[0].releases[0].name, "noble");
 
+        let mut relabelled = report("noble");
+        relabelled.images[0].label = "candidate".into();
+        let images_only = state.handle_report(&id("c1"), relabelled, 35);
+        assert_eq!(images_only, SnapshotChange::Changed, "the images alone changed");
+        state.cached_answer(35);
+        assert_eq!(rebuilds(&mut state), 1);
+
         let unknown = state.handle_report(&id("nobody"), report("noble"), 30);
         assert_eq!(unknown, SnapshotChange::UnknownCluster);
         state.handle_link_closed(link, 40);
@@ -973,11 +990,8 @@ mod tests {
             Ok(())
         );
         let taken = state.handle_register(second, "c1".into(), 10);
-        assert_eq!(
-            taken,
-            Some((id("c1"), Some(first))),
-            "the dead link is replaced"
-        );
+        let replaced = taken.and_then(|r| r.replaced);
+        assert_eq!(replaced, Some(first), "the dead link is replaced");
         assert_eq!(
             state.handle_link_closed(first, 20),
             LinkClosedOutcome::Ignored
