@@ -14,10 +14,10 @@ pub mod license;
 pub mod nodes;
 pub mod preseed;
 pub mod render;
-pub mod reports;
+mod reports;
 pub mod service;
 pub mod settings;
-pub mod slots;
+mod slots;
 pub mod state;
 pub mod template;
 

@@ -864,7 +864,11 @@ mod tests {
         let mut relabelled = report("noble");
         relabelled.images[0].label = "candidate".into();
         let images_only = state.handle_report(&id("c1"), relabelled, 35);
-        assert_eq!(images_only, SnapshotChange::Changed, "the images alone changed");
+        assert_eq!(
+            images_only,
+            SnapshotChange::Changed,
+            "the images alone changed"
+        );
         state.cached_answer(35);
         assert_eq!(rebuilds(&mut state), 1);
 
