@@ -6,6 +6,7 @@ use actix::prelude::*;
 use osmesh_core::ClusterId;
 use osmesh_net::{Credential, RpcError};
 
+use super::state::LinkRole;
 use super::RegionActor;
 use crate::store::RegionStore;
 
@@ -58,20 +59,17 @@ impl Handler<CutCluster> for RegionActor {
     type Result = bool;
 
     fn handle(&mut self, msg: CutCluster, _ctx: &mut Self::Context) -> bool {
-        for (_, (id, peer)) in self.unregistered.iter() {
-            if *id == msg.cluster {
+        let mut registered = false;
+        for link in self.state.links_of(&msg.cluster) {
+            registered |= matches!(self.state.link(link), Some(LinkRole::Registered(_)));
+            if let Some(peer) = self.peers.get(&link) {
                 peer.close();
             }
         }
-        let Some(entry) = self.clusters.get(&msg.cluster) else {
-            return false;
-        };
-        let Some((_, peer)) = &entry.link else {
-            return false;
-        };
-        peer.close();
-        tracing::warn!(cluster = ?msg.cluster.as_str(), "cluster revoked: link closed");
-        true
+        if registered {
+            tracing::warn!(cluster = ?msg.cluster.as_str(), "cluster revoked: link closed");
+        }
+        registered
     }
 }
 
@@ -99,11 +97,7 @@ impl Handler<ForgetCluster> for RegionActor {
 
     fn handle(&mut self, msg: ForgetCluster, _ctx: &mut Self::Context) -> Self::Result {
         let id = msg.cluster.as_str().to_owned();
-        if self
-            .clusters
-            .get(&msg.cluster)
-            .is_some_and(|e| e.link.is_some())
-        {
+        if self.state.connected_links().any(|(c, _)| *c == msg.cluster) {
             return Err(ForgetError::Connected(id));
         }
         let removed = self
@@ -111,11 +105,13 @@ impl Handler<ForgetCluster> for RegionActor {
             .direct()
             .remove_cluster(&msg.cluster)
             .map_err(|e| ForgetError::Store(e.to_string()))?;
-        let known = self.clusters.remove(&msg.cluster).is_some();
+        let known = self
+            .state
+            .forget(&msg.cluster)
+            .map_err(|()| ForgetError::Connected(id.clone()))?;
         if !removed && !known {
             return Err(ForgetError::Unknown(id));
         }
-        self.cached_view = None;
         tracing::info!(cluster = ?id, "cluster removed");
         Ok(())
     }

@@ -22,7 +22,7 @@ use osmesh_net::messages::{method, RegionEndpoint, RegionList, Registered};
 use std::time::Duration;
 
 use super::service::{RegionService, ServiceError};
-use super::{ClusterEntry, HeldSnapshot, RegionActor};
+use super::RegionActor;
 use crate::store::{ClusterRecord, RegionRecord};
 
 /// How often a region writes its heartbeat (and re-reads the registry).
@@ -113,8 +113,8 @@ impl Handler<SetRegionMesh> for RegionActor {
         let body = encode_body(&RegionList {
             regions: self.mesh.regions.clone(),
         });
-        for (id, entry) in &self.clusters {
-            if let Some(peer) = entry.peer() {
+        for (id, link) in self.state.connected_links() {
+            if let Some(peer) = self.peers.get(&link) {
                 if let Err(err) = peer.notify(method::REGION_LIST, body.clone()) {
                     tracing::debug!(cluster = ?id.as_str(), %err, "cannot send the region list");
                 }
@@ -136,36 +136,11 @@ impl Handler<AdoptClusters> for RegionActor {
 
     fn handle(&mut self, msg: AdoptClusters, _ctx: &mut Self::Context) {
         for record in msg.clusters {
-            if self.clusters.contains_key(&record.id) {
-                continue;
-            }
-            tracing::info!(cluster = ?record.id.as_str(), "a cluster known to other regions; not linked here");
             let id = record.id.clone();
-            self.clusters.insert(id, disconnected_entry(record));
-            self.cached_view = None;
+            if self.state.adopt(super::known_cluster(record)) {
+                tracing::info!(cluster = ?id.as_str(), "a cluster known to other regions; not linked here");
+            }
         }
-    }
-}
-
-/// A cluster known only from the store: disconnected since, at the latest, the last time any
-/// region heard from it (as `RegionActor::new` remembers the clusters at start-up).
-fn disconnected_entry(record: ClusterRecord) -> ClusterEntry {
-    let heard = record
-        .snapshot
-        .as_ref()
-        .map_or(record.last_seen_ms, |(_, at)| {
-            (*at).max(record.last_seen_ms)
-        });
-    ClusterEntry {
-        name: record.name,
-        link: None,
-        snapshot: record.snapshot.map(|(s, at)| HeldSnapshot {
-            osystems: s.osystems,
-            images: s.images,
-            received_at_ms: at,
-        }),
-        last_seen_ms: heard,
-        disconnected_since_ms: Some(heard),
     }
 }
 
