@@ -7,7 +7,7 @@ use osmesh_core::ClusterId;
 use osmesh_net::{Credential, RpcError};
 
 use super::state::LinkRole;
-use super::RegionActor;
+use super::{Deferred, RegionActor};
 use crate::store::RegionStore;
 
 /// `Ok` when `cluster` may register with `credential`: its certificate is the one issued to
@@ -93,26 +93,34 @@ pub struct ForgetCluster {
 }
 
 impl Handler<ForgetCluster> for RegionActor {
-    type Result = Result<(), ForgetError>;
+    type Result = ResponseActFuture<Self, Result<(), ForgetError>>;
 
+    /// Forgets the cluster at once, then deletes its rows in its store lane, after any write
+    /// of its own still queued there (its last-seen write when its link closed would
+    /// otherwise bring the row back).
     fn handle(&mut self, msg: ForgetCluster, _ctx: &mut Self::Context) -> Self::Result {
         let id = msg.cluster.as_str().to_owned();
-        if self.state.connected_links().any(|(c, _)| *c == msg.cluster) {
-            return Err(ForgetError::Connected(id));
+        let connected = self.state.connected_links().any(|(c, _)| *c == msg.cluster);
+        let known = match self.state.forget(&msg.cluster) {
+            Ok(known) if !connected => known,
+            _ => return Box::pin(actix::fut::ready(Err(ForgetError::Connected(id)))),
+        };
+        let cluster = msg.cluster.clone();
+        let removed = self.after_store(
+            &msg.cluster,
+            move |store| store.remove_cluster(&cluster),
+            move |_, result| {
+                let removed = result.map_err(|e| ForgetError::Store(e.to_string()))?;
+                if !removed && !known {
+                    return Err(ForgetError::Unknown(id));
+                }
+                tracing::info!(cluster = ?id, "cluster removed");
+                Ok(())
+            },
+        );
+        match removed {
+            Deferred::Now(result) => Box::pin(actix::fut::ready(result)),
+            Deferred::Later(future) => future,
         }
-        let removed = self
-            .store
-            .direct()
-            .remove_cluster(&msg.cluster)
-            .map_err(|e| ForgetError::Store(e.to_string()))?;
-        let known = self
-            .state
-            .forget(&msg.cluster)
-            .map_err(|()| ForgetError::Connected(id.clone()))?;
-        if !removed && !known {
-            return Err(ForgetError::Unknown(id));
-        }
-        tracing::info!(cluster = ?id, "cluster removed");
-        Ok(())
     }
 }
