@@ -16,9 +16,7 @@
 mod common;
 
 use common::*;
-use osmesh_cluster::sample::{
-    sample_declares_os, write_sample_templates, write_sample_tree, SAMPLE_DECLARED_OS,
-};
+use osmesh_cluster::sample::{write_sample_templates, write_sample_tree};
 use osmesh_cluster::{Args as ClusterArgs, ClusterConfig};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -257,29 +255,14 @@ fn call(method: &str, url: &str, body: Option<Value>) -> Value {
 /// `clusterd` with the demo's sample tree, declared OS and templates of `variant`, and the
 /// `changed` templates (name, content) instead of the sample's.
 fn start_demo_cluster(site: &Site, name: &str, variant: usize, changed: &[(&str, &str)]) -> Daemon {
-    let root = site.path(name);
-    let images = root.join("boot-resources");
-    write_sample_tree(&images, variant).expect("sample tree");
-    let preseeds = root.join("preseeds");
+    let mut cmd = site.cluster_command(name, variant, &site.secret_file);
+    let preseeds = site.path(name).join("preseeds");
     write_sample_templates(&preseeds, variant).expect("sample templates");
     for (template, content) in changed {
         std::fs::write(preseeds.join(template), content).expect("changed template");
     }
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterd"));
-    cmd.args(["--name", name, "--region", &site.rpc()])
-        .arg("--secret-file")
-        .arg(&site.secret_file)
-        .arg("--images")
-        .arg(&images)
-        .arg("--preseeds")
-        .arg(&preseeds)
-        .args(["--rescan-secs", "1"]);
-    if sample_declares_os(variant) {
-        let declared = root.join("declared-os.toml");
-        std::fs::write(&declared, SAMPLE_DECLARED_OS).expect("declared OS");
-        cmd.arg("--declared-os").arg(declared);
-    }
-    Daemon::spawn(cmd, root.join("clusterd.log"))
+    cmd.arg("--preseeds").arg(&preseeds);
+    Daemon::spawn(cmd, site.path(name).join("clusterd.log"))
 }
 
 /// The state (`available`, `supported`, `stale`, `none`) of the matrix cell of release

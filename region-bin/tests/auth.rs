@@ -112,12 +112,6 @@ async fn tokens(mesh: &Mesh) -> Tokens {
     Tokens { by_role }
 }
 
-async fn empty_mesh() -> (TestDb, Mesh) {
-    let db = TestDb::sqlite();
-    let mesh = Mesh::start(&db.url, &[]).await;
-    (db, mesh)
-}
-
 #[actix_rt::test]
 async fn every_registered_route_answers_each_role_by_its_rule() {
     let (_db, mesh) = empty_mesh().await;

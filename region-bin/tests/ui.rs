@@ -113,12 +113,6 @@ fn settings_write(id: &str, csrf: Option<&str>) -> test::TestRequest {
     req
 }
 
-async fn empty_mesh() -> (TestDb, Mesh) {
-    let db = TestDb::sqlite();
-    let mesh = Mesh::start(&db.url, &[]).await;
-    (db, mesh)
-}
-
 #[actix_rt::test]
 async fn without_a_session_the_page_redirects_and_the_api_answers_401() {
     let (_db, mesh) = empty_mesh().await;

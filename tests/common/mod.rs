@@ -215,6 +215,13 @@ impl Site {
         variant: usize,
         secret_file: &Path,
     ) -> Daemon {
+        let cmd = self.cluster_command(name, variant, secret_file);
+        Daemon::spawn(cmd, self.path(name).join("clusterd.log"))
+    }
+
+    /// The `clusterd` command line `start_cluster_with_secret` runs (its sample tree written),
+    /// for a test to add to.
+    pub fn cluster_command(&self, name: &str, variant: usize, secret_file: &Path) -> Command {
         let root = self.path(name);
         let images = root.join("boot-resources");
         if !images.exists() {
@@ -232,7 +239,7 @@ impl Site {
             std::fs::write(&declared, SAMPLE_DECLARED_OS).expect("declared OS");
             cmd.arg("--declared-os").arg(declared);
         }
-        Daemon::spawn(cmd, root.join("clusterd.log"))
+        cmd
     }
 
     /// Starts `clusterd` with sample tree `variant` and its credentials in

@@ -226,3 +226,10 @@ fn shipped(store: &Store, cluster: &ClusterId, template: &PreseedTemplate) -> bo
         })
     })
 }
+
+/// A region with no cluster, on a fresh SQLite database (kept alive by the `TestDb`).
+pub async fn empty_mesh() -> (TestDb, Mesh) {
+    let db = TestDb::sqlite();
+    let mesh = Mesh::start(&db.url, &[]).await;
+    (db, mesh)
+}
