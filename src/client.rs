@@ -248,45 +248,20 @@ pub fn render_osystems(answer: &OsystemsAnswer) -> String {
     ]);
     for os in &answer.view.osystems {
         for release in &os.releases {
-            let mark = if os.default_release.as_deref() == Some(release.name.as_str()) {
-                " *"
-            } else {
-                ""
-            };
-            let supported: Vec<_> = release.supported_by.iter().map(|c| c.to_string()).collect();
-            let available: Vec<_> = release
-                .available
-                .iter()
-                .map(|(arch, clusters)| {
-                    let names: Vec<_> = clusters.keys().map(|c| c.to_string()).collect();
-                    format!("{arch}: {}", names.join(","))
-                })
-                .collect();
-            // Issue #16: end of life and last-known (disconnected) holders are shown as such.
+            let default = os.default_release.as_deref() == Some(release.name.as_str());
+            let mark = if default { " *" } else { "" };
             let eol = if release.end_of_life {
                 " (end of life)"
             } else {
                 ""
             };
-            let mut available = available.join("; ");
-            for (arch, clusters) in &release.last_known {
-                let names: Vec<_> = clusters.keys().map(|c| c.to_string()).collect();
-                available.push_str(&format!(
-                    "{}{arch}: {} (last known)",
-                    if available.is_empty() { "" } else { "; " },
-                    names.join(",")
-                ));
-            }
+            let supported: Vec<_> = release.supported_by.iter().map(|c| c.to_string()).collect();
             table.row(vec![
                 os.name.clone(),
                 format!("{}{mark}", release.name),
                 format!("{}{eol}", release.title),
                 supported.join(","),
-                if available.is_empty() {
-                    "-".into()
-                } else {
-                    available
-                },
+                availability(release),
             ]);
         }
     }
@@ -303,8 +278,46 @@ pub fn render_osystems(answer: &OsystemsAnswer) -> String {
         ));
     }
     out.push('\n');
+    out.push('\n');
+    out.push_str(&render_parts(&answer.clusters));
+    for conflict in &answer.view.conflicts {
+        out.push_str(&render_conflict(conflict));
+    }
+    out
+}
+
+/// Where a release is available, by arch; last-known (disconnected) holders said as such
+/// (issue #16), and `-` when nowhere.
+fn availability(release: &osmesh_core::mesh::MeshRelease) -> String {
+    let names = |clusters: &std::collections::BTreeMap<osmesh_core::ClusterId, _>| {
+        clusters
+            .keys()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut parts: Vec<String> = release
+        .available
+        .iter()
+        .map(|(arch, clusters)| format!("{arch}: {}", names(clusters)))
+        .collect();
+    parts.extend(
+        release
+            .last_known
+            .iter()
+            .map(|(arch, clusters)| format!("{arch}: {} (last known)", names(clusters))),
+    );
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Each cluster's part of an answer: connected, how old, answered or why not.
+fn render_parts(parts: &[osmesh_api::osystems::ClusterPart]) -> String {
     let mut clusters = Table::new(["CLUSTER", "CONNECTED", "AGE", "ANSWER"]);
-    for part in &answer.clusters {
+    for part in parts {
         clusters.row(vec![
             part.cluster.to_string(),
             yes_no(part.connected).into(),
@@ -314,12 +327,7 @@ pub fn render_osystems(answer: &OsystemsAnswer) -> String {
                 .map_or("answered".into(), |reason| format!("no answer: {reason}")),
         ]);
     }
-    out.push('\n');
-    out.push_str(&clusters.render());
-    for conflict in &answer.view.conflicts {
-        out.push_str(&render_conflict(conflict));
-    }
-    out
+    clusters.render()
 }
 
 /// One line per conflict: which value was chosen, and who said what.

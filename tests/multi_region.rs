@@ -115,6 +115,11 @@ fn region_command(db_url: &str, secret_file: &Path) -> Command {
         ])
         .arg("--secret-file")
         .arg(secret_file);
+    // The test's directory (never the working directory) holds the RPC CA, one for every
+    // region of the test: clusters trust each region they learn of by that one CA.
+    if let Some(dir) = secret_file.parent() {
+        cmd.arg("--state-dir").arg(dir);
+    }
     cmd
 }
 

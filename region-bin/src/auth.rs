@@ -467,68 +467,19 @@ pub async fn authenticate(
             name: record.name,
             role: record.role,
         },
-        Err(AuthFailure::Store(err)) => {
-            // As every 5xx: a generic answer and a request id, the driver's text to the log.
-            let request_id = crate::api::request_id();
-            tracing::error!(%request_id, error = %err, "cannot read API tokens");
-            let response = HttpResponse::ServiceUnavailable().json(serde_json::json!({
-                "code": "database_unavailable",
-                "message": "the region cannot check tokens now; try again",
-                "request_id": request_id,
-            }));
-            return Ok(finish(req, response, None, &store, now_ms));
-        }
-        Err(AuthFailure::Refused(code, message)) => {
-            let throttled = source.and_then(|ip| state.spend_failure(ip).err());
-            let response = match throttled {
-                Some(retry_after) => {
-                    state.throttled.fetch_add(1, Ordering::Relaxed);
-                    let mut response = refusal(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_failed_authentications",
-                        "too many failed authentications from this address; wait and retry",
-                    );
-                    response.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        header::HeaderValue::from(retry_after.max(1)),
-                    );
-                    // A flood of refusals is counted, not written row by row to the audit log.
-                    return Ok(req.into_response(response));
-                }
-                None => {
-                    state.failed.fetch_add(1, Ordering::Relaxed);
-                    refusal(StatusCode::UNAUTHORIZED, code, &message)
-                }
-            };
-            return Ok(finish(req, response, None, &store, now_ms));
+        Err(failure) => {
+            return Ok(match refuse_failure(&state, source, failure) {
+                Refusal::Audited(response) => finish(req, response, None, &store, now_ms),
+                // A flood of refusals is counted, not written row by row to the audit log.
+                Refusal::Counted(response) => req.into_response(response),
+            });
         }
     };
     if let Some(Ok(auth)) = &session {
-        if is_write(req.method()) && !csrf_matches(&req, auth) {
-            state.forbidden.fetch_add(1, Ordering::Relaxed);
-            let response = refusal(
-                StatusCode::FORBIDDEN,
-                "csrf_failed",
-                "a write through a browser session needs the session's X-CSRF-Token header",
-            );
-            return Ok(finish(req, response, Some(&caller), &store, now_ms));
-        }
         req.extensions_mut().insert(auth.clone());
     }
-    let pattern = req.match_pattern();
-    if let Some(needed) = state.required_role(req.method(), pattern.as_deref()) {
-        if caller.role < needed {
-            state.forbidden.fetch_add(1, Ordering::Relaxed);
-            let message = format!(
-                "token {:?} has role {}; {} {} needs {needed}",
-                caller.name,
-                caller.role,
-                req.method(),
-                pattern.as_deref().unwrap_or(req.path())
-            );
-            let response = refusal(StatusCode::FORBIDDEN, "forbidden", &message);
-            return Ok(finish(req, response, Some(&caller), &store, now_ms));
-        }
+    if let Some(response) = refuse_access(&state, &req, &caller, session.as_ref()) {
+        return Ok(finish(req, response, Some(&caller), &store, now_ms));
     }
     req.extensions_mut().insert(caller.clone());
     let method = req.method().clone();
@@ -551,6 +502,85 @@ pub async fn authenticate(
         );
     }
     Ok(response)
+}
+
+/// How a failed authentication is answered: audited (a refusal, or the store down), or only
+/// counted (throttled: a flood of refusals is not written row by row to the audit log).
+enum Refusal {
+    Audited(HttpResponse),
+    Counted(HttpResponse),
+}
+
+/// The answer to a failed authentication: 503 when the tokens cannot be read, 429 with
+/// `Retry-After` once `source` has spent its failures, else 401.
+fn refuse_failure(state: &AuthState, source: Option<IpAddr>, failure: AuthFailure) -> Refusal {
+    match failure {
+        AuthFailure::Store(err) => {
+            // As every 5xx: a generic answer and a request id, the driver's text to the log.
+            let request_id = crate::api::request_id();
+            tracing::error!(%request_id, error = %err, "cannot read API tokens");
+            Refusal::Audited(HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "code": "database_unavailable",
+                "message": "the region cannot check tokens now; try again",
+                "request_id": request_id,
+            })))
+        }
+        AuthFailure::Refused(code, message) => {
+            match source.and_then(|ip| state.spend_failure(ip).err()) {
+                Some(retry_after) => {
+                    state.throttled.fetch_add(1, Ordering::Relaxed);
+                    let mut response = refusal(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_failed_authentications",
+                        "too many failed authentications from this address; wait and retry",
+                    );
+                    response.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        header::HeaderValue::from(retry_after.max(1)),
+                    );
+                    Refusal::Counted(response)
+                }
+                None => {
+                    state.failed.fetch_add(1, Ordering::Relaxed);
+                    Refusal::Audited(refusal(StatusCode::UNAUTHORIZED, code, &message))
+                }
+            }
+        }
+    }
+}
+
+/// A 403 for an authenticated caller who may not make this request: a write through a browser
+/// session without the session's CSRF token, or a role below the route's.
+fn refuse_access(
+    state: &AuthState,
+    req: &ServiceRequest,
+    caller: &Caller,
+    session: Option<&Result<crate::ui::SessionAuth, (&'static str, &'static str)>>,
+) -> Option<HttpResponse> {
+    if let Some(Ok(auth)) = session {
+        if is_write(req.method()) && !csrf_matches(req, auth) {
+            state.forbidden.fetch_add(1, Ordering::Relaxed);
+            return Some(refusal(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "a write through a browser session needs the session's X-CSRF-Token header",
+            ));
+        }
+    }
+    let pattern = req.match_pattern();
+    let needed = state.required_role(req.method(), pattern.as_deref())?;
+    if caller.role >= needed {
+        return None;
+    }
+    state.forbidden.fetch_add(1, Ordering::Relaxed);
+    let message = format!(
+        "token {:?} has role {}; {} {} needs {needed}",
+        caller.name,
+        caller.role,
+        req.method(),
+        pattern.as_deref().unwrap_or(req.path())
+    );
+    Some(refusal(StatusCode::FORBIDDEN, "forbidden", &message))
 }
 
 /// Answers a refusal, auditing it when it refused a write.

@@ -83,6 +83,56 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
             redact_url(&config.database_url)
         )
     })?;
+    let (ca, listener) = rpc_listener(&config).await?;
+    let rpc_addr = listener.local_addr();
+    let abuse = osmesh_net::limits::AbuseCounters::default();
+    let settings = region_settings(&config, &ca, &store, &abuse);
+    // The region actor's store calls run on the store's own threads, never on the thread that
+    // serves every cluster link, handshake and heartbeat.
+    let handle = store
+        .on_threads()
+        .context("cannot start the store threads")?;
+    let clock = Clock::anchored_at(wall_clock_ms());
+    let region = RegionActor::new(
+        settings,
+        handle.clone(),
+        clock,
+        StdRng::from_entropy(),
+        Box::new(listener),
+    )
+    .start();
+    let renders = RenderPool::start(RENDER_THREADS, RENDER_QUEUE, RENDER_DEADLINE)
+        .context("cannot start the template render threads")?;
+    let service = RegionService::new(region.clone(), handle)
+        .with_template_runner(TemplateRunner::Pool(renders));
+    let (http_addrs, server) = http_server(&config, &service, &store, &ca)?;
+    let registration = registry::register(
+        store.clone(),
+        region,
+        registry::RegionEntry::new(
+            config.name.clone(),
+            advertised_rpc(&config, &rpc_addr),
+            advertised_http(&config, &http_addrs),
+        ),
+    )?;
+    tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
+    Ok(RunningRegion {
+        rpc_addr,
+        http_addrs,
+        service,
+        store,
+        server,
+        abuse,
+        rpc_ca: ca,
+        registration,
+        sqlite_lock,
+    })
+}
+
+/// The RPC port's CA (loaded, or made on first start) and its TLS 1.3 listener.
+async fn rpc_listener(
+    config: &RegionConfig,
+) -> Result<(std::sync::Arc<rpc_tls::RegionCa>, TlsListener)> {
     let ca = std::sync::Arc::new(
         rpc_tls::RegionCa::load_or_create(&config.rpc_ca)
             .context("cannot load or create the RPC CA")?,
@@ -90,17 +140,26 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
     let listener = TlsListener::bind(&config.rpc_listen, ca.server_config()?, DEFAULT_MAX_FRAME)
         .await
         .with_context(|| format!("cannot listen for clusters on {}", config.rpc_listen))?;
-    let rpc_addr = listener.local_addr();
     tracing::info!(ca_sha256 = %ca.fingerprint(), "RPC port: TLS 1.3, clusters enrolled by this CA");
     if config.secret.is_some() {
         tracing::warn!("shared-secret compatibility mode is on: any holder of the secret may claim any cluster identity not enrolled");
     }
-    let abuse = osmesh_net::limits::AbuseCounters::default();
+    Ok((ca, listener))
+}
+
+/// The region actor's settings: its handshake (certificates, enrollment through `ca`, the
+/// shared secret only in compatibility mode), its peers' bounds and counters.
+fn region_settings(
+    config: &RegionConfig,
+    ca: &std::sync::Arc<rpc_tls::RegionCa>,
+    store: &Store,
+    abuse: &osmesh_net::limits::AbuseCounters,
+) -> RegionSettings {
     let enroller = rpc_tls::RegionEnroller {
         ca: ca.clone(),
         store: store.clone(),
     };
-    let settings = RegionSettings {
+    RegionSettings {
         name: config.name.clone(),
         handshake: HandshakeConfig {
             timeout: HANDSHAKE_TIMEOUT,
@@ -114,27 +173,17 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
             ..PeerConfig::default()
         },
         refresh_interval: config.refresh_interval,
-    };
-    let clock = Clock::anchored_at(wall_clock_ms());
-    // The region actor's store calls run on the store's own threads, never on the thread that
-    // serves every cluster link, handshake and heartbeat.
-    let handle = store
-        .on_threads()
-        .context("cannot start the store threads")?;
-    let region = RegionActor::new(
-        settings,
-        handle.clone(),
-        clock,
-        StdRng::from_entropy(),
-        Box::new(listener),
-    )
-    .start();
-    let registry_store = store.clone();
-    let registry_region = region.clone();
-    let renders = RenderPool::start(RENDER_THREADS, RENDER_QUEUE, RENDER_DEADLINE)
-        .context("cannot start the template render threads")?;
-    let service =
-        RegionService::new(region, handle).with_template_runner(TemplateRunner::Pool(renders));
+    }
+}
+
+/// The HTTP API and the page, bound (HTTPS when given certificate files) and serving; with
+/// the addresses it bound.
+fn http_server(
+    config: &RegionConfig,
+    service: &RegionService,
+    store: &Store,
+    ca: &std::sync::Arc<rpc_tls::RegionCa>,
+) -> Result<(Vec<std::net::SocketAddr>, actix_web::dev::Server)> {
     let data = web::Data::new(service.clone());
     let store_data = web::Data::new(store.clone());
     let rpc_ca = web::Data::new(ca.clone());
@@ -174,28 +223,7 @@ pub async fn start(config: RegionConfig) -> Result<RunningRegion> {
         }
     }
     .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
-    let http_addrs = server.addrs();
-    let registration = registry::register(
-        registry_store,
-        registry_region,
-        registry::RegionEntry::new(
-            config.name.clone(),
-            advertised_rpc(&config, &rpc_addr),
-            advertised_http(&config, &http_addrs),
-        ),
-    )?;
-    tracing::info!(rpc = %rpc_addr, http = ?http_addrs, database = %redact_url(&config.database_url), "region started");
-    Ok(RunningRegion {
-        rpc_addr,
-        http_addrs,
-        service,
-        store,
-        server: server.run(),
-        abuse,
-        rpc_ca: ca,
-        registration,
-        sqlite_lock,
-    })
+    Ok((server.addrs(), server.run()))
 }
 
 /// The RPC addresses clusters are told to dial: the configured ones, else the bound one (an

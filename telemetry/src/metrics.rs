@@ -85,6 +85,13 @@ pub fn render() -> String {
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn describe_all() {
+    describe_rpc();
+    describe_region();
+    describe_http_and_store();
+}
+
+/// The RPC layer's metrics, both sides of a call.
+fn describe_rpc() {
     use name::*;
     describe_counter!(
         RPC_CLIENT_CALLS,
@@ -116,6 +123,11 @@ fn describe_all() {
         HANDSHAKE_FAILURES,
         "RPC handshakes that failed, by reason (timeout, bad_credentials, no_common_version, refused, protocol, transport, too_many_pending)"
     );
+}
+
+/// The region's view of its clusters, and the regions sharing a database.
+fn describe_region() {
+    use name::*;
     describe_histogram!(
         FANOUT_DURATION,
         Unit::Seconds,
@@ -140,6 +152,23 @@ fn describe_all() {
         CLUSTERS_WITHOUT_SNAPSHOT,
         "Known clusters of which the region holds no snapshot"
     );
+    describe_gauge!(
+        REGION_LINKS,
+        "Authenticated links from this cluster to regions (one per live region when several share a database)"
+    );
+    describe_gauge!(
+        REGIONS_UP,
+        "Regions in the registry whose heartbeat is current, this one included (regiond, every 5 s)"
+    );
+    describe_gauge!(
+        REGIONS_DOWN,
+        "Regions in the registry whose heartbeat lapsed (15 s) and whose rows are not yet forgotten (1 h)"
+    );
+}
+
+/// The HTTP API's, the database's and the logger's metrics.
+fn describe_http_and_store() {
+    use name::*;
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by route pattern, method and status"
@@ -157,18 +186,6 @@ fn describe_all() {
         "Database statement latency (each statement Diesel runs)"
     );
     describe_counter!(DB_QUERY_ERRORS, "Database statements that failed");
-    describe_gauge!(
-        REGION_LINKS,
-        "Authenticated links from this cluster to regions (one per live region when several share a database)"
-    );
-    describe_gauge!(
-        REGIONS_UP,
-        "Regions in the registry whose heartbeat is current, this one included (regiond, every 5 s)"
-    );
-    describe_gauge!(
-        REGIONS_DOWN,
-        "Regions in the registry whose heartbeat lapsed (15 s) and whose rows are not yet forgotten (1 h)"
-    );
     describe_counter!(
         LOG_SUPPRESSED,
         "Log events dropped by the per-source rate limit (each drop is summarised in the log)"

@@ -207,31 +207,9 @@ async fn login(
 ) -> HttpResponse {
     let now = now_ms(&service).await;
     let audit = |name: Option<&str>, role: Option<Role>, status: StatusCode| {
-        let client = req
-            .peer_addr()
-            .map_or_else(|| "unknown".into(), |a| a.ip().to_string());
-        let entry = NewAuditEntry {
-            at_ms: now,
-            token_name: name,
-            role: role.map(|r| r.as_str()),
-            method: "POST",
-            route: LOGIN_PATH,
-            object: LOGIN_PATH,
-            status: status.as_u16(),
-            client: &client,
-        };
-        if let Err(err) = store.append_audit(&entry) {
-            tracing::error!(error = %err, "cannot write the audit log");
-        }
+        audit_login(&store, &req, now, name, role, status)
     };
-    // A login form posted from another site (or a sibling subdomain) would log the victim
-    // in as the attacker: browsers say where a request comes from in `Sec-Fetch-Site`; our
-    // own form posts `same-origin`.
-    let cross_site = req
-        .headers()
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v != "same-origin" && v != "none");
+    let cross_site = is_cross_site(&req);
     if cross_site {
         audit(None, None, StatusCode::FORBIDDEN);
         return see_other(&format!("{LOGIN_PAGE}?error=cross_site"));
@@ -284,6 +262,43 @@ async fn login(
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Records a login attempt in the audit log (as the API records its writes).
+fn audit_login(
+    store: &Store,
+    req: &HttpRequest,
+    now: i64,
+    name: Option<&str>,
+    role: Option<Role>,
+    status: StatusCode,
+) {
+    let client = req
+        .peer_addr()
+        .map_or_else(|| "unknown".into(), |a| a.ip().to_string());
+    let entry = NewAuditEntry {
+        at_ms: now,
+        token_name: name,
+        role: role.map(|r| r.as_str()),
+        method: "POST",
+        route: LOGIN_PATH,
+        object: LOGIN_PATH,
+        status: status.as_u16(),
+        client: &client,
+    };
+    if let Err(err) = store.append_audit(&entry) {
+        tracing::error!(error = %err, "cannot write the audit log");
+    }
+}
+
+/// Whether the browser says the request comes from another site. A login form posted from
+/// another site (or a sibling subdomain) would log the victim in as the attacker: browsers
+/// say where a request comes from in `Sec-Fetch-Site`; our own form posts `same-origin`.
+fn is_cross_site(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v != "same-origin" && v != "none")
 }
 
 /// The token of an `application/x-www-form-urlencoded` login body.
