@@ -100,10 +100,8 @@ impl Handler<ForgetCluster> for RegionActor {
     /// otherwise bring the row back).
     fn handle(&mut self, msg: ForgetCluster, _ctx: &mut Self::Context) -> Self::Result {
         let id = msg.cluster.as_str().to_owned();
-        let connected = self.state.connected_links().any(|(c, _)| *c == msg.cluster);
-        let known = match self.state.forget(&msg.cluster) {
-            Ok(known) if !connected => known,
-            _ => return Box::pin(actix::fut::ready(Err(ForgetError::Connected(id)))),
+        let Ok(known) = self.state.forget(&msg.cluster) else {
+            return Box::pin(actix::fut::ready(Err(ForgetError::Connected(id))));
         };
         let cluster = msg.cluster.clone();
         let removed = self.after_store(

@@ -224,6 +224,22 @@ fn cached_no_answer(entry: &ClusterEntry) -> Option<NoAnswerReason> {
     }
 }
 
+/// A cluster known from the store, as the region holds it: disconnected since, at the latest,
+/// the last time it was heard from (its last frame or its last snapshot).
+fn remembered(cluster: KnownCluster) -> (ClusterId, ClusterEntry) {
+    let heard = cluster.snapshot.as_ref().map_or(cluster.last_seen_ms, |s| {
+        s.received_at_ms.max(cluster.last_seen_ms)
+    });
+    let entry = ClusterEntry {
+        name: cluster.name,
+        link: None,
+        snapshot: cluster.snapshot,
+        last_seen_ms: heard,
+        disconnected_since_ms: Some(heard),
+    };
+    (cluster.id, entry)
+}
+
 /// A cluster's answer in the cached view: its snapshot if it counts as answering, else the
 /// snapshot as last known (or nothing) with the reason.
 fn cached_cluster_answer(entry: &ClusterEntry) -> ClusterAnswer {
@@ -276,17 +292,8 @@ impl RegionState {
     pub fn restore(known: impl IntoIterator<Item = KnownCluster>) -> Self {
         let mut state = RegionState::default();
         for cluster in known {
-            let heard = cluster.snapshot.as_ref().map_or(cluster.last_seen_ms, |s| {
-                s.received_at_ms.max(cluster.last_seen_ms)
-            });
-            let entry = ClusterEntry {
-                name: cluster.name,
-                link: None,
-                snapshot: cluster.snapshot,
-                last_seen_ms: heard,
-                disconnected_since_ms: Some(heard),
-            };
-            state.clusters.insert(cluster.id, entry);
+            let (id, entry) = remembered(cluster);
+            state.clusters.insert(id, entry);
         }
         state
     }
@@ -298,8 +305,8 @@ impl RegionState {
         if self.clusters.contains_key(&cluster.id) {
             return false;
         }
-        let restored = RegionState::restore([cluster]);
-        self.clusters.extend(restored.clusters);
+        let (id, entry) = remembered(cluster);
+        self.clusters.insert(id, entry);
         self.cached_view = None;
         true
     }
