@@ -531,6 +531,48 @@ fn the_page_in_a_real_browser() {
     browser.screenshot("audit");
     check_accessible(&browser, "audit");
 
+    // The clusters view's admin actions: enroll a new cluster (its token shown once), revoke
+    // a connected one (cut off at once), remove a disconnected one.
+    browser.click("#nav a[data-view=clusters]");
+    browser.wait(
+        "the enroll form",
+        "return !!document.getElementById('enroll-form')",
+    );
+    browser.type_into("#enroll-name", "cluster-new");
+    browser.click("#enroll-form button[type=submit]");
+    browser.wait(
+        "the enrollment token",
+        "const t = document.getElementById('enroll-token'); return !!t && t.value.startsWith('osmj1.')",
+    );
+    check_accessible(&browser, "clusters-enrolled");
+    browser.script("window.confirm = () => true; return true");
+    let b = id_of("cluster-b");
+    browser.click(&format!(
+        "#clusters tr[data-cluster=\"{b}\"] button[aria-label=\"Revoke {b}\"]"
+    ));
+    site.wait_for("cluster-b cut off", Duration::from_secs(30), || {
+        get(&site.api(), "/api/v1/clusters").is_ok_and(|list| {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["id"] == json!(b) && c["connected"] == json!(false))
+        })
+    });
+    let a = id_of("cluster-a");
+    clusters[0].kill();
+    browser.wait(
+        "cluster-a disconnected, so it can be removed",
+        &format!("const r = document.querySelector('#clusters tr[data-cluster=\"{a}\"] button[aria-label=\"Remove {a}\"]'); return !!r && !r.disabled"),
+    );
+    browser.click(&format!(
+        "#clusters tr[data-cluster=\"{a}\"] button[aria-label=\"Remove {a}\"]"
+    ));
+    browser.wait(
+        "cluster-a's row gone",
+        &format!("return !document.querySelector('#clusters tr[data-cluster=\"{a}\"]')"),
+    );
+    assert!(!reported_clusters(&site.api()).contains(&a));
+
     let console = browser.console();
     let errors: Vec<&Value> = console
         .iter()

@@ -18,9 +18,10 @@ fn regiond(site: &Site, secret: &std::path::Path, database_url: &str) -> (bool, 
         ])
         .arg("--secret-file")
         .arg(secret)
+        .arg("--state-dir")
+        .arg(site.path("region-state"))
         .output()
         .expect("run regiond");
-    let _ = site;
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -153,4 +154,34 @@ fn login_saves_a_private_token_and_secrets_are_never_taken_from_argv() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("403 forbidden"), "{stderr}");
     assert!(!stderr.contains(key));
+}
+
+#[test]
+fn regiond_on_postgresql_without_a_state_directory_refuses_to_start_and_writes_no_key() {
+    let site = Site::new();
+    let cwd = site.path("cwd");
+    std::fs::create_dir_all(&cwd).expect("cwd");
+    // The refusal comes before the database is opened, so no server is needed.
+    let out = common::output_within(
+        Command::new(env!("CARGO_BIN_EXE_regiond"))
+            .current_dir(&cwd)
+            .args(["--database-url", "postgres://osmesh@127.0.0.1:1/region"])
+            .args([
+                "--rpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--secret-file")
+            .arg(&site.secret_file),
+        std::time::Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--state-dir"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&cwd).expect("cwd").collect();
+    assert!(
+        left.is_empty(),
+        "regiond wrote into its working directory: {left:?}"
+    );
 }

@@ -263,3 +263,26 @@ fn remove_deletes_a_disconnected_cluster_and_refuses_a_connected_one() {
     let (status, _) = send_status(&site.api(), "DELETE", "/api/v1/clusters/cluster-a");
     assert_eq!(status, 404);
 }
+
+#[test]
+fn enrollment_keeps_trying_while_the_region_is_unreachable() {
+    let site = Site::new();
+    let mut region = site.start_region_enrolled_only();
+    let token = enroll(&site, "cluster-a");
+    region.kill();
+    // Installed before its region is back: it waits and retries rather than exiting.
+    let mut a = site.start_enrolled_cluster("cluster-a", 0, Some(&token));
+    site.wait_for("a second enrollment retry to be logged", WAIT, || {
+        a.log_text().matches("retrying in").count() >= 2
+    });
+    assert!(
+        a.child.try_wait().expect("status").is_none(),
+        "{}",
+        a.log_text()
+    );
+    assert!(!a.log_text().contains(token.split('.').nth(2).unwrap()));
+    let _region = site.start_region_enrolled_only();
+    site.wait_for("cluster-a to enroll and report", WAIT, || {
+        reported_clusters(&site.api()) == ["cluster-a"]
+    });
+}

@@ -6,14 +6,16 @@
 //! `region-ca.pem` (the region's CA, checked against the token's pin before it is saved).
 
 use anyhow::{bail, ensure, Context, Result};
-use osmesh_net::handshake::{dial_enroll, HandshakeConfig, Secret};
+use osmesh_net::backoff::Backoff;
+use osmesh_net::handshake::{dial_enroll, HandshakeConfig, HandshakeError, Secret};
 use osmesh_net::tls::{cluster_client_config, credential_of, RegionTrust, TlsDialer};
-use osmesh_net::{Dialer, DEFAULT_MAX_FRAME};
+use osmesh_net::{Dialer, NetError, DEFAULT_MAX_FRAME};
 use rand::RngCore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The prefix (and version) of an enrollment token: `osmj1.<ca sha256 hex>.<secret hex>`.
 pub const TOKEN_PREFIX: &str = "osmj1";
@@ -94,30 +96,62 @@ pub async fn enroll(
     let tls = cluster_client_config(RegionTrust::PinnedCa(token.ca_sha256), None)?;
     let dialer = TlsDialer::new(tls, DEFAULT_MAX_FRAME);
     let handshake = HandshakeConfig::certificates(identity);
-    let mut last = None;
-    for region in regions {
-        let mut nonce = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let attempt = async {
-            let conn = dialer.dial(region).await?;
-            anyhow::Ok(
-                dial_enroll(conn, &handshake, nonce, &token.secret, csr.der().to_vec()).await?,
-            )
-        };
-        match attempt.await {
-            Ok(issued) => {
-                check_issued(identity, token, &issued)?;
-                save(files, &key.serialize_pem(), &issued.certificate, &issued.ca)?;
-                tracing::info!(cluster = %identity, %region, "enrolled: certificate saved");
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::warn!(%region, "enrollment failed: {e:#}");
-                last = Some(e.context(format!("enrolling with the region at {region}")));
+    let mut backoff = Backoff::new(ENROLL_RETRY_BASE, ENROLL_RETRY_CAP);
+    loop {
+        let mut unreachable = None;
+        for region in regions {
+            let mut nonce = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut nonce);
+            let attempt = async {
+                let conn = dialer.dial(region).await?;
+                dial_enroll(conn, &handshake, nonce, &token.secret, csr.der().to_vec()).await
+            };
+            match attempt.await {
+                Ok(issued) => {
+                    check_issued(identity, token, &issued)?;
+                    save(files, &key.serialize_pem(), &issued.certificate, &issued.ca)?;
+                    tracing::info!(cluster = %identity, %region, "enrolled: certificate saved");
+                    return Ok(());
+                }
+                Err(e) if is_unreachable(&e) => unreachable = Some((region, e)),
+                // The region answered: a refused token, a CA that is not the pinned one. The
+                // regions share one database, so no other region would say otherwise.
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("enrollment refused by the region at {region}")))
+                }
             }
         }
+        let Some((region, e)) = unreachable else {
+            bail!("no region address to enroll with");
+        };
+        let delay = backoff.next_delay(&mut rand::rngs::OsRng);
+        tracing::warn!(
+            %region,
+            attempt = backoff.attempt,
+            "no region reachable to enroll with; retrying in {delay:.1?}: {e}"
+        );
+        tokio::time::sleep(delay).await;
     }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no region address to enroll with")))
+}
+
+/// First and largest wait between enrollment rounds while no region can be reached (a
+/// cluster installed before its region is up keeps trying; the token expires in 24 h).
+const ENROLL_RETRY_BASE: Duration = Duration::from_secs(1);
+const ENROLL_RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// Whether an enrollment attempt failed before any region could answer it: nothing
+/// listening, a dropped or timed-out connection. A TLS failure (the region's CA is not the
+/// one the token pins; rustls reports it as `InvalidData`) or any refusal is final.
+fn is_unreachable(e: &HandshakeError) -> bool {
+    match e {
+        HandshakeError::Timeout(_) | HandshakeError::Net(NetError::Closed) => true,
+        HandshakeError::Net(NetError::Io(io)) => !matches!(
+            io.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+        ),
+        _ => false,
+    }
 }
 
 /// The issued CA is the pinned one, and the certificate names us.

@@ -201,8 +201,33 @@ function cell(ctx, release, part) {
 
 // ---- clusters --------------------------------------------------------------------------------
 
+// An admin enrolls a cluster by name: the one-time token is shown here once (only its hash is
+// kept), to be handed to the cluster's `clusterd --enroll-token-file`.
+function enrollForm(ctx) {
+  const { h, api, when } = ctx;
+  const name = h('input', { id: 'enroll-name', name: 'name', required: true, autocomplete: 'off', spellcheck: 'false',
+    'aria-describedby': 'enroll-name-help' });
+  const result = h('div', { id: 'enroll-result', 'aria-live': 'polite' });
+  return h('form', { class: 'inline', id: 'enroll-form', 'aria-labelledby': 'enroll-title',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const issued = await api('POST', `/api/v1/clusters/${encodeURIComponent(name.value)}/enroll`);
+        const token = h('input', { id: 'enroll-token', readonly: true, value: issued.token, spellcheck: 'false',
+          'aria-label': `Enrollment token for ${issued.cluster}`, onfocus: (ev) => ev.target.select() });
+        result.replaceChildren(h('p', { class: 'ok' },
+          `Token for ${issued.cluster}: one use, valid until ${when(issued.expires_at_ms)}. Shown once; `,
+          'give it to the cluster with clusterd --enroll-token-file.'), token);
+        name.value = '';
+      } catch (err) { result.replaceChildren(problem(h, err)); }
+    } },
+  h('h2', { id: 'enroll-title' }, 'Enroll a cluster'),
+  field(h, 'enroll-name', 'Cluster name', name, 'Lower-case letters, digits, ".", "_" and "-", up to 64.'),
+  h('button', { type: 'submit' }, 'Enroll'), result);
+}
+
 async function clusters(ctx) {
-  const { h, api, age, when, can } = ctx;
+  const { h, api, age, when, can, toast } = ctx;
   const st = ui.clusters;
   const el = h('section', {});
   const body = h('div', {});
@@ -210,9 +235,7 @@ async function clusters(ctx) {
   const filter = h('input', { id: 'clusters-filter', type: 'search', value: st.filter,
     oninput: (e) => { st.filter = e.target.value; st.page = 0; draw(); } });
   el.append(h('h1', {}, 'Clusters'), h('div', { class: 'controls' }, field(h, 'clusters-filter', 'Filter', filter), pagerSlot), body);
-  if (can('admin')) {
-    el.append(h('p', { class: 'help' }, 'Enrollment and revocation of clusters arrive with per-cluster credentials (issue #13); until then a cluster joins with the shared secret.'));
-  }
+  if (can('admin')) el.append(enrollForm(ctx));
   let list = [];
   let parts = new Map();
   function draw() {
@@ -227,11 +250,30 @@ async function clusters(ctx) {
         h('td', {}, when(c.last_seen_ms)),
         h('td', {}, c.snapshot_age_ms === null ? 'no snapshot' : age(c.snapshot_age_ms)),
         h('td', {}, String(c.image_count)),
-        h('td', {}, reason(part.no_answer) || '—'));
+        h('td', {}, reason(part.no_answer) || '—'),
+        can('admin') ? h('td', { class: 'actions' }, clusterActions(c)) : null);
     });
+    const headings = ['Name', 'ID', 'State', 'Last heard', 'Snapshot age', 'Images', 'Last error'];
+    if (can('admin')) headings.push('Actions');
     body.replaceChildren(h('table', { id: 'clusters' },
-      h('thead', {}, h('tr', {}, ['Name', 'ID', 'State', 'Last heard', 'Snapshot age', 'Images', 'Last error'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('thead', {}, h('tr', {}, headings.map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows)));
+  }
+  // Revoke cuts a cluster off at once (it must be enrolled again); remove forgets a
+  // disconnected one and its snapshot. Both ask first: neither can be undone from here.
+  function clusterActions(c) {
+    const act = (what, method, path, done) => async () => {
+      if (!window.confirm(`${what} cluster ${c.name} (${c.id})?`)) return;
+      try { await api(method, path); toast(done); await refresh(); } catch (err) { toast(err.message); }
+    };
+    const id = encodeURIComponent(c.id);
+    return [
+      h('button', { type: 'button', class: 'secondary', 'aria-label': `Revoke ${c.id}`,
+        onclick: act('Revoke', 'POST', `/api/v1/clusters/${id}/revoke`, `Revoked ${c.id}`) }, 'Revoke'),
+      h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove ${c.id}`, disabled: c.connected,
+        title: c.connected ? 'Only a disconnected cluster can be removed' : '',
+        onclick: act('Remove', 'DELETE', `/api/v1/clusters/${id}`, `Removed ${c.id}`) }, 'Remove'),
+    ];
   }
   async function refresh() {
     const [cs, answer] = await Promise.all([api('GET', '/api/v1/clusters'), api('GET', '/api/v1/osystems')]);

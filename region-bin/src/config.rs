@@ -192,13 +192,12 @@ impl RegionConfig {
             .database_url
             .or(file.database_url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        let state_dir = args
-            .state_dir
-            .or(file.state_dir)
-            .unwrap_or_else(|| default_state_dir(&database_url));
         let rpc_ca = match (args.rpc_ca_cert, args.rpc_ca_key) {
             (Some(cert), Some(key)) => CaFiles { cert, key },
-            _ => CaFiles::in_dir(&state_dir),
+            _ => CaFiles::in_dir(&state_dir(
+                args.state_dir.or(file.state_dir),
+                &database_url,
+            )?),
         };
         Ok(RegionConfig {
             name: args.name.or(file.name).unwrap_or_else(|| "region".into()),
@@ -233,17 +232,66 @@ impl RegionConfig {
     }
 }
 
-/// The SQLite database's directory (where the region keeps its state already), else `.`.
-fn default_state_dir(database_url: &str) -> PathBuf {
-    database_url
-        .strip_prefix("sqlite://")
-        .and_then(|path| Path::new(path).parent())
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+/// Where the region keeps its RPC CA: the directory given, else the SQLite database's own
+/// directory (where the region keeps its state already). With PostgreSQL there is no such
+/// directory, and guessing one (the working directory) would scatter a private key wherever
+/// regiond happened to start, so it must be named.
+fn state_dir(given: Option<PathBuf>, database_url: &str) -> Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir);
+    }
+    match database_url.strip_prefix("sqlite://") {
+        Some(path) => Ok(Path::new(path)
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)),
+        None => anyhow::bail!(
+            "with a PostgreSQL database regiond needs a state directory for its RPC CA: \
+             give --state-dir DIR (or OSMESH_STATE_DIR, or state_dir in the config file), \
+             or --rpc-ca-cert and --rpc-ca-key; every region sharing the database needs the same CA"
+        ),
+    }
 }
 
 pub fn load_file_config(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_directory_is_the_one_given_else_the_sqlite_files_own() {
+        let given = Some(PathBuf::from("/var/lib/osmesh-region"));
+        assert_eq!(
+            state_dir(given.clone(), "postgres://db/osmesh").unwrap(),
+            PathBuf::from("/var/lib/osmesh-region")
+        );
+        assert_eq!(
+            state_dir(given, "sqlite:///srv/a/region.db").unwrap(),
+            PathBuf::from("/var/lib/osmesh-region")
+        );
+        assert_eq!(
+            state_dir(None, "sqlite:///srv/a/region.db").unwrap(),
+            PathBuf::from("/srv/a")
+        );
+        assert_eq!(
+            state_dir(None, "sqlite://region.db").unwrap(),
+            PathBuf::from(".")
+        );
+    }
+
+    #[test]
+    fn postgresql_without_a_state_directory_is_refused_by_name() {
+        let err = state_dir(None, "postgres://postgres@127.0.0.1/test")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--state-dir") && err.contains("--rpc-ca-cert"),
+            "{err}"
+        );
+    }
 }

@@ -44,7 +44,9 @@ fn decode_snapshot(id: &str, json: &str) -> Result<ClusterSnapshot, DbError> {
 
 impl Store {
     /// Records that cluster `id` (called `name`) is connected now: creates it, or updates
-    /// its name and last-seen time, keeping its first-seen time.
+    /// its name and last-seen time, keeping its first-seen time. Last-seen only moves
+    /// forward: regions sharing a database write it from their own queues, so an older
+    /// time may arrive after a newer one.
     pub fn upsert_cluster_seen(
         &self,
         id: &ClusterId,
@@ -52,10 +54,23 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), DbError> {
         let conn = &mut *self.conn()?;
-        let touch = |conn: &mut _| {
+        let touch = |conn: &mut _| -> Result<usize, diesel::result::Error> {
+            // A removed cluster registering again is seen for the first time again.
+            diesel::update(clusters::table.find(&id.0).filter(clusters::removed))
+                .set((
+                    clusters::removed.eq(false),
+                    clusters::first_seen_ms.eq(now_ms),
+                    clusters::last_seen_ms.eq(now_ms),
+                ))
+                .execute(conn)?;
+            let found = diesel::update(clusters::table.find(&id.0))
+                .set(clusters::name.eq(name))
+                .execute(conn)?;
             diesel::update(clusters::table.find(&id.0))
-                .set((clusters::name.eq(name), clusters::last_seen_ms.eq(now_ms)))
-                .execute(conn)
+                .filter(clusters::last_seen_ms.lt(now_ms))
+                .set(clusters::last_seen_ms.eq(now_ms))
+                .execute(conn)?;
+            Ok(found)
         };
         if touch(conn)? == 1 {
             return Ok(());
@@ -91,12 +106,16 @@ impl Store {
     ) -> Result<(), DbError> {
         let json = serde_json::to_string(snapshot).map_err(|e| DbError::Invalid(e.to_string()))?;
         let conn = &mut *self.conn()?;
-        let updated = diesel::update(clusters::table.find(&id.0))
-            .set((
-                clusters::last_snapshot.eq(json),
-                clusters::snapshot_at_ms.eq(now_ms),
-            ))
-            .execute(conn)?;
+        let updated = diesel::update(
+            clusters::table
+                .find(&id.0)
+                .filter(clusters::removed.eq(false)),
+        )
+        .set((
+            clusters::last_snapshot.eq(json),
+            clusters::snapshot_at_ms.eq(now_ms),
+        ))
+        .execute(conn)?;
         if updated == 0 {
             return Err(DbError::NotFound {
                 what: "cluster",
@@ -106,10 +125,11 @@ impl Store {
         Ok(())
     }
 
-    /// Every cluster ever seen, sorted by id.
+    /// Every cluster ever seen and not removed, sorted by id.
     pub fn list_clusters(&self) -> Result<Vec<ClusterRecord>, DbError> {
         let conn = &mut *self.conn()?;
         clusters::table
+            .filter(clusters::removed.eq(false))
             .order(clusters::id)
             .select(ClusterRow::as_select())
             .load(conn)?
@@ -118,11 +138,12 @@ impl Store {
             .collect()
     }
 
-    /// One cluster, or `None` if never seen.
+    /// One cluster, or `None` if never seen (or removed).
     pub fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, DbError> {
         let conn = &mut *self.conn()?;
         clusters::table
             .find(&id.0)
+            .filter(clusters::removed.eq(false))
             .select(ClusterRow::as_select())
             .first(conn)
             .optional()?

@@ -131,6 +131,7 @@ impl Store {
         write_transaction(conn, |conn| {
             let seen = clusters::table
                 .find(id.as_str())
+                .filter(clusters::removed.eq(false))
                 .count()
                 .get_result::<i64>(conn)?
                 > 0;
@@ -156,12 +157,25 @@ impl Store {
         })
     }
 
-    /// Deletes `id` and its snapshot, and its enrollment (so its certificate admits nothing).
-    /// Returns whether there was anything to delete. The caller checks it is disconnected.
+    /// Removes `id`: hides it from every list, drops its snapshot, and deletes its enrollment
+    /// (so its certificate admits nothing). The row itself stays, marked removed, because
+    /// history refers to it (license keys it validated, preseed versions it shipped, nodes
+    /// enlisted on it). Returns whether there was anything to remove. The caller checks it is
+    /// disconnected.
     pub fn remove_cluster(&self, id: &ClusterId) -> Result<bool, DbError> {
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
-            let clusters = diesel::delete(clusters::table.find(id.as_str())).execute(conn)?;
+            let clusters = diesel::update(
+                clusters::table
+                    .find(id.as_str())
+                    .filter(clusters::removed.eq(false)),
+            )
+            .set((
+                clusters::removed.eq(true),
+                clusters::last_snapshot.eq(None::<String>),
+                clusters::snapshot_at_ms.eq(None::<i64>),
+            ))
+            .execute(conn)?;
             let enrollments =
                 diesel::delete(cluster_enrollments::table.find(id.as_str())).execute(conn)?;
             Ok(clusters + enrollments > 0)

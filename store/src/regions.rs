@@ -158,6 +158,7 @@ impl Store {
     pub fn list_cluster_ids(&self) -> Result<Vec<ClusterId>, DbError> {
         let conn = &mut *self.conn()?;
         Ok(clusters::table
+            .filter(clusters::removed.eq(false))
             .select(clusters::id)
             .order(clusters::id)
             .load::<String>(conn)?

@@ -9,6 +9,7 @@ diesel::table! {
         last_seen_ms -> BigInt,
         last_snapshot -> Nullable<Text>,
         snapshot_at_ms -> Nullable<BigInt>,
+        removed -> Bool,
     }
 }
 

@@ -234,6 +234,13 @@ fn cluster_upsert_keeps_first_seen_and_updates_name_and_last_seen() {
         );
         assert_eq!(b.snapshot, None);
         assert_eq!(store.get_cluster(&cid("zz")).unwrap(), None);
+        // Two regions write last-seen from their own queues: an older time arriving later
+        // does not move it back, and the name still follows the latest writer.
+        store
+            .upsert_cluster_seen(&cid("b"), "bee late", 25)
+            .unwrap();
+        let b = store.get_cluster(&cid("b")).unwrap().expect("b");
+        assert_eq!((b.name.as_str(), b.last_seen_ms), ("bee late", 30));
     });
 }
 
@@ -1119,5 +1126,34 @@ fn history_is_read_a_page_at_a_time() {
             store.history_page("missing", None, 2),
             Err(DbError::NotFound { .. })
         ));
+    });
+}
+
+#[test]
+fn removing_a_cluster_that_history_names_hides_it_and_keeps_the_history() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        store
+            .insert_license_key(
+                &key("windows", "win2022", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", &c1),
+                100,
+            )
+            .unwrap();
+        store.create_node(&node("n1", "amd64", "c1"), 100).unwrap();
+        store.save_snapshot(&c1, &snapshot(), 100).unwrap();
+        // The key and the node refer to c1: removal must not trip over them.
+        assert!(store.remove_cluster(&c1).unwrap());
+        assert_eq!(store.get_cluster(&c1).unwrap(), None);
+        assert!(store.list_clusters().unwrap().iter().all(|c| c.id != c1));
+        assert!(store.list_cluster_ids().unwrap().iter().all(|c| *c != c1));
+        assert!(!store.remove_cluster(&c1).unwrap(), "already removed");
+        assert!(store.save_snapshot(&c1, &snapshot(), 110).is_err());
+        let keys = store.list_license_keys().unwrap();
+        assert_eq!(keys[0].validated_by, c1, "history still names it");
+        // The same id registering again is a new cluster: first seen now, no snapshot.
+        store.upsert_cluster_seen(&c1, "back", 200).unwrap();
+        let back = store.get_cluster(&c1).unwrap().expect("back");
+        assert_eq!((back.first_seen_ms, back.last_seen_ms), (200, 200));
+        assert_eq!(back.snapshot, None);
     });
 }
