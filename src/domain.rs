@@ -6,7 +6,8 @@ use clap::Subcommand;
 use osmesh_api::license::{LicenseKeyRequest, LicenseKeyUpdate, LicenseKeyView};
 use osmesh_api::nodes::{AllocateRequest, EnlistRequest, NodeView};
 use osmesh_api::preseeds::{
-    PreseedEdit, PreseedVersionView, PreseedView, RenderedPreseed, ResolveRequest,
+    ClusterTemplateView, PreseedEdit, PreseedVersionView, PreseedView, RenderedPreseed,
+    ResolveRequest,
 };
 use osmesh_api::settings::OsSettings;
 use serde_json::{json, Value};
@@ -119,6 +120,24 @@ pub enum PreseedsCommand {
         name: String,
         #[arg(long)]
         version: i32,
+    },
+    /// Template names clusters shipped that wait for an admin's approval before they serve
+    /// any node (`--all`: every cluster template, with its state).
+    Pending {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Let what a cluster ships as NAME serve that cluster's own nodes.
+    Approve {
+        name: String,
+        #[arg(long)]
+        cluster: String,
+    },
+    /// Stop what a cluster ships as NAME from serving any node.
+    Refuse {
+        name: String,
+        #[arg(long)]
+        cluster: String,
     },
 }
 
@@ -335,6 +354,9 @@ fn nodes_table(mut rows: Vec<NodeView>) -> String {
 pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
     let path = "/api/v1/preseeds";
     let (list, raw): (Vec<PreseedView>, Value) = match command {
+        PreseedsCommand::Pending { .. }
+        | PreseedsCommand::Approve { .. }
+        | PreseedsCommand::Refuse { .. } => return cluster_templates(api, command),
         PreseedsCommand::List => call_typed(api, "GET", path, None)?,
         PreseedsCommand::History { name } => {
             let (history, raw): (Vec<PreseedVersionView>, Value) =
@@ -401,6 +423,53 @@ pub fn preseeds(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
     }
     print!("{}", table.render());
     Ok(())
+}
+
+/// `preseeds pending`, `approve` and `refuse`: each cluster's templates and an admin's word.
+fn cluster_templates(api: &ApiArgs, command: PreseedsCommand) -> Result<()> {
+    let path = "/api/v1/cluster-templates";
+    let decide = |name: String, cluster: String, verb: &str| {
+        let path = format!("{path}/{}/{}/{verb}", seg(&cluster), seg(&name));
+        call_typed::<ClusterTemplateView>(api, "POST", &path, None).map(one)
+    };
+    let (list, raw): (Vec<ClusterTemplateView>, Value) = match command {
+        PreseedsCommand::Pending { all } => {
+            let (list, raw): (Vec<ClusterTemplateView>, Value) =
+                call_typed(api, "GET", path, None)?;
+            if api.json {
+                return print_json(&raw);
+            }
+            let list = list
+                .into_iter()
+                .filter(|t| all || t.state == "pending")
+                .collect();
+            (list, Value::Null)
+        }
+        PreseedsCommand::Approve { name, cluster } => decide(name, cluster, "approve")?,
+        PreseedsCommand::Refuse { name, cluster } => decide(name, cluster, "refuse")?,
+        _ => unreachable!("only cluster template commands come here"),
+    };
+    if api.json {
+        return print_json(&raw);
+    }
+    print!("{}", cluster_templates_table(list));
+    Ok(())
+}
+
+fn cluster_templates_table(mut list: Vec<ClusterTemplateView>) -> String {
+    list.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
+    let mut table = Table::new(["CLUSTER", "NAME", "STATE", "VERSION", "FIRST SEEN", "ERROR"]);
+    for t in list {
+        table.row(vec![
+            t.cluster.to_string(),
+            t.name,
+            t.state,
+            t.version.map_or("-".into(), |v| v.to_string()),
+            format_utc(t.first_seen_ms),
+            t.error.unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table.render()
 }
 
 fn history_table(mut history: Vec<PreseedVersionView>) -> String {

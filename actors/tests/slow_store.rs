@@ -10,9 +10,10 @@
 use osmesh_actors::clock::Clock;
 use osmesh_actors::region::{CachedOsystems, ListClusters, RegionActor, RegionSettings};
 use osmesh_actors::store::{
-    AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, EnrollmentRecord,
-    LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, PreseedOutcome, PreseedRecord,
-    PreseedVersion, RegionRecord, RegionStore, SettingKey, StoreError, StoreHandle,
+    AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, ClusterTemplateRecord,
+    EnrollmentRecord, LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, PreseedOutcome,
+    PreseedRecord, PreseedVersion, RegionRecord, RegionStore, SettingKey, StoreError, StoreHandle,
+    TemplateState,
 };
 use osmesh_core::ClusterId;
 use osmesh_net::handshake::{dial_handshake, HandshakeConfig, Secret};
@@ -213,6 +214,18 @@ impl RegionStore for SlowStore {
     }
     fn history(&self, name: &str) -> Result<Vec<PreseedVersion>, StoreError> {
         RegionStore::history(&self.inner, name)
+    }
+    fn list_cluster_templates(&self) -> Result<Vec<ClusterTemplateRecord>, StoreError> {
+        RegionStore::list_cluster_templates(&self.inner)
+    }
+    fn decide_cluster_template(
+        &self,
+        cluster: &ClusterId,
+        name: &str,
+        state: TemplateState,
+        now: i64,
+    ) -> Result<ClusterTemplateRecord, StoreError> {
+        RegionStore::decide_cluster_template(&self.inner, cluster, name, state, now)
     }
 }
 

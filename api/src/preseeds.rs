@@ -74,3 +74,22 @@ pub struct RenderedPreseed {
 pub struct ResolveRequest {
     pub version: i32,
 }
+
+/// A template name as one cluster ships it. It serves only that cluster's nodes, and only
+/// once `approved`; a name a cluster ships for the first time is `pending` until an admin
+/// approves or refuses it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterTemplateView {
+    pub cluster: ClusterId,
+    pub name: String,
+    /// `pending`, `approved` or `refused`.
+    pub state: String,
+    /// The newest version (of the name's history) holding what the cluster ships that
+    /// parsed and trial-rendered on arrival; `None` while nothing it shipped did.
+    pub version: Option<i32>,
+    /// Why the cluster's newest report of the name failed the arrival check (bounded).
+    pub error: Option<String>,
+    pub first_seen_ms: i64,
+    pub updated_at_ms: i64,
+}

@@ -552,6 +552,35 @@ function diffView(h, a, b) {
     diffLines(a, b).map(([k, line]) => h('span', { class: cls[k] }, `${k} ${line}`)));
 }
 
+// Each cluster's templates: a name a cluster ships for the first time serves no node until an
+// admin approves it, and then only that cluster's nodes.
+async function clusterTemplates(ctx) {
+  const { h, api, when, can, toast } = ctx;
+  const rows = await api('GET', '/api/v1/cluster-templates');
+  const pending = rows.filter((t) => t.state === 'pending').length;
+  const decide = (t, verb) => async () => {
+    try {
+      await api('POST', `/api/v1/cluster-templates/${encodeURIComponent(t.cluster)}/${encodeURIComponent(t.name)}/${verb}`);
+      toast(`${t.cluster}/${t.name}: ${verb === 'approve' ? 'approved' : 'refused'}`);
+      location.reload();
+    } catch (err) { toast(err.message); }
+  };
+  const buttons = (t) => (can('admin') ? [
+    t.state !== 'approved' ? h('button', { type: 'button', class: 'approve', onclick: decide(t, 'approve') }, 'Approve') : null,
+    t.state !== 'refused' ? h('button', { type: 'button', class: 'refuse', onclick: decide(t, 'refuse') }, 'Refuse') : null,
+  ] : []);
+  return h('div', { id: 'cluster-templates' },
+    h('h2', {}, `Cluster templates (${pending} pending)`),
+    h('p', { class: 'help' }, 'A cluster\'s template serves only that cluster\'s nodes, once an admin approved the name; an operator\'s version serves every node.'),
+    h('table', {},
+      h('thead', {}, h('tr', {}, ['Cluster', 'Template', 'State', 'Version', 'First seen', 'Error', ''].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows.map((t) => h('tr', { class: t.state },
+        h('td', {}, t.cluster), h('th', { scope: 'row' }, t.name),
+        h('td', {}, h('span', { class: `badge ${t.state}` }, t.state)),
+        h('td', {}, t.version ? `v${t.version}` : '-'), h('td', {}, when(t.first_seen_ms)),
+        h('td', {}, t.error || ''), h('td', {}, buttons(t)))))));
+}
+
 async function preseeds(ctx) {
   const { h, api, when, can, toast } = ctx;
   const el = h('section', {});
@@ -567,6 +596,7 @@ async function preseeds(ctx) {
         h('td', {}, p.current.origin_cluster ? `${p.current.origin} (${p.current.origin_cluster})` : p.current.origin),
         h('td', {}, p.current.osystem || 'any'), h('td', {}, when(p.updated_at_ms)),
         h('td', {}, p.in_conflict ? h('span', { class: 'badge conflict' }, 'conflict') : ''))))),
+    await clusterTemplates(ctx),
     detail);
   if (selected) {
     const record = list.find((p) => p.name === selected);

@@ -673,6 +673,21 @@ async fn preseed_renders_the_most_specific_template_with_cluster_data() {
     );
 
     send(&app, allocate("windows", "win2019", "amd64")).await;
+    // alpha's templates are new names: they wait for an admin before serving any node.
+    let (status, body) = send(&app, preseed(&win["id"], "windows")).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("no_preseed_template")),
+        "{body}"
+    );
+    for name in ["generic", "windows"] {
+        let path = format!("/api/v1/cluster-templates/alpha/{name}/approve");
+        let (status, body) = send(&app, post(&path, Value::Null)).await;
+        assert_eq!(
+            (status, &body["state"]),
+            (StatusCode::OK, &json!("approved"))
+        );
+    }
     let (status, body) = send(&app, preseed(&win["id"], "windows")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["template"], "windows");
@@ -878,4 +893,133 @@ async fn keys_for_releases_that_need_none_are_refused_and_holders_validate() {
     assert_eq!(body["validated_by"], "alpha");
     let (_, list) = send(&app, get("/api/v1/license-keys")).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
+
+/// `alpha` (standard) and `evil`, a cluster that ships a template more specific than any
+/// other for ubuntu nodes, one for an invented preseed type, and a broken `generic`.
+fn evil_cluster() -> ClusterSpec {
+    ClusterSpec {
+        id: "evil",
+        images: vec![image("ubuntu", "amd64", "jammy", NETBOOT)],
+        declared: "",
+        templates: vec![
+            template("curtin_ubuntu", "late_commands: evil on {{ hostname }}\n"),
+            template("zzz_ubuntu", "evil zzz on {{ hostname }}\n"),
+            template("generic", "broken {% if %}\n"),
+        ],
+    }
+}
+
+/// Issue 13's attack: a rogue cluster's templates never serve another cluster's nodes, and
+/// serve its own only once an admin approved them; a broken one is refused on arrival.
+#[actix_rt::test]
+async fn a_clusters_templates_serve_only_its_own_nodes_and_only_once_approved() {
+    let db = TestDb::sqlite();
+    let mut clusters = standard_clusters();
+    clusters.truncate(1);
+    clusters.push(evil_cluster());
+    let mesh = Mesh::start(&db.url, &clusters).await;
+    let app = app!(mesh);
+    let defaults = json!({"default_osystem": "ubuntu", "default_distro_series": "jammy"});
+    assert_eq!(
+        send(&app, put("/api/v1/settings", defaults)).await.0,
+        StatusCode::OK
+    );
+    let (_, ubu) = send(&app, enlist("u1", "alpha", "amd64")).await;
+    let (_, own) = send(&app, enlist("e1", "evil", "amd64")).await;
+    let render = |id: &Value, kind: &str| get(&format!("/api/v1/nodes/{id}/preseed?type={kind}"));
+
+    let (status, list) = send(&app, get("/api/v1/cluster-templates")).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["cluster"], r["name"], r["state"], r["version"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            r#""alpha" "generic" "pending" 1"#,
+            r#""alpha" "windows" "pending" 1"#,
+            r#""evil" "curtin_ubuntu" "pending" 1"#,
+            r#""evil" "generic" "pending" null"#,
+            r#""evil" "zzz_ubuntu" "pending" 1"#,
+        ]
+    );
+    assert!(
+        list[3]["error"].as_str().unwrap().contains("syntax error"),
+        "{list}"
+    );
+    let (_, history) = send(&app, get("/api/v1/preseeds/generic/history")).await;
+    assert_eq!(
+        history.as_array().unwrap().len(),
+        1,
+        "the broken one is not a version"
+    );
+
+    // Nothing is approved: no node has a template, evil's own included.
+    for (node, kind) in [
+        (&ubu, "curtin"),
+        (&ubu, "zzz"),
+        (&own, "curtin"),
+        (&own, "zzz"),
+    ] {
+        let (status, body) = send(&app, render(&node["id"], kind)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{kind}: {body}");
+    }
+    // Approving everything lets each cluster's templates serve its own nodes only.
+    approve_all_templates(&mesh).await;
+    for kind in ["curtin", "zzz"] {
+        let (status, body) = send(&app, render(&ubu["id"], kind)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (body["template"].as_str(), body["content"].as_str()),
+            (Some("generic"), Some("generic for u1\n")),
+            "alpha's node never gets evil's {kind} template"
+        );
+    }
+    let (status, body) = send(&app, render(&own["id"], "curtin")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["content"], "late_commands: evil on e1\n");
+    // The broken generic stays unused even approved: evil has no generic to fall back on.
+    let (status, _) = send(&app, render(&own["id"], "other")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An operator's version serves every cluster's nodes; refusing stops evil's own.
+    let (status, _) = send(&app, edit("generic", "operator {{ hostname }}\n", 1)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = send(&app, render(&own["id"], "other")).await;
+    assert_eq!(body["content"], "operator e1\n");
+    let (status, body) = send(
+        &app,
+        post(
+            "/api/v1/cluster-templates/evil/curtin_ubuntu/refuse",
+            Value::Null,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["state"]),
+        (StatusCode::OK, &json!("refused"))
+    );
+    let (_, body) = send(&app, render(&own["id"], "curtin")).await;
+    assert_eq!(body["content"], "operator e1\n");
+    let (status, body) = send(
+        &app,
+        post(
+            "/api/v1/cluster-templates/alpha/zzz_ubuntu/approve",
+            Value::Null,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("no_such_cluster_template"))
+    );
 }

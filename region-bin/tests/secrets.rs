@@ -100,6 +100,15 @@ async fn power_passwords_and_license_keys_never_reach_a_reader_or_the_log() {
         token(Role::Admin),
     );
     let mut answers = Vec::new();
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/cluster-templates/alpha/windows/approve",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // The writes, each answered to its writer: masked too.
     let key =

@@ -178,7 +178,8 @@ impl Store {
             .execute(conn)?;
             let enrollments =
                 diesel::delete(cluster_enrollments::table.find(id.as_str())).execute(conn)?;
-            Ok(clusters + enrollments > 0)
+            let templates = super::cluster_templates::delete_lanes(conn, id)?;
+            Ok(clusters + enrollments + templates > 0)
         })
     }
 }

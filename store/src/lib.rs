@@ -28,6 +28,7 @@
 mod audit;
 #[cfg(test)]
 mod auth_tests;
+mod cluster_templates;
 mod clusters;
 mod connection;
 mod enrollments;
@@ -58,9 +59,10 @@ pub use error::DbError;
 pub use observe::{install_query_metrics, PoolState, StoreReadiness};
 pub use osmesh_actors::store::{
     decide_cluster_report, decide_operator_edit, mask_key, AllocationRequest, ClusterRecord,
-    ClusterReportAction, ClusterSnapshot, ClusterTemplate, LicenseKeyRecord, NewLicenseKey,
-    NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome,
-    PreseedRecord, PreseedVersion, RegionStore, SettingKey, StoreError, StoreHandle,
+    ClusterReportAction, ClusterSnapshot, ClusterTemplate, ClusterTemplateRecord, LicenseKeyRecord,
+    NewLicenseKey, NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead, PreseedOrigin,
+    PreseedOutcome, PreseedRecord, PreseedVersion, RegionStore, SettingKey, StoreError,
+    StoreHandle, TemplateState,
 };
 pub use regions::{sqlite_file, NewRegion, RegionRecord};
 pub use threads::StoreThreads;

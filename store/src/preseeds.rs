@@ -15,17 +15,23 @@
 //! - a cluster reports changed content and the current version is an operator's: a new
 //!   version is stored, the operator's stays current, and the preseed is in conflict
 //!   (operator version, cluster version); a further change moves the cluster side;
-//!   content equal to the operator's current version ends the conflict instead (the
-//!   cluster caught up) and becomes current;
+//!   content equal to the operator's current version is stored and ends the conflict
+//!   instead (the cluster caught up), the operator's version staying current;
 //! - an operator edit must be based on the current version (else `Stale`); it adds an
 //!   operator version, parent = that base, current. Made during a conflict it resolves
 //!   the conflict: the operator saw both sides and saved the merge;
 //! - `resolve_conflict` picks one side as current without adding a version.
+//!
+//! Which version serves a node is not the current version alone: each cluster's templates
+//! are its own (`cluster_templates.rs`). A current version from the operator serves every
+//! cluster's nodes; otherwise a node is served only by its own cluster's approved template
+//! of the name. A template that failed its arrival check (parse and trial render, done by
+//! the caller) never enters the history: only the cluster's row records it, with the error.
 
 use diesel::prelude::*;
 use osmesh_core::ClusterId;
-use sha2::{Digest, Sha256};
 
+use super::cluster_templates::{lane_names, load_lane, save_lane, LaneUpdate};
 use super::connection::{lock_key, write_transaction, AnyConnection, LockSpace};
 use super::schema::{preseed_versions, preseeds};
 use super::{DbError, Store};
@@ -99,10 +105,7 @@ impl VersionRow {
 
 /// Lower-case hex SHA-256 of a template.
 fn content_hash(content: &str) -> String {
-    Sha256::digest(content.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    osmesh_actors::store::content_hash(content)
 }
 
 /// A version about to be appended.
@@ -127,9 +130,15 @@ impl Store {
         cluster_id: &ClusterId,
         now_ms: i64,
     ) -> Result<PreseedOutcome, DbError> {
+        let template = ClusterTemplate {
+            name,
+            osystem,
+            content,
+            refusal: None,
+        };
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
-            apply_cluster_template(conn, name, osystem, content, cluster_id, now_ms)
+            apply_cluster_template(conn, &template, cluster_id, now_ms)
         })
     }
 
@@ -149,13 +158,7 @@ impl Store {
         let reported: std::collections::BTreeSet<&str> = sorted.iter().map(|t| t.name).collect();
         let conn = &mut *self.conn()?;
         write_transaction(conn, |conn| {
-            let known: std::collections::BTreeSet<String> = preseed_versions::table
-                .filter(preseed_versions::origin_cluster.eq(cluster_id.as_str()))
-                .select(preseed_versions::name)
-                .distinct()
-                .load::<String>(conn)?
-                .into_iter()
-                .collect();
+            let known = lane_names(conn, cluster_id)?;
             let names = known.len() + reported.iter().filter(|n| !known.contains(**n)).count();
             if names > max_names_per_cluster {
                 return Err(DbError::Invalid(format!(
@@ -164,9 +167,7 @@ impl Store {
             }
             sorted
                 .iter()
-                .map(|t| {
-                    apply_cluster_template(conn, t.name, t.osystem, t.content, cluster_id, now_ms)
-                })
+                .map(|t| apply_cluster_template(conn, t, cluster_id, now_ms))
                 .collect()
         })
     }
@@ -305,25 +306,53 @@ impl Store {
     }
 }
 
-/// The cluster-report rule applied to one template, inside the caller's transaction.
+/// A cluster's report of one template, inside the caller's transaction: one that failed
+/// its arrival check is recorded in the cluster's row only (the history never holds it); one
+/// that passed goes through the version rule, and its row names the version holding it.
 fn apply_cluster_template(
     conn: &mut AnyConnection,
-    name: &str,
-    osystem: Option<&str>,
-    content: &str,
+    t: &ClusterTemplate<'_>,
     cluster_id: &ClusterId,
     now_ms: i64,
 ) -> Result<PreseedOutcome, DbError> {
-    let hash = content_hash(content);
-    lock_key(conn, LockSpace::Preseed, name)?;
+    let hash = content_hash(t.content);
+    lock_key(conn, LockSpace::Preseed, t.name)?;
+    let lane = load_lane(conn, cluster_id, t.name)?;
+    if let Some(error) = t.refusal {
+        let update = LaneUpdate {
+            hash: &hash,
+            outcome: Err(error),
+        };
+        save_lane(conn, lane.as_ref(), cluster_id, t.name, &update, now_ms)?;
+        return Ok(PreseedOutcome::Refused);
+    }
+    let (outcome, version) = apply_to_history(conn, t, &hash, cluster_id, now_ms)?;
+    let update = LaneUpdate {
+        hash: &hash,
+        outcome: Ok(version),
+    };
+    save_lane(conn, lane.as_ref(), cluster_id, t.name, &update, now_ms)?;
+    Ok(outcome)
+}
+
+/// The version rule (see the module's rules) for a report that passed its arrival check:
+/// what it did, and the version that holds the reported content.
+fn apply_to_history(
+    conn: &mut AnyConnection,
+    t: &ClusterTemplate<'_>,
+    hash: &str,
+    cluster_id: &ClusterId,
+    now_ms: i64,
+) -> Result<(PreseedOutcome, i32), DbError> {
+    let name = t.name;
     let mut append = Append {
         name,
         version: 1,
-        osystem,
+        osystem: t.osystem,
         origin_cluster: Some(cluster_id),
         parent_version: None,
-        content,
-        content_hash: &hash,
+        content: t.content,
+        content_hash: hash,
         now_ms,
     };
     let Some(head) = load_head(conn, name)? else {
@@ -335,7 +364,7 @@ fn apply_cluster_template(
             ))
             .execute(conn)?;
         insert_version(conn, &append)?;
-        return Ok(PreseedOutcome::Created { version: 1 });
+        return Ok((PreseedOutcome::Created { version: 1 }, 1));
     };
     let current = load_version(conn, name, head.current_version)?;
     let latest_cluster = latest_cluster_version(conn, name, None)?;
@@ -347,29 +376,48 @@ fn apply_cluster_template(
         reporter_latest_hash: reporter_latest.as_ref().map(|(_, h)| h.as_str()),
     };
     append.version = next_version(conn, name)?;
-    match decide_cluster_report(Some(&facts), &hash) {
-        ClusterReportAction::Unchanged => Ok(PreseedOutcome::Unchanged {
+    let action = decide_cluster_report(Some(&facts), hash);
+    if action == ClusterReportAction::Unchanged {
+        let holder = [reporter_latest, latest_cluster]
+            .into_iter()
+            .flatten()
+            .find(|(_, h)| h == hash)
+            .map_or(head.current_version, |(v, _)| v);
+        let outcome = PreseedOutcome::Unchanged {
             current_version: head.current_version,
-        }),
-        ClusterReportAction::Create | ClusterReportAction::Advance => {
-            append.parent_version = Some(head.current_version);
-            insert_version(conn, &append)?;
-            set_head(conn, name, append.version, None, now_ms)?;
-            Ok(PreseedOutcome::Updated {
-                version: append.version,
-            })
-        }
+        };
+        return Ok((outcome, holder));
+    }
+    let (current_version, conflict) = match action {
         ClusterReportAction::KeepOperator => {
             append.parent_version = latest_cluster.map(|(v, _)| v);
-            insert_version(conn, &append)?;
             let conflict = PreseedConflict {
                 operator_version: head.current_version,
                 cluster_version: append.version,
             };
-            set_head(conn, name, head.current_version, Some(conflict), now_ms)?;
-            Ok(PreseedOutcome::Conflict(conflict))
+            (head.current_version, Some(conflict))
         }
-    }
+        ClusterReportAction::CaughtUp => {
+            append.parent_version = latest_cluster.map(|(v, _)| v);
+            (head.current_version, None)
+        }
+        _ => {
+            append.parent_version = Some(head.current_version);
+            (append.version, None)
+        }
+    };
+    insert_version(conn, &append)?;
+    set_head(conn, name, current_version, conflict, now_ms)?;
+    let outcome = match (action, conflict) {
+        (_, Some(conflict)) => PreseedOutcome::Conflict(conflict),
+        (ClusterReportAction::CaughtUp, None) => PreseedOutcome::CaughtUp {
+            version: append.version,
+        },
+        _ => PreseedOutcome::Updated {
+            version: append.version,
+        },
+    };
+    Ok((outcome, append.version))
 }
 
 fn preseed_not_found(name: &str) -> DbError {

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use osmesh_actors::store::{
-    AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, EnrollmentRecord,
-    LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, PreseedOutcome, PreseedRecord,
-    PreseedVersion, RegionRecord, RegionStore, SettingKey, StoreError,
+    AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, ClusterTemplateRecord,
+    EnrollmentRecord, LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, PreseedOutcome,
+    PreseedRecord, PreseedVersion, RegionRecord, RegionStore, SettingKey, StoreError,
+    TemplateState,
 };
 use osmesh_core::ClusterId;
 
@@ -211,5 +212,21 @@ impl RegionStore for Store {
 
     fn history(&self, name: &str) -> Result<Vec<PreseedVersion>, StoreError> {
         Ok(Store::history(self, name)?)
+    }
+
+    fn list_cluster_templates(&self) -> Result<Vec<ClusterTemplateRecord>, StoreError> {
+        Ok(Store::list_cluster_templates(self)?)
+    }
+
+    fn decide_cluster_template(
+        &self,
+        cluster: &ClusterId,
+        name: &str,
+        state: TemplateState,
+        now_ms: i64,
+    ) -> Result<ClusterTemplateRecord, StoreError> {
+        Ok(Store::decide_cluster_template(
+            self, cluster, name, state, now_ms,
+        )?)
     }
 }

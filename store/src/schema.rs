@@ -76,6 +76,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    cluster_templates (cluster_id, name) {
+        cluster_id -> Text,
+        name -> Text,
+        state -> Text,
+        version -> Nullable<Integer>,
+        content_hash -> Text,
+        error -> Nullable<Text>,
+        first_seen_ms -> BigInt,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
     api_tokens (id) {
         id -> BigInt,
         name -> Text,

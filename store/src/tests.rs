@@ -1078,6 +1078,169 @@ fn several_stores_migrating_one_fresh_database_at_once() {
     });
 }
 
+// ---------------------------------------------------------------- cluster templates
+
+/// Each (cluster, name) row as (cluster, name, state, version, error), sorted.
+fn lanes(store: &Store) -> Vec<(String, String, TemplateState, Option<i32>, Option<String>)> {
+    store
+        .list_cluster_templates()
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.cluster.0, l.name, l.state, l.version, l.error))
+        .collect()
+}
+
+#[test]
+fn cluster_templates_are_keyed_by_cluster_and_pending_until_an_admin_decides() {
+    use TemplateState::*;
+    with_store(|store| {
+        let (c1, c2) = (cid("c1"), cid("c2"));
+        store
+            .record_cluster_template("generic", None, "same", &c1, 10)
+            .unwrap();
+        // The same text from another cluster adds no version but is that cluster's own row.
+        store
+            .record_cluster_template("generic", None, "same", &c2, 11)
+            .unwrap();
+        store
+            .record_cluster_template("zzz_ubuntu", None, "evil", &c2, 12)
+            .unwrap();
+        let row = |c: &str, n: &str, st, v| (c.to_owned(), n.to_owned(), st, Some(v), None);
+        assert_eq!(
+            lanes(store),
+            [
+                row("c1", "generic", Pending, 1),
+                row("c2", "generic", Pending, 1),
+                row("c2", "zzz_ubuntu", Pending, 1),
+            ]
+        );
+        let approved = store
+            .decide_cluster_template(&c1, "generic", Approved, 20)
+            .unwrap();
+        assert_eq!((approved.state, approved.updated_at_ms), (Approved, 20));
+        store
+            .decide_cluster_template(&c2, "zzz_ubuntu", Refused, 21)
+            .unwrap();
+        // A change from c2 is c2's: its row moves, c1's does not, and an admin's word stays.
+        store
+            .record_cluster_template("generic", None, "c2 changed", &c2, 30)
+            .unwrap();
+        store
+            .record_cluster_template("zzz_ubuntu", None, "evil 2", &c2, 31)
+            .unwrap();
+        store
+            .record_cluster_template("generic", None, "same", &c1, 32)
+            .unwrap();
+        assert_eq!(
+            lanes(store),
+            [
+                row("c1", "generic", Approved, 1),
+                row("c2", "generic", Pending, 2),
+                row("c2", "zzz_ubuntu", Refused, 2),
+            ]
+        );
+        assert!(matches!(
+            store.decide_cluster_template(&c1, "zzz_ubuntu", Approved, 40),
+            Err(DbError::NotFound { .. })
+        ));
+        assert!(matches!(
+            store.decide_cluster_template(&c1, "generic", Pending, 40),
+            Err(DbError::Invalid(_))
+        ));
+        // Removing a cluster removes its rows: its approvals do not outlive it. (A cluster
+        // whose versions are in the history cannot be removed: they reference it.)
+        let c3 = cid("c3");
+        let broken = ClusterTemplate {
+            name: "x",
+            osystem: None,
+            content: "{% if %}",
+            refusal: Some("syntax"),
+        };
+        store
+            .record_cluster_templates(&[broken], &c3, 50, 5)
+            .unwrap();
+        store
+            .decide_cluster_template(&c3, "x", Approved, 51)
+            .unwrap();
+        assert_eq!(lanes(store).len(), 4);
+        assert!(store.remove_cluster(&c3).unwrap());
+        assert_eq!(lanes(store).len(), 3);
+    });
+}
+
+#[test]
+fn a_template_failing_its_arrival_check_is_recorded_and_never_versioned() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        let t = |content, refusal| ClusterTemplate {
+            name: "curtin",
+            osystem: None,
+            content,
+            refusal,
+        };
+        let refused = store.record_cluster_templates(&[t("{% if %}", Some("syntax"))], &c1, 10, 5);
+        assert_eq!(refused.unwrap(), [PreseedOutcome::Refused]);
+        assert_eq!(store.get_preseed("curtin").unwrap(), None, "no history");
+        let rows = store.list_cluster_templates().unwrap();
+        assert_eq!(
+            (rows[0].state, rows[0].version, rows[0].error.as_deref()),
+            (TemplateState::Pending, None, Some("syntax"))
+        );
+        // A good version clears the error; a broken one later keeps the good one in place.
+        store
+            .record_cluster_templates(&[t("good", None)], &c1, 20, 5)
+            .unwrap();
+        store
+            .decide_cluster_template(&c1, "curtin", TemplateState::Approved, 21)
+            .unwrap();
+        let again = store.record_cluster_templates(&[t("{% bad", Some("again"))], &c1, 30, 5);
+        assert_eq!(again.unwrap(), [PreseedOutcome::Refused]);
+        let row = &store.list_cluster_templates().unwrap()[0];
+        assert_eq!(
+            (
+                row.state,
+                row.version,
+                row.error.as_deref(),
+                row.updated_at_ms
+            ),
+            (TemplateState::Approved, Some(1), Some("again"), 30)
+        );
+        assert_eq!(store.history("curtin").unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_cluster_catching_up_with_the_operator_leaves_the_operator_version_current() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        store
+            .record_cluster_template("generic", None, "v1", &c1, 10)
+            .unwrap();
+        store.operator_edit("generic", "mine", 1, 20).unwrap();
+        store
+            .record_cluster_template("generic", None, "v3", &c1, 30)
+            .unwrap();
+        let outcome = store
+            .record_cluster_template("generic", None, "mine", &c1, 40)
+            .unwrap();
+        assert_eq!(outcome, PreseedOutcome::CaughtUp { version: 4 });
+        let record = store.get_preseed("generic").unwrap().unwrap();
+        assert_eq!(
+            (
+                record.current.version,
+                record.current.origin,
+                record.conflict
+            ),
+            (2, PreseedOrigin::Operator, None)
+        );
+        assert_eq!(
+            lanes(store)[0].3,
+            Some(4),
+            "the cluster's row names its copy"
+        );
+    });
+}
+
 // ---------------------------------------------------------------- bounds
 
 #[test]
@@ -1088,6 +1251,7 @@ fn a_template_report_over_the_per_cluster_bound_is_refused_whole() {
             name,
             osystem: None,
             content: "text",
+            refusal: None,
         };
         let first = store.record_cluster_templates(&[t("a"), t("b")], &c1, 10, 3);
         assert_eq!(first.unwrap().len(), 2);

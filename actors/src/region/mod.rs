@@ -46,7 +46,8 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::connection::{Connection, InboundCall, LinkClosed, LinkId};
 use crate::store::{
-    ClusterSnapshot, ClusterTemplate, RegionStore, StoreCall, StoreError, StoreHandle,
+    ClusterSnapshot, ClusterTemplate, PreseedOutcome, RegionStore, StoreCall, StoreError,
+    StoreHandle,
 };
 use slots::{HandshakeSlots, SlotRefusal};
 use state::{
@@ -469,21 +470,37 @@ impl RegionActor {
         reports::check_template_report(&report)?;
         edge::check_template_report_names(&report)?;
         let id = cluster.clone();
+        // The arrival check runs with the store call (on the store's threads in regiond, so
+        // the renders never hold this actor's thread), fuel-bounded like any render.
         let job = move |store: &dyn RegionStore| {
+            let mut rows = store.list_cluster_templates()?;
+            rows.retain(|r| r.cluster == id);
+            let refusals = reports::arrival_refusals(&report, &rows);
             let templates: Vec<_> = report
                 .templates
                 .iter()
-                .map(|t| ClusterTemplate {
+                .zip(&refusals)
+                .map(|(t, refusal)| ClusterTemplate {
                     name: &t.name,
                     osystem: t.osystem.as_deref(),
                     content: &t.content,
+                    refusal: refusal.as_deref(),
                 })
                 .collect();
             store.record_cluster_templates(&templates, &id, now, MAX_TEMPLATE_NAMES_PER_CLUSTER)
         };
         let id = cluster.clone();
         Ok(self.after_store(cluster, job, move |_, stored| match stored {
-            Ok(_) => Ok(()),
+            Ok(outcomes) => {
+                let refused = outcomes
+                    .iter()
+                    .filter(|o| **o == PreseedOutcome::Refused)
+                    .count();
+                if refused > 0 {
+                    tracing::warn!(cluster = ?id.as_str(), refused, "templates failed their arrival check; see /api/v1/cluster-templates");
+                }
+                Ok(())
+            }
             Err(StoreError::Invalid(message)) => Err(RpcError::bad_request(message)),
             Err(err) => {
                 tracing::error!(cluster = ?id.as_str(), %err, "cannot record preseed templates");

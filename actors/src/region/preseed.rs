@@ -1,7 +1,8 @@
 //! Versioned preseeds as the operator sees them: the current version of each, the full
 //! history, edits based on a version (a stale base is a conflict naming the current one),
-//! conflict resolution, and rendering the most specific template for a node with the data
-//! its cluster returns.
+//! conflict resolution, each cluster's templates and an admin's approval of them, and
+//! rendering the most specific template that may serve a node (the operator's, or its own
+//! cluster's approved ones) with the data its cluster returns.
 
 use osmesh_core::ClusterId;
 use osmesh_net::messages::{ErrorKind, GetPreseedData, NodeContext};
@@ -12,13 +13,15 @@ use super::license::list_or_none;
 use super::render::RenderFailure;
 use super::service::FailureKind;
 pub use osmesh_api::preseeds::{
-    ConflictView, PreseedEdit, PreseedVersionView, PreseedView, RenderedPreseed, ResolveRequest,
+    ClusterTemplateView, ConflictView, PreseedEdit, PreseedVersionView, PreseedView,
+    RenderedPreseed, ResolveRequest,
 };
 
 use super::service::{RegionService, ServiceError};
 use super::template::{most_specific, PreseedContext};
 use crate::store::{
-    PreseedConflict, PreseedOrigin, PreseedRecord, PreseedVersion, SettingKey, StoreError,
+    templates_for_cluster, ClusterTemplateRecord, PreseedConflict, PreseedOrigin, PreseedRecord,
+    PreseedVersion, SettingKey, StoreError, TemplateState, UsableTemplate,
 };
 
 /// How long the node's cluster has to answer `GetPreseedData`.
@@ -58,6 +61,19 @@ pub fn preseed_view(r: PreseedRecord) -> PreseedView {
         current: version_view(r.current),
         in_conflict: r.conflict.is_some(),
         conflict: r.conflict.map(conflict_view),
+        updated_at_ms: r.updated_at_ms,
+    }
+}
+
+/// A cluster's template as the API shows it.
+pub fn cluster_template_view(r: ClusterTemplateRecord) -> ClusterTemplateView {
+    ClusterTemplateView {
+        cluster: r.cluster,
+        name: r.name,
+        state: r.state.as_str().to_owned(),
+        version: r.version,
+        error: r.error,
+        first_seen_ms: r.first_seen_ms,
         updated_at_ms: r.updated_at_ms,
     }
 }
@@ -177,26 +193,7 @@ impl RegionService {
             cluster: node.cluster_id.to_string(),
             data: Default::default(),
         };
-        let records = self
-            .store()
-            .list_preseeds()
-            .map_err(ServiceError::from_store)?;
-        let names: BTreeSet<String> = records.iter().map(|r| r.current.name.clone()).collect();
-        let Some(chosen) = most_specific(&ctx, &names) else {
-            return Err(ServiceError::not_found(
-                "no_preseed_template",
-                format!(
-                    "no template serves node {} ({preseed_type}); looked for: {}",
-                    node.hostname,
-                    list_or_none(&super::template::template_candidates(&ctx))
-                ),
-            ));
-        };
-        let template = records
-            .into_iter()
-            .find(|r| r.current.name == chosen)
-            .map(|r| r.current)
-            .ok_or_else(|| preseed_not_found(&chosen))?;
+        let (chosen, template) = self.choose_template(&ctx, &node.cluster_id)?;
         ctx.data = self.preseed_data(&node.cluster_id, &ctx).await?;
         let content = self
             .templates()
@@ -221,6 +218,80 @@ impl RegionService {
             template_version: template.version,
             content,
         })
+    }
+
+    /// The most specific template that may serve a node of `cluster` (`templates_for_cluster`:
+    /// the operator's, or the cluster's own approved ones), and its version.
+    fn choose_template(
+        &self,
+        ctx: &PreseedContext,
+        cluster: &ClusterId,
+    ) -> Result<(String, PreseedVersion), ServiceError> {
+        let store = self.store();
+        let heads = store.list_preseeds().map_err(ServiceError::from_store)?;
+        let lanes = store
+            .list_cluster_templates()
+            .map_err(ServiceError::from_store)?;
+        let usable = templates_for_cluster(&heads, &lanes, cluster);
+        let names: BTreeSet<String> = usable.keys().cloned().collect();
+        let Some(chosen) = most_specific(ctx, &names) else {
+            return Err(ServiceError::not_found(
+                "no_preseed_template",
+                format!(
+                    "no template serves node {} ({}); looked for: {}",
+                    ctx.hostname,
+                    ctx.preseed_type,
+                    list_or_none(&super::template::template_candidates(ctx))
+                ),
+            ));
+        };
+        let version = match usable.get(&chosen) {
+            Some(UsableTemplate::Operator(version)) => (*version).clone(),
+            Some(UsableTemplate::Cluster(number)) => store
+                .history_page(&chosen, Some(number - 1), 1)
+                .map_err(|e| preseed_error(&chosen, e))?
+                .into_iter()
+                .find(|v| v.version == *number)
+                .ok_or_else(|| preseed_not_found(&chosen))?,
+            None => return Err(preseed_not_found(&chosen)),
+        };
+        Ok((chosen, version))
+    }
+
+    /// Every template name a cluster shipped, with its state, sorted by cluster then name.
+    pub async fn cluster_templates(&self) -> Result<Vec<ClusterTemplateView>, ServiceError> {
+        let list = self
+            .store()
+            .list_cluster_templates()
+            .map_err(ServiceError::from_store)?;
+        Ok(list.into_iter().map(cluster_template_view).collect())
+    }
+
+    /// An admin approves (`approve`) or refuses what `cluster` ships as `name`: approved, it
+    /// serves that cluster's nodes; refused, none.
+    pub async fn decide_cluster_template(
+        &self,
+        cluster: &ClusterId,
+        name: &str,
+        approve: bool,
+    ) -> Result<ClusterTemplateView, ServiceError> {
+        let state = if approve {
+            TemplateState::Approved
+        } else {
+            TemplateState::Refused
+        };
+        let now = self.now_ms().await?;
+        let record = self
+            .store()
+            .decide_cluster_template(cluster, name, state, now)
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => ServiceError::not_found(
+                    "no_such_cluster_template",
+                    format!("cluster {cluster} never shipped a template named {name:?}"),
+                ),
+                other => ServiceError::from_store(other),
+            })?;
+        Ok(cluster_template_view(record))
     }
 
     /// The node's OS and release: its allocation's, else the default settings.

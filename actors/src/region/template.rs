@@ -150,6 +150,30 @@ pub fn trial_render(
     }
 }
 
+/// Bytes of an arrival check's error that are kept and shown.
+pub const MAX_CHECK_ERROR: usize = 256;
+
+/// The check a cluster's template passes on arrival, as an operator's edit does: it parses
+/// and trial-renders with the sample node within the render limits. `Err` says why, in at
+/// most `MAX_CHECK_ERROR` bytes of printable text (the sample holds no real secret).
+pub fn check_on_arrival(name: &str, source: &str) -> Result<(), String> {
+    trial_render(name, source, &sample_context()).map_err(|e| printable(&e.to_string()))
+}
+
+/// `text` with control characters as `?`, cut to `MAX_CHECK_ERROR` bytes on a character
+/// boundary (an ellipsis marks the cut).
+fn printable(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().map(|c| if c.is_control() { '?' } else { c }) {
+        if out.len() + c.len_utf8() > MAX_CHECK_ERROR - '…'.len_utf8() {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The sample node a trial render uses.
 pub fn sample_context() -> PreseedContext {
     PreseedContext {
@@ -348,6 +372,24 @@ mod tests {
         let source = "key={{ data.product_key }} host={{ hostname }}";
         assert_eq!(trial_render("t", source, &sample_context()), Ok(()));
         assert!(trial_render("t", "{% if %}", &sample_context()).is_err());
+    }
+
+    #[test]
+    fn the_arrival_check_refuses_with_a_bounded_printable_error() {
+        assert_eq!(
+            check_on_arrival("t", "host={{ hostname }} {{ data.any }}"),
+            Ok(())
+        );
+        let err = check_on_arrival("t", "{% if %}").unwrap_err();
+        assert!(err.contains("syntax error"), "{err}");
+        let hostile = format!("{{% if %}}\x1b[31m{}", "{{ x".repeat(500));
+        let name = format!("n\n\x1b{}", "é".repeat(400));
+        let err = check_on_arrival(&name, &hostile).unwrap_err();
+        assert!(err.len() <= MAX_CHECK_ERROR, "{} bytes", err.len());
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.ends_with('…'), "{err}");
+        let fuel = "{% for a in range(100000) %}{% for b in range(3000) %}{% endfor %}{% endfor %}";
+        assert!(check_on_arrival("t", fuel).unwrap_err().contains("fuel"));
     }
 
     #[test]

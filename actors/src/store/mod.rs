@@ -17,11 +17,13 @@ use osmesh_core::ClusterId;
 use std::collections::BTreeMap;
 
 pub use handle::{BlockingLanes, LaneJob, StoreCall, StoreHandle};
+pub use records::{content_hash, templates_for_cluster};
 pub use records::{
     decide_cluster_report, decide_operator_edit, mask_key, AllocationRequest, ClusterRecord,
-    ClusterReportAction, ClusterSnapshot, ClusterTemplate, EnrollmentRecord, LicenseKeyRecord,
-    NewLicenseKey, NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead, PreseedOrigin,
-    PreseedOutcome, PreseedRecord, PreseedVersion, RegionRecord, SettingKey,
+    ClusterReportAction, ClusterSnapshot, ClusterTemplate, ClusterTemplateRecord, EnrollmentRecord,
+    LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead,
+    PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion, RegionRecord, SettingKey,
+    TemplateState, UsableTemplate,
 };
 
 /// What went wrong in a store call.
@@ -178,4 +180,15 @@ pub trait RegionStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<PreseedVersion>, StoreError>;
     fn history(&self, name: &str) -> Result<Vec<PreseedVersion>, StoreError>;
+    /// Every (cluster, name) a cluster shipped, with its state, sorted by cluster then name.
+    fn list_cluster_templates(&self) -> Result<Vec<ClusterTemplateRecord>, StoreError>;
+    /// An admin approves or refuses (`state`) what `cluster` ships as `name`; `NotFound` if
+    /// it never shipped that name, `Invalid` for `Pending`.
+    fn decide_cluster_template(
+        &self,
+        cluster: &ClusterId,
+        name: &str,
+        state: TemplateState,
+        now_ms: i64,
+    ) -> Result<ClusterTemplateRecord, StoreError>;
 }

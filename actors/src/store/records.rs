@@ -3,6 +3,7 @@
 
 use osmesh_core::{BootImage, ClusterId, OsystemInfo};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What a cluster last reported: its OS registry and the boot images it holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,6 +236,11 @@ pub enum PreseedOutcome {
     Updated { version: i32 },
     /// A new cluster version stored beside the operator's current one.
     Conflict(PreseedConflict),
+    /// The cluster now ships the operator's current text: a cluster version is stored, the
+    /// operator's stays current, and any conflict ends.
+    CaughtUp { version: i32 },
+    /// The template failed its arrival check: recorded with the error, no version added.
+    Refused,
 }
 
 /// The stored facts the cluster-report rule looks at.
@@ -257,6 +263,10 @@ pub enum ClusterReportAction {
     Advance,
     /// Store a version; the operator's stays current; the preseed is in conflict.
     KeepOperator,
+    /// The cluster now ships the operator's current text: the conflict ends, the operator's
+    /// version stays current (a cluster never takes a name over from the operator, whose
+    /// version serves every cluster's nodes).
+    CaughtUp,
 }
 
 /// The cluster-report rule, without a database.
@@ -271,8 +281,11 @@ pub fn decide_cluster_report(
     if seen(head.latest_cluster_hash) || seen(head.reporter_latest_hash) {
         return ClusterReportAction::Unchanged;
     }
-    if !head.current_is_operator || head.current_hash == incoming_hash {
+    if !head.current_is_operator {
         return ClusterReportAction::Advance;
+    }
+    if head.current_hash == incoming_hash {
+        return ClusterReportAction::CaughtUp;
     }
     ClusterReportAction::KeepOperator
 }
@@ -292,6 +305,101 @@ pub struct ClusterTemplate<'a> {
     pub name: &'a str,
     pub osystem: Option<&'a str>,
     pub content: &'a str,
+    /// Why the template failed its arrival check (parse and trial render), bounded and
+    /// free of secrets; `None` when it passed. A failed one is recorded, never used.
+    pub refusal: Option<&'a str>,
+}
+
+/// Lower-case hex SHA-256 of a template's text: how versions and reports are compared.
+pub fn content_hash(content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(content.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An admin's word on a template name a cluster ships.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TemplateState {
+    /// Shipped for the first time: serves no node until an admin approves it.
+    Pending,
+    /// Serves the cluster's own nodes.
+    Approved,
+    /// An admin said no: serves no node.
+    Refused,
+}
+
+impl TemplateState {
+    /// The state as stored and as the API names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateState::Pending => "pending",
+            TemplateState::Approved => "approved",
+            TemplateState::Refused => "refused",
+        }
+    }
+
+    /// Parses a stored or requested state; `None` for an unknown one.
+    pub fn parse(s: &str) -> Option<TemplateState> {
+        [
+            TemplateState::Pending,
+            TemplateState::Approved,
+            TemplateState::Refused,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+/// A template name as one cluster ships it: keyed by (cluster, name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterTemplateRecord {
+    pub cluster: ClusterId,
+    pub name: String,
+    pub state: TemplateState,
+    /// The newest version holding what the cluster ships that passed the arrival check.
+    pub version: Option<i32>,
+    /// [`content_hash`] of the cluster's newest report of the name.
+    pub content_hash: String,
+    /// Why the cluster's newest report of the name failed the arrival check.
+    pub error: Option<String>,
+    pub first_seen_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Where the template a node may use under one name comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UsableTemplate<'a> {
+    /// The operator's version, current for the name: it serves every cluster's nodes.
+    Operator(&'a PreseedVersion),
+    /// The node's own cluster's approved version (a version number of the name).
+    Cluster(i32),
+}
+
+/// The templates that may serve a node of `cluster`, by name: a name whose current version
+/// is the operator's serves every node with it; otherwise only the node's own cluster's
+/// approved template of that name does (a pending, refused or never-passing one does not,
+/// nor any other cluster's). `lanes` may hold every cluster's; only `cluster`'s count.
+pub fn templates_for_cluster<'a>(
+    heads: &'a [PreseedRecord],
+    lanes: &[ClusterTemplateRecord],
+    cluster: &ClusterId,
+) -> BTreeMap<String, UsableTemplate<'a>> {
+    let mut usable: BTreeMap<String, UsableTemplate<'a>> = lanes
+        .iter()
+        .filter(|l| &l.cluster == cluster && l.state == TemplateState::Approved)
+        .filter_map(|l| Some((l.name.clone(), UsableTemplate::Cluster(l.version?))))
+        .collect();
+    for head in heads {
+        if head.current.origin == PreseedOrigin::Operator {
+            usable.insert(
+                head.current.name.clone(),
+                UsableTemplate::Operator(&head.current),
+            );
+        }
+    }
+    usable
 }
 
 /// The settings the region knows. Rows with other keys (written by a newer region) are
@@ -370,8 +478,88 @@ mod tests {
         );
         // Operator edited; the cluster re-reports its old template: nothing to do.
         check(Some(head(true, "op", Some("a"), Some("a"))), "a", Unchanged);
-        // Operator edited; the cluster now ships exactly the operator's text: it caught up.
-        check(Some(head(true, "op", Some("a"), Some("a"))), "op", Advance);
+        // Operator edited; the cluster now ships exactly the operator's text: it caught up,
+        // and the operator's version stays current.
+        check(Some(head(true, "op", Some("a"), Some("a"))), "op", CaughtUp);
+    }
+
+    fn record(name: &str, version: i32, origin: PreseedOrigin) -> PreseedRecord {
+        PreseedRecord {
+            current: PreseedVersion {
+                name: name.into(),
+                version,
+                osystem: None,
+                origin,
+                parent_version: None,
+                content: String::new(),
+                content_hash: String::new(),
+                created_at_ms: 0,
+            },
+            conflict: None,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn lane(
+        cluster: &str,
+        name: &str,
+        state: TemplateState,
+        version: Option<i32>,
+    ) -> ClusterTemplateRecord {
+        ClusterTemplateRecord {
+            cluster: ClusterId::new(cluster),
+            name: name.into(),
+            state,
+            version,
+            content_hash: String::new(),
+            error: None,
+            first_seen_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_node_is_served_by_the_operator_and_its_own_clusters_approved_templates() {
+        use TemplateState::*;
+        let evil = PreseedOrigin::Cluster(ClusterId::new("evil"));
+        let heads = [
+            record("generic", 2, PreseedOrigin::Operator),
+            record("curtin", 1, PreseedOrigin::Cluster(ClusterId::new("a"))),
+            // Current from another cluster: says nothing about who it serves.
+            record("zzz_ubuntu", 1, evil.clone()),
+            record("curtin_ubuntu", 3, evil),
+        ];
+        let lanes = [
+            lane("a", "curtin", Approved, Some(1)),
+            lane("a", "generic", Approved, Some(1)),
+            lane("a", "pending_one", Pending, Some(1)),
+            lane("a", "never_passed", Approved, None),
+            lane("evil", "curtin_ubuntu", Approved, Some(3)),
+            lane("evil", "zzz_ubuntu", Pending, Some(1)),
+            lane("evil", "refused_one", Refused, Some(1)),
+        ];
+        let for_cluster = |c: &str| -> Vec<(String, UsableTemplate<'_>)> {
+            templates_for_cluster(&heads, &lanes, &ClusterId::new(c))
+                .into_iter()
+                .collect()
+        };
+        let operator = UsableTemplate::Operator(&heads[0].current);
+        assert_eq!(
+            for_cluster("a"),
+            [
+                ("curtin".into(), UsableTemplate::Cluster(1)),
+                ("generic".into(), operator.clone()),
+            ],
+            "the operator's generic wins over a's own"
+        );
+        assert_eq!(
+            for_cluster("evil"),
+            [
+                ("curtin_ubuntu".into(), UsableTemplate::Cluster(3)),
+                ("generic".into(), operator.clone()),
+            ]
+        );
+        assert_eq!(for_cluster("b"), [("generic".into(), operator)]);
     }
 
     #[test]

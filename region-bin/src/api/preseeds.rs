@@ -1,4 +1,5 @@
-//! `/api/v1/preseeds`: current versions, history, edits based on a version, resolution.
+//! `/api/v1/preseeds`: current versions, history, edits based on a version, resolution;
+//! `/api/v1/cluster-templates`: each cluster's templates and an admin's approval of them.
 
 use actix_web::{web, HttpResponse};
 use osmesh_actors::region::preseed::PreseedEdit;
@@ -9,19 +10,62 @@ use serde::Deserialize;
 use osmesh_store::Role;
 
 use super::{ApiError, ApiResult, ErrorBody, Routes};
-use osmesh_actors::region::preseed::{PreseedVersionView, PreseedView};
+use osmesh_actors::region::preseed::{ClusterTemplateView, PreseedVersionView, PreseedView};
+use osmesh_core::ClusterId;
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, show, edit, history, resolve))]
+#[openapi(paths(list, show, edit, history, resolve, cluster_templates, approve, refuse))]
 pub(super) struct Doc;
 
-/// A template is the script a machine runs at install time: only `admin` edits one.
+/// A template is the script a machine runs at install time: only `admin` edits one, or lets
+/// a cluster's template serve that cluster's nodes.
 pub(super) fn routes(r: &mut Routes) {
     r.get("/preseeds", Role::Reader, list)
         .get("/preseeds/{name}", Role::Reader, show)
         .put("/preseeds/{name}", Role::Admin, edit)
         .get("/preseeds/{name}/history", Role::Reader, history)
-        .post("/preseeds/{name}/resolve", Role::Admin, resolve);
+        .post("/preseeds/{name}/resolve", Role::Admin, resolve)
+        .get("/cluster-templates", Role::Reader, cluster_templates)
+        .post(
+            "/cluster-templates/{cluster}/{name}/approve",
+            Role::Admin,
+            approve,
+        )
+        .post(
+            "/cluster-templates/{cluster}/{name}/refuse",
+            Role::Admin,
+            refuse,
+        );
+}
+
+/// Every template name a cluster shipped, with its state (`pending` ones wait for an admin),
+/// sorted by cluster then name.
+#[utoipa::path(get, path = "/api/v1/cluster-templates", tag = "preseeds", responses((status = 200, body = Vec<ClusterTemplateView>), (status = 401, description = "No valid token", body = ErrorBody)))]
+async fn cluster_templates(service: web::Data<RegionService>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(service.cluster_templates().await?))
+}
+
+/// Lets what the cluster ships as this template serve the cluster's own nodes.
+#[utoipa::path(post, path = "/api/v1/cluster-templates/{cluster}/{name}/approve", tag = "preseeds", params(("cluster" = String, Path, description = "Cluster id"), ("name" = String, Path, description = "Template name")), responses((status = 200, body = ClusterTemplateView), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+async fn approve(
+    service: web::Data<RegionService>,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
+    let (cluster, name) = path.into_inner();
+    let view = service
+        .decide_cluster_template(&ClusterId::new(cluster), &name, true)
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Stops what the cluster ships as this template from serving any node.
+#[utoipa::path(post, path = "/api/v1/cluster-templates/{cluster}/{name}/refuse", tag = "preseeds", params(("cluster" = String, Path, description = "Cluster id"), ("name" = String, Path, description = "Template name")), responses((status = 200, body = ClusterTemplateView), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token's role may not", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+async fn refuse(service: web::Data<RegionService>, path: web::Path<(String, String)>) -> ApiResult {
+    let (cluster, name) = path.into_inner();
+    let view = service
+        .decide_cluster_template(&ClusterId::new(cluster), &name, false)
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Every template's head version and open conflicts.

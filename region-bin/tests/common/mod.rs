@@ -217,14 +217,34 @@ impl Mesh {
     }
 }
 
-/// Whether the store holds `template` as shipped by `cluster` (in any version).
+/// Whether the region recorded `template` as shipped by `cluster`: the cluster has a row for
+/// the name, and the history holds the text (or the row says why it was refused on arrival).
 fn shipped(store: &Store, cluster: &ClusterId, template: &PreseedTemplate) -> bool {
-    store.history(&template.name).is_ok_and(|versions| {
-        versions.iter().any(|v| {
-            v.content == template.content
-                && v.origin == osmesh_store::PreseedOrigin::Cluster(cluster.clone())
-        })
-    })
+    let Some(row) = store.list_cluster_templates().ok().and_then(|rows| {
+        rows.into_iter()
+            .find(|r| &r.cluster == cluster && r.name == template.name)
+    }) else {
+        return false;
+    };
+    row.error.is_some()
+        || store
+            .history(&template.name)
+            .is_ok_and(|versions| versions.iter().any(|v| v.content == template.content))
+}
+
+/// Approves every template name a cluster shipped, as an admin would.
+pub async fn approve_all_templates(mesh: &Mesh) {
+    for row in mesh
+        .service
+        .cluster_templates()
+        .await
+        .expect("cluster templates")
+    {
+        mesh.service
+            .decide_cluster_template(&row.cluster, &row.name, true)
+            .await
+            .expect("approve");
+    }
 }
 
 /// A region with no cluster, on a fresh SQLite database (kept alive by the `TestDb`).
