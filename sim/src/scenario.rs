@@ -119,6 +119,10 @@ impl Settings {
     /// `ReportBootImages` and `ReportPreseedTemplates` take under 20 one-way latencies. The
     /// region holds the pushed snapshot as soon as it is acknowledged; the last second
     /// covers the invariant checker's sampling interval.
+    ///
+    /// With several regions, `+ MESH_LAG_MS` (6 s): a cluster may learn of a restarted
+    /// region (a new registry id) only from another region's next heartbeat, which pushes
+    /// the new list; it dials the new region at once.
     pub fn convergence_bound_ms(&self) -> u64 {
         let push_timeout = osmesh_actors::cluster::PUSH_TIMEOUT.as_millis() as u64;
         let detect = self
