@@ -3,6 +3,8 @@
 //! allows, plus the durability checks that
 //! compare the store with what it acknowledged before (a list the domain work extends).
 
+use osmesh_actors::region::license::LicenseKeyView;
+use osmesh_actors::region::nodes::NodeView;
 use osmesh_actors::region::{OsystemsAnswer, ReadPath};
 use osmesh_core::os::{Registry, RegistryConfig};
 use osmesh_core::{BootImage, ClusterId, ClusterReport, MeshView, Purpose};
@@ -16,6 +18,29 @@ use crate::oracle::{Held, Oracle, Projection};
 /// Every answer: answered and not answered are disjoint; every cluster the region
 /// acknowledged as registered is named (in the view and among the parts); nothing else is.
 pub fn names_every_cluster(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(), String> {
+    names_clusters(answer, oracle, oracle.registered(), "")
+}
+
+/// [`names_every_cluster`] for an answer of the region at `region`, asked for at
+/// `issued_ms`, in a world of several regions: it names every cluster *any* region
+/// acknowledged as registered ([`Oracle::must_name`]: at once those registered with it, the
+/// others once the regions' heartbeat had time to hand them over through the store).
+pub fn names_every_cluster_from(
+    answer: &OsystemsAnswer,
+    oracle: &Oracle,
+    region: &str,
+    issued_ms: u64,
+) -> Result<(), String> {
+    let from = format!(" from {region}");
+    names_clusters(answer, oracle, oracle.must_name(region, issued_ms), &from)
+}
+
+fn names_clusters<'a>(
+    answer: &OsystemsAnswer,
+    oracle: &Oracle,
+    registered: impl Iterator<Item = &'a str>,
+    from: &str,
+) -> Result<(), String> {
     let view = &answer.view;
     let label = answer.source_label();
     if let Some(both) = view
@@ -30,13 +55,13 @@ pub fn names_every_cluster(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(
     let parts: BTreeSet<&str> = answer.clusters.iter().map(|p| p.cluster.as_str()).collect();
     // One id reused for every lookup, so that naming a cluster allocates nothing.
     let mut cluster = ClusterId::new(String::new());
-    for id in oracle.registered() {
+    for id in registered {
         cluster.0.clear();
         cluster.0.push_str(id);
         let in_view = view.answered.contains(&cluster) || view.not_answered.contains_key(&cluster);
         if !in_view || !parts.contains(id) {
             return Err(format!(
-                "{label} answer does not name registered cluster {id} (view: answered {:?}, not answered {:?})",
+                "{label} answer{from} does not name registered cluster {id} (view: answered {:?}, not answered {:?})",
                 view.answered.iter().map(ClusterId::as_str).collect::<Vec<_>>(),
                 view.not_answered.keys().map(ClusterId::as_str).collect::<Vec<_>>(),
             ));
@@ -118,14 +143,29 @@ pub fn live_answers_are_live(
     issued_ms: u64,
     now_ms: u64,
 ) -> Result<(), String> {
+    live_answers_are_live_at(answer, oracle, crate::net::REGION_ADDR, issued_ms, now_ms)
+}
+
+/// [`live_answers_are_live`] for an answer of the region at `region`: the replies must have
+/// reached *that* region (a reply to another region's fan-out is not an answer to this one).
+pub fn live_answers_are_live_at(
+    answer: &OsystemsAnswer,
+    oracle: &Oracle,
+    region: &str,
+    issued_ms: u64,
+    now_ms: u64,
+) -> Result<(), String> {
     if answer.source != ReadPath::Live {
         return Ok(());
     }
     for c in &answer.view.answered {
         for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
-            if !oracle.seen.replied_within(c.as_str(), m, issued_ms, now_ms) {
+            if !oracle
+                .seen
+                .replied_within(c.as_str(), region, m, issued_ms, now_ms)
+            {
                 return Err(format!(
-                    "live answer counts {c} as answering, but no {m} reply of {c} reached the region between {issued_ms} and {now_ms} ms"
+                    "live answer counts {c} as answering, but no {m} reply of {c} reached {region} between {issued_ms} and {now_ms} ms"
                 ));
             }
         }
@@ -477,6 +517,8 @@ pub struct Acked {
 /// One allocation the service answered with success.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AckedAllocation {
+    /// The region that answered it.
+    pub region: String,
     pub hostname: String,
     pub cluster: String,
     pub osystem: String,
@@ -670,8 +712,16 @@ pub fn allocation_is_sound(
     now_ms: u64,
 ) -> Result<(), String> {
     if let Some(earlier) = acked.allocations.get(&node.id) {
+        let by = if earlier.region == allocation.region {
+            String::new()
+        } else {
+            format!(
+                " (by {}, now again by {})",
+                earlier.region, allocation.region
+            )
+        };
         return Err(format!(
-            "node {} was handed out twice: already allocated for {}/{}",
+            "node {} was handed out twice: already allocated for {}/{}{by}",
             allocation.hostname, earlier.osystem, earlier.distro_series
         ));
     }
@@ -702,6 +752,57 @@ pub fn allocation_is_sound(
             node.arch,
             node.cluster
         ));
+    }
+    Ok(())
+}
+
+/// What any region answers after another crashed still holds every acknowledged write
+/// (issue 15: "kill -9 of one region loses nothing it acknowledged; the others keep
+/// serving"): each acknowledged key is listed with its validator and its masked key, and each
+/// acknowledged allocation's node is allocated for its OS and release. `keys` and `nodes`
+/// are what one region answered.
+pub fn acked_writes_served(
+    acked: &Acked,
+    keys: &[LicenseKeyView],
+    nodes: &[NodeView],
+) -> Result<(), String> {
+    for ((os, release), (key, by)) in &acked.license_keys {
+        let listed = keys
+            .iter()
+            .find(|k| &k.osystem == os && &k.distro_series == release);
+        match listed {
+            None => return Err(format!("the acknowledged key of {os}/{release} is not listed")),
+            Some(k) if k.validated_by.as_str() != by || k.license_key != osmesh_store::mask_key(key) => {
+                return Err(format!(
+                    "the acknowledged key of {os}/{release} (validated by {by}) is listed as {} validated by {}",
+                    k.license_key, k.validated_by
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, allocation) in &acked.allocations {
+        let Some(node) = nodes.iter().find(|n| n.id == *id) else {
+            return Err(format!(
+                "allocated node {} (id {id}) is not listed",
+                allocation.hostname
+            ));
+        };
+        let holds = node.status == NodeStatus::Allocated.as_str()
+            && node.osystem.as_deref() == Some(allocation.osystem.as_str())
+            && node.distro_series.as_deref() == Some(allocation.distro_series.as_str());
+        if !holds {
+            return Err(format!(
+                "node {} was allocated for {}/{} by {} and is listed {} ({:?}/{:?})",
+                allocation.hostname,
+                allocation.osystem,
+                allocation.distro_series,
+                allocation.region,
+                node.status,
+                node.osystem,
+                node.distro_series
+            ));
+        }
     }
     Ok(())
 }
@@ -842,12 +943,17 @@ mod tests {
             let mut seen = Observed::default();
             for c in ["c1", "c2"] {
                 seen.registered.insert(c.into(), 50);
+                seen.registered_with
+                    .entry(c.into())
+                    .or_default()
+                    .insert(crate::net::REGION_ADDR.into());
                 seen.reports.insert(c.into(), vec![10, 100, 1_000]);
                 for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
-                    seen.replies
-                        .entry(c.into())
-                        .or_default()
-                        .push((1_000, m.into()));
+                    seen.replies.entry(c.into()).or_default().push((
+                        1_000,
+                        m.into(),
+                        crate::net::REGION_ADDR.into(),
+                    ));
                 }
             }
             oracle.observe(seen);
@@ -1091,6 +1197,140 @@ mod tests {
             assert!(converged(&missing, &oracle).is_err());
         }
 
+        /// c1 and c2 registered with `r1` only (at 50 ms), and answered its fan-out at 1 s.
+        fn oracle_of_r1() -> Oracle {
+            let mut oracle = oracle();
+            let r1: std::sync::Arc<str> = "r1".into();
+            let mut seen = Observed::default();
+            for c in ["c1", "c2"] {
+                seen.registered_with.insert(c.into(), [r1.clone()].into());
+                for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
+                    seen.replies
+                        .entry(c.into())
+                        .or_default()
+                        .push((1_000, m.into(), r1.clone()));
+                }
+            }
+            oracle.seen = seen;
+            let mut registered = Observed::default();
+            registered.registered.insert("c1".into(), 50);
+            registered.registered.insert("c2".into(), 50);
+            oracle.observe(registered);
+            oracle
+        }
+
+        #[test]
+        fn a_region_that_never_names_a_cluster_another_region_registered_is_caught() {
+            let oracle = oracle_of_r1();
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1))], 0);
+            // r1 registered c2 itself: it must name it at once.
+            let err = names_every_cluster_from(&a, &oracle, "r1", 100).unwrap_err();
+            assert!(
+                err.contains("from r1 does not name registered cluster c2"),
+                "{err}"
+            );
+            // r2 learns of c2 through the store, within the heartbeat's bound...
+            let bound = crate::oracle::ADOPTION_BOUND_MS;
+            assert_eq!(
+                names_every_cluster_from(&a, &oracle, "r2", 50 + bound - 1),
+                Ok(())
+            );
+            // ...and must name it after.
+            let err = names_every_cluster_from(&a, &oracle, "r2", 50 + bound).unwrap_err();
+            assert!(
+                err.contains("from r2 does not name registered cluster c2"),
+                "{err}"
+            );
+        }
+
+        #[test]
+        fn a_live_answer_counting_replies_to_another_region_is_caught() {
+            let oracle = oracle_of_r1();
+            let a = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(
+                live_answers_are_live_at(&a, &oracle, "r1", 900, 1_100),
+                Ok(())
+            );
+            let err = live_answers_are_live_at(&a, &oracle, "r2", 900, 1_100).unwrap_err();
+            assert!(
+                err.contains("no ListOperatingSystems reply of c1 reached r2"),
+                "{err}"
+            );
+        }
+
+        #[test]
+        fn a_node_handed_out_by_two_regions_is_caught() {
+            let oracle = oracle();
+            let mut acked = Acked::default();
+            let mut first = allocation("c1", "ubuntu", "jammy");
+            first.region = "r1".into();
+            acked.allocations.insert(7, first);
+            let mut again = allocation("c1", "ubuntu", "jammy");
+            again.region = "r2".into();
+            let err =
+                allocation_is_sound(&node("amd64", "c1"), "amd64", &again, &acked, &oracle, 500)
+                    .unwrap_err();
+            assert!(
+                err.contains("handed out twice") && err.contains("(by r1, now again by r2)"),
+                "{err}"
+            );
+        }
+
+        fn key_view(by: &str, key: &str) -> LicenseKeyView {
+            LicenseKeyView {
+                osystem: "windows".into(),
+                distro_series: "win2019".into(),
+                license_key: osmesh_store::mask_key(key),
+                validated_by: ClusterId::new(by),
+                validated_at_ms: 1,
+                created_at_ms: 1,
+                updated_at_ms: 1,
+                refused_by: BTreeMap::new(),
+            }
+        }
+
+        fn node_view(status: &str) -> NodeView {
+            NodeView {
+                id: 7,
+                system_id: None,
+                hostname: "n7".into(),
+                arch: "amd64".into(),
+                subarch: "generic".into(),
+                cluster: ClusterId::new("c1"),
+                power_type: None,
+                power_parameters: None,
+                status: status.into(),
+                osystem: (status == "allocated").then(|| "ubuntu".into()),
+                distro_series: (status == "allocated").then(|| "jammy".into()),
+                created_at_ms: 1,
+                allocated_at_ms: None,
+            }
+        }
+
+        #[test]
+        fn a_region_that_does_not_serve_an_acknowledged_write_is_caught() {
+            const KEY: &str = "ABCDE-12345-FGHIJ-67890-KLMNO";
+            let mut acked = Acked::default();
+            acked.license_keys.insert(
+                ("windows".into(), "win2019".into()),
+                (KEY.into(), "c1".into()),
+            );
+            acked
+                .allocations
+                .insert(7, allocation("c1", "ubuntu", "jammy"));
+            let keys = [key_view("c1", KEY)];
+            let allocated = [node_view("allocated")];
+            assert_eq!(acked_writes_served(&acked, &keys, &allocated), Ok(()));
+            let err = acked_writes_served(&acked, &[], &allocated).unwrap_err();
+            assert!(err.contains("windows/win2019 is not listed"), "{err}");
+            let other = [key_view("c2", KEY)];
+            assert!(acked_writes_served(&acked, &other, &allocated).is_err());
+            let err = acked_writes_served(&acked, &keys, &[node_view("ready")]).unwrap_err();
+            assert!(err.contains("is listed ready"), "{err}");
+            let err = acked_writes_served(&acked, &keys, &[]).unwrap_err();
+            assert!(err.contains("(id 7) is not listed"), "{err}");
+        }
+
         fn node(arch: &str, cluster: &str) -> Enlisted {
             Enlisted {
                 id: 7,
@@ -1102,6 +1342,7 @@ mod tests {
 
         fn allocation(cluster: &str, os: &str, release: &str) -> AckedAllocation {
             AckedAllocation {
+                region: "region".into(),
                 hostname: "n7".into(),
                 cluster: cluster.into(),
                 osystem: os.into(),
@@ -1227,6 +1468,7 @@ mod tests {
         acked.allocations.insert(
             node.id,
             AckedAllocation {
+                region: "region".into(),
                 hostname: "n1".into(),
                 cluster: "c1".into(),
                 osystem: "ubuntu".into(),

@@ -32,6 +32,9 @@ enum Command {
         clusters: Option<usize>,
         #[arg(long, value_enum, default_value_t = Mode::Safety)]
         mode: Mode,
+        /// Each seed draws its number of regions (sharing one store) from 1 to this.
+        #[arg(long, default_value_t = 1)]
+        regions: usize,
         #[arg(long, default_value_t = 0)]
         base_seed: u64,
         /// Seeds run at once, each on its own thread (default: the machine's cores). The
@@ -48,6 +51,9 @@ enum Command {
         clusters: Option<usize>,
         #[arg(long, value_enum, default_value_t = Mode::Safety)]
         mode: Mode,
+        /// As given to `swarm`: the seed draws its regions from 1 to this.
+        #[arg(long, default_value_t = 1)]
+        regions: usize,
     },
     /// Simulated seconds per wall second: healthy clusters exchanging heartbeats and refreshes.
     Bench {
@@ -78,11 +84,13 @@ fn main() {
             seed,
             clusters,
             mode,
-        } => replay(seed, clusters, mode),
+            regions,
+        } => replay(seed, clusters, mode, regions),
         Command::Swarm {
             seeds,
             clusters,
             mode,
+            regions,
             base_seed,
             jobs,
         } => {
@@ -94,6 +102,7 @@ fn main() {
                 base_seed,
                 mode,
                 clusters,
+                regions,
                 jobs,
             };
             swarm(&run)
@@ -129,12 +138,16 @@ fn run_file(path: &std::path::Path, seed: u64) -> anyhow::Result<i32> {
     report(&scenario, seed, &replay)
 }
 
-fn replay(seed: u64, clusters: Option<usize>, mode: Mode) -> anyhow::Result<i32> {
-    let options = swarm::options(seed, mode, clusters);
+fn replay(seed: u64, clusters: Option<usize>, mode: Mode, regions: usize) -> anyhow::Result<i32> {
+    let options = swarm::options(seed, mode, clusters).with_regions(regions);
     println!("options: {}", serde_json::to_string_pretty(&options)?);
     let scenario = swarm::generate(&options);
     println!("generated scenario:\n{}", toml::to_string(&scenario)?);
-    report(&scenario, seed, &replay_command(seed, clusters, mode))
+    report(
+        &scenario,
+        seed,
+        &replay_command(seed, clusters, mode, regions),
+    )
 }
 
 fn report(scenario: &Scenario, seed: u64, replay: &str) -> anyhow::Result<i32> {
@@ -165,13 +178,20 @@ fn verdict(outcome: &Outcome, seed: u64, replay: &str) -> i32 {
     }
 }
 
-fn replay_command(seed: u64, clusters: Option<usize>, mode: Mode) -> String {
+fn replay_command(seed: u64, clusters: Option<usize>, mode: Mode, regions: usize) -> String {
     let mode = match mode {
         Mode::Safety => "safety",
         Mode::Liveness => "liveness",
     };
     let clusters = clusters.map_or(String::new(), |k| format!(" --clusters {k}"));
-    format!("cargo run --release -p osmesh-sim -- replay --seed {seed} --mode {mode}{clusters}")
+    let regions = if regions > 1 {
+        format!(" --regions {regions}")
+    } else {
+        String::new()
+    };
+    format!(
+        "cargo run --release -p osmesh-sim -- replay --seed {seed} --mode {mode}{clusters}{regions}"
+    )
 }
 
 #[derive(serde::Serialize)]
@@ -180,7 +200,14 @@ struct SwarmRun {
     base_seed: u64,
     mode: Mode,
     clusters: Option<usize>,
+    /// Each seed draws 1 to this many regions.
+    #[serde(skip_serializing_if = "is_one")]
+    regions: usize,
     jobs: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn swarm(run: &SwarmRun) -> anyhow::Result<i32> {
@@ -192,11 +219,18 @@ fn swarm(run: &SwarmRun) -> anyhow::Result<i32> {
     );
     let started = std::time::Instant::now();
     let seeds = run.base_seed..run.base_seed.saturating_add(run.seeds);
-    let failed = swarm::run_seeds(seeds, run.jobs, run.mode, run.clusters, &|| bar.inc(1))?;
+    let failed = swarm::run_seeds(
+        seeds,
+        run.jobs,
+        run.mode,
+        run.clusters,
+        run.regions,
+        &|| bar.inc(1),
+    )?;
     if let Some(failed) = failed {
         bar.abandon();
         println!("options: {}", serde_json::to_string(&failed.options)?);
-        let replay = replay_command(failed.seed, run.clusters, run.mode);
+        let replay = replay_command(failed.seed, run.clusters, run.mode, run.regions);
         return Ok(verdict(&failed.outcome, failed.seed, &replay));
     }
     bar.finish();

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::scenario::Direction;
 use crate::trace::{Fate, SharedTrace, Source};
 
-/// The address the region listens on.
+/// The address the region listens on (in a world of one region; several are `r1`, `r2`, …).
 pub const REGION_ADDR: &str = "region";
 
 /// Largest frame the simulated links carry, as TCP's default.
@@ -46,9 +46,11 @@ struct LinkFaults {
     reorder_rate: Option<f64>,
 }
 
-/// One connection between a cluster and the region.
+/// One connection between a cluster and a region.
 struct LinkEntry {
     cluster: Arc<str>,
+    /// The address of the region it was dialed to.
+    region: Arc<str>,
     /// How the trace names each direction (`L3 c1>region`, `L3 region>c1`), made once.
     labels: [Arc<str>; 2],
     cut: watch::Sender<bool>,
@@ -65,13 +67,18 @@ struct NetState {
     rng: StdRng,
     trace: SharedTrace,
     start: Instant,
-    listener: Option<mpsc::UnboundedSender<FrameConn>>,
+    /// Each region's listener, by address; a region down has none.
+    listeners: BTreeMap<String, mpsc::UnboundedSender<FrameConn>>,
+    /// Every address a region ever listened on (a dial elsewhere is "no host").
+    hosts: std::collections::BTreeSet<String>,
     links: BTreeMap<u64, LinkEntry>,
     next_link: u64,
     default_latency: (u64, u64),
     global: LinkFaults,
     per_cluster: BTreeMap<String, LinkFaults>,
     partitions: BTreeMap<String, Direction>,
+    /// Partitions between one cluster and one region only: `(cluster, region address)`.
+    region_partitions: BTreeMap<(String, String), Direction>,
     slow: BTreeMap<String, u64>,
     connect_timeout: Duration,
     /// What the network itself saw since the oracle last took it (never read by the nodes).
@@ -110,10 +117,12 @@ impl Counts {
 /// oracle's evidence of registrations and answers, independent of the region's state.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    /// Clusters the region replied `Registered` to, with the first time it did.
+    /// Clusters a region replied `Registered` to, with the first time one did.
     pub registered: BTreeMap<String, u64>,
-    /// Per cluster, `(delivery ms, method)` of every reply it sent the region.
-    pub replies: BTreeMap<String, Vec<(u64, String)>>,
+    /// Per cluster, the address of every region that replied `Registered` to it.
+    pub registered_with: BTreeMap<String, std::collections::BTreeSet<Arc<str>>>,
+    /// Per cluster, `(delivery ms, method, region address)` of every reply it sent a region.
+    pub replies: BTreeMap<String, Vec<(u64, String, Arc<str>)>>,
     /// Per cluster, the delivery ms of every frame that carried its images to the region (its
     /// `ReportBootImages` calls and its `ListBootImages` replies).
     pub reports: BTreeMap<String, Vec<u64>>,
@@ -126,6 +135,12 @@ impl Observed {
         for (cluster, at) in later.registered {
             self.registered.entry(cluster).or_insert(at);
         }
+        for (cluster, regions) in later.registered_with {
+            self.registered_with
+                .entry(cluster)
+                .or_default()
+                .extend(regions);
+        }
         for (cluster, replies) in later.replies {
             self.replies.entry(cluster).or_default().extend(replies);
         }
@@ -134,14 +149,28 @@ impl Observed {
         }
     }
 
-    /// Whether `cluster` sent a reply to `method` that reaches the region within
+    /// Whether `cluster` sent a reply to `method` that reaches the region at `region` within
     /// `from_ms..=to_ms`.
-    pub fn replied_within(&self, cluster: &str, method: &str, from_ms: u64, to_ms: u64) -> bool {
+    pub fn replied_within(
+        &self,
+        cluster: &str,
+        region: &str,
+        method: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> bool {
         self.replies.get(cluster).is_some_and(|replies| {
             replies
                 .iter()
-                .any(|(at, m)| m == method && (from_ms..=to_ms).contains(at))
+                .any(|(at, m, r)| m == method && &**r == region && (from_ms..=to_ms).contains(at))
         })
+    }
+
+    /// Whether the region at `region` replied `Registered` to `cluster`.
+    pub fn registered_with(&self, cluster: &str, region: &str) -> bool {
+        self.registered_with
+            .get(cluster)
+            .is_some_and(|regions| regions.iter().any(|r| &**r == region))
     }
 }
 
@@ -164,13 +193,15 @@ impl SimNetwork {
             rng,
             trace: trace.clone(),
             start: Instant::now(),
-            listener: None,
+            listeners: BTreeMap::new(),
+            hosts: Default::default(),
             links: BTreeMap::new(),
             next_link: 0,
             default_latency: latency,
             global: LinkFaults::default(),
             per_cluster: BTreeMap::new(),
             partitions: BTreeMap::new(),
+            region_partitions: BTreeMap::new(),
             slow: BTreeMap::new(),
             connect_timeout,
             seen: Observed::default(),
@@ -194,16 +225,21 @@ impl SimNetwork {
         std::mem::take(&mut self.lock().seen)
     }
 
-    /// The region's listener; replaces any earlier one (a restarted region).
-    pub fn listen(&self) -> SimListener {
+    /// The listener of the region at `addr`; replaces any earlier one (a restarted region).
+    pub fn listen(&self, addr: &str) -> SimListener {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().listener = Some(tx);
-        SimListener { incoming: rx }
+        let mut state = self.lock();
+        state.listeners.insert(addr.to_owned(), tx);
+        state.hosts.insert(addr.to_owned());
+        SimListener {
+            incoming: rx,
+            addr: addr.to_owned(),
+        }
     }
 
-    /// Nothing listens any more: dials are refused.
-    pub fn unlisten(&self) {
-        self.lock().listener = None;
+    /// Nothing listens on `addr` any more: dials to it are refused.
+    pub fn unlisten(&self, addr: &str) {
+        self.lock().listeners.remove(addr);
     }
 
     pub fn dialer(&self, cluster: &str) -> SimDialer {
@@ -216,34 +252,64 @@ impl SimNetwork {
     /// Cuts every link of `cluster` at once (`None`: every link): in-flight frames are lost
     /// and both ends see the connection end.
     pub fn cut(&self, cluster: Option<&str>) {
+        self.cut_where(|link| cluster.is_none_or(|c| c == &*link.cluster));
+    }
+
+    /// Cuts every link to the region at `addr` (a crashed region).
+    pub fn cut_region(&self, addr: &str) {
+        self.cut_where(|link| &*link.region == addr);
+    }
+
+    fn cut_where(&self, doomed: impl Fn(&LinkEntry) -> bool) {
         let mut state = self.lock();
         let doomed: Vec<u64> = state
             .links
             .iter()
-            .filter(|(_, link)| cluster.is_none_or(|c| c == &*link.cluster))
+            .filter(|(_, link)| doomed(link))
             .map(|(id, _)| *id)
             .collect();
         let now = state.now_ms();
         for id in doomed {
             if let Some(link) = state.links.remove(&id) {
                 let _ = link.cut.send(true);
-                let text = format!("L{id} {}<>region  cut", link.cluster);
+                let text = format!("L{id} {}<>{}  cut", link.cluster, link.region);
                 state.trace.push(now, Source::Net, text);
             }
         }
     }
 
-    pub fn partition(&self, cluster: &str, direction: Direction) {
-        self.lock().partitions.insert(cluster.to_owned(), direction);
+    /// Partitions `cluster` from every region, or from the region at `region` only.
+    pub fn partition(&self, cluster: &str, region: Option<&str>, direction: Direction) {
+        let mut state = self.lock();
+        match region {
+            None => {
+                state.partitions.insert(cluster.to_owned(), direction);
+            }
+            Some(r) => {
+                let key = (cluster.to_owned(), r.to_owned());
+                state.region_partitions.insert(key, direction);
+            }
+        }
     }
 
-    pub fn heal(&self, cluster: Option<&str>) {
+    /// Ends the partitions of `cluster` (`None`: every cluster's); with `region`, only the
+    /// one between that cluster and that region.
+    pub fn heal(&self, cluster: Option<&str>, region: Option<&str>) {
         let mut state = self.lock();
-        match cluster {
-            Some(c) => {
-                state.partitions.remove(c);
+        match (cluster, region) {
+            (Some(c), Some(r)) => {
+                state
+                    .region_partitions
+                    .remove(&(c.to_owned(), r.to_owned()));
             }
-            None => state.partitions.clear(),
+            (Some(c), None) => {
+                state.partitions.remove(c);
+                state.region_partitions.retain(|(pc, _), _| pc != c);
+            }
+            (None, _) => {
+                state.partitions.clear();
+                state.region_partitions.clear();
+            }
         }
     }
 
@@ -278,6 +344,7 @@ impl SimNetwork {
         state.global = LinkFaults::default();
         state.per_cluster.clear();
         state.partitions.clear();
+        state.region_partitions.clear();
         state.slow.clear();
     }
 
@@ -292,24 +359,29 @@ impl SimNetwork {
     fn connect(&self, cluster: &str, addr: &str) -> Result<FrameConn, DialFailure> {
         let mut state = self.lock();
         let now = state.now_ms();
-        if addr != REGION_ADDR {
+        if !state.hosts.contains(addr) {
             return Err(DialFailure::Refused(format!("no host {addr}")));
         }
-        if state.partitions.contains_key(cluster) {
+        if state.partition_of(cluster, addr).is_some() {
             state.trace.push(
                 now,
                 Source::Net,
-                format!("dial {cluster}>region  timed out (partition)"),
+                format!("dial {cluster}>{addr}  timed out (partition)"),
             );
             return Err(DialFailure::TimedOut(state.connect_timeout));
         }
-        let Some(listener) = state.listener.clone().filter(|l| !l.is_closed()) else {
+        let listener = state
+            .listeners
+            .get(addr)
+            .filter(|l| !l.is_closed())
+            .cloned();
+        let Some(listener) = listener else {
             state.trace.push(
                 now,
                 Source::Net,
-                format!("dial {cluster}>region  refused (region down)"),
+                format!("dial {cluster}>{addr}  refused (region down)"),
             );
-            return Err(DialFailure::Refused("nothing listens on region".into()));
+            return Err(DialFailure::Refused(format!("nothing listens on {addr}")));
         };
         state.next_link += 1;
         let id = state.next_link;
@@ -319,9 +391,10 @@ impl SimNetwork {
             id,
             LinkEntry {
                 cluster: cluster.into(),
+                region: addr.into(),
                 labels: [
-                    format!("L{id} {cluster}>region").into(),
-                    format!("L{id} region>{cluster}").into(),
+                    format!("L{id} {cluster}>{addr}").into(),
+                    format!("L{id} {addr}>{cluster}").into(),
                 ],
                 cut,
                 last_at: [start; 2],
@@ -329,10 +402,10 @@ impl SimNetwork {
                 replied: [BTreeMap::new(), BTreeMap::new()],
             },
         );
-        let text = format!("L{id} {cluster}>region  connected");
+        let text = format!("L{id} {cluster}>{addr}  connected");
         state.trace.push(now, Source::Net, text);
         drop(state);
-        let cluster_end = self.half(id, Dir::Up, cut_rx.clone(), REGION_ADDR);
+        let cluster_end = self.half(id, Dir::Up, cut_rx.clone(), addr);
         let region_end = self.half(id, Dir::Down, cut_rx, cluster);
         // The two ends are crossed: each end's stream carries the other direction.
         let (cluster_sink, region_stream) = cluster_end;
@@ -350,7 +423,7 @@ impl SimNetwork {
         Ok(FrameConn {
             sink: cluster_sink,
             stream: cluster_stream,
-            peer_addr: format!("sim:{REGION_ADDR}"),
+            peer_addr: format!("sim:{addr}"),
             read_limit: osmesh_net::limits::ReadLimit::fixed(osmesh_net::limits::MAX_FRAME),
             security: osmesh_net::Security::plain(),
         })
@@ -413,6 +486,7 @@ impl SimNetwork {
             return Err(NetError::Closed);
         };
         let cluster = entry.cluster.clone();
+        let region = entry.region.clone();
         let link_label = entry.labels[dir as usize].clone();
         let seen = read_frame(&frame, dir, entry, &mut state.labels, keep);
         let sent = Sent {
@@ -421,11 +495,13 @@ impl SimNetwork {
             seen: &seen,
         };
         let faults = state.effective(&cluster);
-        let partitioned = state.partitions.get(&*cluster).is_some_and(|d| match d {
-            Direction::Both => true,
-            Direction::ToRegion => dir == Dir::Up,
-            Direction::FromRegion => dir == Dir::Down,
-        });
+        let partitioned = state
+            .partition_of(&cluster, &region)
+            .is_some_and(|d| match d {
+                Direction::Both => true,
+                Direction::ToRegion => dir == Dir::Up,
+                Direction::FromRegion => dir == Dir::Down,
+            });
         let lost = !partitioned && chance(&mut state.rng, faults.drop_rate);
         if partitioned || lost {
             let why = if partitioned { "partition" } else { "loss" };
@@ -438,7 +514,7 @@ impl SimNetwork {
         }
         let reordered = chance(&mut state.rng, faults.reorder_rate);
         let at = state.delivery_time(link, dir, delay, reordered);
-        state.observe(&cluster, dir, seen.replied_to.as_deref(), at);
+        state.observe(&cluster, &region, dir, seen.replied_to.as_deref(), at);
         let _ = queue.send((at, frame.clone()));
         state.record(&sent, Fate::Delivered, || {
             let reorderable = if reordered { " reorderable" } else { "" };
@@ -447,7 +523,7 @@ impl SimNetwork {
         if chance(&mut state.rng, faults.duplicate_rate) {
             let again = delay + state.draw_latency(faults.latency);
             let at = state.delivery_time(link, dir, again, true);
-            state.observe(&cluster, dir, seen.replied_to.as_deref(), at);
+            state.observe(&cluster, &region, dir, seen.replied_to.as_deref(), at);
             let _ = queue.send((at, frame));
             state.record(&sent, Fate::Duplicated, || format!("DUP +{again}ms"));
         }
@@ -468,8 +544,27 @@ impl NetState {
         u64::try_from(Instant::now().duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The partition between `cluster` and the region at `region`, if any: the cluster's own
+    /// (from every region) first.
+    fn partition_of(&self, cluster: &str, region: &str) -> Option<&Direction> {
+        self.partitions.get(cluster).or_else(|| {
+            if self.region_partitions.is_empty() {
+                return None;
+            }
+            self.region_partitions
+                .get(&(cluster.to_owned(), region.to_owned()))
+        })
+    }
+
     /// Records a reply frame about to be delivered at `at` (see [`Observed`]).
-    fn observe(&mut self, cluster: &str, dir: Dir, replied_to: Option<&str>, at: Instant) {
+    fn observe(
+        &mut self,
+        cluster: &str,
+        region: &Arc<str>,
+        dir: Dir,
+        replied_to: Option<&str>,
+        at: Instant,
+    ) {
         let Some(method) = replied_to else {
             return;
         };
@@ -481,6 +576,8 @@ impl NetState {
                     .registered
                     .entry(cluster.to_owned())
                     .or_insert(now);
+                let with = self.seen.registered_with.entry(cluster.to_owned());
+                with.or_default().insert(region.clone());
             }
             Dir::Down => {}
             Dir::Up => {
@@ -497,7 +594,7 @@ impl NetState {
                         .replies
                         .entry(cluster.to_owned())
                         .or_default()
-                        .push((at_ms, method.to_owned()));
+                        .push((at_ms, method.to_owned(), region.clone()));
                 }
             }
         }
@@ -827,9 +924,10 @@ fn io_error(kind: std::io::ErrorKind, why: impl Into<String>) -> NetError {
     NetError::Io(std::io::Error::new(kind, why.into()))
 }
 
-/// The region's accepting end.
+/// A region's accepting end.
 pub struct SimListener {
     incoming: mpsc::UnboundedReceiver<FrameConn>,
+    addr: String,
 }
 
 impl Listener for SimListener {
@@ -838,6 +936,6 @@ impl Listener for SimListener {
     }
 
     fn local_addr(&self) -> String {
-        REGION_ADDR.to_owned()
+        self.addr.clone()
     }
 }

@@ -10,7 +10,9 @@
 //! The rules it encodes:
 //!
 //! - every cluster the region acknowledged as registered is named by every answer, either as
-//!   answering or as not answering, never both;
+//!   answering or as not answering, never both; with several regions on one store, every
+//!   cluster *any* region acknowledged is named by every region's answers, once the regions'
+//!   heartbeat had time to pass it on ([`ADOPTION_BOUND_MS`]);
 //! - a cluster's contribution to a view (the OSes and releases it supports; per arch, the
 //!   purposes of the images it holds of a release it lists) is what the cluster held at one
 //!   moment no later than when the region received it: a live answer's "now", a cached
@@ -35,6 +37,13 @@ pub const STALENESS_BOUND_MS: u64 = 30_000;
 /// fan-out keeps every answer until its slowest cluster is done, within the longest deadline
 /// a caller may give (`MAX_LIVE_TIMEOUT`, 60 s).
 pub const RECORD_SLACK_MS: u64 = 60_000;
+
+/// The longest a region may take to name a cluster another region acknowledged as
+/// registered: the registry's heartbeat, which reads the store's clusters and hands the new
+/// ones to the actor, beats every `REGION_HEARTBEAT_INTERVAL`; one second more for the actor
+/// to take them.
+pub const ADOPTION_BOUND_MS: u64 =
+    osmesh_actors::region::regions::REGION_HEARTBEAT_INTERVAL.as_millis() as u64 + 1_000;
 
 /// `(osystem, release)`.
 pub type ReleaseKey = (String, String);
@@ -164,6 +173,24 @@ impl Oracle {
     /// The clusters the region acknowledged as registered, in id order.
     pub fn registered(&self) -> impl Iterator<Item = &str> {
         self.seen.registered.keys().map(String::as_str)
+    }
+
+    /// The clusters an answer of the region at `region`, asked for at `issued_ms`, must name:
+    /// those it acknowledged as registered itself, and those any region acknowledged at least
+    /// [`ADOPTION_BOUND_MS`] before. In id order.
+    pub fn must_name<'a>(
+        &'a self,
+        region: &'a str,
+        issued_ms: u64,
+    ) -> impl Iterator<Item = &'a str> {
+        self.seen
+            .registered
+            .iter()
+            .filter(move |(id, at)| {
+                self.seen.registered_with(id, region)
+                    || at.saturating_add(ADOPTION_BOUND_MS) <= issued_ms
+            })
+            .map(|(id, _)| id.as_str())
     }
 
     /// How many image sets `cluster` has held: grows with each change, so a verdict that

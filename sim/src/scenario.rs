@@ -75,6 +75,13 @@ pub struct Settings {
     pub check_interval_ms: u64,
     /// Liveness mode: after the last fault, the cached view must converge within the bound.
     pub liveness: bool,
+    /// Regions sharing the one store (`r1`, `r2`, …; a single one is named `region`).
+    #[serde(skip_serializing_if = "is_one")]
+    pub regions: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for Settings {
@@ -93,6 +100,7 @@ impl Default for Settings {
             latency_max_ms: 10,
             check_interval_ms: 1_000,
             liveness: false,
+            regions: 1,
         }
     }
 }
@@ -111,6 +119,10 @@ impl Settings {
     /// `ReportBootImages` and `ReportPreseedTemplates` take under 20 one-way latencies. The
     /// region holds the pushed snapshot as soon as it is acknowledged; the last second
     /// covers the invariant checker's sampling interval.
+    ///
+    /// With several regions, `+ MESH_LAG_MS` (6 s): a cluster may learn of a restarted
+    /// region (a new registry id) only from another region's next heartbeat, which pushes
+    /// the new list; it dials the new region at once.
     pub fn convergence_bound_ms(&self) -> u64 {
         let push_timeout = osmesh_actors::cluster::PUSH_TIMEOUT.as_millis() as u64;
         let detect = self
@@ -118,7 +130,12 @@ impl Settings {
             .max(self.connect_timeout_ms)
             .max(self.handshake_timeout_ms)
             .max(push_timeout);
-        detect + self.backoff_cap_ms + 20 * self.latency_max_ms + 1_000
+        let learn = if self.regions > 1 {
+            crate::world::regions::MESH_LAG_MS
+        } else {
+            0
+        };
+        detect + self.backoff_cap_ms + 20 * self.latency_max_ms + 1_000 + learn
     }
 }
 
@@ -161,21 +178,27 @@ pub enum Direction {
     FromRegion,
 }
 
-/// A fault at a virtual time. `cluster = None` means every link.
+/// A fault at a virtual time. `cluster = None` means every link. `region` (in a world of
+/// several regions) names one region: `r1`, `r2`, …
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "fault", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
+    /// Partitions `cluster` from every region, or from `region` only.
     Partition {
         at_ms: u64,
         cluster: String,
         #[serde(default)]
         direction: Direction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
     },
-    /// Ends the partitions of `cluster` (or all).
+    /// Ends the partitions of `cluster` (or all); with `region`, only the one from it.
     Heal {
         at_ms: u64,
         #[serde(default)]
         cluster: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
     },
     Delay {
         at_ms: u64,
@@ -209,14 +232,19 @@ pub enum Fault {
         cluster: String,
         extra_ms: u64,
     },
-    /// A cluster or `"region"` stops as a crash would; its links are cut.
+    /// A cluster or `"region"` stops as a crash would; its links are cut. With several
+    /// regions, `region` says which (`r1` when absent).
     Crash {
         at_ms: u64,
         node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
     },
     Restart {
         at_ms: u64,
         node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
     },
     /// The cluster's image set becomes `images`; the cluster rescans at once if running.
     ImagesChange {
@@ -232,9 +260,7 @@ pub enum Fault {
         templates: Vec<TemplateSpec>,
     },
     /// Ends every network fault: partitions, loss, duplication, reordering, delays, slowness.
-    HealAll {
-        at_ms: u64,
-    },
+    HealAll { at_ms: u64 },
 }
 
 impl Fault {
@@ -252,6 +278,17 @@ impl Fault {
             | Fault::ImagesChange { at_ms, .. }
             | Fault::TemplatesChange { at_ms, .. }
             | Fault::HealAll { at_ms } => *at_ms,
+        }
+    }
+
+    /// The region this fault names, if any.
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Fault::Partition { region, .. }
+            | Fault::Heal { region, .. }
+            | Fault::Crash { region, .. }
+            | Fault::Restart { region, .. } => region.as_deref(),
+            _ => None,
         }
     }
 
@@ -388,6 +425,7 @@ pub fn validate(scenario: &Scenario) -> Result<(), Invalid> {
             ));
         }
     }
+    validate_regions(scenario)?;
     let s = &scenario.settings;
     if s.latency_min_ms > s.latency_max_ms {
         return Err((
@@ -400,6 +438,46 @@ pub fn validate(scenario: &Scenario) -> Result<(), Invalid> {
         return Err(("settings", 0, "intervals must be positive".into()));
     }
     Ok(())
+}
+
+/// The most regions a world runs (each is a region actor and its registry beat).
+pub const MAX_SIM_REGIONS: usize = 8;
+
+/// The region count is in range, and every region a fault or an operation names exists; a
+/// crash or restart names a region only for `node = "region"`.
+fn validate_regions(scenario: &Scenario) -> Result<(), Invalid> {
+    let regions = scenario.settings.regions;
+    if !(1..=MAX_SIM_REGIONS).contains(&regions) {
+        let reason = format!("regions must be 1 to {MAX_SIM_REGIONS}");
+        return Err(("settings", 0, reason));
+    }
+    for (i, fault) in scenario.faults.iter().enumerate() {
+        if let Some(region) = fault.region() {
+            check_region(region, regions).map_err(|r| ("fault", i, r))?;
+        }
+        if let Fault::Crash { node, region, .. } | Fault::Restart { node, region, .. } = fault {
+            if node != REGION && region.is_some() {
+                let reason = format!("`region` names a region; `{node}` is a cluster");
+                return Err(("fault", i, reason));
+            }
+        }
+    }
+    for (i, op) in scenario.ops.iter().enumerate() {
+        if let Some(region) = op.region() {
+            check_region(region, regions).map_err(|r| ("op", i, r))?;
+        }
+    }
+    Ok(())
+}
+
+/// A region name (`r1` … `rN`) that exists in a world of `regions` regions.
+fn check_region(name: &str, regions: usize) -> Result<(), String> {
+    match crate::world::regions::region_index(name, regions) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "no region named `{name}` (this world has {regions}: r1 to r{regions})"
+        )),
+    }
 }
 
 /// Parses image strings into a sorted set of boot images.
@@ -498,6 +576,35 @@ mod tests {
         let good = "[[cluster]]\nid = \"c1\"\n[[op]]\nop = \"list_clusters\"\nat_ms = 1\n";
         let scenario = parse_scenario("x.toml", good).expect("parses");
         assert_eq!(scenario.ops[0].describe(), "list_clusters");
+    }
+
+    #[test]
+    fn a_region_that_does_not_exist_is_refused_with_its_line() {
+        let crash = "[settings]\nregions = 2\n[[cluster]]\nid = \"c1\"\n[[fault]]\nfault = \"crash\"\nat_ms = 1\nnode = \"region\"\nregion = \"r3\"\n";
+        assert_eq!(
+            error(crash),
+            "x.toml:5: no region named `r3` (this world has 2: r1 to r2)"
+        );
+        let op = "[[cluster]]\nid = \"c1\"\n[[op]]\nop = \"list_clusters\"\nat_ms = 1\nregion = \"r2\"\n";
+        assert!(
+            error(op).starts_with("x.toml:3: no region named `r2`"),
+            "{}",
+            error(op)
+        );
+        let cluster = "[settings]\nregions = 2\n[[cluster]]\nid = \"c1\"\n[[fault]]\nfault = \"crash\"\nat_ms = 1\nnode = \"c1\"\nregion = \"r1\"\n";
+        assert!(
+            error(cluster).contains("`c1` is a cluster"),
+            "{}",
+            error(cluster)
+        );
+        let none = "[settings]\nregions = 0\n[[cluster]]\nid = \"c1\"\n";
+        assert!(
+            error(none).contains("regions must be 1 to 8"),
+            "{}",
+            error(none)
+        );
+        let good = "[settings]\nregions = 3\n[[cluster]]\nid = \"c1\"\n[[fault]]\nfault = \"partition\"\nat_ms = 1\ncluster = \"c1\"\nregion = \"r3\"\n";
+        assert!(parse_scenario("x.toml", good).is_ok());
     }
 
     #[test]

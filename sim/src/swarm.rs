@@ -8,6 +8,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::world::Outcome;
+
+mod regions;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -93,6 +95,25 @@ pub struct SwarmOptions {
     pub heal_at_ms: Option<u64>,
     /// Domain operations (drawn from their own RNG, so fault plans stay as they were).
     pub domain: DomainOps,
+    /// Regions sharing the store (drawn with [`SwarmOptions::with_regions`], from its own
+    /// RNG: a seed of one region is the plan it always was).
+    #[serde(skip_serializing_if = "is_one")]
+    pub regions: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+impl SwarmOptions {
+    /// The same seed in a world of 1 to `max` regions, the count drawn from the seed (from a
+    /// stream of its own, so the rest of the plan is unchanged). `max` of 1 changes nothing.
+    pub fn with_regions(mut self, max: usize) -> SwarmOptions {
+        let max = max.clamp(1, crate::scenario::MAX_SIM_REGIONS);
+        let mut rng = StdRng::seed_from_u64(self.seed ^ 0x4e61_0115_4e61_0115);
+        self.regions = rng.gen_range(1..=max);
+        self
+    }
 }
 
 /// How many domain operations of each kind a seed runs; zero switches a kind off.
@@ -161,6 +182,7 @@ fn add_domain_ops(options: &SwarmOptions, clusters: &mut [ClusterSpec], ops: &mu
         let cluster = &clusters[rng.gen_range(0..clusters.len())];
         ops.push(Op::EnlistNode(EnlistNode {
             at_ms: 1_000 + n as u64,
+            region: None,
             hostname: format!("n{n}"),
             arch: ["amd64", "arm64"][rng.gen_range(0..2)].into(),
             subarch: None,
@@ -172,6 +194,7 @@ fn add_domain_ops(options: &SwarmOptions, clusters: &mut [ClusterSpec], ops: &mu
         let (os, release, arch) = ALLOCATION_POOL[rng.gen_range(0..ALLOCATION_POOL.len())];
         ops.push(Op::Allocate(Allocate {
             at_ms: rng.gen_range(2_000..end),
+            region: None,
             osystem: os.into(),
             distro_series: release.into(),
             arch: arch.into(),
@@ -182,6 +205,7 @@ fn add_domain_ops(options: &SwarmOptions, clusters: &mut [ClusterSpec], ops: &mu
     for _ in 0..domain.releases {
         ops.push(Op::ReleaseNode(ReleaseNode {
             at_ms: rng.gen_range(2_000..end),
+            region: None,
             hostname: format!("n{}", rng.gen_range(0..domain.nodes)),
             expect: None,
         }));
@@ -189,6 +213,7 @@ fn add_domain_ops(options: &SwarmOptions, clusters: &mut [ClusterSpec], ops: &mu
     for _ in 0..domain.license_keys {
         ops.push(Op::AddLicenseKey(AddLicenseKey {
             at_ms: rng.gen_range(2_000..end),
+            region: None,
             osystem: "windows".into(),
             distro_series: "win2019".into(),
             license_key: "ABCDE-12345-FGHIJ-67890-KLMNO".into(),
@@ -216,10 +241,11 @@ pub fn run_seeds(
     jobs: usize,
     mode: Mode,
     clusters: Option<usize>,
+    regions: usize,
     done: &(dyn Fn() + Sync),
 ) -> anyhow::Result<Option<FailedSeed>> {
     let run_one = |seed: u64| -> anyhow::Result<Option<(SwarmOptions, Outcome)>> {
-        let options = options(seed, mode, clusters);
+        let options = options(seed, mode, clusters).with_regions(regions);
         let outcome = crate::run(&generate(&options), seed, false)?;
         done();
         Ok(outcome.failure.is_some().then_some((options, outcome)))
@@ -315,6 +341,7 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
         heal_at_ms,
         kinds,
         domain: DomainOps::draw(seed),
+        regions: 1,
     }
 }
 
@@ -346,6 +373,7 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
             faults.push(Fault::Restart {
                 at_ms: heal_at,
                 node: node.to_owned(),
+                region: None,
             });
         }
     }
@@ -353,6 +381,7 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
     for _ in 0..options.live_ops {
         ops.push(Op::ListOsystems(ListOsystems {
             at_ms: rng.gen_range(1_000..options.duration_ms - 10_000),
+            region: None,
             read: Read::Live,
             timeout_ms: Some(rng.gen_range(200..5_000)),
             expect: None,
@@ -361,17 +390,22 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
     for _ in 0..options.cached_ops {
         ops.push(Op::ListOsystems(ListOsystems {
             at_ms: rng.gen_range(1_000..options.duration_ms),
+            region: None,
             read: Read::Cached,
             timeout_ms: None,
             expect: None,
         }));
     }
     add_domain_ops(options, &mut clusters, &mut ops);
+    if options.regions > 1 {
+        regions::spread(options, &mut faults, &mut ops);
+    }
     Scenario {
         description: format!("swarm seed {} ({:?})", options.seed, options.mode),
         settings: Settings {
             duration_ms: options.duration_ms,
             liveness: options.mode == Mode::Liveness,
+            regions: options.regions,
             ..Settings::default()
         },
         clusters,
@@ -465,10 +499,12 @@ fn partition(rng: &mut StdRng, cluster: String, at_ms: u64, later: u64) -> Vec<F
             at_ms,
             cluster: cluster.clone(),
             direction,
+            region: None,
         },
         Fault::Heal {
             at_ms: later,
             cluster: Some(cluster),
+            region: None,
         },
     ]
 }
@@ -479,8 +515,13 @@ fn crash_and_restart(node: String, at_ms: u64, later: u64) -> Vec<Fault> {
         Fault::Crash {
             at_ms,
             node: node.clone(),
+            region: None,
         },
-        Fault::Restart { at_ms: later, node },
+        Fault::Restart {
+            at_ms: later,
+            node,
+            region: None,
+        },
     ]
 }
 

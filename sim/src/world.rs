@@ -1,12 +1,10 @@
 //! The simulated world: one actix `System` on a paused current-thread runtime hosting the real
-//! region (over a real SQLite store) and clusters, joined by the simulated network, driven by
-//! a scenario's faults and operations, with the invariants checked at every step.
+//! region (over a real SQLite store; or several regions sharing it, `world/regions.rs`) and
+//! clusters, joined by the simulated network, driven by a scenario's faults and operations,
+//! with the invariants checked at every step.
 
 use actix::prelude::*;
-use osmesh_actors::clock::Clock;
 use osmesh_actors::cluster::{ClusterActor, ClusterSettings, ImageSource};
-use osmesh_actors::region::service::RegionService;
-use osmesh_actors::region::{RegionActor, RegionSettings};
 use osmesh_actors::Shutdown;
 use osmesh_core::os::RegistryConfig;
 use osmesh_core::{BootImage, ClusterId};
@@ -22,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::invariants::{self, Acked, Enlisted};
-use crate::net::{SimNetwork, REGION_ADDR};
+use crate::net::SimNetwork;
 use crate::oracle::Oracle;
 use crate::scenario::{parse_images, Fault, Scenario, Settings, TemplateSpec};
 use crate::trace::{SharedTrace, Source, Trace};
@@ -30,10 +28,12 @@ use osmesh_net::messages::PreseedTemplate;
 
 mod checks;
 mod faults;
+pub mod regions;
 mod report;
 
 pub(crate) use checks::region_died;
 use checks::{check, Checker};
+use regions::RegionSlot;
 use report::{connected_clusters, final_state};
 
 /// The wall-clock value the region's clock reads at virtual time zero.
@@ -172,14 +172,6 @@ struct SimCluster {
     actor: Option<Addr<ClusterActor>>,
 }
 
-struct SimRegion {
-    actor: Addr<RegionActor>,
-    service: RegionService,
-    /// Counts region starts: an operation refused by the region it was issued to while that
-    /// region is still up means the actor died under it.
-    generation: u64,
-}
-
 pub(crate) struct State {
     settings: Settings,
     trace: SharedTrace,
@@ -190,11 +182,14 @@ pub(crate) struct State {
     /// What the invariant checks keep between steps.
     checker: Checker,
     clusters: BTreeMap<String, SimCluster>,
-    region: Option<SimRegion>,
-    region_starts: u64,
+    /// The regions, in order (`r1`, `r2`, …; one region alone is `region`).
+    regions: Vec<RegionSlot>,
     /// Actors the world crashed (told to shut down), and when: each must be gone by the next
     /// check, or the crash never happened.
     crashed: Vec<(u64, String, Recipient<Shutdown>)>,
+    /// Regions crashed since the last check (with several): the others must serve every
+    /// acknowledged write at the next one.
+    served_after_crash: Vec<String>,
     /// The reference model: what each cluster held and when, what the network carried.
     pub(crate) oracle: Oracle,
     /// Nodes the service enlisted, by id, as the world asked for them.
@@ -280,9 +275,9 @@ impl World {
             db_url,
             checker,
             clusters,
-            region: None,
-            region_starts: 0,
+            regions: regions::slots(scenario.settings.regions),
             crashed: Vec::new(),
+            served_after_crash: Vec::new(),
             oracle,
             enlisted: BTreeMap::new(),
             knowledge: 0,
@@ -325,7 +320,9 @@ impl World {
     async fn drive(self) -> anyhow::Result<Outcome> {
         {
             let mut state = self.state.borrow_mut();
-            state.start_region()?;
+            for index in 0..state.regions.len() {
+                state.start_region(index)?;
+            }
             let ids: Vec<String> = state.clusters.keys().cloned().collect();
             for id in ids {
                 state.start_cluster(&id);
@@ -393,14 +390,7 @@ impl World {
             }
         }
         if let Some(want) = expect.converged {
-            let service = self.state.borrow().service();
-            let is = match service {
-                Some(service) => match service.osystems_cached().await {
-                    Ok(answer) => self.state.borrow_mut().converged(&answer).is_ok(),
-                    Err(_) => false,
-                },
-                None => false,
-            };
+            let is = regions::all_converged(&self.state).await;
             if is != want {
                 self.state.borrow_mut().fail(
                     FailureKind::Expectation,
@@ -442,10 +432,6 @@ impl State {
         });
     }
 
-    pub(crate) fn service(&self) -> Option<RegionService> {
-        self.region.as_ref().map(|r| r.service.clone())
-    }
-
     /// Whether cluster `by` may have said yes to a key of `release` asked for at
     /// `issued_ms`: it was up at some point since (running, or crashed no earlier) and its
     /// registry knew the release.
@@ -459,11 +445,6 @@ impl State {
             let up = c.actor.is_some() || c.crashed_at_ms.is_some_and(|t| t >= issued_ms);
             up && c.knew.contains(release)
         })
-    }
-
-    /// Which start of the region is up, if one is.
-    pub(crate) fn region_generation(&self) -> Option<u64> {
-        self.region.as_ref().map(|r| r.generation)
     }
 
     fn secret() -> Secret {
@@ -484,33 +465,11 @@ impl State {
         config
     }
 
-    fn start_region(&mut self) -> anyhow::Result<()> {
-        let store = open_store(&self.db_url)?;
-        let settings = RegionSettings {
-            name: "region".into(),
-            handshake: self.handshake(REGION_ADDR),
-            peer: self.peer_config(),
-            refresh_interval: ms(self.settings.refresh_interval_ms),
-        };
-        let clock = Clock::anchored_at(SIM_EPOCH_MS + self.now_ms() as i64);
-        let rng = StdRng::seed_from_u64(self.rng.next_u64());
-        let listener = Box::new(self.net.listen());
-        let actor = RegionActor::new(settings, store.inline(), clock, rng, listener).start();
-        let service = RegionService::new(actor.clone(), store.inline());
-        self.region_starts += 1;
-        self.region = Some(SimRegion {
-            actor,
-            service,
-            generation: self.region_starts,
-        });
-        Ok(())
-    }
-
     fn start_cluster(&mut self, id: &str) {
         let settings = ClusterSettings {
             id: ClusterId::new(id),
             name: id.to_owned(),
-            region_addrs: vec![REGION_ADDR.to_owned()],
+            region_addrs: self.region_addrs_for(id),
             handshake: self.handshake(id),
             peer: self.peer_config(),
             rescan_interval: ms(self.settings.rescan_interval_ms),

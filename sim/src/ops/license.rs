@@ -16,6 +16,9 @@ pub use osmesh_store::mask_key;
 #[serde(deny_unknown_fields)]
 pub struct AddLicenseKey {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub osystem: String,
     pub distro_series: String,
     pub license_key: String,
@@ -40,6 +43,10 @@ impl Operation for AddLicenseKey {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {
@@ -151,6 +158,9 @@ async fn refused_add(
 #[serde(deny_unknown_fields)]
 pub struct LicenseKeys {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     #[serde(default)]
     pub expect: Option<KeysExpect>,
 }
@@ -169,6 +179,10 @@ impl Operation for LicenseKeys {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {
@@ -249,6 +263,7 @@ mod tests {
     fn the_trace_masks_keys_as_the_product_does() {
         let op = AddLicenseKey {
             at_ms: 0,
+            region: None,
             osystem: "windows".into(),
             distro_series: "win2019".into(),
             license_key: "ABCDE-12345-FGHIJ-67890-KLMNO".into(),

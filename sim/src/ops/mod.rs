@@ -45,6 +45,10 @@ pub(crate) trait Operation {
 
     /// When it runs, in virtual milliseconds.
     fn at_ms(&self) -> u64;
+    /// The region it is sent to (`r1`, `r2`, …); `None`: the first.
+    fn region(&self) -> Option<&str> {
+        None
+    }
     /// How the trace names it (secrets masked).
     fn describe(&self) -> String;
     fn expect(&self) -> Option<&Self::Expect>;
@@ -109,6 +113,11 @@ impl Op {
         each_op!(self, op => op.at_ms())
     }
 
+    /// The region the operation is sent to, when it names one.
+    pub fn region(&self) -> Option<&str> {
+        each_op!(self, op => op.region())
+    }
+
     /// How the trace names the operation.
     pub fn describe(&self) -> String {
         each_op!(self, op => op.describe())
@@ -120,17 +129,18 @@ impl Op {
     }
 }
 
-/// Runs one operation: logs it, applies it if the region is up, checks its expectation.
+/// Runs one operation: logs it, applies it if its region is up, checks its expectation.
 async fn drive<O: Operation>(op: &O, world: &Shared, number: usize) {
-    let service = world.borrow().service();
+    let service = world.borrow().service_of(op.region());
+    let at = op.region().map(|r| format!(" at {r}")).unwrap_or_default();
     let got = match service {
         None => {
-            let line = format!("op#{number} {}: region down", op.describe());
+            let line = format!("op#{number} {}{at}: region down", op.describe());
             world.borrow().log(Source::Op, line);
             Err(REGION_UNAVAILABLE.to_owned())
         }
         Some(service) => {
-            let line = format!("op#{number} {}", op.describe());
+            let line = format!("op#{number} {}{at}", op.describe());
             world.borrow().log(Source::Op, line);
             op.apply(world, number, &service).await
         }

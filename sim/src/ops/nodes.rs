@@ -63,6 +63,9 @@ fn node_answer(
 #[serde(deny_unknown_fields)]
 pub struct EnlistNode {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub hostname: String,
     pub arch: String,
     #[serde(default)]
@@ -78,6 +81,10 @@ impl Operation for EnlistNode {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {
@@ -125,6 +132,9 @@ impl Operation for EnlistNode {
 #[serde(deny_unknown_fields)]
 pub struct Allocate {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub osystem: String,
     pub distro_series: String,
     pub arch: String,
@@ -140,6 +150,10 @@ impl Operation for Allocate {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {
@@ -168,7 +182,7 @@ impl Operation for Allocate {
         let result = service.allocate_node(&request).await;
         let got = node_answer(world, number, "allocated", result);
         if let Ok(node) = &got {
-            allocated(world, &request, node);
+            allocated(world, self.region.as_deref(), &request, node);
             on_connected_cluster(world, service, node).await;
         }
         got
@@ -180,8 +194,10 @@ impl Operation for Allocate {
 }
 
 /// Holds an acknowledged allocation to the invariants, then records it.
-fn allocated(world: &Shared, request: &AllocateRequest, node: &NodeView) {
+fn allocated(world: &Shared, region: Option<&str>, request: &AllocateRequest, node: &NodeView) {
+    let region = world.borrow().region_addr(region);
     let allocation = AckedAllocation {
+        region,
         hostname: node.hostname.clone(),
         cluster: node.cluster.to_string(),
         osystem: request.osystem.clone(),
@@ -230,6 +246,9 @@ async fn on_connected_cluster(world: &Shared, service: &RegionService, node: &No
 #[serde(deny_unknown_fields)]
 pub struct ReleaseNode {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub hostname: String,
     #[serde(default)]
     pub expect: Option<NodeExpect>,
@@ -241,6 +260,10 @@ impl Operation for ReleaseNode {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {

@@ -36,6 +36,9 @@ impl fmt::Display for Read {
 #[serde(deny_unknown_fields)]
 pub struct ListOsystems {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub read: Read,
     /// Live only; the service's default when absent.
     #[serde(default)]
@@ -69,6 +72,10 @@ impl Operation for ListOsystems {
         self.at_ms
     }
 
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
     fn describe(&self) -> String {
         match self.timeout_ms {
             Some(t) => format!("list_osystems {} timeout {t}ms", self.read),
@@ -86,7 +93,8 @@ impl Operation for ListOsystems {
         number: usize,
         service: &RegionService,
     ) -> Got<OsystemsAnswer> {
-        let generation = world.borrow().region_generation();
+        let region = self.region.as_deref();
+        let generation = world.borrow().region_generation(region);
         let issued = Instant::now();
         let issued_ms = world.borrow().now_ms();
         let result = match self.read {
@@ -101,12 +109,12 @@ impl Operation for ListOsystems {
         let waited = u64::try_from(issued.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok(answer) => {
-                answered(world, number, &answer, issued_ms, waited);
+                answered(world, number, &answer, region, issued_ms, waited);
                 Ok(answer)
             }
             Err(err) => {
                 let got = refused(world, number, &err);
-                let same_region = world.borrow().region_generation() == generation;
+                let same_region = world.borrow().region_generation(region) == generation;
                 if err.code == "region_unavailable" && same_region {
                     crate::world::region_died(world, &err);
                 }
@@ -152,7 +160,14 @@ impl Operation for ListOsystems {
 
 /// Logs an answer and holds it to the invariants every answer must satisfy, and a live
 /// one to its deadline.
-fn answered(world: &Shared, number: usize, answer: &OsystemsAnswer, issued_ms: u64, waited: u64) {
+fn answered(
+    world: &Shared,
+    number: usize,
+    answer: &OsystemsAnswer,
+    region: Option<&str>,
+    issued_ms: u64,
+    waited: u64,
+) {
     {
         let s = world.borrow();
         for line in render_answer(number, answer, waited) {
@@ -160,7 +175,7 @@ fn answered(world: &Shared, number: usize, answer: &OsystemsAnswer, issued_ms: u
         }
     }
     let mut s = world.borrow_mut();
-    s.check_answer(answer, issued_ms);
+    s.check_answer(answer, region, issued_ms);
     if let Some(deadline) = answer.deadline_ms {
         let in_time = invariants::live_answer_in_time(waited, deadline).and_then(|()| {
             invariants::live_answer_in_time(answer.elapsed_ms.unwrap_or(0), deadline)
@@ -205,6 +220,9 @@ fn reason_label(reason: &NoAnswerReason) -> String {
 #[serde(deny_unknown_fields)]
 pub struct ListClusters {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     #[serde(default)]
     pub expect: Option<ClustersExpect>,
 }
@@ -223,6 +241,10 @@ impl Operation for ListClusters {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {

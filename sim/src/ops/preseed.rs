@@ -31,6 +31,9 @@ pub type PreseedAnswer = (PreseedView, Vec<PreseedVersionView>);
 #[serde(deny_unknown_fields)]
 pub struct EditPreseed {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub name: String,
     pub content: String,
     pub based_on_version: i32,
@@ -44,6 +47,10 @@ impl Operation for EditPreseed {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {
@@ -79,6 +86,9 @@ impl Operation for EditPreseed {
 #[serde(deny_unknown_fields)]
 pub struct ResolvePreseed {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub name: String,
     pub version: i32,
     #[serde(default)]
@@ -91,6 +101,10 @@ impl Operation for ResolvePreseed {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {
@@ -121,6 +135,9 @@ impl Operation for ResolvePreseed {
 #[serde(deny_unknown_fields)]
 pub struct Preseed {
     pub at_ms: u64,
+    /// The region it is sent to (`r1`, `r2`, …); the first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub name: String,
     #[serde(default)]
     pub expect: Option<PreseedExpect>,
@@ -132,6 +149,10 @@ impl Operation for Preseed {
 
     fn at_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     fn describe(&self) -> String {

@@ -35,8 +35,8 @@ pub(super) struct Checker {
     durability: Vec<Box<dyn DurabilityCheck>>,
     /// The inputs of the durability checks at their last pass.
     passed: Option<DurabilityInputs>,
-    /// The cached answers' per-cluster verdicts, kept while the view is the same.
-    held: HeldCache,
+    /// Per region, the cached answers' per-cluster verdicts, kept while its view is the same.
+    held: BTreeMap<String, HeldCache>,
 }
 
 /// Everything the durability checks read, compared as a whole.
@@ -56,7 +56,7 @@ impl Checker {
             watch: StoreWatch::open(db_url)?,
             durability: invariants::durability_checks(),
             passed: None,
-            held: HeldCache::default(),
+            held: BTreeMap::new(),
         })
     }
 }
@@ -132,39 +132,59 @@ impl Drop for StoreWatch {
     }
 }
 
-/// A periodic step: the region is alive and lists every cluster it acknowledged as
-/// registered; the cached answer's invariants; durability; liveness.
+/// A periodic step: each region up is alive and lists every cluster it must name (any
+/// region acknowledged as registered); each one's cached answer's invariants; durability
+/// (and, after a region crashed, that the others serve every acknowledged write); liveness.
 pub(super) async fn check(state: &Rc<RefCell<State>>) {
     state.borrow_mut().check_crashed_are_gone();
-    let Some(service) = state.borrow().service() else {
+    let regions = state.borrow().up_regions();
+    if regions.is_empty() {
         state.borrow_mut().check_durability();
         return;
-    };
+    }
     let now = state.borrow().now_ms();
-    match service.clusters().await {
-        Ok(statuses) => {
-            let mut s = state.borrow_mut();
-            s.observe();
-            let known: BTreeSet<&str> = statuses.iter().map(|c| c.id.as_str()).collect();
-            let lost = s.oracle.registered().find(|id| !known.contains(*id));
-            if let Some(message) =
-                lost.map(|c| format!("the region does not list registered cluster {c}"))
-            {
-                s.fail(FailureKind::Safety, message);
+    for (name, service) in &regions {
+        match service.clusters().await {
+            Ok(statuses) => {
+                let mut s = state.borrow_mut();
+                s.observe();
+                let known: BTreeSet<&str> = statuses.iter().map(|c| c.id.as_str()).collect();
+                let lost = s
+                    .must_name(name, now)
+                    .find(|id| !known.contains(id.as_str()));
+                if let Some(message) = lost.map(|c| {
+                    format!(
+                        "the {} does not list registered cluster {c}",
+                        s.region_label(name)
+                    )
+                }) {
+                    s.fail(FailureKind::Safety, message);
+                }
             }
+            Err(err) => region_died(state, &err),
         }
-        Err(err) => region_died(state, &err),
     }
     // After the oracle is current: a key's validator must have registered.
     state.borrow_mut().check_durability();
-    match service.osystems_cached().await {
-        Ok(answer) => {
-            let mut s = state.borrow_mut();
-            s.check_answer(&answer, now);
-            s.track_convergence(&answer);
+    super::regions::check_served_after_crash(state).await;
+    let mut verdict = Ok(());
+    for (name, answer) in super::regions::cached_answers(&regions).await {
+        match answer {
+            Ok(answer) => {
+                let mut s = state.borrow_mut();
+                s.check_answer(&answer, Some(&name), now);
+                if verdict.is_ok() && s.awaits_convergence() {
+                    verdict = s.converged(&answer);
+                }
+            }
+            Err(err) => region_died(state, &err),
         }
-        Err(err) => region_died(state, &err),
     }
+    let mut s = state.borrow_mut();
+    if s.regions.len() > regions.len() && verdict.is_ok() {
+        verdict = Err("a region is down".into());
+    }
+    s.track_convergence(verdict);
 }
 
 /// The region the world believes up refused with `err`: its actor is gone, a failure.
@@ -222,15 +242,52 @@ impl State {
         invariants::converged(answer, &self.oracle)
     }
 
-    /// The invariants every answer must satisfy; `issued_ms` is when it was asked for.
-    pub(crate) fn check_answer(&mut self, answer: &OsystemsAnswer, issued_ms: u64) {
+    /// The clusters an answer of `region` asked for at `issued_ms` must name, owned.
+    fn must_name(&self, region: &str, issued_ms: u64) -> std::vec::IntoIter<String> {
+        let names: Vec<String> = if self.regions.len() > 1 {
+            self.oracle
+                .must_name(region, issued_ms)
+                .map(str::to_owned)
+                .collect()
+        } else {
+            self.oracle.registered().map(str::to_owned).collect()
+        };
+        names.into_iter()
+    }
+
+    /// How a failure names a region: `region` alone, else `region r2`.
+    fn region_label(&self, name: &str) -> String {
+        if self.regions.len() > 1 {
+            format!("region {name}")
+        } else {
+            "region".to_owned()
+        }
+    }
+
+    /// The invariants every answer must satisfy; `region` answered it (the first when
+    /// `None`), `issued_ms` is when it was asked for.
+    pub(crate) fn check_answer(
+        &mut self,
+        answer: &OsystemsAnswer,
+        region: Option<&str>,
+        issued_ms: u64,
+    ) {
         self.observe();
         let now = self.now_ms();
+        let addr = self.region_addr(region);
+        let several = self.regions.len() > 1;
         let oracle = &self.oracle;
-        let held = &mut self.checker.held;
-        let result = invariants::names_every_cluster(answer, oracle)
+        let held = self.checker.held.entry(addr.clone()).or_default();
+        let named = if several {
+            invariants::names_every_cluster_from(answer, oracle, &addr, issued_ms)
+        } else {
+            invariants::names_every_cluster(answer, oracle)
+        };
+        let result = named
             .and_then(|()| invariants::parts_agree_with_view(answer))
-            .and_then(|()| invariants::live_answers_are_live(answer, oracle, issued_ms, now))
+            .and_then(|()| {
+                invariants::live_answers_are_live_at(answer, oracle, &addr, issued_ms, now)
+            })
             .and_then(|()| {
                 invariants::available_as_held_since(answer, oracle, issued_ms, now, held)
             })
@@ -280,7 +337,14 @@ impl State {
         invariants::keys_validated_by_knowers(store, &self.oracle.seen.registered, &knew)
     }
 
-    pub(super) fn track_convergence(&mut self, answer: &OsystemsAnswer) {
+    /// Whether liveness mode still waits for the view to converge (after the last fault).
+    fn awaits_convergence(&self) -> bool {
+        self.convergence
+            .is_some_and(|c| c.converged_at_ms.is_none() && self.now_ms() >= c.healed_at_ms)
+    }
+
+    /// `verdict`: whether every region's cached view converged at this step.
+    pub(super) fn track_convergence(&mut self, verdict: Result<(), String>) {
         let Some(mut c) = self.convergence else {
             return;
         };
@@ -288,7 +352,7 @@ impl State {
         if c.converged_at_ms.is_some() || now < c.healed_at_ms {
             return;
         }
-        match self.converged(answer) {
+        match verdict {
             Ok(()) => {
                 c.converged_at_ms = Some(now);
                 self.convergence = Some(c);

@@ -5,7 +5,7 @@
 use osmesh_actors::cluster::Rescan;
 use osmesh_actors::Shutdown;
 
-use super::{checks, State};
+use super::State;
 use crate::invariants;
 use crate::scenario::{parse_images, Fault, REGION};
 use crate::trace::Source;
@@ -16,9 +16,14 @@ impl State {
         let net = self.net.clone();
         match fault {
             Fault::Partition {
-                cluster, direction, ..
-            } => net.partition(cluster, *direction),
-            Fault::Heal { cluster, .. } => net.heal(cluster.as_deref()),
+                cluster,
+                direction,
+                region,
+                ..
+            } => net.partition(cluster, region.as_deref(), *direction),
+            Fault::Heal {
+                cluster, region, ..
+            } => net.heal(cluster.as_deref(), region.as_deref()),
             Fault::Delay {
                 cluster,
                 min_ms,
@@ -36,8 +41,8 @@ impl State {
                 cluster, extra_ms, ..
             } => net.set_slow(cluster, *extra_ms),
             Fault::HealAll { .. } => net.heal_all(),
-            Fault::Crash { node, .. } => self.crash(node),
-            Fault::Restart { node, .. } => self.restart(node)?,
+            Fault::Crash { node, region, .. } => self.crash(node, region.as_deref()),
+            Fault::Restart { node, region, .. } => self.restart(node, region.as_deref())?,
             Fault::ImagesChange {
                 cluster, images, ..
             } => {
@@ -65,16 +70,9 @@ impl State {
         Ok(())
     }
 
-    fn crash(&mut self, node: &str) {
+    fn crash(&mut self, node: &str, region: Option<&str>) {
         if node == REGION {
-            if let Some(region) = self.region.take() {
-                self.net.unlisten();
-                self.net.cut(None);
-                region.actor.do_send(Shutdown);
-                let now = self.now_ms();
-                self.crashed
-                    .push((now, REGION.to_owned(), region.actor.recipient()));
-            }
+            self.crash_region(region);
             return;
         }
         let now = self.now_ms();
@@ -90,16 +88,9 @@ impl State {
         }
     }
 
-    fn restart(&mut self, node: &str) -> anyhow::Result<()> {
+    fn restart(&mut self, node: &str, region: Option<&str>) -> anyhow::Result<()> {
         if node == REGION {
-            if self.region.is_none() {
-                self.start_region()?;
-                self.check_durability();
-                if self.failure.is_none() {
-                    self.log(Source::Check, checks::durability_summary(&self.acked));
-                }
-            }
-            return Ok(());
+            return self.restart_region(region);
         }
         if self.clusters.get(node).is_some_and(|c| c.actor.is_none()) {
             self.start_cluster(node);
@@ -110,11 +101,17 @@ impl State {
 
 fn describe_fault(fault: &Fault) -> String {
     let on = |c: &Option<String>| c.clone().unwrap_or_else(|| "all links".into());
+    let from = |r: &Option<String>| r.as_ref().map(|r| format!(" from {r}")).unwrap_or_default();
     match fault {
         Fault::Partition {
-            cluster, direction, ..
-        } => format!("partition {cluster} ({direction:?})"),
-        Fault::Heal { cluster, .. } => format!("heal {}", on(cluster)),
+            cluster,
+            direction,
+            region,
+            ..
+        } => format!("partition {cluster}{} ({direction:?})", from(region)),
+        Fault::Heal {
+            cluster, region, ..
+        } => format!("heal {}{}", on(cluster), from(region)),
         Fault::Delay {
             cluster,
             min_ms,
@@ -129,8 +126,8 @@ fn describe_fault(fault: &Fault) -> String {
         Fault::Slow {
             cluster, extra_ms, ..
         } => format!("slow {cluster} +{extra_ms}ms"),
-        Fault::Crash { node, .. } => format!("crash {node}"),
-        Fault::Restart { node, .. } => format!("restart {node}"),
+        Fault::Crash { node, region, .. } => format!("crash {}", named(node, region)),
+        Fault::Restart { node, region, .. } => format!("restart {}", named(node, region)),
         Fault::ImagesChange {
             cluster, images, ..
         } => format!("images_change {cluster} [{}]", images.join(", ")),
@@ -145,5 +142,13 @@ fn describe_fault(fault: &Fault) -> String {
                 .join(", ")
         ),
         Fault::HealAll { .. } => "heal_all".into(),
+    }
+}
+
+/// A crashed or restarted node as the trace names it: `c1`, `region`, `region r2`.
+fn named(node: &str, region: &Option<String>) -> String {
+    match region {
+        Some(r) => format!("{node} {r}"),
+        None => node.to_owned(),
     }
 }

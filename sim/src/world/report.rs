@@ -2,8 +2,10 @@
 //! and cached view, the domain records.
 
 use actix::prelude::*;
-use osmesh_actors::cluster::{ClusterActor, IsConnected};
+use osmesh_actors::cluster::{ClusterActor, IsConnected, RegionLinks};
+use osmesh_actors::region::service::RegionService;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -28,18 +30,51 @@ pub(super) async fn connected_clusters(state: &Rc<RefCell<State>>) -> Vec<String
     connected
 }
 
-/// The end of the run as people read it: nodes, links, the region's snapshots and view.
+/// With several regions: the regions each cluster keeps a link to (by registry id), as
+/// ` linked to [r1-1, r2-1]`; empty with one region.
+async fn region_links(state: &Rc<RefCell<State>>) -> BTreeMap<String, String> {
+    let actors: Vec<(String, Option<Addr<ClusterActor>>)> = {
+        let s = state.borrow();
+        if s.regions.len() < 2 {
+            return BTreeMap::new();
+        }
+        s.clusters
+            .iter()
+            .map(|(id, c)| (id.clone(), c.actor.clone()))
+            .collect()
+    };
+    let mut links = BTreeMap::new();
+    for (id, actor) in actors {
+        let Some(actor) = actor else { continue };
+        let linked: Vec<String> = actor
+            .send(RegionLinks)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| l.connected)
+            .map(|l| l.region_id)
+            .collect();
+        links.insert(id, format!(", linked to [{}]", linked.join(", ")));
+    }
+    links
+}
+
+/// The end of the run as people read it: nodes, links, the regions' snapshots and views.
 pub(super) async fn final_state(state: &Rc<RefCell<State>>) -> String {
     let connected = connected_clusters(state).await;
+    let links = region_links(state).await;
     let mut out = String::new();
-    let (service, now) = {
+    let regions = {
         let s = state.borrow();
         let _ = writeln!(out, "virtual time: {} ms", s.now_ms());
-        let _ = writeln!(
-            out,
-            "region: {}",
-            if s.region.is_some() { "up" } else { "down" }
-        );
+        for slot in &s.regions {
+            let up = if slot.up.is_some() { "up" } else { "down" };
+            if s.regions.len() == 1 {
+                let _ = writeln!(out, "region: {up}");
+            } else {
+                let _ = writeln!(out, "region {}: {up}", slot.name);
+            }
+        }
         for (id, c) in &s.clusters {
             let up = if c.actor.is_some() { "up" } else { "down" };
             let link = if connected.contains(id) {
@@ -53,17 +88,44 @@ pub(super) async fn final_state(state: &Rc<RefCell<State>>) -> String {
                 .iter()
                 .map(|i| format!("{}/{}/{}/{}", i.osystem, i.arch, i.subarch, i.release))
                 .collect();
+            let linked = links.get(id).map_or("", String::as_str);
             let _ = writeln!(
                 out,
-                "cluster {id}: {up}, {link}, images [{}]",
+                "cluster {id}: {up}, {link}{linked}, images [{}]",
                 images.join(", ")
             );
         }
-        (s.service(), s.now_ms())
+        if s.regions.len() == 1 {
+            // One region: its lines carry no name, as they always did.
+            s.service()
+                .map(|r| vec![(String::new(), r)])
+                .unwrap_or_default()
+        } else {
+            s.up_regions()
+                .into_iter()
+                .map(|(name, r)| (format!("{name} "), r))
+                .collect()
+        }
     };
-    let Some(service) = service else {
-        return out;
-    };
+    for (prefix, service) in &regions {
+        region_lines(state, &mut out, prefix, service).await;
+    }
+    if let Some((_, service)) = regions.first() {
+        for line in crate::ops::final_lines(service).await {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
+}
+
+/// One region's lines: how it sees each cluster, its cached view and whether it converged.
+/// `prefix` names the region (empty alone).
+async fn region_lines(
+    state: &Rc<RefCell<State>>,
+    out: &mut String,
+    prefix: &str,
+    service: &RegionService,
+) {
     if let Ok(statuses) = service.clusters().await {
         for c in statuses {
             let age = c
@@ -76,8 +138,14 @@ pub(super) async fn final_state(state: &Rc<RefCell<State>>) -> String {
             };
             let _ = writeln!(
                 out,
-                "region sees {}: {link}, {} images, snapshot {age}",
-                c.id, c.image_count
+                "{} sees {}: {link}, {} images, snapshot {age}",
+                if prefix.is_empty() {
+                    "region"
+                } else {
+                    prefix.trim_end()
+                },
+                c.id,
+                c.image_count
             );
         }
     }
@@ -87,20 +155,19 @@ pub(super) async fn final_state(state: &Rc<RefCell<State>>) -> String {
             Ok(()) => "yes".to_owned(),
             Err(why) => format!("no ({why})"),
         };
-        let _ = writeln!(out, "cached view digest: {:016x}", digest(&answer.view));
         let _ = writeln!(
             out,
-            "cached view converged to the clusters' images: {converged}"
+            "{prefix}cached view digest: {:016x}",
+            digest(&answer.view)
+        );
+        let _ = writeln!(
+            out,
+            "{prefix}cached view converged to the clusters' images: {converged}"
         );
         for line in render_view(&answer.view) {
             let _ = writeln!(out, "  {line}");
         }
-        let _ = now;
     }
-    for line in crate::ops::final_lines(&service).await {
-        let _ = writeln!(out, "{line}");
-    }
-    out
 }
 
 /// FNV-1a over the view's JSON: a stable fingerprint for the final state.
