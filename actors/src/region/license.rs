@@ -557,3 +557,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "license_rules_tests.rs"]
+mod rules_tests;

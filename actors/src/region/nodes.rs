@@ -588,3 +588,7 @@ mod tests {
         assert_eq!(group_reasons(&BTreeMap::new()), "none");
     }
 }
+
+#[cfg(test)]
+#[path = "nodes_rules_tests.rs"]
+mod rules_tests;

@@ -306,3 +306,7 @@ mod tests {
         check(none.clone(), none, Err("at least one"));
     }
 }
+
+#[cfg(test)]
+#[path = "settings_rules_tests.rs"]
+mod rules_tests;

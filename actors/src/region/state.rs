@@ -1140,3 +1140,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "state_rules_tests.rs"]
+mod rules_tests;

@@ -607,3 +607,7 @@ pub struct EnrollmentRecord {
     pub enrolled_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
 }
+
+#[cfg(test)]
+#[path = "records_rules_tests.rs"]
+mod rules_tests;
