@@ -30,6 +30,7 @@ pub use crate::ops::{
     LicenseKeys, ListClusters, ListExpect, ListOsystems, NodeExpect, Op, Preseed, PreseedExpect,
     Read, ReleaseNode, ResolvePreseed,
 };
+pub use crate::ops::{CredentialKind, Enroll, IdentityExpect, Impersonate, Remove, Revoke};
 use std::collections::BTreeSet;
 
 /// The region's node name in fault plans (`crash`/`restart`).
@@ -75,6 +76,10 @@ pub struct Settings {
     pub check_interval_ms: u64,
     /// Liveness mode: after the last fault, the cached view must converge within the bound.
     pub liveness: bool,
+    /// Every cluster is enrolled at the start and presents its certificate; the region's
+    /// compatibility mode (the shared secret) is off, as in the daemons. Without it the
+    /// clusters prove the shared secret (compatibility mode) until an `enroll`.
+    pub enrolled: bool,
 }
 
 impl Default for Settings {
@@ -93,6 +98,7 @@ impl Default for Settings {
             latency_max_ms: 10,
             check_interval_ms: 1_000,
             liveness: false,
+            enrolled: false,
         }
     }
 }
@@ -235,6 +241,8 @@ pub enum Fault {
     HealAll {
         at_ms: u64,
     },
+    /// An attacker dials the region as a cluster with a credential that must not admit it.
+    Impersonate(Impersonate),
 }
 
 impl Fault {
@@ -252,6 +260,7 @@ impl Fault {
             | Fault::ImagesChange { at_ms, .. }
             | Fault::TemplatesChange { at_ms, .. }
             | Fault::HealAll { at_ms } => *at_ms,
+            Fault::Impersonate(attack) => attack.at_ms,
         }
     }
 
@@ -262,6 +271,7 @@ impl Fault {
             | Fault::Slow { cluster, .. }
             | Fault::ImagesChange { cluster, .. }
             | Fault::TemplatesChange { cluster, .. } => vec![cluster],
+            Fault::Impersonate(attack) => vec![&attack.cluster],
             Fault::Heal { cluster, .. }
             | Fault::Delay { cluster, .. }
             | Fault::DropRate { cluster, .. }
@@ -375,6 +385,9 @@ pub fn validate(scenario: &Scenario) -> Result<(), Invalid> {
             }
             Fault::ImagesChange { images, .. } => {
                 parse_images(images).map_err(bad)?;
+            }
+            Fault::Impersonate(attack) => {
+                parse_images(&attack.images).map_err(bad)?;
             }
             _ => {}
         }

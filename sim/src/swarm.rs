@@ -8,6 +8,10 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::world::Outcome;
+
+mod identity;
+
+pub use identity::IdentityPlan;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -93,6 +97,9 @@ pub struct SwarmOptions {
     pub heal_at_ms: Option<u64>,
     /// Domain operations (drawn from their own RNG, so fault plans stay as they were).
     pub domain: DomainOps,
+    /// Issue 13's identity operations and attack, if any (their own RNG too); with one,
+    /// the world is enrolled.
+    pub identity: Option<IdentityPlan>,
 }
 
 /// How many domain operations of each kind a seed runs; zero switches a kind off.
@@ -301,10 +308,12 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
     let settings = Settings::default();
     let heal_at_ms = (mode == Mode::Liveness)
         .then(|| DURATION_MS - settings.convergence_bound_ms() - rng.gen_range(20_000..60_000));
+    let clusters = clusters.unwrap_or_else(|| rng.gen_range(2..=6));
+    let window_end = heal_at_ms.unwrap_or(DURATION_MS);
     SwarmOptions {
         seed,
         mode,
-        clusters: clusters.unwrap_or_else(|| rng.gen_range(2..=6)),
+        clusters,
         duration_ms: DURATION_MS,
         faults: rng.gen_range(2..=14),
         live_ops: rng.gen_range(2..=10),
@@ -315,6 +324,7 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
         heal_at_ms,
         kinds,
         domain: DomainOps::draw(seed),
+        identity: IdentityPlan::draw(seed, clusters, window_end),
     }
 }
 
@@ -367,11 +377,24 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
         }));
     }
     add_domain_ops(options, &mut clusters, &mut ops);
+    if let Some(plan) = &options.identity {
+        plan.apply(&mut faults, &mut ops);
+        // Liveness: whatever the faults did to the plan's operations, the cluster is
+        // enrolled once the region is back.
+        if let Some(at_ms) = options.heal_at_ms {
+            ops.push(Op::Enroll(crate::scenario::Enroll {
+                at_ms,
+                cluster: plan.cluster.clone(),
+                expect: None,
+            }));
+        }
+    }
     Scenario {
         description: format!("swarm seed {} ({:?})", options.seed, options.mode),
         settings: Settings {
             duration_ms: options.duration_ms,
             liveness: options.mode == Mode::Liveness,
+            enrolled: options.identity.is_some(),
             ..Settings::default()
         },
         clusters,

@@ -258,3 +258,17 @@ fn a_region_actor_that_dies_fails_the_run() {
         failure.message
     );
 }
+
+#[test]
+fn swarm_catches_a_region_that_admits_any_credential() {
+    assert_caught(
+        Mode::Safety,
+        osmesh_core::hooks::set_admit_any_credential,
+        "any credential admitted",
+        &[
+            "acknowledged the Register of an impostor",
+            "but it was revoked at",
+            "which only an impostor of",
+        ],
+    );
+}

@@ -50,6 +50,11 @@ struct DurabilityInputs {
 }
 
 impl Checker {
+    /// The checker's own handle on the region's database.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub(super) fn open(db_url: &str) -> anyhow::Result<Checker> {
         Ok(Checker {
             store: super::open_store(db_url)?,
@@ -231,6 +236,7 @@ impl State {
         let result = invariants::names_every_cluster(answer, oracle)
             .and_then(|()| invariants::parts_agree_with_view(answer))
             .and_then(|()| invariants::live_answers_are_live(answer, oracle, issued_ms, now))
+            .and_then(|()| invariants::credentials_respected(answer, oracle, issued_ms))
             .and_then(|()| {
                 invariants::available_as_held_since(answer, oracle, issued_ms, now, held)
             })

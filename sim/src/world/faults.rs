@@ -61,6 +61,7 @@ impl State {
                     c.templates = super::shipped_templates(templates);
                 }
             }
+            Fault::Impersonate(attack) => self.impersonate(attack)?,
         }
         Ok(())
     }
@@ -145,5 +146,6 @@ fn describe_fault(fault: &Fault) -> String {
                 .join(", ")
         ),
         Fault::HealAll { .. } => "heal_all".into(),
+        Fault::Impersonate(attack) => attack.describe(),
     }
 }
