@@ -10,10 +10,10 @@
 use osmesh_actors::clock::Clock;
 use osmesh_actors::region::{CachedOsystems, ListClusters, RegionActor, RegionSettings};
 use osmesh_actors::store::{
-    AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, ClusterTemplateRecord,
-    EnrollmentRecord, LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, PreseedOutcome,
-    PreseedRecord, PreseedVersion, RegionRecord, RegionStore, SettingKey, StoreError, StoreHandle,
-    TemplateState,
+    AllocationRequest, ClusterExclusions, ClusterRecord, ClusterSnapshot, ClusterTemplate,
+    ClusterTemplateRecord, EnrollmentRecord, LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord,
+    PreseedOutcome, PreseedRecord, PreseedVersion, RegionRecord, RegionStore, SettingKey,
+    StoreError, StoreHandle, TemplateState,
 };
 use osmesh_core::ClusterId;
 use osmesh_net::handshake::{dial_handshake, HandshakeConfig, Secret};
@@ -88,6 +88,14 @@ impl RegionStore for SlowStore {
         }
         RegionStore::upsert_cluster_seen(&self.inner, id, name, now)
     }
+    fn record_cluster_last_seen(
+        &self,
+        id: &ClusterId,
+        name: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        RegionStore::record_cluster_last_seen(&self.inner, id, name, now)
+    }
     fn save_snapshot(
         &self,
         id: &ClusterId,
@@ -113,6 +121,9 @@ impl RegionStore for SlowStore {
     }
     fn remove_cluster(&self, id: &ClusterId) -> Result<bool, StoreError> {
         RegionStore::remove_cluster(&self.inner, id)
+    }
+    fn cluster_exclusions(&self) -> Result<ClusterExclusions, StoreError> {
+        RegionStore::cluster_exclusions(&self.inner)
     }
     fn insert_license_key(
         &self,

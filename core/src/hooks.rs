@@ -67,4 +67,7 @@ switches! {
     /// Injected fault: the region actor stops when asked for its cluster list (the harness
     /// must fail the run, not skip its checks).
     region_actor_dies / set_region_actor_dies;
+    /// Injected bug: the region admits any credential at `Register` (forged, superseded or
+    /// revoked), as if identity came from the claim.
+    admit_any_credential / set_admit_any_credential;
 }

@@ -11,12 +11,13 @@
 
 use actix::Addr;
 use anyhow::{Context, Result};
+use osmesh_actors::region::identity::ApplyExclusions;
 use osmesh_actors::region::regions::{
     live_endpoints, AdoptClusters, SetRegionMesh, REGION_FORGET_AFTER, REGION_HEARTBEAT_INTERVAL,
 };
 use osmesh_actors::region::{ConnectedPeers, RegionActor};
 use osmesh_core::ClusterId;
-use osmesh_store::{NewRegion, Store};
+use osmesh_store::{ClusterExclusions, NewRegion, Store};
 use osmesh_telemetry::metrics::name;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
@@ -167,6 +168,17 @@ fn heartbeat_loop(
         };
         beat(store, region, entry, started, &linked);
         adopt_new_clusters(store, region, &mut known);
+        apply_exclusions(store, region);
+    }
+}
+
+/// Hands the actor the clusters revoked or removed through any region, so a revocation made
+/// through another region closes this region's links within one heartbeat.
+fn apply_exclusions(store: &Store, region: &Addr<RegionActor>) {
+    match store.cluster_exclusions() {
+        Ok(excluded) if excluded == ClusterExclusions::default() => {}
+        Ok(excluded) => region.do_send(ApplyExclusions(excluded)),
+        Err(err) => tracing::warn!(%err, "cannot read revoked and removed clusters"),
     }
 }
 

@@ -13,7 +13,7 @@ use osmesh_store::{NodeStatus, Store};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::oracle::{Held, Oracle, Projection};
+use crate::oracle::{Held, IdentityEvent, Oracle, Projection};
 
 /// Every answer: answered and not answered are disjoint; every cluster the region
 /// acknowledged as registered is named (in the view and among the parts); nothing else is.
@@ -512,6 +512,8 @@ pub struct Acked {
     pub preseed_versions: BTreeMap<(String, i32), String>,
     /// Node id → the allocation answered, until a release of that node is answered.
     pub allocations: BTreeMap<i64, AckedAllocation>,
+    /// Clusters whose removal was answered with success: they may be gone from the store.
+    pub removed_clusters: BTreeSet<String>,
 }
 
 /// One allocation the service answered with success.
@@ -807,7 +809,8 @@ pub fn acked_writes_served(
     Ok(())
 }
 
-/// Registered clusters never disappear, and a saved snapshot never goes back in time.
+/// Registered clusters never disappear (unless an operator's removal was acknowledged), and
+/// a saved snapshot never goes back in time.
 #[derive(Default)]
 pub struct ClustersKept {
     seen: BTreeMap<ClusterId, Option<i64>>,
@@ -818,10 +821,12 @@ impl DurabilityCheck for ClustersKept {
         "clusters kept"
     }
 
-    fn check(&mut self, store: &Store, _acked: &Acked) -> Result<(), String> {
+    fn check(&mut self, store: &Store, acked: &Acked) -> Result<(), String> {
         let records = store
             .list_clusters()
             .map_err(|e| format!("cannot read clusters: {e}"))?;
+        self.seen
+            .retain(|id, _| !acked.removed_clusters.contains(id.as_str()));
         let now: BTreeMap<ClusterId, Option<i64>> = records
             .into_iter()
             .map(|r| (r.id, r.snapshot.map(|(_, at)| at)))
@@ -904,6 +909,87 @@ pub fn allocation_on_connected_cluster(
         )),
         _ => Ok(()),
     }
+}
+
+/// Identity comes from the credential (issue 13), held to what the world did, never to the
+/// region's state: no attacker's `Register` is ever acknowledged; no answer issued after a
+/// cluster's revocation was done counts it as connected or answering, nor names it after
+/// its removal (until it registers again); and no answer, cached or live, carries as a
+/// cluster's a release only an attacker claiming its identity reported (in what it
+/// supports, holds, or was last known to).
+///
+/// `propagation_ms` is how long another region may take to act on a revocation (a removal:
+/// twice that, the links closed at one heartbeat and the cluster forgotten at the next): 0 in
+/// a world of one region, where the region that revoked is the only one and acts at once;
+/// with several, each region reads revocations and removals at its heartbeat.
+pub fn credentials_respected(
+    answer: &OsystemsAnswer,
+    oracle: &Oracle,
+    issued_ms: u64,
+    propagation_ms: u64,
+) -> Result<(), String> {
+    let credentials = &oracle.credentials;
+    if let Some((c, at)) = oracle.seen.impostors_registered.iter().next() {
+        return Err(format!(
+            "the region acknowledged the Register of an impostor of {c} at {at} ms ({})",
+            credentials.attacks_on(c)
+        ));
+    }
+    let label = answer.source_label();
+    for part in &answer.clusters {
+        let c = part.cluster.as_str();
+        match credentials.cut_off_before(c, issued_ms) {
+            Some((at, IdentityEvent::Revoked))
+                if at + propagation_ms < issued_ms
+                    && (part.connected || answer.view.answered.contains(&part.cluster)) =>
+            {
+                return Err(format!(
+                    "{label} answer issued at {issued_ms} ms counts {c} as connected or answering, but it was revoked at {at} ms"
+                ));
+            }
+            Some((at, IdentityEvent::Removed))
+                if at + 2 * propagation_ms < issued_ms && oracle.removed_since_registered(c) =>
+            {
+                return Err(format!(
+                    "{label} answer issued at {issued_ms} ms names {c}, removed at {at} ms and not registered since"
+                ));
+            }
+            _ => {}
+        }
+    }
+    for (c, poison) in &credentials.poison {
+        if let Some((os, release)) = carried_as(&answer.view, c, poison, oracle) {
+            return Err(format!(
+                "{label} answer carries {os}/{release} as {c}'s, which only an impostor of {c} reported ({})",
+                credentials.attacks_on(c)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A release of `poison` that `view` attributes to `cluster` and `cluster` itself never
+/// listed.
+fn carried_as<'a>(
+    view: &MeshView,
+    cluster: &str,
+    poison: &'a BTreeSet<(String, String)>,
+    oracle: &Oracle,
+) -> Option<&'a (String, String)> {
+    let id = ClusterId::new(cluster);
+    let attributed = |os: &str, release: &str| {
+        view.osystems.iter().filter(|o| o.name == os).any(|o| {
+            o.releases.iter().filter(|r| r.name == release).any(|r| {
+                r.supported_by.contains(&id)
+                    || r.last_known_by.contains(&id)
+                    || r.available.values().any(|on| on.contains_key(&id))
+                    || r.last_known.values().any(|on| on.contains_key(&id))
+            })
+        })
+    };
+    poison
+        .iter()
+        .find(|key| attributed(&key.0, &key.1) && !oracle.ever_listed(cluster, key))
 }
 
 #[cfg(test)]
@@ -1177,6 +1263,118 @@ mod tests {
             view.not_answered.insert(c2, NoAnswerReason::Timeout);
             let err = available_as_held(&a, &oracle(), 1_000, 1_000).unwrap_err();
             assert!(err.contains("c2 is not among those that answered"), "{err}");
+        }
+
+        /// c1 attacked: an attacker claimed c1's identity and reported an image of its own.
+        fn attacked(oracle: &mut Oracle) {
+            let attack = crate::oracle::Attack {
+                cluster: "c1".into(),
+                credential: "forged".into(),
+                from_ms: 150,
+            };
+            let poison = [("custom".to_owned(), "implant".to_owned())];
+            let also_c1s = ("ubuntu".to_owned(), "jammy".to_owned());
+            let releases = poison.into_iter().chain([also_c1s]).collect();
+            oracle.credentials.attacked(attack, releases);
+        }
+
+        #[test]
+        fn an_answer_carrying_an_impostors_report_is_caught() {
+            let mut oracle = oracle();
+            attacked(&mut oracle);
+            let poisoned: &[&str] = &[C1[0], "custom/amd64/generic/implant"];
+            for source in [ReadPath::Cached, ReadPath::Live] {
+                let a = answer(source, &[("c1", Some(poisoned)), ("c2", Some(C2))], 0);
+                let err = credentials_respected(&a, &oracle, 500, 0).unwrap_err();
+                assert!(
+                    err.contains("carries custom/implant as c1's, which only an impostor of c1 reported (forged credential from 150 ms)"),
+                    "{err}"
+                );
+            }
+            // What c1 itself holds is c1's, whoever else claimed it too.
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(credentials_respected(&a, &oracle, 500, 0), Ok(()));
+            // Kept as last known is carried too.
+            let mut a = answer(ReadPath::Cached, &[("c1", None), ("c2", Some(C2))], 0);
+            let view = Arc::make_mut(&mut a.view);
+            let c1 = BTreeSet::from([ClusterId::new("c1")]);
+            let implant = osmesh_core::MeshRelease {
+                name: "implant".into(),
+                title: "implant".into(),
+                requires_license_key: false,
+                can_commission: false,
+                end_of_life: false,
+                supported_by: BTreeSet::new(),
+                available: BTreeMap::new(),
+                last_known_by: c1.clone(),
+                last_known: BTreeMap::new(),
+            };
+            view.osystems.push(osmesh_core::MeshOsystem {
+                name: "custom".into(),
+                title: "Custom".into(),
+                default_release: None,
+                default_commissioning_release: None,
+                supported_by: BTreeSet::new(),
+                last_known_by: c1,
+                releases: vec![implant],
+            });
+            let err = credentials_respected(&a, &oracle, 500, 0).unwrap_err();
+            assert!(err.contains("carries custom/implant as c1's"), "{err}");
+        }
+
+        #[test]
+        fn a_revoked_cluster_still_answering_is_caught() {
+            let mut oracle = oracle();
+            oracle.credentials.record("c2", 200, IdentityEvent::Revoked);
+            let both = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            let err = credentials_respected(&both, &oracle, 500, 0).unwrap_err();
+            assert!(
+                err.contains("issued at 500 ms counts c2 as connected or answering, but it was revoked at 200 ms"),
+                "{err}"
+            );
+            // Issued before the revocation was done, or with c2 cut off: no objection.
+            assert_eq!(credentials_respected(&both, &oracle, 200, 0), Ok(()));
+            // With several regions, another region may still count it for one propagation
+            // delay (its heartbeat), and not after.
+            assert_eq!(credentials_respected(&both, &oracle, 500, 300), Ok(()));
+            assert!(credentials_respected(&both, &oracle, 501, 300).is_err());
+            let cut = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
+            assert_eq!(credentials_respected(&cut, &oracle, 500, 0), Ok(()));
+            // Enrolled again: it may answer.
+            oracle
+                .credentials
+                .record("c2", 300, IdentityEvent::Enrolled);
+            assert_eq!(credentials_respected(&both, &oracle, 500, 0), Ok(()));
+        }
+
+        #[test]
+        fn a_removed_cluster_still_named_is_caught() {
+            let mut oracle = oracle();
+            oracle.credentials.record("c2", 200, IdentityEvent::Removed);
+            let named = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
+            let err = credentials_respected(&named, &oracle, 500, 0).unwrap_err();
+            assert!(err.contains("names c2, removed at 200 ms"), "{err}");
+            // Gone is right, and no longer owed a name.
+            let gone = answer(ReadPath::Cached, &[("c1", Some(C1))], 0);
+            assert_eq!(all_checks(&gone, &oracle, 500, 500), Ok(()));
+            assert_eq!(credentials_respected(&gone, &oracle, 500, 0), Ok(()));
+            // Registered again after its removal: named again.
+            oracle.seen.last_registered.insert("c2".into(), 300);
+            assert_eq!(credentials_respected(&named, &oracle, 500, 0), Ok(()));
+        }
+
+        #[test]
+        fn an_impostor_the_region_registered_is_caught() {
+            let mut oracle = oracle();
+            attacked(&mut oracle);
+            let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(credentials_respected(&a, &oracle, 500, 0), Ok(()));
+            oracle.seen.impostors_registered.insert("c1".into(), 160);
+            let err = credentials_respected(&a, &oracle, 500, 0).unwrap_err();
+            assert!(
+                err.contains("acknowledged the Register of an impostor of c1 at 160 ms"),
+                "{err}"
+            );
         }
 
         #[test]

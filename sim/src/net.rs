@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{Sink, Stream};
 use osmesh_net::envelope::{Envelope, Kind};
-use osmesh_net::{Dialer, FrameConn, Listener, NetError};
+use osmesh_net::{Credential, Dialer, FrameConn, Listener, NetError, Secured, Security};
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +26,17 @@ use crate::trace::{Fate, SharedTrace, Source};
 
 /// The address the region listens on (in a world of one region; several are `r1`, `r2`, …).
 pub const REGION_ADDR: &str = "region";
+
+/// Where a cluster's credential lives: the world replaces it (an enrollment), the cluster's
+/// dialer presents what it holds at each dial. `None` inside: a plain link (the shared secret).
+pub type CredentialSlot = Arc<Mutex<Option<Credential>>>;
+
+/// How the network names an attacker's links (`impostor(c1)`): never a cluster id (the
+/// parentheses are outside the identity charset), so nothing it carries is taken for the
+/// cluster's, and what the region acknowledged to it is recorded apart.
+pub fn impostor_link(cluster: &str) -> String {
+    format!("impostor({cluster})")
+}
 
 /// Largest frame the simulated links carry, as TCP's default.
 pub const MAX_FRAME: usize = osmesh_net::DEFAULT_MAX_FRAME;
@@ -126,6 +137,12 @@ pub struct Observed {
     /// Per cluster, the delivery ms of every frame that carried its images to the region (its
     /// `ReportBootImages` calls and its `ListBootImages` replies).
     pub reports: BTreeMap<String, Vec<u64>>,
+    /// Clusters the region replied `Registered` to, with the last time it did (a removed
+    /// cluster that registers again is named again).
+    pub last_registered: BTreeMap<String, u64>,
+    /// Impersonated clusters the region replied `Registered` to on an attacker's link, with
+    /// the first time it did: never, while identity comes from the credential.
+    pub impostors_registered: BTreeMap<String, u64>,
 }
 
 impl Observed {
@@ -146,6 +163,10 @@ impl Observed {
         }
         for (cluster, reports) in later.reports {
             self.reports.entry(cluster).or_default().extend(reports);
+        }
+        self.last_registered.extend(later.last_registered);
+        for (cluster, at) in later.impostors_registered {
+            self.impostors_registered.entry(cluster).or_insert(at);
         }
     }
 
@@ -246,6 +267,16 @@ impl SimNetwork {
         SimDialer {
             net: self.clone(),
             cluster: cluster.to_owned(),
+            credential: None,
+        }
+    }
+
+    /// A dialer whose links are secured as TLS would secure them: the region's end is handed
+    /// the credential in `credential` at each dial (see `world/identity.rs`).
+    pub fn secured_dialer(&self, link: &str, credential: CredentialSlot) -> SimDialer {
+        SimDialer {
+            credential: Some(credential),
+            ..self.dialer(link)
         }
     }
 
@@ -356,7 +387,12 @@ impl SimNetwork {
         }
     }
 
-    fn connect(&self, cluster: &str, addr: &str) -> Result<FrameConn, DialFailure> {
+    fn connect(
+        &self,
+        cluster: &str,
+        addr: &str,
+        credential: Option<Credential>,
+    ) -> Result<FrameConn, DialFailure> {
         let mut state = self.lock();
         let now = state.now_ms();
         if !state.hosts.contains(addr) {
@@ -410,12 +446,13 @@ impl SimNetwork {
         // The two ends are crossed: each end's stream carries the other direction.
         let (cluster_sink, region_stream) = cluster_end;
         let (region_sink, cluster_stream) = region_end;
+        let (region_security, cluster_security) = secure(id, credential);
         let region_conn = FrameConn {
             sink: region_sink,
             stream: region_stream,
             peer_addr: format!("sim:{cluster}"),
             read_limit: osmesh_net::limits::ReadLimit::fixed(osmesh_net::limits::MAX_FRAME),
-            security: osmesh_net::Security::plain(),
+            security: region_security,
         };
         if listener.send(region_conn).is_err() {
             return Err(DialFailure::Refused("the region stopped listening".into()));
@@ -425,7 +462,7 @@ impl SimNetwork {
             stream: cluster_stream,
             peer_addr: format!("sim:{addr}"),
             read_limit: osmesh_net::limits::ReadLimit::fixed(osmesh_net::limits::MAX_FRAME),
-            security: osmesh_net::Security::plain(),
+            security: cluster_security,
         })
     }
 
@@ -531,6 +568,26 @@ impl SimNetwork {
     }
 }
 
+/// The two ends' security of link `id`: plain without a credential; else what TLS would
+/// establish: the region's end holds the client's credential (the simulated TLS checks no
+/// signature, so whatever the dialer presents reaches the region's own identity rules),
+/// both ends the same channel binding.
+fn secure(id: u64, credential: Option<Credential>) -> (Security, Security) {
+    let Some(credential) = credential else {
+        return (Security::plain(), Security::plain());
+    };
+    let channel_binding = format!("sim-tls L{id}").into_bytes();
+    let region = Security::secured(Secured {
+        credential: Some(credential),
+        channel_binding: channel_binding.clone(),
+    });
+    let cluster = Security::secured(Secured {
+        credential: None,
+        channel_binding,
+    });
+    (region, cluster)
+}
+
 /// A frame handed to the network, as the trace records it.
 struct Sent<'a> {
     now_ms: u64,
@@ -572,13 +629,20 @@ impl NetState {
         match dir {
             Dir::Down if method == osmesh_net::messages::method::REGISTER => {
                 let now = self.now_ms();
+                if let Some(claimed) = impostor_of(cluster) {
+                    let first = self.seen.impostors_registered.entry(claimed.to_owned());
+                    first.or_insert(now);
+                    return;
+                }
                 self.seen
                     .registered
                     .entry(cluster.to_owned())
                     .or_insert(now);
                 let with = self.seen.registered_with.entry(cluster.to_owned());
                 with.or_default().insert(region.clone());
+                self.seen.last_registered.insert(cluster.to_owned(), now);
             }
+            Dir::Up if impostor_of(cluster).is_some() => {}
             Dir::Down => {}
             Dir::Up => {
                 let images = osmesh_net::messages::method::LIST_BOOT_IMAGES;
@@ -896,15 +960,26 @@ enum DialFailure {
     TimedOut(Duration),
 }
 
-/// Dials the region from one cluster.
+/// The cluster an attacker's link name impersonates.
+fn impostor_of(link: &str) -> Option<&str> {
+    link.strip_prefix("impostor(")?.strip_suffix(')')
+}
+
+/// Dials the region from one cluster (or an attacker).
 pub struct SimDialer {
     net: SimNetwork,
     cluster: String,
+    /// What the dialer presents as TLS would: `None` for a plain link.
+    credential: Option<CredentialSlot>,
 }
 
 impl Dialer for SimDialer {
     fn dial(&self, addr: &str) -> BoxFuture<'static, Result<FrameConn, NetError>> {
-        let result = self.net.connect(&self.cluster, addr);
+        let credential = self
+            .credential
+            .as_ref()
+            .and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        let result = self.net.connect(&self.cluster, addr, credential);
         Box::pin(async move {
             match result {
                 Ok(conn) => Ok(conn),

@@ -27,6 +27,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::net::Observed;
 
+pub mod credentials;
+
+pub use credentials::{Attack, Credentials, IdentityEvent};
+
 /// The longest a report can take from the cluster's scan to the region: the largest delay,
 /// duplicate delay and slow-reply penalty a scenario or swarm draws (3 s + 3 s + 8 s), with
 /// room to spare. A report the region received at `t` shows what the cluster held at some
@@ -148,6 +152,8 @@ pub struct Oracle {
     pub history: BTreeMap<String, Vec<Held>>,
     /// What the network carried, as last read from it.
     pub seen: Observed,
+    /// What the world did to cluster identities (enrollment, revocation, removal, attacks).
+    pub credentials: Credentials,
 }
 
 impl Oracle {
@@ -170,9 +176,32 @@ impl Oracle {
         self.seen.merge(fresh);
     }
 
-    /// The clusters the region acknowledged as registered, in id order.
+    /// The clusters the region acknowledged as registered, in id order, but for those
+    /// removed since their last registration.
     pub fn registered(&self) -> impl Iterator<Item = &str> {
-        self.seen.registered.keys().map(String::as_str)
+        self.seen
+            .registered
+            .keys()
+            .map(String::as_str)
+            .filter(|c| !self.removed_since_registered(c))
+    }
+
+    /// Whether `cluster` was removed after the region last acknowledged its `Register`.
+    pub fn removed_since_registered(&self, cluster: &str) -> bool {
+        let Some(removed) = self.credentials.last_removed(cluster) else {
+            return false;
+        };
+        self.seen
+            .last_registered
+            .get(cluster)
+            .is_none_or(|at| *at <= removed)
+    }
+
+    /// Whether `cluster`'s registry ever listed `release`.
+    pub fn ever_listed(&self, cluster: &str, release: &ReleaseKey) -> bool {
+        self.history
+            .get(cluster)
+            .is_some_and(|h| h.iter().any(|held| held.releases.contains(release)))
     }
 
     /// The clusters an answer of the region at `region`, asked for at `issued_ms`, must name:

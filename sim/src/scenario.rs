@@ -30,6 +30,7 @@ pub use crate::ops::{
     LicenseKeys, ListClusters, ListExpect, ListOsystems, NodeExpect, Op, Preseed, PreseedExpect,
     Read, ReleaseNode, ResolvePreseed,
 };
+pub use crate::ops::{CredentialKind, Enroll, IdentityExpect, Impersonate, Remove, Revoke};
 use std::collections::BTreeSet;
 
 /// The region's node name in fault plans (`crash`/`restart`).
@@ -78,6 +79,10 @@ pub struct Settings {
     /// Regions sharing the one store (`r1`, `r2`, …; a single one is named `region`).
     #[serde(skip_serializing_if = "is_one")]
     pub regions: usize,
+    /// Every cluster is enrolled at the start and presents its certificate; the region's
+    /// compatibility mode (the shared secret) is off, as in the daemons. Without it the
+    /// clusters prove the shared secret (compatibility mode) until an `enroll`.
+    pub enrolled: bool,
 }
 
 fn is_one(n: &usize) -> bool {
@@ -101,6 +106,7 @@ impl Default for Settings {
             check_interval_ms: 1_000,
             liveness: false,
             regions: 1,
+            enrolled: false,
         }
     }
 }
@@ -261,6 +267,8 @@ pub enum Fault {
     },
     /// Ends every network fault: partitions, loss, duplication, reordering, delays, slowness.
     HealAll { at_ms: u64 },
+    /// An attacker dials the region as a cluster with a credential that must not admit it.
+    Impersonate(Impersonate),
 }
 
 impl Fault {
@@ -278,6 +286,7 @@ impl Fault {
             | Fault::ImagesChange { at_ms, .. }
             | Fault::TemplatesChange { at_ms, .. }
             | Fault::HealAll { at_ms } => *at_ms,
+            Fault::Impersonate(attack) => attack.at_ms,
         }
     }
 
@@ -299,6 +308,7 @@ impl Fault {
             | Fault::Slow { cluster, .. }
             | Fault::ImagesChange { cluster, .. }
             | Fault::TemplatesChange { cluster, .. } => vec![cluster],
+            Fault::Impersonate(attack) => vec![&attack.cluster],
             Fault::Heal { cluster, .. }
             | Fault::Delay { cluster, .. }
             | Fault::DropRate { cluster, .. }
@@ -412,6 +422,9 @@ pub fn validate(scenario: &Scenario) -> Result<(), Invalid> {
             }
             Fault::ImagesChange { images, .. } => {
                 parse_images(images).map_err(bad)?;
+            }
+            Fault::Impersonate(attack) => {
+                parse_images(&attack.images).map_err(bad)?;
             }
             _ => {}
         }

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::world::Outcome;
 
+mod identity;
 mod regions;
+
+pub use identity::IdentityPlan;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -99,6 +102,9 @@ pub struct SwarmOptions {
     /// RNG: a seed of one region is the plan it always was).
     #[serde(skip_serializing_if = "is_one")]
     pub regions: usize,
+    /// Issue 13's identity operations and attack, if any (their own RNG too); with one,
+    /// the world is enrolled.
+    pub identity: Option<IdentityPlan>,
 }
 
 fn is_one(n: &usize) -> bool {
@@ -327,10 +333,14 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
     let settings = Settings::default();
     let heal_at_ms = (mode == Mode::Liveness)
         .then(|| DURATION_MS - settings.convergence_bound_ms() - rng.gen_range(20_000..60_000));
+    let clusters = clusters.unwrap_or_else(|| rng.gen_range(2..=6));
+    let window_end = heal_at_ms.unwrap_or(DURATION_MS);
+    let domain = DomainOps::draw(seed);
+    let may_remove = domain.nodes + domain.license_keys == 0;
     SwarmOptions {
         seed,
         mode,
-        clusters: clusters.unwrap_or_else(|| rng.gen_range(2..=6)),
+        clusters,
         duration_ms: DURATION_MS,
         faults: rng.gen_range(2..=14),
         live_ops: rng.gen_range(2..=10),
@@ -340,7 +350,8 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
         reorder_rate: rng.gen_range(0.05..0.5),
         heal_at_ms,
         kinds,
-        domain: DomainOps::draw(seed),
+        identity: IdentityPlan::draw(seed, clusters, window_end, may_remove),
+        domain,
         regions: 1,
     }
 }
@@ -397,6 +408,18 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
         }));
     }
     add_domain_ops(options, &mut clusters, &mut ops);
+    if let Some(plan) = &options.identity {
+        plan.apply(&mut faults, &mut ops);
+        // Liveness: whatever the faults did to the plan's operations, the cluster is
+        // enrolled once the region is back.
+        if let Some(at_ms) = options.heal_at_ms {
+            ops.push(Op::Enroll(crate::scenario::Enroll {
+                at_ms,
+                cluster: plan.cluster.clone(),
+                expect: None,
+            }));
+        }
+    }
     if options.regions > 1 {
         regions::spread(options, &mut faults, &mut ops);
     }
@@ -406,6 +429,7 @@ pub fn generate(options: &SwarmOptions) -> Scenario {
             duration_ms: options.duration_ms,
             liveness: options.mode == Mode::Liveness,
             regions: options.regions,
+            enrolled: options.identity.is_some(),
             ..Settings::default()
         },
         clusters,

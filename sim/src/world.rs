@@ -28,6 +28,7 @@ use osmesh_net::messages::PreseedTemplate;
 
 mod checks;
 mod faults;
+mod identity;
 pub mod regions;
 mod report;
 
@@ -198,6 +199,8 @@ pub(crate) struct State {
     knowledge: u64,
     /// What the region's service acknowledged: the durability checks hold the store to it.
     pub(crate) acked: Acked,
+    /// Each cluster's credential, and the attackers (see `world/identity.rs`).
+    identity: identity::Identities,
     failure: Option<Failure>,
     step: u64,
     convergence: Option<Convergence>,
@@ -282,6 +285,7 @@ impl World {
             enlisted: BTreeMap::new(),
             knowledge: 0,
             acked: Acked::default(),
+            identity: identity::Identities::default(),
             failure: None,
             step: 0,
             convergence,
@@ -320,6 +324,9 @@ impl World {
     async fn drive(self) -> anyhow::Result<Outcome> {
         {
             let mut state = self.state.borrow_mut();
+            if state.settings.enrolled {
+                state.enroll_all()?;
+            }
             for index in 0..state.regions.len() {
                 state.start_region(index)?;
             }
@@ -470,14 +477,15 @@ impl State {
             id: ClusterId::new(id),
             name: id.to_owned(),
             region_addrs: self.region_addrs_for(id),
-            handshake: self.handshake(id),
+            handshake: self.cluster_handshake(id),
             peer: self.peer_config(),
             rescan_interval: ms(self.settings.rescan_interval_ms),
             backoff_base: ms(self.settings.backoff_base_ms),
             backoff_cap: ms(self.settings.backoff_cap_ms),
         };
         let rng = StdRng::seed_from_u64(self.rng.next_u64());
-        let dialer = Arc::new(self.net.dialer(id));
+        let slot = self.identity.slot(id);
+        let dialer = Arc::new(self.net.secured_dialer(id, slot));
         let Some(cluster) = self.clusters.get_mut(id) else {
             return;
         };

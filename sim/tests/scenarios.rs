@@ -200,7 +200,7 @@ fn swarm_catches_a_cached_snapshot_served_as_a_live_answer() {
         // (since the view keeps a disconnected cluster's report apart, as last known) the part
         // claims an answer the view does not count.
         &[
-            "reached the region between",
+            "as answering, but no",
             "part says it answered, the view does not",
         ],
     );
@@ -212,7 +212,7 @@ fn swarm_catches_the_cached_merge_reused_when_any_cluster_answered() {
         Mode::Safety,
         osmesh_core::hooks::set_reuse_merge_if_any_answered,
         "cached merge reused when any answered",
-        &["part says it did not answer", "reached the region between"],
+        &["part says it did not answer", "as answering, but no"],
     );
 }
 
@@ -281,5 +281,19 @@ fn swarm_seeds_with_several_regions_pass() {
     assert!(
         several >= 6,
         "only {several} of 12 seeds drew several regions"
+    );
+}
+
+#[test]
+fn swarm_catches_a_region_that_admits_any_credential() {
+    assert_caught(
+        Mode::Safety,
+        osmesh_core::hooks::set_admit_any_credential,
+        "any credential admitted",
+        &[
+            "acknowledged the Register of an impostor",
+            "but it was revoked at",
+            "which only an impostor of",
+        ],
     );
 }

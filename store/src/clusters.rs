@@ -97,6 +97,28 @@ impl Store {
         }
     }
 
+    /// Records the last time cluster `id` was heard from, when its link closes: moves its
+    /// name and last-seen time (forward only) on a cluster on record, and does nothing to one
+    /// removed meanwhile (another region's late write must not bring it back) or never seen.
+    pub fn record_cluster_last_seen(
+        &self,
+        id: &ClusterId,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let conn = &mut *self.conn()?;
+        let live = clusters::table
+            .find(&id.0)
+            .filter(clusters::removed.eq(false));
+        diesel::update(live)
+            .set(clusters::name.eq(name))
+            .execute(conn)?;
+        diesel::update(live.filter(clusters::last_seen_ms.lt(now_ms)))
+            .set(clusters::last_seen_ms.eq(now_ms))
+            .execute(conn)?;
+        Ok(())
+    }
+
     /// Replaces the snapshot of a known cluster. `NotFound` if it was never seen.
     pub fn save_snapshot(
         &self,

@@ -8,7 +8,7 @@ use osmesh_core::ClusterId;
 use super::connection::write_transaction;
 use super::schema::clusters;
 use super::{DbError, Store};
-pub use osmesh_actors::store::EnrollmentRecord;
+pub use osmesh_actors::store::{ClusterExclusions, EnrollmentRecord};
 
 diesel::table! {
     cluster_enrollments (cluster_id) {
@@ -154,6 +154,27 @@ impl Store {
                     .execute(conn)?;
             }
             Ok(true)
+        })
+    }
+
+    /// The clusters no region may keep a link to: those revoked, and those removed (their
+    /// enrollment is gone). Each region applies it at its heartbeat, so a revocation or a
+    /// removal made through one region reaches the links other regions hold.
+    pub fn cluster_exclusions(&self) -> Result<ClusterExclusions, DbError> {
+        let conn = &mut *self.conn()?;
+        let revoked = cluster_enrollments::table
+            .filter(cluster_enrollments::revoked_at_ms.is_not_null())
+            .select(cluster_enrollments::cluster_id)
+            .order(cluster_enrollments::cluster_id)
+            .load::<String>(conn)?;
+        let removed = clusters::table
+            .filter(clusters::removed)
+            .select(clusters::id)
+            .order(clusters::id)
+            .load::<String>(conn)?;
+        Ok(ClusterExclusions {
+            revoked: revoked.into_iter().map(ClusterId).collect(),
+            removed: removed.into_iter().map(ClusterId).collect(),
         })
     }
 

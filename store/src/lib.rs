@@ -54,7 +54,7 @@ use diesel::r2d2::{Pool, PooledConnection};
 
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use connection::Backend;
-pub use enrollments::EnrollmentRecord;
+pub use enrollments::{ClusterExclusions, EnrollmentRecord};
 pub use error::DbError;
 pub use observe::{install_query_metrics, PoolState, StoreReadiness};
 pub use osmesh_actors::store::{

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use osmesh_actors::store::{
-    AllocationRequest, ClusterRecord, ClusterSnapshot, ClusterTemplate, ClusterTemplateRecord,
-    EnrollmentRecord, LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, PreseedOutcome,
-    PreseedRecord, PreseedVersion, RegionRecord, RegionStore, SettingKey, StoreError,
-    TemplateState,
+    AllocationRequest, ClusterExclusions, ClusterRecord, ClusterSnapshot, ClusterTemplate,
+    ClusterTemplateRecord, EnrollmentRecord, LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord,
+    PreseedOutcome, PreseedRecord, PreseedVersion, RegionRecord, RegionStore, SettingKey,
+    StoreError, TemplateState,
 };
 use osmesh_core::ClusterId;
 
@@ -74,6 +74,19 @@ impl RegionStore for Store {
 
     fn remove_cluster(&self, id: &ClusterId) -> Result<bool, StoreError> {
         Ok(Store::remove_cluster(self, id)?)
+    }
+
+    fn cluster_exclusions(&self) -> Result<ClusterExclusions, StoreError> {
+        Ok(Store::cluster_exclusions(self)?)
+    }
+
+    fn record_cluster_last_seen(
+        &self,
+        id: &ClusterId,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        Ok(Store::record_cluster_last_seen(self, id, name, now_ms)?)
     }
 
     fn get_cluster(&self, id: &ClusterId) -> Result<Option<ClusterRecord>, StoreError> {

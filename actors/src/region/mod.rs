@@ -736,7 +736,7 @@ impl Handler<LinkClosed> for RegionActor {
         let id = cluster.clone();
         let written = self.after_store(
             &cluster,
-            move |store| store.upsert_cluster_seen(&id, &name, last_seen_ms),
+            move |store| store.record_cluster_last_seen(&id, &name, last_seen_ms),
             |_, result| {
                 if let Err(err) = result {
                     tracing::error!(%err, "cannot persist a cluster's last seen");

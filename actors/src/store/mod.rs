@@ -19,11 +19,11 @@ use std::collections::BTreeMap;
 pub use handle::{BlockingLanes, LaneJob, StoreCall, StoreHandle};
 pub use records::{content_hash, templates_for_cluster};
 pub use records::{
-    decide_cluster_report, decide_operator_edit, mask_key, AllocationRequest, ClusterRecord,
-    ClusterReportAction, ClusterSnapshot, ClusterTemplate, ClusterTemplateRecord, EnrollmentRecord,
-    LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, NodeStatus, PreseedConflict, PreseedHead,
-    PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion, RegionRecord, SettingKey,
-    TemplateState, UsableTemplate,
+    decide_cluster_report, decide_operator_edit, mask_key, AllocationRequest, ClusterExclusions,
+    ClusterRecord, ClusterReportAction, ClusterSnapshot, ClusterTemplate, ClusterTemplateRecord,
+    EnrollmentRecord, LicenseKeyRecord, NewLicenseKey, NewNode, NodeRecord, NodeStatus,
+    PreseedConflict, PreseedHead, PreseedOrigin, PreseedOutcome, PreseedRecord, PreseedVersion,
+    RegionRecord, SettingKey, TemplateState, UsableTemplate,
 };
 
 /// What went wrong in a store call.
@@ -82,6 +82,14 @@ pub trait RegionStore: Send + Sync + 'static {
         name: &str,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+    /// Records when `id` was last heard from (its link closed); never re-creates a cluster
+    /// removed meanwhile, never moves last-seen back.
+    fn record_cluster_last_seen(
+        &self,
+        id: &ClusterId,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Replaces the cluster's last snapshot.
     fn save_snapshot(
         &self,
@@ -103,6 +111,8 @@ pub trait RegionStore: Send + Sync + 'static {
     fn revoke_cluster(&self, id: &ClusterId, now_ms: i64) -> Result<bool, StoreError>;
     /// Deletes `id`, its snapshot and its enrollment; whether there was anything to delete.
     fn remove_cluster(&self, id: &ClusterId) -> Result<bool, StoreError>;
+    /// The clusters revoked or removed, for a region to drop the links it holds to them.
+    fn cluster_exclusions(&self) -> Result<ClusterExclusions, StoreError>;
 
     // License keys.
 

@@ -596,6 +596,15 @@ pub struct RegionRecord {
     pub linked_clusters: Vec<ClusterId>,
 }
 
+/// The clusters no region may keep a link to (see `RegionStore::cluster_exclusions`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterExclusions {
+    /// Revoked: refused until enrolled again.
+    pub revoked: Vec<ClusterId>,
+    /// Removed by an operator: no enrollment, hidden from every list.
+    pub removed: Vec<ClusterId>,
+}
+
 /// A cluster's enrollment as stored, without the token's hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnrollmentRecord {

@@ -15,11 +15,13 @@ use std::rc::Rc;
 use crate::trace::Source;
 use crate::world::{FailureKind, State};
 
+mod identity;
 mod license;
 mod nodes;
 mod osystems;
 mod preseed;
 
+pub use identity::{CredentialKind, Enroll, IdentityExpect, Impersonate, Remove, Revoke};
 pub use license::{mask_key, AddLicenseKey, KeyExpect, KeysExpect, LicenseKeys};
 pub use nodes::{Allocate, EnlistNode, NodeExpect, ReleaseNode};
 pub use osystems::{
@@ -88,6 +90,12 @@ pub enum Op {
     ResolvePreseed(ResolvePreseed),
     /// Shows preseed `name` and its history.
     Preseed(Preseed),
+    /// Issues `cluster` a new credential (issue 13).
+    Enroll(Enroll),
+    /// Revokes `cluster`: its links are cut at once and it is refused afterwards.
+    Revoke(Revoke),
+    /// Forgets disconnected `cluster`, its snapshot and its enrollment.
+    Remove(Remove),
 }
 
 /// `$body` with `$op` bound to the operation inside `$value` (an `&Op`), whatever its kind.
@@ -104,6 +112,9 @@ macro_rules! each_op {
             Op::EditPreseed($op) => $body,
             Op::ResolvePreseed($op) => $body,
             Op::Preseed($op) => $body,
+            Op::Enroll($op) => $body,
+            Op::Revoke($op) => $body,
+            Op::Remove($op) => $body,
         }
     };
 }

@@ -50,6 +50,11 @@ struct DurabilityInputs {
 }
 
 impl Checker {
+    /// The checker's own handle on the region's database.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub(super) fn open(db_url: &str) -> anyhow::Result<Checker> {
         Ok(Checker {
             store: super::open_store(db_url)?,
@@ -287,6 +292,14 @@ impl State {
             .and_then(|()| invariants::parts_agree_with_view(answer))
             .and_then(|()| {
                 invariants::live_answers_are_live_at(answer, oracle, &addr, issued_ms, now)
+            })
+            .and_then(|()| {
+                let propagation = if several {
+                    super::regions::MESH_LAG_MS
+                } else {
+                    0
+                };
+                invariants::credentials_respected(answer, oracle, issued_ms, propagation)
             })
             .and_then(|()| {
                 invariants::available_as_held_since(answer, oracle, issued_ms, now, held)

@@ -66,6 +66,7 @@ impl State {
                     c.templates = super::shipped_templates(templates);
                 }
             }
+            Fault::Impersonate(attack) => self.impersonate(attack)?,
         }
         Ok(())
     }
@@ -142,6 +143,7 @@ fn describe_fault(fault: &Fault) -> String {
                 .join(", ")
         ),
         Fault::HealAll { .. } => "heal_all".into(),
+        Fault::Impersonate(attack) => attack.describe(),
     }
 }
 

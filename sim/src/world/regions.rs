@@ -17,6 +17,7 @@
 
 use actix::prelude::*;
 use osmesh_actors::clock::Clock;
+use osmesh_actors::region::identity::ApplyExclusions;
 use osmesh_actors::region::regions::{
     live_endpoints, AdoptClusters, SetRegionMesh, REGION_FORGET_AFTER, REGION_HEARTBEAT_INTERVAL,
 };
@@ -24,7 +25,7 @@ use osmesh_actors::region::service::RegionService;
 use osmesh_actors::region::{ConnectedPeers, OsystemsAnswer, RegionActor, RegionSettings};
 use osmesh_actors::Shutdown;
 use osmesh_core::ClusterId;
-use osmesh_store::{NewRegion, Store};
+use osmesh_store::{ClusterExclusions, NewRegion, Store};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use std::cell::{Cell, RefCell};
@@ -143,7 +144,7 @@ impl State {
         let name = self.regions[index].name.clone();
         let settings = RegionSettings {
             name: name.clone(),
-            handshake: self.handshake(&name),
+            handshake: self.region_handshake(&name),
             peer: self.peer_config(),
             refresh_interval: ms(self.settings.refresh_interval_ms),
         };
@@ -293,6 +294,12 @@ impl Registry {
         let _ = self.store.forget_regions_silent_since(now - forget);
         self.publish_mesh(now);
         self.adopt_new_clusters();
+        // Revocations and removals made through any region (regiond's `apply_exclusions`).
+        if let Ok(excluded) = self.store.cluster_exclusions() {
+            if excluded != ClusterExclusions::default() {
+                self.actor.do_send(ApplyExclusions(excluded));
+            }
+        }
     }
 
     fn publish_mesh(&self, now_ms: i64) {
