@@ -438,3 +438,41 @@ fn a_rolling_restart_never_leaves_the_mesh_without_a_region() {
     assert_eq!(live_answering(&regions[0].api), Some(both.clone()));
     assert_eq!(live_answering(&regions[1].api), Some(both));
 }
+
+/// The `connected` flag `api` lists for cluster `id`, if it lists it.
+fn listed_connected(api: &str, id: &str) -> Option<bool> {
+    let clusters = get(api, "/api/v1/clusters").ok()?;
+    clusters
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == id)
+        .map(|c| c["connected"] == true)
+}
+
+#[test]
+fn a_revocation_through_one_region_cuts_the_cluster_off_every_region() {
+    let Some(db) = postgres() else { return };
+    let mesh = Mesh::new(&db.url);
+    let r1 = mesh.start_region("r1");
+    let r2 = mesh.start_region("r2");
+    let _c1 = mesh.start_cluster("c1", 0, &r1.rpc);
+    let _c2 = mesh.start_cluster("c2", 1, &r1.rpc);
+    for region in [&r1, &r2] {
+        wait_for(&format!("{} to list both clusters", region.api), || {
+            connected_clusters(&region.api) == ["c1", "c2"]
+        });
+    }
+    let (status, body) = post(&r1.api, &mesh.token, "/api/v1/clusters/c1/revoke", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    // r1 cut it at once; r2 reads the revocation at its next heartbeat (5 s) and cuts its own
+    // link; the cluster's redials are refused by both.
+    wait_for("c1 cut off r2 too", || {
+        listed_connected(&r2.api, "c1") == Some(false)
+    });
+    assert_eq!(listed_connected(&r1.api, "c1"), Some(false));
+    std::thread::sleep(Duration::from_secs(6));
+    for region in [&r1, &r2] {
+        assert_eq!(listed_connected(&region.api, "c1"), Some(false), "{}", region.api);
+        assert_eq!(listed_connected(&region.api, "c2"), Some(true), "{}", region.api);
+    }
+}

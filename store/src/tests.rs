@@ -1321,3 +1321,36 @@ fn removing_a_cluster_that_history_names_hides_it_and_keeps_the_history() {
         assert_eq!(back.snapshot, None);
     });
 }
+
+#[test]
+fn a_late_last_seen_write_never_brings_back_a_removed_cluster() {
+    with_store(|store| {
+        let c1 = cid("c1");
+        store.record_cluster_last_seen(&c1, "one", 50).unwrap();
+        let seen = store.get_cluster(&c1).unwrap().expect("c1");
+        assert_eq!((seen.name.as_str(), seen.last_seen_ms), ("one", 50));
+        store.record_cluster_last_seen(&c1, "one", 40).unwrap();
+        assert_eq!(store.get_cluster(&c1).unwrap().unwrap().last_seen_ms, 50);
+        assert!(store.remove_cluster(&c1).unwrap());
+        // Another region's link to it closes after the removal: nothing comes back.
+        store.record_cluster_last_seen(&c1, "one", 60).unwrap();
+        assert_eq!(store.get_cluster(&c1).unwrap(), None);
+        store.record_cluster_last_seen(&cid("never"), "x", 60).unwrap();
+        assert_eq!(store.get_cluster(&cid("never")).unwrap(), None);
+    });
+}
+
+#[test]
+fn exclusions_name_the_revoked_and_the_removed() {
+    with_store(|store| {
+        assert_eq!(store.cluster_exclusions().unwrap(), Default::default());
+        assert!(store.revoke_cluster(&cid("c2"), 10).unwrap());
+        assert!(store.remove_cluster(&cid("c3")).unwrap());
+        let excluded = store.cluster_exclusions().unwrap();
+        assert_eq!(excluded.revoked, [cid("c2")]);
+        assert_eq!(excluded.removed, [cid("c3")]);
+        // Enrolled again, c2 is no longer excluded.
+        store.create_enrollment(&cid("c2"), "h", 1_000, 20).unwrap();
+        assert!(store.cluster_exclusions().unwrap().revoked.is_empty());
+    });
+}
