@@ -8,10 +8,6 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::world::Outcome;
-
-mod identity;
-
-pub use identity::IdentityPlan;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -20,6 +16,10 @@ use crate::scenario::{
     AddLicenseKey, Allocate, ClusterSpec, Direction, EnlistNode, Fault, ListOsystems, Op, Read,
     ReleaseNode, Scenario, Settings, REGION,
 };
+
+mod identity;
+
+pub use identity::IdentityPlan;
 
 /// Safety: faults at any time, invariants at every step. Liveness: faults stop, then the
 /// system must converge within the bound.

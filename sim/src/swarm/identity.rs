@@ -97,3 +97,37 @@ impl IdentityPlan {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{options, Mode};
+
+    /// A plan revokes before it attacks, removes, or enrolls again, all inside the fault
+    /// window; a modest share of seeds draws one; none removes where nodes or keys exist.
+    #[test]
+    fn plans_are_ordered_modest_and_remove_only_without_nodes_or_keys() {
+        let mut drawn = 0;
+        for seed in 0..500 {
+            for mode in [Mode::Safety, Mode::Liveness] {
+                let o = options(seed, mode, None);
+                let Some(plan) = &o.identity else { continue };
+                drawn += 1;
+                let window_end = o.heal_at_ms.unwrap_or(o.duration_ms);
+                assert!(plan.revoke_at_ms < plan.impersonate_at_ms, "seed {seed}");
+                assert!(plan.impersonate_at_ms < window_end, "seed {seed}");
+                assert!(plan.revoke_at_ms < plan.enroll_again_at_ms, "seed {seed}");
+                assert!(plan.enroll_again_at_ms < window_end, "seed {seed}");
+                if let Some(at) = plan.remove_at_ms {
+                    assert!(plan.revoke_at_ms < at && at < plan.enroll_again_at_ms);
+                    assert_eq!(o.domain.nodes + o.domain.license_keys, 0, "seed {seed}");
+                }
+                let n: usize = plan.cluster[1..].parse().expect("a cluster cN");
+                assert!((1..=o.clusters).contains(&n), "seed {seed}");
+            }
+        }
+        assert!(
+            (200..=400).contains(&drawn),
+            "{drawn} of 1000 runs drew a plan"
+        );
+    }
+}
