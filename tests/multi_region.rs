@@ -462,7 +462,12 @@ fn a_revocation_through_one_region_cuts_the_cluster_off_every_region() {
             connected_clusters(&region.api) == ["c1", "c2"]
         });
     }
-    let (status, body) = post(&r1.api, &mesh.token, "/api/v1/clusters/c1/revoke", &json!({}));
+    let (status, body) = post(
+        &r1.api,
+        &mesh.token,
+        "/api/v1/clusters/c1/revoke",
+        &json!({}),
+    );
     assert_eq!(status, 200, "{body}");
     // r1 cut it at once; r2 reads the revocation at its next heartbeat (5 s) and cuts its own
     // link; the cluster's redials are refused by both.
@@ -472,7 +477,17 @@ fn a_revocation_through_one_region_cuts_the_cluster_off_every_region() {
     assert_eq!(listed_connected(&r1.api, "c1"), Some(false));
     std::thread::sleep(Duration::from_secs(6));
     for region in [&r1, &r2] {
-        assert_eq!(listed_connected(&region.api, "c1"), Some(false), "{}", region.api);
-        assert_eq!(listed_connected(&region.api, "c2"), Some(true), "{}", region.api);
+        assert_eq!(
+            listed_connected(&region.api, "c1"),
+            Some(false),
+            "{}",
+            region.api
+        );
+        assert_eq!(
+            listed_connected(&region.api, "c2"),
+            Some(true),
+            "{}",
+            region.api
+        );
     }
 }

@@ -168,16 +168,22 @@ fn heartbeat_loop(
         };
         beat(store, region, entry, started, &linked);
         adopt_new_clusters(store, region, &mut known);
-        apply_exclusions(store, region);
+        apply_exclusions(store, region, &mut known);
     }
 }
 
 /// Hands the actor the clusters revoked or removed through any region, so a revocation made
-/// through another region closes this region's links within one heartbeat.
-fn apply_exclusions(store: &Store, region: &Addr<RegionActor>) {
+/// through another region closes this region's links within one heartbeat. A removed cluster
+/// is forgotten by the actor, and here too, so that it is adopted again if it comes back.
+fn apply_exclusions(store: &Store, region: &Addr<RegionActor>, known: &mut BTreeSet<ClusterId>) {
     match store.cluster_exclusions() {
         Ok(excluded) if excluded == ClusterExclusions::default() => {}
-        Ok(excluded) => region.do_send(ApplyExclusions(excluded)),
+        Ok(excluded) => {
+            for id in &excluded.removed {
+                known.remove(id);
+            }
+            region.do_send(ApplyExclusions(excluded));
+        }
         Err(err) => tracing::warn!(%err, "cannot read revoked and removed clusters"),
     }
 }

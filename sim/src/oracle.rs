@@ -206,7 +206,10 @@ impl Oracle {
 
     /// The clusters an answer of the region at `region`, asked for at `issued_ms`, must name:
     /// those it acknowledged as registered itself, and those any region acknowledged at least
-    /// [`ADOPTION_BOUND_MS`] before. In id order.
+    /// [`ADOPTION_BOUND_MS`] before; never one removed since. A cluster that was removed and
+    /// came back is new again: every region must name it once its latest registration is
+    /// [`ADOPTION_BOUND_MS`] old (a region that forgot it at the removal learns of it again
+    /// through its heartbeat, like any cluster only others saw). In id order.
     pub fn must_name<'a>(
         &'a self,
         region: &'a str,
@@ -216,9 +219,14 @@ impl Oracle {
             .registered
             .iter()
             .filter(move |(id, at)| {
-                self.seen.registered_with(id, region)
-                    || at.saturating_add(ADOPTION_BOUND_MS) <= issued_ms
+                let adopted_by = |at: u64| at.saturating_add(ADOPTION_BOUND_MS) <= issued_ms;
+                if self.credentials.last_removed(id).is_some() {
+                    let latest = self.seen.last_registered.get(*id).copied();
+                    return latest.is_some_and(adopted_by);
+                }
+                self.seen.registered_with(id, region) || adopted_by(**at)
             })
+            .filter(|(id, _)| !self.removed_since_registered(id))
             .map(|(id, _)| id.as_str())
     }
 

@@ -8,11 +8,6 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::world::Outcome;
-
-mod identity;
-mod regions;
-
-pub use identity::IdentityPlan;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -21,6 +16,11 @@ use crate::scenario::{
     AddLicenseKey, Allocate, ClusterSpec, Direction, EnlistNode, Fault, ListOsystems, Op, Read,
     ReleaseNode, Scenario, Settings, REGION,
 };
+
+mod identity;
+mod regions;
+
+pub use identity::IdentityPlan;
 
 /// Safety: faults at any time, invariants at every step. Liveness: faults stop, then the
 /// system must converge within the bound.
@@ -336,7 +336,6 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
     let clusters = clusters.unwrap_or_else(|| rng.gen_range(2..=6));
     let window_end = heal_at_ms.unwrap_or(DURATION_MS);
     let domain = DomainOps::draw(seed);
-    let may_remove = domain.nodes + domain.license_keys == 0;
     SwarmOptions {
         seed,
         mode,
@@ -350,7 +349,7 @@ pub fn options(seed: u64, mode: Mode, clusters: Option<usize>) -> SwarmOptions {
         reorder_rate: rng.gen_range(0.05..0.5),
         heal_at_ms,
         kinds,
-        identity: IdentityPlan::draw(seed, clusters, window_end, may_remove),
+        identity: IdentityPlan::draw(seed, clusters, window_end),
         domain,
         regions: 1,
     }

@@ -1335,7 +1335,9 @@ fn a_late_last_seen_write_never_brings_back_a_removed_cluster() {
         // Another region's link to it closes after the removal: nothing comes back.
         store.record_cluster_last_seen(&c1, "one", 60).unwrap();
         assert_eq!(store.get_cluster(&c1).unwrap(), None);
-        store.record_cluster_last_seen(&cid("never"), "x", 60).unwrap();
+        store
+            .record_cluster_last_seen(&cid("never"), "x", 60)
+            .unwrap();
         assert_eq!(store.get_cluster(&cid("never")).unwrap(), None);
     });
 }

@@ -28,17 +28,10 @@ pub struct IdentityPlan {
 
 impl IdentityPlan {
     /// The plan of `seed` among `clusters` clusters whose faults end by `window_end_ms`, if
-    /// it draws one. `may_remove`: whether a removal may be drawn. The region cannot remove
-    /// a cluster that nodes, license keys or preseed versions name (the store's foreign keys
-    /// refuse the delete after the region already forgot it, so the region stops listing a
-    /// cluster whose removal failed): seeds with nodes or keys do not remove, until the
-    /// product decides what a removal does with them.
-    pub fn draw(
-        seed: u64,
-        clusters: usize,
-        window_end_ms: u64,
-        may_remove: bool,
-    ) -> Option<IdentityPlan> {
+    /// it draws one. A removal may be drawn whatever else the seed does: a cluster that
+    /// nodes, license keys or preseed versions name is removed too (its row is kept, hidden,
+    /// for that history).
+    pub fn draw(seed: u64, clusters: usize, window_end_ms: u64) -> Option<IdentityPlan> {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x1de7_1de7_1de7_1de7);
         if !rng.gen_bool(ODDS) || window_end_ms < 40_000 {
             return None;
@@ -56,7 +49,7 @@ impl IdentityPlan {
         let remove_at_ms = rng
             .gen_bool(0.5)
             .then(|| revoke_at_ms + rng.gen_range(1_000..5_000))
-            .filter(|at| may_remove && *at < enroll_again_at_ms);
+            .filter(|at| *at < enroll_again_at_ms);
         Some(IdentityPlan {
             cluster,
             revoke_at_ms,
@@ -95,5 +88,38 @@ impl IdentityPlan {
             images: vec!["custom/amd64/generic/implant".into()],
             until_ms: Some(self.attack_until_ms),
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{options, Mode};
+
+    /// A plan revokes before it attacks, removes, or enrolls again, all inside the fault
+    /// window; a modest share of seeds draws one.
+    #[test]
+    fn plans_are_ordered_and_modest() {
+        let mut drawn = 0;
+        for seed in 0..500 {
+            for mode in [Mode::Safety, Mode::Liveness] {
+                let o = options(seed, mode, None);
+                let Some(plan) = &o.identity else { continue };
+                drawn += 1;
+                let window_end = o.heal_at_ms.unwrap_or(o.duration_ms);
+                assert!(plan.revoke_at_ms < plan.impersonate_at_ms, "seed {seed}");
+                assert!(plan.impersonate_at_ms < window_end, "seed {seed}");
+                assert!(plan.revoke_at_ms < plan.enroll_again_at_ms, "seed {seed}");
+                assert!(plan.enroll_again_at_ms < window_end, "seed {seed}");
+                if let Some(at) = plan.remove_at_ms {
+                    assert!(plan.revoke_at_ms < at && at < plan.enroll_again_at_ms);
+                }
+                let n: usize = plan.cluster[1..].parse().expect("a cluster cN");
+                assert!((1..=o.clusters).contains(&n), "seed {seed}");
+            }
+        }
+        assert!(
+            (200..=400).contains(&drawn),
+            "{drawn} of 1000 runs drew a plan"
+        );
     }
 }

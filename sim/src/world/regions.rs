@@ -295,8 +295,12 @@ impl Registry {
         self.publish_mesh(now);
         self.adopt_new_clusters();
         // Revocations and removals made through any region (regiond's `apply_exclusions`).
+        // A removed cluster is forgotten, so it is new again if it comes back.
         if let Ok(excluded) = self.store.cluster_exclusions() {
             if excluded != ClusterExclusions::default() {
+                for id in &excluded.removed {
+                    self.known.remove(id);
+                }
                 self.actor.do_send(ApplyExclusions(excluded));
             }
         }
