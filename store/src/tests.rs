@@ -1073,8 +1073,11 @@ fn several_stores_migrating_one_fresh_database_at_once() {
 
 // ---------------------------------------------------------------- cluster templates
 
-/// Each (cluster, name) row as (cluster, name, state, version, error), sorted.
-fn lanes(store: &Store) -> Vec<(String, String, TemplateState, Option<i32>, Option<String>)> {
+/// A (cluster, name) row as (cluster, name, state, version, error).
+type Lane = (String, String, TemplateState, Option<i32>, Option<String>);
+
+/// Each (cluster, name) row, sorted.
+fn lanes(store: &Store) -> Vec<Lane> {
     store
         .list_cluster_templates()
         .unwrap()
