@@ -369,4 +369,17 @@ fn a_rogue_clusters_template_never_serves_another_clusters_node() {
         (Some("generic"), Some("generic for a1\n")),
         "cluster-a's node is served by its own template, never evil's"
     );
+    // Each approval is in the audit log like any write.
+    let audit = get(&site.api(), "/api/v1/audit").expect("audit log");
+    let approvals = audit["entries"]
+        .as_array()
+        .expect("audit rows")
+        .iter()
+        .filter(|row| {
+            row["route"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/approve"))
+        })
+        .count();
+    assert_eq!(approvals, 2, "{audit}");
 }
