@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{get, reported_clusters, send_status, Site};
+use common::{authorize, get, get_status, output_within, reported_clusters, send_status, Site};
 use osmesh_cluster::credentials::{self, CredentialFiles};
 use osmesh_core::ClusterId;
 use osmesh_net::handshake::{dial_handshake, HandshakeConfig, HandshakeError};
@@ -285,4 +285,124 @@ fn enrollment_keeps_trying_while_the_region_is_unreachable() {
     site.wait_for("cluster-a to enroll and report", WAIT, || {
         reported_clusters(&site.api()) == ["cluster-a"]
     });
+}
+
+/// Writes `templates` (file name, text) into `<site>/<name>/preseeds`, for `--preseeds`.
+fn template_dir(site: &Site, name: &str, templates: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = site.path(name).join("preseeds");
+    std::fs::create_dir_all(&dir).expect("preseeds directory");
+    for (file, text) in templates {
+        std::fs::write(dir.join(file), text).expect("template");
+    }
+    dir
+}
+
+/// `osmesh preseeds ARGS…` against the site, as its admin; stdout.
+fn preseeds_cli(site: &Site, args: &[&str]) -> String {
+    let token = common::bearer(&site.api()).expect("the site's admin token");
+    let out = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_osmesh"))
+            .args(["preseeds", "--api", &site.api()])
+            .args(args)
+            .env("OSMESH_TOKEN", token.trim_start_matches("Bearer "))
+            .env("HOME", site.path("cli-home")),
+        WAIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "osmesh preseeds {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Issue 13's template attack against the release binaries: a rogue cluster ships a template
+/// more specific than any other; it never serves another cluster's node, and its own only
+/// once an admin approved it; a broken one is refused on arrival.
+#[test]
+fn a_rogue_clusters_template_never_serves_another_clusters_node() {
+    let site = Site::new();
+    let _region = site.start_region_enrolled_only();
+    let own = template_dir(
+        &site,
+        "cluster-a",
+        &[("generic", "generic for {{ hostname }}\n")],
+    );
+    let rogue = template_dir(
+        &site,
+        "evil",
+        &[
+            ("curtin_ubuntu", "late_commands: [evil]\n"),
+            ("broken", "{% if %}\n"),
+        ],
+    );
+    let mut daemons = Vec::new();
+    for (name, dir) in [("cluster-a", &own), ("evil", &rogue)] {
+        let token = enroll(&site, name);
+        daemons.push(site.start_enrolled_cluster_with(name, 0, Some(&token), Some(dir)));
+    }
+    site.wait_for("three cluster templates", WAIT, || {
+        get(&site.api(), "/api/v1/cluster-templates")
+            .is_ok_and(|rows| rows.as_array().is_some_and(|r| r.len() == 3))
+    });
+    let pending = preseeds_cli(&site, &["pending"]);
+    let lines: Vec<&str> = pending.lines().collect();
+    assert_eq!(lines.len(), 4, "{pending}");
+    assert!(lines[0].starts_with("CLUSTER"), "{pending}");
+    assert!(lines[1].starts_with("cluster-a  generic"), "{pending}");
+    assert!(
+        lines[2].starts_with("evil       broken") && lines[2].contains("syntax error"),
+        "{pending}"
+    );
+    assert!(
+        lines[3].starts_with("evil       curtin_ubuntu"),
+        "{pending}"
+    );
+
+    let node = authorize(ureq::post(&format!("{}/api/v1/nodes", site.api())))
+        .send_json(serde_json::json!({"hostname": "a1", "cluster": "cluster-a", "arch": "amd64"}))
+        .expect("enlist")
+        .into_json::<serde_json::Value>()
+        .expect("a node");
+    let defaults =
+        serde_json::json!({"default_osystem": "ubuntu", "default_distro_series": "jammy"});
+    authorize(ureq::put(&format!("{}/api/v1/settings", site.api())))
+        .send_json(defaults)
+        .expect("settings");
+    let render = || {
+        get_status(
+            &site.api(),
+            &format!("/api/v1/nodes/{}/preseed?type=curtin", node["id"]),
+        )
+    };
+    assert_eq!(render().0, 404, "nothing approved yet: {:?}", render().1);
+    for (cluster, name) in [("cluster-a", "generic"), ("evil", "curtin_ubuntu")] {
+        preseeds_cli(&site, &["approve", name, "--cluster", cluster]);
+    }
+    assert_eq!(
+        preseeds_cli(&site, &["pending"]).lines().count(),
+        2,
+        "only the broken one waits"
+    );
+    let (status, rendered) = render();
+    assert_eq!(status, 200, "{rendered}");
+    assert_eq!(
+        (rendered["template"].as_str(), rendered["content"].as_str()),
+        (Some("generic"), Some("generic for a1\n")),
+        "cluster-a's node is served by its own template, never evil's"
+    );
+    // Each approval is in the audit log like any write.
+    let audit = get(&site.api(), "/api/v1/audit").expect("audit log");
+    let approvals = audit["entries"]
+        .as_array()
+        .expect("audit rows")
+        .iter()
+        .filter(|row| {
+            row["route"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/approve"))
+        })
+        .count();
+    assert_eq!(approvals, 2, "{audit}");
 }

@@ -191,6 +191,10 @@ async fn the_rules_give_each_role_what_the_issue_says() {
     assert_eq!(rule(Method::PUT, "/api/v1/settings"), Role::Operator);
     assert_eq!(rule(Method::POST, "/api/v1/license-keys"), Role::Admin);
     assert_eq!(rule(Method::PUT, "/api/v1/preseeds/{name}"), Role::Admin);
+    for verb in ["approve", "refuse"] {
+        let path = format!("/api/v1/cluster-templates/{{cluster}}/{{name}}/{verb}");
+        assert_eq!(rule(Method::POST, &path), Role::Admin);
+    }
     assert_eq!(rule(Method::POST, "/api/v1/tokens"), Role::Admin);
     assert_eq!(rule(Method::GET, "/api/v1/audit"), Role::Admin);
 }

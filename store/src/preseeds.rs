@@ -378,15 +378,14 @@ fn apply_to_history(
     append.version = next_version(conn, name)?;
     let action = decide_cluster_report(Some(&facts), hash);
     if action == ClusterReportAction::Unchanged {
+        // The version already holding the text: the reporter's newest, or any cluster's.
         let holder = [reporter_latest, latest_cluster]
             .into_iter()
             .flatten()
             .find(|(_, h)| h == hash)
             .map_or(head.current_version, |(v, _)| v);
-        let outcome = PreseedOutcome::Unchanged {
-            current_version: head.current_version,
-        };
-        return Ok((outcome, holder));
+        let current_version = head.current_version;
+        return Ok((PreseedOutcome::Unchanged { current_version }, holder));
     }
     let (current_version, conflict) = match action {
         ClusterReportAction::KeepOperator => {
@@ -408,16 +407,13 @@ fn apply_to_history(
     };
     insert_version(conn, &append)?;
     set_head(conn, name, current_version, conflict, now_ms)?;
+    let version = append.version;
     let outcome = match (action, conflict) {
         (_, Some(conflict)) => PreseedOutcome::Conflict(conflict),
-        (ClusterReportAction::CaughtUp, None) => PreseedOutcome::CaughtUp {
-            version: append.version,
-        },
-        _ => PreseedOutcome::Updated {
-            version: append.version,
-        },
+        (ClusterReportAction::CaughtUp, None) => PreseedOutcome::CaughtUp { version },
+        _ => PreseedOutcome::Updated { version },
     };
-    Ok((outcome, append.version))
+    Ok((outcome, version))
 }
 
 fn preseed_not_found(name: &str) -> DbError {

@@ -1080,8 +1080,11 @@ fn several_stores_migrating_one_fresh_database_at_once() {
 
 // ---------------------------------------------------------------- cluster templates
 
-/// Each (cluster, name) row as (cluster, name, state, version, error), sorted.
-fn lanes(store: &Store) -> Vec<(String, String, TemplateState, Option<i32>, Option<String>)> {
+/// A (cluster, name) row as (cluster, name, state, version, error).
+type Lane = (String, String, TemplateState, Option<i32>, Option<String>);
+
+/// Each (cluster, name) row, sorted.
+fn lanes(store: &Store) -> Vec<Lane> {
     store
         .list_cluster_templates()
         .unwrap()
@@ -1237,6 +1240,82 @@ fn a_cluster_catching_up_with_the_operator_leaves_the_operator_version_current()
             lanes(store)[0].3,
             Some(4),
             "the cluster's row names its copy"
+        );
+    });
+}
+
+/// Runs the migrations before `…_cluster_templates` on `db`, then `sql`.
+fn before_cluster_templates(db: &TestDb, sql: &str) {
+    use diesel::backend::Backend;
+    use diesel::migration::MigrationSource;
+    use diesel::Connection;
+    use diesel_migrations::MigrationHarness;
+    fn run<C, B>(conn: &mut C, source: fn() -> diesel_migrations::EmbeddedMigrations, sql: &str)
+    where
+        B: Backend,
+        C: MigrationHarness<B> + SimpleConnection,
+        diesel_migrations::EmbeddedMigrations: MigrationSource<B>,
+    {
+        while !conn.pending_migrations(source()).unwrap()[0]
+            .name()
+            .to_string()
+            .ends_with("_cluster_templates")
+        {
+            conn.run_next_migration(source()).unwrap();
+        }
+        conn.batch_execute(sql).unwrap();
+    }
+    if db.label == "sqlite" {
+        let path = db.url.trim_start_matches("sqlite://");
+        let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+        run(&mut conn, || connection::SQLITE_MIGRATIONS, sql);
+    } else {
+        let mut conn = diesel::PgConnection::establish(&db.url).unwrap();
+        run(&mut conn, || connection::POSTGRES_MIGRATIONS, sql);
+    }
+}
+
+#[test]
+fn templates_stored_before_the_rule_stay_approved_for_the_cluster_that_shipped_them() {
+    for_each_backend(|db| {
+        before_cluster_templates(
+            db,
+            "INSERT INTO clusters (id, name, first_seen_ms, last_seen_ms)
+                 VALUES ('c1', 'c1', 1, 1), ('c2', 'c2', 1, 1);
+             INSERT INTO preseeds (name, current_version, updated_at_ms) VALUES ('generic', 4, 40);
+             INSERT INTO preseed_versions
+                 (name, version, origin, origin_cluster, content, content_hash, created_at_ms)
+                 VALUES ('generic', 1, 'cluster', 'c1', 'a', 'ha', 10),
+                        ('generic', 2, 'cluster', 'c2', 'b', 'hb', 20),
+                        ('generic', 3, 'cluster', 'c1', 'c', 'hc', 30),
+                        ('generic', 4, 'operator', NULL, 'd', 'hd', 40);",
+        );
+        let store = db.open();
+        let rows: Vec<_> = store
+            .list_cluster_templates()
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let id = (r.cluster.0, r.name, r.state, r.version);
+                (id, r.content_hash, r.first_seen_ms, r.updated_at_ms)
+            })
+            .collect();
+        let approved = |c: &str, v| {
+            (
+                c.to_owned(),
+                "generic".to_owned(),
+                TemplateState::Approved,
+                Some(v),
+            )
+        };
+        assert_eq!(
+            rows,
+            [
+                (approved("c1", 3), "hc".to_owned(), 10, 30),
+                (approved("c2", 2), "hb".to_owned(), 20, 20),
+            ],
+            "[{}]",
+            db.label
         );
     });
 }

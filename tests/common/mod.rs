@@ -250,6 +250,17 @@ impl Site {
         variant: usize,
         token: Option<&str>,
     ) -> Daemon {
+        self.start_enrolled_cluster_with(name, variant, token, None)
+    }
+
+    /// [`Site::start_enrolled_cluster`], shipping the templates in `preseeds` if given.
+    pub fn start_enrolled_cluster_with(
+        &self,
+        name: &str,
+        variant: usize,
+        token: Option<&str>,
+        preseeds: Option<&Path>,
+    ) -> Daemon {
         let root = self.path(name);
         let images = root.join("boot-resources");
         if !images.exists() {
@@ -267,6 +278,9 @@ impl Site {
             let _ = std::fs::remove_file(&file);
             write_secret(&file, token);
             cmd.arg("--enroll-token-file").arg(file);
+        }
+        if let Some(preseeds) = preseeds {
+            cmd.arg("--preseeds").arg(preseeds);
         }
         Daemon::spawn(cmd, root.join("clusterd.log"))
     }
