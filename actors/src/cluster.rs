@@ -6,10 +6,11 @@
 //! Several regions (issue 15): the cluster starts with one link target, the configured region
 //! addresses (tried in turn). The first region that answers `Register` names itself
 //! (`region_id`) and every live region (`regions`); the cluster then keeps one target per
-//! region, keyed by its id, and follows the list each region pushes (`RegionList`) when the
-//! set changes. A target that leaves the list is dropped once its link is down; when no
-//! target is left, the configured addresses are dialed again. A region that sends no list
-//! (an older one, or the simulator's) leaves the cluster with its single link, as before.
+//! region, keyed by its id, and follows the list each region pushes (`RegionList`, at each
+//! of its heartbeats). A target that leaves the list is dropped once its link is down; when
+//! no target is left, the configured addresses are dialed again. A region that sends no list
+//! (an older one, or the simulator's single region) leaves the cluster with its single link,
+//! as before.
 
 use actix::prelude::*;
 use bytes::Bytes;

@@ -3,9 +3,11 @@
 //! Each `regiond` records itself in the store's registry and refreshes a heartbeat there off
 //! the actor's thread (regiond's `registry` module). What the actor holds is [`RegionMesh`]:
 //! its own registry id and every live region's endpoints, handed in by [`SetRegionMesh`]. It
-//! puts them in every `Registered` reply and, when the set changes, notifies every linked
-//! cluster with `RegionList`, so each cluster keeps one link to every live region. A region
-//! with no registry (the simulator, tests) answers `Registered` as before, byte for byte.
+//! puts them in every `Registered` reply and notifies every linked cluster with `RegionList`
+//! at every heartbeat (not only when the set changes: a notification has no reply, so a
+//! cluster that missed one learns the set at the next beat), so each cluster keeps one link
+//! to every live region. A region with no registry (the simulator's single region, tests)
+//! answers `Registered` as before, byte for byte.
 //!
 //! A cluster linked only to other regions (partitioned from this one) is still one this
 //! region must name in every answer: [`AdoptClusters`] hands the actor the clusters the
@@ -82,7 +84,8 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Hands the actor its registry id and the live regions; clusters hear of a changed set.
+/// Hands the actor its registry id and the live regions (at every heartbeat); every linked
+/// cluster is sent the list each time.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetRegionMesh {
@@ -98,18 +101,16 @@ impl Handler<SetRegionMesh> for RegionActor {
             self_id: Some(msg.self_id),
             regions: msg.regions,
         };
-        if mesh == self.mesh {
-            return;
+        if mesh.regions != self.mesh.regions {
+            tracing::info!(
+                regions = mesh.regions.len(),
+                "the live regions changed; telling the clusters"
+            );
         }
-        let changed = mesh.regions != self.mesh.regions;
         self.mesh = mesh;
-        if !changed {
-            return;
-        }
-        tracing::info!(
-            regions = self.mesh.regions.len(),
-            "the live regions changed; telling the clusters"
-        );
+        // Sent at every beat, changed or not: a `RegionList` is a notification, and one a
+        // cluster missed (a frame lost, a link that came up as the set changed) would
+        // otherwise leave it without a link to a region until the set changes again.
         let body = encode_body(&RegionList {
             regions: self.mesh.regions.clone(),
         });
