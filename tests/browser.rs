@@ -123,9 +123,29 @@ impl Browser {
             .to_owned()
     }
 
+    /// Clicks the element `css` names. The page redraws a view on every live change, so an
+    /// element found may be replaced before the click lands ("stale element reference"):
+    /// then it is found again, a few times.
     fn click(&self, css: &str) {
-        let e = self.find(css);
-        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
+        for _ in 0..5 {
+            let e = self.find(css);
+            let url = format!("{}/element/{e}/click", self.base);
+            match ureq::post(&url)
+                .timeout(Duration::from_secs(120))
+                .send_json(json!({}))
+            {
+                Ok(_) => return,
+                Err(ureq::Error::Status(404, r)) => {
+                    let text = r.into_string().unwrap_or_default();
+                    assert!(
+                        text.contains("stale element"),
+                        "WebDriver click {css}: {text}"
+                    );
+                }
+                Err(err) => panic!("WebDriver click {css}: {err}"),
+            }
+        }
+        panic!("{css} went stale five times in a row");
     }
 
     fn type_into(&self, css: &str, text: &str) {

@@ -240,12 +240,20 @@ fn state_dir(given: Option<PathBuf>, database_url: &str) -> Result<PathBuf> {
     if let Some(dir) = given {
         return Ok(dir);
     }
-    match database_url.strip_prefix("sqlite://") {
-        Some(path) => Ok(Path::new(path)
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        return Ok(Path::new(path)
             .parent()
             .filter(|dir| !dir.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)),
-        None => anyhow::bail!(
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf));
+    }
+    let postgres = ["postgres://", "postgresql://"];
+    match postgres
+        .iter()
+        .any(|scheme| database_url.starts_with(scheme))
+    {
+        // Any other scheme is refused when the database is opened, before a CA is written.
+        false => Ok(PathBuf::from(".")),
+        true => anyhow::bail!(
             "with a PostgreSQL database regiond needs a state directory for its RPC CA: \
              give --state-dir DIR (or OSMESH_STATE_DIR, or state_dir in the config file), \
              or --rpc-ca-cert and --rpc-ca-key; every region sharing the database needs the same CA"
