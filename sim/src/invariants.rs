@@ -164,8 +164,13 @@ pub fn live_answers_are_live_at(
                 .seen
                 .replied_within(c.as_str(), region, m, issued_ms, now_ms)
             {
+                let to = if region == crate::net::REGION_ADDR {
+                    "the region"
+                } else {
+                    region
+                };
                 return Err(format!(
-                    "live answer counts {c} as answering, but no {m} reply of {c} reached {region} between {issued_ms} and {now_ms} ms"
+                    "live answer counts {c} as answering, but no {m} reply of {c} reached {to} between {issued_ms} and {now_ms} ms"
                 ));
             }
         }
