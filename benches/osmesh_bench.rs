@@ -1,4 +1,5 @@
-//! `cargo bench --bench osmesh-bench -- [--smoke] [--out FILE.json] [--only rpc|fanout|sim]`
+//! `cargo bench --bench osmesh-bench -- [--smoke] [--out FILE.json] [--only rpc|fanout|sim]
+//! [--clusters N] [--per-host M] [--restart]`
 //!
 //! osmesh's benchmark harness (issue #7): RPC on one loopback connection against Twisted AMP,
 //! tarpc and a raw TCP floor; the region's fan-out to many clusters through its HTTP API; and
@@ -37,6 +38,11 @@ struct Options {
     smoke: bool,
     out: Option<PathBuf>,
     only: Option<String>,
+    /// The fan-out's size instead of the default (`--clusters N`, `--per-host M`).
+    clusters: Option<usize>,
+    per_host: Option<usize>,
+    /// Restart the region once in the fan-out and measure the reconnect storm.
+    restart: bool,
 }
 
 fn main() -> Result<()> {
@@ -64,6 +70,9 @@ fn parse_options(args: &[String]) -> Result<Options> {
         smoke: false,
         out: None,
         only: None,
+        clusters: None,
+        per_host: None,
+        restart: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -71,10 +80,13 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--smoke" => options.smoke = true,
             "--out" => options.out = Some(args.next().context("--out needs a file")?.into()),
             "--only" => options.only = Some(args.next().context("--only needs a part")?.clone()),
+            "--clusters" => options.clusters = Some(args.next().context("--clusters N")?.parse()?),
+            "--per-host" => options.per_host = Some(args.next().context("--per-host M")?.parse()?),
+            "--restart" => options.restart = true,
             // What cargo passes to every bench target.
             "--bench" => {}
             other => anyhow::bail!(
-                "unknown argument {other:?}; usage: osmesh-bench [--smoke] [--out FILE.json] [--only rpc|fanout|sim]"
+                "unknown argument {other:?}; usage: osmesh-bench [--smoke] [--out FILE.json] [--only rpc|fanout|sim] [--clusters N] [--per-host M] [--restart]"
             ),
         }
     }
@@ -101,7 +113,13 @@ fn measure(options: &Options, workspace: &Path, target: &Path) -> Result<Run> {
             .enable_all()
             .build()?;
         progress.step("RPC: osmesh (CBOR over TCP)");
-        run.rpc.push(runtime.block_on(rpc::osmesh(plan))?);
+        for mode in [
+            rpc::OsmeshMode::DecodeAlways,
+            rpc::OsmeshMode::MemoUnchanged,
+            rpc::OsmeshMode::MemoChanging,
+        ] {
+            run.rpc.push(runtime.block_on(rpc::osmesh(plan, mode))?);
+        }
         progress.step("RPC: tarpc (bincode over TCP)");
         run.rpc.push(runtime.block_on(tarpc_peer::tarpc(plan))?);
         progress.step("RPC: raw TCP floor");
@@ -111,7 +129,10 @@ fn measure(options: &Options, workspace: &Path, target: &Path) -> Result<Run> {
             .push(amp::amp(amp_plan(options.smoke), workspace, target)?);
     }
     if wanted("fanout") {
-        let plan = fanout_plan(options.smoke);
+        let mut plan = fanout_plan(options.smoke);
+        plan.clusters = options.clusters.unwrap_or(plan.clusters);
+        plan.clusters_per_host = options.per_host.unwrap_or(plan.clusters_per_host);
+        plan.restart = options.restart;
         progress.step(&format!("fan-out: 1 region, {} clusters", plan.clusters));
         let regiond = Path::new(env!("CARGO_BIN_EXE_regiond"));
         run.fanout = Some(fanout::fanout(plan, regiond, &|line| {
@@ -170,6 +191,7 @@ fn fanout_plan(smoke: bool) -> FanoutPlan {
             requests: 20,
             degraded_requests: 5,
             live_deadline_ms: 500,
+            restart: false,
         },
         false => FanoutPlan {
             clusters: 1_000,
@@ -177,6 +199,7 @@ fn fanout_plan(smoke: bool) -> FanoutPlan {
             requests: 200,
             degraded_requests: 20,
             live_deadline_ms: 500,
+            restart: false,
         },
     }
 }

@@ -31,6 +31,13 @@ pub fn os_list() -> OperatingSystemList {
     OperatingSystemList { osystems }
 }
 
+/// The reply with one title changed, of the same encoded size: a reply that is not the last.
+pub fn os_list_variant() -> OperatingSystemList {
+    let mut list = os_list();
+    list.osystems[0].title = "Operating System X".into();
+    list
+}
+
 /// Sizes of osmesh's request and reply frames (envelope included, length prefix excluded):
 /// what the raw TCP floor sends and answers.
 pub fn osmesh_frame_sizes() -> (usize, usize) {

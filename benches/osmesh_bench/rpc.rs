@@ -5,7 +5,7 @@
 //! its own process); the calling side runs on the harness's current-thread runtime. Each peer
 //! keeps one connection for all its runs, warms it up, then measures.
 
-use crate::reply::{os_list, osmesh_frame_sizes, OSYSTEMS};
+use crate::reply::{os_list, os_list_variant, osmesh_frame_sizes, OSYSTEMS};
 use crate::stats::{pipelined, sequential, Figures};
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -90,33 +90,66 @@ where
 
 // ---- osmesh: CBOR over TCP, after the mutual handshake --------------------------------
 
+/// How the osmesh caller decodes replies, and whether the replies change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OsmeshMode {
+    /// `Peer::call_typed`: every reply decoded.
+    DecodeAlways,
+    /// `Peer::call_memo` (what the region's fan-out does) with the same reply every call.
+    MemoUnchanged,
+    /// `Peer::call_memo` with a reply that differs from the last on every call (two replies
+    /// of equal size, alternating): every reply is hashed and decoded. The honest row.
+    MemoChanging,
+}
+
+impl OsmeshMode {
+    fn label(self) -> &'static str {
+        match self {
+            OsmeshMode::DecodeAlways => "osmesh (CBOR/TCP)",
+            OsmeshMode::MemoUnchanged => "osmesh memo, reply unchanged",
+            OsmeshMode::MemoChanging => "osmesh memo, reply changes",
+        }
+    }
+}
+
 /// osmesh's peer: the cluster answers with its cached, already-encoded reply (as
-/// `ClusterActor` does); the region decodes it into `OperatingSystemList`.
-pub async fn osmesh(plan: RpcPlan) -> Result<PeerFigures> {
+/// `ClusterActor` does); the region decodes it into `OperatingSystemList` (`mode`).
+pub async fn osmesh(plan: RpcPlan, mode: OsmeshMode) -> Result<PeerFigures> {
     let secret = Secret::new(*b"osmesh-bench-secret");
     let server_secret = secret.clone();
-    let addr = spawn_server(move |tx| serve_osmesh(server_secret, tx))?;
+    let changing = mode == OsmeshMode::MemoChanging;
+    let addr = spawn_server(move |tx| serve_osmesh(server_secret, changing, tx))?;
     let conn = TcpDialer::new(DEFAULT_MAX_FRAME).dial(&addr).await?;
     let cfg = HandshakeConfig::new("region", secret);
     let auth = dial_handshake(conn, &cfg, [1; 32]).await?;
     let (peer, _incoming) = spawn_peer(auth, PeerConfig::default());
-    let call = || osmesh_call(&peer);
-    Ok(measure("osmesh (CBOR/TCP)", plan, call).await)
+    let call = || osmesh_call(&peer, mode);
+    Ok(measure(mode.label(), plan, call).await)
 }
 
-async fn osmesh_call(peer: &Peer) {
-    match peer.call_typed(&ListOperatingSystems {}, TIMEOUT).await {
-        Ok(list) => assert_eq!(list.osystems.len(), OSYSTEMS),
+async fn osmesh_call(peer: &Peer, mode: OsmeshMode) {
+    let osystems = match mode {
+        OsmeshMode::DecodeAlways => peer
+            .call_typed(&ListOperatingSystems {}, TIMEOUT)
+            .await
+            .map(|list| list.osystems.len()),
+        _ => peer
+            .call_memo(&ListOperatingSystems {}, TIMEOUT)
+            .await
+            .map(|list| list.osystems.len()),
+    };
+    match osystems {
+        Ok(n) => assert_eq!(n, OSYSTEMS),
         Err(e) => panic!("osmesh call failed: {e}"),
     }
 }
 
-async fn serve_osmesh(secret: Secret, tx: std::sync::mpsc::Sender<String>) {
+async fn serve_osmesh(secret: Secret, changing: bool, tx: std::sync::mpsc::Sender<String>) {
     let Ok(mut listener) = TcpListener::bind("127.0.0.1:0", DEFAULT_MAX_FRAME).await else {
         return;
     };
     let _ = tx.send(listener.local_addr());
-    let reply = encode_body(&os_list());
+    let replies = [encode_body(&os_list()), encode_body(&os_list_variant())];
     let cfg = HandshakeConfig::new("cluster-1", secret);
     let Ok(conn) = listener.accept().await else {
         return;
@@ -125,9 +158,11 @@ async fn serve_osmesh(secret: Secret, tx: std::sync::mpsc::Sender<String>) {
         return;
     };
     let (_peer, mut incoming) = spawn_peer(auth, PeerConfig::default());
+    let mut n = 0usize;
     while let Some(call) = incoming.recv().await {
         if let Some(responder) = call.responder {
-            responder.reply_encoded(reply.clone());
+            responder.reply_encoded(replies[n % 2].clone());
+            n += usize::from(changing);
         }
     }
 }

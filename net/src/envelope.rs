@@ -3,8 +3,10 @@
 //! Wire shape (see `docs/PROTOCOL.md`): a CBOR array of exactly four items,
 //! `[id: uint, kind: uint, method: text, body: bytes]`. The body is a byte string that holds
 //! the CBOR encoding of the message body, so an already-encoded reply can be sent as it is.
-//! Encoding is hand-written (shortest-form heads, deterministic); decoding goes through
-//! ciborium with an explicit recursion limit and rejects unknown kinds and trailing bytes.
+//! Encoding is hand-written (shortest-form heads, deterministic). Decoding reads the plain
+//! shape (definite lengths) directly, without copying the body out of the frame; any other
+//! shape goes through ciborium with an explicit recursion limit. Both reject unknown kinds
+//! and trailing bytes.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, DeserializeOwned, IgnoredAny, SeqAccess, Visitor};
@@ -71,6 +73,25 @@ impl Envelope {
 
     /// Decodes one frame payload. Never panics; any malformed input is an error.
     pub fn decode(frame: &[u8]) -> Result<Envelope, NetError> {
+        Envelope::decode_bytes(Bytes::copy_from_slice(frame))
+    }
+
+    /// Decodes one frame payload held in `frame`; the body is a slice of `frame`, not a copy.
+    /// The common shape (definite lengths, a known kind) is read directly; anything else goes
+    /// through ciborium, which accepts every other valid encoding and names what is wrong.
+    pub fn decode_bytes(frame: Bytes) -> Result<Envelope, NetError> {
+        match decode_plain(&frame) {
+            Some((id, kind, method, body)) => Ok(Envelope {
+                id,
+                kind,
+                method: method.to_owned(),
+                body: frame.slice(body),
+            }),
+            None => Envelope::decode_general(&frame),
+        }
+    }
+
+    fn decode_general(frame: &[u8]) -> Result<Envelope, NetError> {
         let mut rest = frame;
         let envelope: Envelope =
             ciborium::de::from_reader_with_recursion_limit(&mut rest, RECURSION_LIMIT)
@@ -83,6 +104,49 @@ impl Envelope {
         }
         Ok(envelope)
     }
+}
+
+/// The envelope of a frame in its plain shape: a definite array of 4, two unsigned ints (the
+/// second a known kind), a definite UTF-8 text and a definite byte string, and nothing after.
+/// `None` for anything else (which may still be valid CBOR: the general decoder decides).
+/// Returns the method and the body's range within `frame`.
+fn decode_plain(frame: &[u8]) -> Option<(u64, Kind, &str, std::ops::Range<usize>)> {
+    let mut at = 0;
+    if *frame.first()? != 0x84 {
+        return None;
+    }
+    at += 1;
+    let id = read_head(frame, &mut at, 0)?;
+    let kind = Kind::from_wire(read_head(frame, &mut at, 0)?)?;
+    let method_len = usize::try_from(read_head(frame, &mut at, 3)?).ok()?;
+    let method = frame.get(at..at.checked_add(method_len)?)?;
+    let method = std::str::from_utf8(method).ok()?;
+    at += method_len;
+    let body_len = usize::try_from(read_head(frame, &mut at, 2)?).ok()?;
+    let body = at..at.checked_add(body_len)?;
+    (body.end == frame.len()).then_some((id, kind, method, body))
+}
+
+/// Reads a CBOR head of `major` type with a definite argument (any width) at `*at`.
+fn read_head(frame: &[u8], at: &mut usize, major: u8) -> Option<u64> {
+    let initial = *frame.get(*at)?;
+    if initial >> 5 != major {
+        return None;
+    }
+    let width = match initial & 0x1f {
+        info @ 0..=23 => {
+            *at += 1;
+            return Some(u64::from(info));
+        }
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let bytes = frame.get(*at + 1..*at + 1 + width)?;
+    *at += 1 + width;
+    Some(bytes.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b)))
 }
 
 /// Encodes an envelope from its parts without building an `Envelope` first.
@@ -207,5 +271,76 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             method,
             body: Bytes::from(body.0),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Where the plain reader accepts a frame, ciborium reads the same envelope from it.
+    fn agrees(frame: &[u8]) {
+        if let Some((id, kind, method, body)) = decode_plain(frame) {
+            let general = Envelope::decode_general(frame).expect("ciborium accepts it too");
+            assert_eq!((general.id, general.kind), (id, kind));
+            assert_eq!(general.method, method);
+            assert_eq!(&general.body[..], &frame[body]);
+        }
+    }
+
+    #[test]
+    fn longer_heads_read_the_same_as_shortest() {
+        // id 5 in 8 bytes, kind 1 in 1 byte, method "ab" with a 2-byte length, body 1 byte.
+        let frame = [
+            0x84, 0x1b, 0, 0, 0, 0, 0, 0, 0, 5, 0x18, 1, 0x79, 0, 2, b'a', b'b', 0x41, 7,
+        ];
+        agrees(&frame);
+        let envelope = Envelope::decode(&frame).unwrap();
+        assert_eq!((envelope.id, envelope.kind), (5, Kind::Reply));
+        assert_eq!(
+            (envelope.method.as_str(), &envelope.body[..]),
+            ("ab", &[7u8][..])
+        );
+    }
+
+    #[test]
+    fn the_plain_reader_refuses_what_it_does_not_know() {
+        let good = encode_frame(3, Kind::Call, "m", b"\xa0");
+        assert!(decode_plain(&good).is_some());
+        let mut trailing = good.to_vec();
+        trailing.push(0);
+        assert!(decode_plain(&trailing).is_none());
+        assert!(Envelope::decode(&trailing).is_err());
+        let mut kind = good.to_vec();
+        kind[2] = 0x07; // unknown kind
+        assert!(decode_plain(&kind).is_none());
+        assert!(Envelope::decode(&kind).is_err());
+        let bad_utf8 = encode_frame(3, Kind::Call, "m", b"");
+        let mut bad_utf8 = bad_utf8.to_vec();
+        bad_utf8[4] = 0xff;
+        assert!(decode_plain(&bad_utf8).is_none());
+        assert!(Envelope::decode(&bad_utf8).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn the_plain_reader_agrees_with_ciborium(
+            head in proptest::collection::vec(any::<u8>(), 0..24),
+            tail in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut frame = vec![0x84];
+            frame.extend(head);
+            agrees(&frame);
+            frame.extend(tail);
+            agrees(&frame);
+        }
+
+        #[test]
+        fn encoded_frames_take_the_plain_path(id in any::<u64>(), k in 0usize..7, method in ".{0,20}", body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let frame = encode_frame(id, Kind::ALL[k], &method, &body);
+            agrees(&frame);
+            prop_assert!(decode_plain(&frame).is_some());
+        }
     }
 }

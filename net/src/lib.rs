@@ -3,7 +3,8 @@
 //! What lives here: length-prefixed CBOR frames (`tcp`, `mem`), the envelope (`envelope`) and
 //! message catalogue (`messages`), the version + authentication handshake (`handshake`: certificates, enrollment, or the
 //! shared secret of compatibility mode), TLS 1.3 over TCP (`tls`), the
-//! multiplexed RPC peer with deadlines and heartbeats (`peer`), the reconnect backoff policy
+//! multiplexed RPC peer with deadlines and heartbeats (`peer`), reply memos that skip decoding
+//! an unchanged reply (`memo`), the reconnect backoff policy
 //! (`backoff`), every bound in one place (`limits`), and the `Transport` seam (`transport`) with its TCP and in-memory
 //! implementations. The wire format is specified in `docs/PROTOCOL.md`.
 //!
@@ -15,6 +16,7 @@ pub mod envelope;
 pub mod handshake;
 pub mod limits;
 pub mod mem;
+pub mod memo;
 pub mod messages;
 pub mod metrics;
 pub mod peer;
@@ -29,6 +31,7 @@ pub use handshake::{
     PROTOCOL_VERSION,
 };
 pub use mem::{mem_pair, MemDialer, MemListener, MemNetwork};
+pub use memo::ReplyMemo;
 pub use messages::{ErrorKind, Request, RpcError};
 pub use peer::{spawn_peer, InboundSlot, Incoming, IncomingCalls, Peer, PeerConfig, Responder};
 pub use tcp::{TcpDialer, TcpListener, DEFAULT_MAX_FRAME};

@@ -29,6 +29,7 @@ use crate::limits::{
     AbuseCounters, MAX_INBOUND_IN_FLIGHT, MAX_OUTBOUND_BYTES, MAX_OUTBOUND_FRAMES,
     MAX_PINGS_PER_HEARTBEAT, YIELD_AFTER_FRAME_BYTES,
 };
+use crate::memo::Memos;
 use crate::messages::{ErrorKind, Request};
 use crate::tcp::DEFAULT_MAX_FRAME;
 use crate::{FrameSink, FrameStream, RpcError};
@@ -97,6 +98,7 @@ pub fn spawn_peer(auth: Authenticated, cfg: PeerConfig) -> (Peer, IncomingCalls)
         peer_addr: auth.conn.peer_addr,
         version: auth.version,
         max_in_flight: cfg.max_in_flight,
+        memos: Memos::default(),
         max_frame: cfg.max_frame,
         max_outbound_bytes: cfg.max_outbound_bytes,
         counters: cfg.counters.clone(),
@@ -155,6 +157,28 @@ impl Peer {
     ) -> Result<R::Reply, RpcError> {
         let reply = self.call(R::METHOD, encode_body(req), timeout).await?;
         decode_body(&reply)
+    }
+
+    /// Calls with a typed request; decodes the reply only if its bytes differ from the last
+    /// reply to `R::METHOD` on this connection, else returns the value decoded then (`memo`).
+    pub async fn call_memo<R: Request>(
+        &self,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<Arc<R::Reply>, RpcError>
+    where
+        R::Reply: Send + Sync + 'static,
+    {
+        let reply = self.call(R::METHOD, encode_body(req), timeout).await?;
+        self.shared.memos.decode(R::METHOD, &reply)
+    }
+
+    /// How many replies to `R::METHOD` `call_memo` did not decode again on this connection.
+    pub fn memo_hits<R: Request>(&self) -> u64
+    where
+        R::Reply: 'static,
+    {
+        self.shared.memos.hits::<R::Reply>(R::METHOD)
     }
 
     /// Sends a one-way message; `Ok` means queued, not delivered.
@@ -388,6 +412,8 @@ struct Shared {
     peer_addr: String,
     version: u16,
     max_in_flight: usize,
+    /// The last reply of each memoized method and its decoded value (`Peer::call_memo`).
+    memos: Memos,
     max_frame: usize,
     max_outbound_bytes: usize,
     counters: AbuseCounters,
@@ -589,7 +615,7 @@ impl Driver {
                 Some(Ok(frame)) => frame,
             };
             let large = frame.len() >= YIELD_AFTER_FRAME_BYTES;
-            let handled = match Envelope::decode(&frame) {
+            let handled = match Envelope::decode_bytes(frame) {
                 Err(e) => Err(format!("undecodable frame: {e}")),
                 Ok(envelope) if envelope.kind == Kind::Ping => match pings.count(last_frame) {
                     Ok(()) => self.handle_envelope(envelope).await,

@@ -42,6 +42,7 @@ on_both_transports!(
     a_dropped_responder_answers_internal,
     notifies_arrive_without_a_reply,
     typed_calls_decode_the_typed_reply,
+    a_memoized_call_decodes_every_changed_reply,
 );
 
 /// A client peer calling a served region peer.
@@ -270,6 +271,34 @@ async fn typed_calls_decode_the_typed_reply(transport: Transport) {
         .await
         .unwrap();
     assert_eq!(list, common::sample_osystems(5, 20));
+}
+
+/// The server answers `ListOperatingSystems` with A, A, B, B, A (B one byte apart from A):
+/// `call_memo` must return each reply's own content, skipping only the repeats.
+async fn a_memoized_call_decodes_every_changed_reply(transport: Transport) {
+    let (d, a) = connected_pair(transport).await;
+    let (client, _client_incoming) = spawn_peer(d, PeerConfig::default());
+    let (_server, mut incoming) = spawn_peer(a, PeerConfig::default());
+    let list_a = common::sample_osystems(2, 3);
+    let mut list_b = list_a.clone();
+    list_b.osystems[1].title.replace_range(0..1, "Z");
+    let replies = [&list_a, &list_a, &list_b, &list_b, &list_a];
+    let bodies: Vec<Bytes> = replies.iter().map(|l| encode_body(*l)).collect();
+    assert_eq!(bodies[0].len(), bodies[2].len());
+    tokio::spawn(async move {
+        for body in bodies {
+            let call = incoming.recv().await.unwrap();
+            call.responder.unwrap().reply_encoded(body);
+        }
+    });
+    for want in replies {
+        let got = client
+            .call_memo(&ListOperatingSystems {}, LONG)
+            .await
+            .unwrap();
+        assert_eq!(*got, *want);
+    }
+    assert_eq!(client.memo_hits::<ListOperatingSystems>(), 2);
 }
 
 #[tokio::test(start_paused = true)]

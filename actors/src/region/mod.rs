@@ -9,6 +9,7 @@
 //! (`CachedOsystems`, `LiveOsystems`, `ListClusters`, `ListHeldImages`, `ConnectedPeers`, `Now`).
 
 pub mod answer;
+pub mod deadline;
 pub mod edge;
 pub mod identity;
 pub mod images;
@@ -112,6 +113,8 @@ pub struct RegionActor {
     listener: Option<Box<dyn Listener>>,
     /// This region's registry id and every live region's endpoints, for clusters (issue 15).
     mesh: regions::RegionMesh,
+    /// The live reads' recent merge times, reserved inside their deadlines.
+    live_reserve: deadline::LiveReserve,
 }
 
 impl RegionActor {
@@ -144,6 +147,7 @@ impl RegionActor {
             register_warn: RateLimitedWarn::default(),
             listener: Some(listener),
             mesh: regions::RegionMesh::default(),
+            live_reserve: deadline::LiveReserve::default(),
         }
     }
 
@@ -616,14 +620,15 @@ async fn ask_cluster(
     let Some(peer) = peer else {
         return (id, ClusterAnswer::NoAnswer(NoAnswerReason::NotConnected));
     };
+    // Memoized: a reply with the same bytes as this link's last one is not decoded again.
     let (osystems, images) = futures::join!(
-        peer.call_typed(&ListOperatingSystems {}, timeout),
-        peer.call_typed(&ListBootImages {}, timeout)
+        peer.call_memo(&ListOperatingSystems {}, timeout),
+        peer.call_memo(&ListBootImages {}, timeout)
     );
     let answer = match (osystems, images) {
         (Ok(os), Ok(im)) => ClusterAnswer::Answered(ClusterReport {
-            osystems: os.osystems,
-            images: im.images,
+            osystems: os.osystems.clone(),
+            images: im.images.clone(),
         }),
         (Err(err), _) | (_, Err(err)) => ClusterAnswer::NoAnswer(no_answer_reason(err)),
     };
@@ -775,19 +780,26 @@ impl Handler<LiveOsystems> for RegionActor {
 
     /// Fans out (`ask_all`, one future per cluster under `msg.timeout`), then hands the
     /// answers to the state machine, which holds them and builds the live answer.
+    /// The fan-out waits at most `LiveReserve::fanout_budget` of the deadline, so the merge
+    /// after it fits inside the deadline (`deadline`).
     fn handle(&mut self, msg: LiveOsystems, _ctx: &mut Self::Context) -> Self::Result {
         let started = tokio::time::Instant::now();
-        let asks = self.ask_all(msg.timeout);
+        let asks = self.ask_all(self.live_reserve.fanout_budget(msg.timeout));
         Box::pin(asks.into_actor(self).map(move |answers, act, ctx| {
-            let elapsed = started.elapsed();
-            crate::metrics::fanout_done(elapsed, &answers);
+            let asked = tokio::time::Instant::now();
+            crate::metrics::fanout_done(asked - started, &answers);
             act.hold_answers(&answers, ctx);
-            let timing = FanoutTiming {
-                deadline_ms: duration_ms(msg.timeout),
-                elapsed_ms: duration_ms(elapsed),
-            };
-            let answer = act.state.live_answer(answers, act.clock.now_ms(), timing);
+            let mut answer = act.state.live_answer(
+                answers,
+                act.clock.now_ms(),
+                FanoutTiming {
+                    deadline_ms: duration_ms(msg.timeout),
+                    elapsed_ms: 0,
+                },
+            );
             act.report_events();
+            act.live_reserve.merged(asked.elapsed());
+            answer.elapsed_ms = Some(duration_ms(started.elapsed()));
             answer
         }))
     }
