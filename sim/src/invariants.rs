@@ -17,8 +17,12 @@ use crate::oracle::{Held, IdentityEvent, Oracle, Projection};
 
 /// Every answer: answered and not answered are disjoint; every cluster the region
 /// acknowledged as registered is named (in the view and among the parts); nothing else is.
-pub fn names_every_cluster(answer: &OsystemsAnswer, oracle: &Oracle) -> Result<(), String> {
-    names_clusters(answer, oracle, oracle.registered(), "")
+pub fn names_every_cluster(
+    answer: &OsystemsAnswer,
+    oracle: &Oracle,
+    issued_ms: u64,
+) -> Result<(), String> {
+    names_clusters(answer, oracle, oracle.registered_before(issued_ms), "")
 }
 
 /// [`names_every_cluster`] for an answer of the region at `region`, asked for at
@@ -126,8 +130,9 @@ pub fn parts_agree_with_view(answer: &OsystemsAnswer) -> Result<(), String> {
     }
     for c in view.answered.iter().chain(view.not_answered.keys()) {
         if !seen.contains(c) {
+            let parts: Vec<&str> = answer.clusters.iter().map(|p| p.cluster.as_str()).collect();
             return Err(format!(
-                "{label} answer's view names {c}, which has no part"
+                "{label} answer's view names {c}, which has no part (parts: {parts:?})"
             ));
         }
     }
@@ -1037,7 +1042,7 @@ mod tests {
                 seen.registered_with
                     .entry(c.into())
                     .or_default()
-                    .insert(crate::net::REGION_ADDR.into());
+                    .insert(crate::net::REGION_ADDR.into(), 50);
                 seen.reports.insert(c.into(), vec![10, 100, 1_000]);
                 for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
                     seen.replies.entry(c.into()).or_default().push((
@@ -1096,7 +1101,7 @@ mod tests {
             issued: u64,
             now: u64,
         ) -> Result<(), String> {
-            names_every_cluster(a, oracle)
+            names_every_cluster(a, oracle, issued)
                 .and_then(|()| parts_agree_with_view(a))
                 .and_then(|()| live_answers_are_live(a, oracle, issued, now))
                 .and_then(|()| available_as_held(a, oracle, issued, now))
@@ -1117,7 +1122,7 @@ mod tests {
             Arc::make_mut(&mut a.view)
                 .not_answered
                 .insert(ClusterId::new("c1"), NoAnswerReason::Timeout);
-            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            let err = names_every_cluster(&a, &oracle(), u64::MAX).unwrap_err();
             assert!(
                 err.contains("both as answering and as not answering"),
                 "{err}"
@@ -1127,7 +1132,7 @@ mod tests {
         #[test]
         fn a_forgotten_registered_cluster_is_caught() {
             let a = answer(ReadPath::Cached, &[("c1", Some(C1))], 0);
-            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            let err = names_every_cluster(&a, &oracle(), u64::MAX).unwrap_err();
             assert!(err.contains("does not name registered cluster c2"), "{err}");
         }
 
@@ -1138,7 +1143,7 @@ mod tests {
                 &[("c1", Some(C1)), ("c2", Some(C2)), ("c9", None)],
                 0,
             );
-            let err = names_every_cluster(&a, &oracle()).unwrap_err();
+            let err = names_every_cluster(&a, &oracle(), u64::MAX).unwrap_err();
             assert!(err.contains("names c9, which does not exist"), "{err}");
         }
 
@@ -1406,7 +1411,8 @@ mod tests {
             let r1: std::sync::Arc<str> = "r1".into();
             let mut seen = Observed::default();
             for c in ["c1", "c2"] {
-                seen.registered_with.insert(c.into(), [r1.clone()].into());
+                seen.registered_with
+                    .insert(c.into(), [(r1.clone(), 50)].into());
                 for m in [method::LIST_OPERATING_SYSTEMS, method::LIST_BOOT_IMAGES] {
                     seen.replies
                         .entry(c.into())

@@ -131,7 +131,7 @@ pub struct Observed {
     /// Clusters a region replied `Registered` to, with the first time one did.
     pub registered: BTreeMap<String, u64>,
     /// Per cluster, the address of every region that replied `Registered` to it.
-    pub registered_with: BTreeMap<String, std::collections::BTreeSet<Arc<str>>>,
+    pub registered_with: BTreeMap<String, BTreeMap<Arc<str>, u64>>,
     /// Per cluster, `(delivery ms, method, region address)` of every reply it sent a region.
     pub replies: BTreeMap<String, Vec<(u64, String, Arc<str>)>>,
     /// Per cluster, the delivery ms of every frame that carried its images to the region (its
@@ -153,10 +153,10 @@ impl Observed {
             self.registered.entry(cluster).or_insert(at);
         }
         for (cluster, regions) in later.registered_with {
-            self.registered_with
-                .entry(cluster)
-                .or_default()
-                .extend(regions);
+            let known = self.registered_with.entry(cluster).or_default();
+            for (region, at) in regions {
+                known.entry(region).or_insert(at);
+            }
         }
         for (cluster, replies) in later.replies {
             self.replies.entry(cluster).or_default().extend(replies);
@@ -187,11 +187,13 @@ impl Observed {
         })
     }
 
-    /// Whether the region at `region` replied `Registered` to `cluster`.
-    pub fn registered_with(&self, cluster: &str, region: &str) -> bool {
+    /// Whether the region at `region` replied `Registered` to `cluster` before `before_ms`
+    /// (an answer asked for at that virtual millisecond may have been built just before).
+    pub fn registered_with(&self, cluster: &str, region: &str, before_ms: u64) -> bool {
         self.registered_with
             .get(cluster)
-            .is_some_and(|regions| regions.iter().any(|r| &**r == region))
+            .and_then(|regions| regions.get(region))
+            .is_some_and(|at| *at < before_ms)
     }
 }
 
@@ -639,7 +641,7 @@ impl NetState {
                     .entry(cluster.to_owned())
                     .or_insert(now);
                 let with = self.seen.registered_with.entry(cluster.to_owned());
-                with.or_default().insert(region.clone());
+                with.or_default().entry(region.clone()).or_insert(now);
                 self.seen.last_registered.insert(cluster.to_owned(), now);
             }
             Dir::Up if impostor_of(cluster).is_some() => {}

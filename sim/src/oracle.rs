@@ -186,6 +186,26 @@ impl Oracle {
             .filter(|c| !self.removed_since_registered(c))
     }
 
+    /// [`Oracle::registered`], less a cluster whose registration is not older than
+    /// `issued_ms` (its first, or its latest once it was ever removed): an answer asked for in
+    /// that same virtual millisecond may have been built just before it.
+    pub fn registered_before(&self, issued_ms: u64) -> impl Iterator<Item = &str> {
+        self.registered().filter(move |c| {
+            let first = self
+                .seen
+                .registered
+                .get(*c)
+                .is_some_and(|at| *at < issued_ms);
+            let since_removal = self.credentials.last_removed(c).is_none()
+                || self
+                    .seen
+                    .last_registered
+                    .get(*c)
+                    .is_some_and(|at| *at < issued_ms);
+            first && since_removal
+        })
+    }
+
     /// Whether `cluster` was removed after the region last acknowledged its `Register`.
     pub fn removed_since_registered(&self, cluster: &str) -> bool {
         let Some(removed) = self.credentials.last_removed(cluster) else {
@@ -224,7 +244,7 @@ impl Oracle {
                     let latest = self.seen.last_registered.get(*id).copied();
                     return latest.is_some_and(adopted_by);
                 }
-                self.seen.registered_with(id, region) || adopted_by(**at)
+                self.seen.registered_with(id, region, issued_ms) || adopted_by(**at)
             })
             .filter(|(id, _)| !self.removed_since_registered(id))
             .map(|(id, _)| id.as_str())

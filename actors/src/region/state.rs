@@ -603,8 +603,15 @@ impl RegionState {
     /// answered and is still linked. Then the answers are exactly the held snapshots and the
     /// cached view counts the same clusters as answering. A cluster that answered and then
     /// lost its link is only "last known" in the cached view, so reusing it would contradict
-    /// the live answer's parts (found by swarm seed 1031976090).
+    /// the live answer's parts (found by swarm seed 1031976090). And the answers must cover
+    /// every cluster the region knows now: one adopted while the fan-out ran (learned from
+    /// another region) is in the cached view but was not asked, so it has no part (3-region
+    /// swarm, safety seed 134). The answers are unique and known (see `live_answer`), so
+    /// equal counts mean equal sets.
     fn may_reuse_merge(&self, answers: &[(ClusterId, ClusterAnswer)]) -> bool {
+        if answers.len() != self.clusters.len() {
+            return false;
+        }
         let everyone_answered = if osmesh_core::hooks::reuse_merge_if_any_answered() {
             answers.iter().any(answered)
         } else {
@@ -1029,6 +1036,31 @@ mod tests {
         // Nor does the view name it (one forgotten during the fan-out: removed meanwhile).
         assert!(!live.view.not_answered.contains_key(&id("gone")));
         assert!(!live.view.answered.contains(&id("gone")));
+    }
+
+    #[test]
+    fn a_cluster_adopted_during_a_fan_out_is_not_named_by_its_answer() {
+        let mut state = RegionState::default();
+        connect(&mut state, "c1", 0);
+        state.handle_report(&id("c1"), report("jammy"), 10);
+        let _ = state.cached_answer(10);
+        // c2 was learned from another region after the fan-out asked c1 alone.
+        state.adopt(KnownCluster {
+            id: id("c2"),
+            name: "c2".into(),
+            last_seen_ms: 5,
+            snapshot: None,
+        });
+        let answers = vec![(id("c1"), ClusterAnswer::Answered(report("jammy")))];
+        let live = state.live_answer(answers, 20, TIMING);
+        let parts: Vec<_> = live.clusters.iter().map(|p| p.cluster.as_str()).collect();
+        assert_eq!(parts, ["c1"]);
+        assert!(
+            !live.view.not_answered.contains_key(&id("c2")),
+            "{:?}",
+            live.view.not_answered
+        );
+        assert!(live.view.answered.contains(&id("c1")));
     }
 
     #[test]

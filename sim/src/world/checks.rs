@@ -255,7 +255,10 @@ impl State {
                 .map(str::to_owned)
                 .collect()
         } else {
-            self.oracle.registered().map(str::to_owned).collect()
+            self.oracle
+                .registered_before(issued_ms)
+                .map(str::to_owned)
+                .collect()
         };
         names.into_iter()
     }
@@ -286,7 +289,7 @@ impl State {
         let named = if several {
             invariants::names_every_cluster_from(answer, oracle, &addr, issued_ms)
         } else {
-            invariants::names_every_cluster(answer, oracle)
+            invariants::names_every_cluster(answer, oracle, issued_ms)
         };
         let result = named
             .and_then(|()| invariants::parts_agree_with_view(answer))
