@@ -725,12 +725,12 @@ mod tests {
     use osmesh_core::osinfo::ReleaseInfo;
     use osmesh_core::Purpose;
 
-    fn id(name: &str) -> ClusterId {
+    pub(super) fn id(name: &str) -> ClusterId {
         ClusterId::new(name)
     }
 
     /// Ubuntu with one release, and one amd64 install image of it.
-    fn report(release: &str) -> ClusterReport {
+    pub(super) fn report(release: &str) -> ClusterReport {
         let releases = vec![ReleaseInfo {
             name: release.into(),
             title: format!("Ubuntu {release}"),
@@ -766,7 +766,7 @@ mod tests {
     }
 
     /// Authenticates and registers `name` now; its link.
-    fn connect(state: &mut RegionState, name: &str, now_ms: i64) -> LinkId {
+    pub(super) fn connect(state: &mut RegionState, name: &str, now_ms: i64) -> LinkId {
         let link = state
             .handle_authenticated(id(name))
             .expect("a free link slot");
@@ -783,7 +783,7 @@ mod tests {
         part.cloned().expect("the cluster has a part")
     }
 
-    fn rebuilds(state: &mut RegionState) -> usize {
+    pub(super) fn rebuilds(state: &mut RegionState) -> usize {
         std::iter::from_fn(|| state.poll_event()).count()
     }
 

@@ -2,56 +2,8 @@
 //! tests in `state.rs` (see docs/TESTING.md, "Mutation testing"). Plain `#[test]`s: no
 //! runtime, no network.
 
+use super::tests::{connect, id, rebuilds, report};
 use super::*;
-use osmesh_core::osinfo::ReleaseInfo;
-use osmesh_core::Purpose;
-
-fn id(name: &str) -> ClusterId {
-    ClusterId::new(name)
-}
-
-fn report(release: &str) -> ClusterReport {
-    ClusterReport {
-        osystems: vec![OsystemInfo {
-            name: "ubuntu".into(),
-            title: "Ubuntu".into(),
-            releases: vec![ReleaseInfo {
-                name: release.into(),
-                title: format!("Ubuntu {release}"),
-                requires_license_key: false,
-                can_commission: true,
-                end_of_life: false,
-            }],
-            default_release: Some(release.into()),
-            default_commissioning_release: Some(release.into()),
-        }],
-        images: vec![BootImage {
-            osystem: "ubuntu".into(),
-            arch: "amd64".into(),
-            subarch: "generic".into(),
-            release: release.into(),
-            label: "stable".into(),
-            purposes: [Purpose::Install].into_iter().collect(),
-        }],
-    }
-}
-
-fn register(name: &str) -> Register {
-    Register {
-        cluster: id(name),
-        name: name.into(),
-        capabilities: Vec::new(),
-    }
-}
-
-fn connect(state: &mut RegionState, name: &str, now_ms: i64) -> LinkId {
-    let link = state.handle_authenticated(id(name)).expect("a free slot");
-    state
-        .check_register(link, &register(name), |_| true)
-        .expect("a valid register");
-    state.handle_register(link, name.into(), now_ms);
-    link
-}
 
 fn known(name: &str, last_seen_ms: i64) -> KnownCluster {
     KnownCluster {
@@ -60,10 +12,6 @@ fn known(name: &str, last_seen_ms: i64) -> KnownCluster {
         last_seen_ms,
         snapshot: None,
     }
-}
-
-fn rebuilds(state: &mut RegionState) -> usize {
-    std::iter::from_fn(|| state.poll_event()).count()
 }
 
 #[test]
