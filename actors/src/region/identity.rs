@@ -5,6 +5,7 @@
 use actix::prelude::*;
 use osmesh_core::ClusterId;
 use osmesh_net::{Credential, RpcError};
+use std::collections::BTreeSet;
 
 use super::state::LinkRole;
 use super::{Deferred, RegionActor};
@@ -90,13 +91,12 @@ impl Handler<ApplyExclusions> for RegionActor {
 
     fn handle(&mut self, msg: ApplyExclusions, _ctx: &mut Self::Context) -> usize {
         let ClusterExclusions { revoked, removed } = msg.0;
+        let excluded: BTreeSet<&ClusterId> = revoked.iter().chain(&removed).collect();
         let mut closed = 0;
-        for id in revoked.iter().chain(&removed) {
-            for link in self.state.links_of(id) {
-                if let Some(peer) = self.peers.get(&link) {
-                    peer.close();
-                    closed += 1;
-                }
+        for link in self.state.links_of_any(|id| excluded.contains(id)) {
+            if let Some(peer) = self.peers.get(&link) {
+                peer.close();
+                closed += 1;
             }
         }
         for id in &removed {

@@ -329,10 +329,16 @@ impl RegionState {
     /// Every open link of `identity`: its cluster's current link and any still waiting to
     /// register (for revocation, which closes them all).
     pub fn links_of(&self, identity: &ClusterId) -> Vec<LinkId> {
+        self.links_of_any(|id| id == identity)
+    }
+
+    /// Every open link whose identity `excluded` says, in one pass over the links (a
+    /// heartbeat hands the region every revoked and removed cluster at once).
+    pub fn links_of_any(&self, excluded: impl Fn(&ClusterId) -> bool) -> Vec<LinkId> {
         self.links
             .iter()
             .filter(|(_, role)| match role {
-                LinkRole::Unregistered(id) | LinkRole::Registered(id) => id == identity,
+                LinkRole::Unregistered(id) | LinkRole::Registered(id) => excluded(id),
             })
             .map(|(link, _)| *link)
             .collect()

@@ -93,6 +93,13 @@ fn links_of_names_every_open_link_of_one_identity() {
     let other = connect(&mut state, "c2", 0);
     assert_eq!(state.links_of(&id("c1")), vec![current, waiting]);
     assert_eq!(state.links_of(&id("c2")), vec![other]);
+    let both = [id("c1"), id("c2")];
+    assert_eq!(
+        state.links_of_any(|c| both.contains(c)),
+        vec![current, waiting, other],
+        "one pass, in link order"
+    );
+    assert!(state.links_of_any(|c| c == &id("c9")).is_empty());
     assert!(state.links_of(&id("c3")).is_empty());
 }
 
