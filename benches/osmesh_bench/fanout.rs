@@ -78,6 +78,15 @@ pub struct FanoutFigures {
     pub connect_secs: f64,
     pub live: ReadFigures,
     pub cached: ReadFigures,
+    /// The compact forms of the cached read (issue 17), all clusters up: `view=summary`,
+    /// an unchanged view revalidated with `If-None-Match` (304, no body), and the full form
+    /// compressed (`Accept-Encoding: gzip`; its `body_bytes` are the bytes on the wire).
+    pub cached_summary: ReadFigures,
+    pub cached_revalidated: ReadFigures,
+    pub cached_gzip: ReadFigures,
+    /// The floor under every read: `GET /api/v1/whoami` (the bearer token checked against
+    /// the database, a tiny body), on the same keep-alive connection.
+    pub floor: ReadFigures,
     pub stopped: DegradedFigures,
     pub killed: DegradedFigures,
     /// The region's VmRSS with every cluster connected, after the live reads.
@@ -132,6 +141,14 @@ pub fn fanout(plan: FanoutPlan, regiond: &Path, progress: &dyn Fn(&str)) -> Resu
     figures.live = api.live_reads(plan.live_deadline_ms, plan.requests)?;
     progress(&format!("{} cached reads", plan.requests));
     figures.cached = api.cached_reads(plan.requests)?;
+    progress(&format!(
+        "{} cached reads each: summary, revalidated (304), gzip; {0} of /whoami",
+        plan.requests
+    ));
+    figures.cached_summary = api.summary_reads(plan.requests)?;
+    figures.cached_revalidated = api.revalidated_reads(plan.requests)?;
+    figures.cached_gzip = api.gzip_reads(plan.requests)?;
+    figures.floor = api.floor_reads(plan.requests)?;
     figures.region_rss_mib = memory_mib(region.id(), "VmRSS")?;
     let mut region = region;
     if plan.restart {
@@ -383,6 +400,14 @@ struct Api {
     bearer: String,
 }
 
+/// One HTTP exchange as the harness saw it (the body as ureq hands it: decompressed).
+struct Reply {
+    status: u16,
+    etag: Option<String>,
+    body: Vec<u8>,
+    took: Duration,
+}
+
 /// How many clusters one answer names as answered, timed out and not connected.
 #[derive(Clone, Copy, Default)]
 struct AnswerCounts {
@@ -409,21 +434,36 @@ impl Api {
     /// The answer, the size of its body, and how long the HTTP exchange took: from sending
     /// the request to the last byte of the body, not counting the harness's JSON parse.
     fn timed_get(&self, path: &str) -> Result<(serde_json::Value, usize, Duration)> {
+        // ureq asks for gzip unless told otherwise, and the API compresses (#17): keep the
+        // main rows uncompressed, comparable with the earlier runs.
+        let reply = self.exchange(path, &[("Accept-Encoding", "identity")])?;
         let url = format!("{}{path}", self.base);
-        let started = Instant::now();
-        let body = self
-            .agent
-            .get(&url)
-            .set("Authorization", &self.bearer)
-            // ureq asks for gzip unless told otherwise, and the API now compresses (#17): keep
-            // these rows uncompressed, comparable with the earlier runs.
-            .set("Accept-Encoding", "identity")
-            .call()?
-            .into_string()?;
-        let took = started.elapsed();
+        let body = String::from_utf8(reply.body).with_context(|| format!("{url}: not UTF-8"))?;
         let value =
             serde_json::from_str(&body).with_context(|| format!("{url} answered {body:.200}"))?;
-        Ok((value, body.len(), took))
+        Ok((value, body.len(), reply.took))
+    }
+
+    /// One GET with `headers`: status, `ETag`, the body's bytes, and the time from sending the request to the body's last byte.
+    fn exchange(&self, path: &str, headers: &[(&str, &str)]) -> Result<Reply> {
+        let url = format!("{}{path}", self.base);
+        let started = Instant::now();
+        let mut request = self.agent.get(&url).set("Authorization", &self.bearer);
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let response = request.call()?;
+        let status = response.status();
+        let etag = response.header("ETag").map(str::to_owned);
+        let mut body = Vec::new();
+        response.into_reader().read_to_end(&mut body)?;
+        let took = started.elapsed();
+        Ok(Reply {
+            status,
+            etag,
+            body,
+            took,
+        })
     }
 
     fn wait_up(&self, within: Duration) -> Result<()> {
@@ -575,6 +615,117 @@ impl Api {
 
     fn cached_reads(&self, requests: usize) -> Result<ReadFigures> {
         self.reads("/osystems", requests)
+    }
+
+    /// `view=summary`: counts by OS and release, no cluster lists.
+    fn summary_reads(&self, requests: usize) -> Result<ReadFigures> {
+        let path = "/osystems?view=summary";
+        let mut answered = usize::MAX;
+        self.timed_reads(requests, || {
+            let (answer, size, took) = self.timed_get(path)?;
+            let counted = answer["answered"]
+                .as_u64()
+                .context("a summary without `answered`")?;
+            answered = answered.min(counted as usize);
+            Ok((size, took))
+        })
+        .map(|figures| ReadFigures {
+            answered_min: answered,
+            ..figures
+        })
+    }
+
+    /// A poller re-reading an unchanged mesh: `If-None-Match` with the view's `ETag`, which
+    /// must answer 304 with no body every time (the sample trees do not change).
+    fn revalidated_reads(&self, requests: usize) -> Result<ReadFigures> {
+        let first = self.exchange("/osystems", &[("Accept-Encoding", "identity")])?;
+        let etag = first.etag.context("a cached read without an ETag")?;
+        self.timed_reads(requests, || {
+            let reply = self.exchange("/osystems", &[("If-None-Match", etag.as_str())])?;
+            if reply.status != 304 || !reply.body.is_empty() {
+                bail!(
+                    "an unchanged view revalidated with its ETag answered {} with {} bytes",
+                    reply.status,
+                    reply.body.len()
+                );
+            }
+            Ok((0, reply.took))
+        })
+    }
+
+    /// The full cached form compressed: what a client asking for gzip waits for (ureq
+    /// decompresses as it reads, as a client would). `body_bytes` is what crossed the wire,
+    /// from one request on a plain socket (ureq hides the encoding it undid).
+    fn gzip_reads(&self, requests: usize) -> Result<ReadFigures> {
+        let (head, wire_bytes) = self.raw_get("/osystems", "gzip")?;
+        if !head.to_ascii_lowercase().contains("content-encoding: gzip") {
+            bail!("a cached read asking for gzip was not compressed: {head}");
+        }
+        let figures = self.timed_reads(requests, || {
+            let reply = self.exchange("/osystems", &[("Accept-Encoding", "gzip")])?;
+            Ok((reply.body.len(), reply.took))
+        })?;
+        Ok(ReadFigures {
+            body_bytes: wire_bytes,
+            ..figures
+        })
+    }
+
+    /// One GET on its own connection (`Connection: close`), read raw: the response head and
+    /// the number of body bytes on the wire (chunk framing included).
+    fn raw_get(&self, path: &str, accept_encoding: &str) -> Result<(String, usize)> {
+        use std::io::Write;
+        let address = self
+            .base
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .context("the API's base URL")?;
+        let api_path = &self.base[self.base.find("/api").context("the API's base URL")?..];
+        let mut stream = std::net::TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "GET {api_path}{path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {}\r\n\
+             Accept-Encoding: {accept_encoding}\r\nConnection: close\r\n\r\n",
+            self.bearer
+        )?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("a response without a head")?;
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        Ok((head, raw.len() - split - 4))
+    }
+
+    /// The HTTP and authentication floor: `/whoami`, no view at all.
+    fn floor_reads(&self, requests: usize) -> Result<ReadFigures> {
+        self.timed_reads(requests, || {
+            let reply = self.exchange("/whoami", &[("Accept-Encoding", "identity")])?;
+            Ok((reply.body.len(), reply.took))
+        })
+    }
+
+    /// `requests` sequential reads, each answering its body size and latency.
+    fn timed_reads(
+        &self,
+        requests: usize,
+        mut read: impl FnMut() -> Result<(usize, Duration)>,
+    ) -> Result<ReadFigures> {
+        let started = Instant::now();
+        let mut latencies = Vec::with_capacity(requests);
+        let mut sizes = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let (size, took) = read()?;
+            latencies.push(took);
+            sizes.push(size as f64);
+        }
+        Ok(ReadFigures {
+            latency: Figures::from_latencies(latencies, started.elapsed()),
+            body_bytes: median_of(sizes) as usize,
+            ..ReadFigures::default()
+        })
     }
 
     fn degraded(&self, how: &str, stopped: usize, plan: FanoutPlan) -> Result<DegradedFigures> {

@@ -507,10 +507,17 @@ async fn osystems(
         .timeout_ms
         .map_or(DEFAULT_LIVE_TIMEOUT, Duration::from_millis);
     let answer = service.osystems_live(timeout).await?;
-    if query.view == ViewForm::Summary {
-        return Ok(HttpResponse::Ok().json(OsystemsSummary::of(&answer)));
-    }
-    Ok(HttpResponse::Ok().json(answer))
+    // The render is inside the deadline too: its time is reserved in the next live reads.
+    let rendering = std::time::Instant::now();
+    let body = if query.view == ViewForm::Summary {
+        serde_json::to_vec(&OsystemsSummary::of(&answer)).map_err(render_failed)?
+    } else {
+        RenderedView::render(&rendered.live_view(&answer)?, &answer)?
+    };
+    service.live_rendered(rendering.elapsed());
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// Whether the request's `If-None-Match` matches `etag` (weak comparison, as RFC 9110 asks
@@ -603,6 +610,21 @@ impl RenderedView {
                 Ok((raw, digest))
             }
         }
+    }
+
+    /// A live answer's view as JSON: the kept rendering when the answer reused the kept
+    /// merge (every cluster answered), else rendered now and not kept (a live merge is
+    /// seldom asked for twice; keeping it would evict the cached view's rendering).
+    fn live_view(&self, answer: &OsystemsAnswer) -> Result<Arc<RawValue>, ApiError> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = &*last {
+            if Arc::ptr_eq(&cached.view, &answer.view) {
+                return Ok(cached.raw.clone());
+            }
+        }
+        drop(last);
+        let json = serde_json::to_string(&*answer.view).map_err(render_failed)?;
+        Ok(RawValue::from_string(json).map_err(render_failed)?.into())
     }
 
     /// The cached read's validator: SHA-256 over the view's JSON and every cluster's part

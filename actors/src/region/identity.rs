@@ -7,6 +7,7 @@ use osmesh_core::ClusterId;
 use osmesh_net::{Credential, RpcError};
 use std::collections::BTreeSet;
 
+use super::service::ServiceError;
 use super::state::LinkRole;
 use super::{Deferred, RegionActor};
 use crate::store::{ClusterExclusions, RegionStore};
@@ -156,7 +157,57 @@ impl Handler<ForgetCluster> for RegionActor {
         );
         match removed {
             Deferred::Now(result) => Box::pin(actix::fut::ready(result)),
-            Deferred::Later(future) => future,
+            Deferred::Later(future) => {
+                Box::pin(future.into_actor(self).map(|then, act, _| then(act)))
+            }
+        }
+    }
+}
+
+impl super::service::RegionService {
+    /// Revokes `cluster`: the revocation is stored first (so a redial is refused), then its
+    /// links here are closed at once (other regions close theirs at their next heartbeat).
+    /// Answers whether a registered link was open; `NotFound` when the cluster is neither
+    /// on record nor linked.
+    pub async fn revoke_cluster(&self, cluster: &ClusterId) -> Result<bool, ServiceError> {
+        let now = self.now_ms().await?;
+        let known = self
+            .store()
+            .revoke_cluster(cluster, now)
+            .map_err(ServiceError::from_store)?;
+        let link_closed = self
+            .region()
+            .send(CutCluster {
+                cluster: cluster.clone(),
+            })
+            .await
+            .map_err(ServiceError::region_gone)?;
+        if !known && !link_closed {
+            let message = format!("no cluster {:?}", cluster.as_str());
+            return Err(ServiceError::not_found("no_such_cluster", message));
+        }
+        Ok(link_closed)
+    }
+
+    /// Removes a disconnected cluster (`ForgetCluster`): `Conflict` while it is connected,
+    /// `NotFound` when the region never knew it.
+    pub async fn remove_cluster(&self, cluster: &ClusterId) -> Result<(), ServiceError> {
+        let forget = ForgetCluster {
+            cluster: cluster.clone(),
+        };
+        match self.region().send(forget).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e @ ForgetError::Connected(_))) => {
+                Err(ServiceError::conflict("cluster_connected", e.to_string()))
+            }
+            Ok(Err(e @ ForgetError::Unknown(_))) => {
+                Err(ServiceError::not_found("no_such_cluster", e.to_string()))
+            }
+            Ok(Err(e @ ForgetError::Store(_))) => Err(ServiceError::unavailable(
+                "store_unavailable",
+                e.to_string(),
+            )),
+            Err(e) => Err(ServiceError::region_gone(e)),
         }
     }
 }

@@ -21,16 +21,17 @@ pub mod render;
 mod reports;
 pub mod service;
 pub mod settings;
+mod settling;
 mod slots;
 pub mod state;
 pub mod template;
 
 use actix::prelude::*;
-use futures::future::join_all;
+use futures::future::{join_all, FutureExt, LocalBoxFuture};
 use osmesh_core::mesh::{ClusterAnswer, ClusterReport, NoAnswerReason};
 use osmesh_core::ClusterId;
 use osmesh_net::envelope::{decode_body, encode_body};
-use osmesh_net::handshake::{accept_handshake, Authenticated, HandshakeConfig};
+use osmesh_net::handshake::{accept_handshake, Authenticated, HandshakeConfig, HandshakeError};
 use osmesh_net::limits::{source_of, RateLimitedWarn, MAX_LINKS, MAX_TEMPLATE_NAMES_PER_CLUSTER};
 use osmesh_net::messages::{
     method, Ack, ListBootImages, ListOperatingSystems, Register, ReportBootImages,
@@ -41,7 +42,6 @@ use osmesh_net::{FrameConn, Listener, RpcError};
 use rand::rngs::StdRng;
 use rand::RngCore;
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -81,14 +81,20 @@ pub struct RegionSettings {
 /// The simulator's store runs inline, so there it is always `Now`.
 enum Deferred<R> {
     Now(R),
-    Later(Pin<Box<dyn ActorFuture<RegionActor, Output = R>>>),
+    /// Resolves, once the store call has run, to what applies its result to the actor.
+    Later(LocalBoxFuture<'static, Continuation<R>>),
 }
+
+/// The rest of an operation once its store call has run: applied to the actor.
+type Continuation<R> = Box<dyn FnOnce(&mut RegionActor) -> R>;
 
 impl<R: 'static> Deferred<R> {
     fn map<S: 'static>(self, f: impl FnOnce(R) -> S + 'static) -> Deferred<S> {
         match self {
             Deferred::Now(r) => Deferred::Now(f(r)),
-            Deferred::Later(fut) => Deferred::Later(Box::pin(fut.map(move |r, _, _| f(r)))),
+            Deferred::Later(fut) => Deferred::Later(Box::pin(fut.map(move |then| {
+                Box::new(move |act: &mut RegionActor| f(then(act))) as Continuation<S>
+            }))),
         }
     }
 }
@@ -105,6 +111,8 @@ pub struct RegionActor {
     /// link closes.
     peers: BTreeMap<LinkId, Peer>,
     slots: HandshakeSlots,
+    /// Store calls in flight, whose results come back through one stream (`settling`).
+    settling: settling::Settling<Continuation<()>>,
     /// One warning a second for refused and failed handshakes, however many there are.
     refusal_warn: RateLimitedWarn,
     failure_warn: RateLimitedWarn,
@@ -142,6 +150,7 @@ impl RegionActor {
             state: RegionState::restore(known),
             peers: BTreeMap::new(),
             slots: HandshakeSlots::default(),
+            settling: settling::Settling::new(),
             refusal_warn: RateLimitedWarn::default(),
             failure_warn: RateLimitedWarn::default(),
             register_warn: RateLimitedWarn::default(),
@@ -212,11 +221,14 @@ impl RegionActor {
             me.recipient(),
         );
         self.peers.insert(link, peer);
-        ctx.run_later(REGISTER_TIMEOUT, move |act, _ctx| {
-            if let Some(cluster) = act.state.handle_register_timeout(link) {
-                tracing::info!(?cluster, "no Register within {REGISTER_TIMEOUT:?}; closing");
-                act.close_link(link);
-            }
+        // A task of its own, not `ctx.run_later`: actix polls every future spawned in an
+        // actor's context at each of its wake-ups, so one timer per link made every message
+        // cost O(links) while links were new (10,000 clusters connecting: a third of the
+        // region's time polling sleeps, and registrations timed out on the cluster side).
+        let me = ctx.address();
+        actix::spawn(async move {
+            tokio::time::sleep(REGISTER_TIMEOUT).await;
+            me.do_send(RegisterDeadline(link));
         });
     }
 
@@ -524,26 +536,28 @@ impl RegionActor {
     ) -> Deferred<R> {
         match self.store.call(cluster.as_str(), job) {
             StoreCall::Done(result) => Deferred::Now(then(self, result)),
-            StoreCall::Pending(rx) => Deferred::Later(Box::pin(
-                actix::fut::wrap_future::<_, Self>(rx).map(move |received, act, _ctx| {
-                    then(act, received.unwrap_or(Err(StoreError::Stopped)))
-                }),
-            )),
+            StoreCall::Pending(rx) => Deferred::Later(Box::pin(async move {
+                let received = rx.await.unwrap_or(Err(StoreError::Stopped));
+                Box::new(move |act: &mut RegionActor| then(act, received)) as Continuation<R>
+            })),
         }
     }
 
-    /// Hands a deferred result to `finish`: now, or when it arrives.
+    /// Hands a deferred result to `finish`: now, or when it arrives (through `settling`).
     fn settle<R: 'static>(
         &mut self,
-        ctx: &mut Context<Self>,
+        _ctx: &mut Context<Self>,
         result: Deferred<R>,
         finish: impl FnOnce(&mut Self, R) + 'static,
     ) {
         match result {
             Deferred::Now(result) => finish(self, result),
-            Deferred::Later(fut) => {
-                ctx.spawn(fut.map(move |result, act, _ctx| finish(act, result)));
-            }
+            Deferred::Later(fut) => self.settling.push(Box::pin(fut.map(move |then| {
+                Box::new(move |act: &mut RegionActor| {
+                    let result = then(act);
+                    finish(act, result);
+                }) as Continuation<()>
+            }))),
         }
     }
 
@@ -588,10 +602,16 @@ impl RegionActor {
     }
 
     /// Reports what the state machine says happened.
-    fn report_events(&mut self) {
+    /// `took` is how long the state machine's call that made them ran: a merge from scratch
+    /// in it teaches the live reads' reserve what a merge costs (`deadline`).
+    fn report_events(&mut self, took: Duration) {
         while let Some(event) = self.state.poll_event() {
             match event {
-                RegionEvent::ViewRebuilt => crate::metrics::view_rebuilt(),
+                RegionEvent::ViewRebuilt => {
+                    crate::metrics::view_rebuilt();
+                    self.live_reserve.merged(took);
+                }
+                RegionEvent::LiveMerged => self.live_reserve.merged(took),
             }
         }
     }
@@ -643,6 +663,7 @@ impl Actor for RegionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.add_stream(self.settling.stream());
         self.accept_loop(ctx);
         ctx.run_interval(self.settings.refresh_interval, |act, ctx| act.refresh(ctx));
     }
@@ -688,22 +709,48 @@ impl Handler<Dialed> for RegionActor {
         self.rng.fill_bytes(&mut nonce);
         let handshake = self.settings.handshake.clone();
         let peer_addr = msg.conn.peer_addr.clone();
-        let fut = async move { accept_handshake(msg.conn, &handshake, nonce).await };
-        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            act.slots.release(&source);
-            match result {
-                Ok(auth) => act.on_authenticated(auth, ctx),
-                Err(osmesh_net::HandshakeError::Enrolled { identity }) => {
-                    tracing::info!(cluster = ?identity, "cluster enrolled: certificate issued");
-                }
-                Err(err) => {
-                    osmesh_net::metrics::handshake_failed(&err);
-                    act.settings.peer.counters.handshake_failed();
-                    let message = format!("handshake refused: {err}");
-                    act.failure_warn.warn(&peer_addr, &message);
-                }
+        // A task of its own whose outcome comes back as a message, not a future spawned in
+        // the context: actix polls every such future at each of the actor's wake-ups, and up
+        // to `MAX_PENDING_HANDSHAKES` handshakes under way made every message cost that many
+        // polls of TLS handshakes.
+        let me = ctx.address();
+        actix::spawn(async move {
+            let result = accept_handshake(msg.conn, &handshake, nonce).await;
+            me.do_send(HandshakeDone {
+                source,
+                peer_addr,
+                result,
+            });
+        });
+    }
+}
+
+/// A handshake started by `Dialed` ended; its slot is free again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct HandshakeDone {
+    source: String,
+    peer_addr: String,
+    result: Result<Authenticated, HandshakeError>,
+}
+
+impl Handler<HandshakeDone> for RegionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HandshakeDone, ctx: &mut Self::Context) {
+        self.slots.release(&msg.source);
+        match msg.result {
+            Ok(auth) => self.on_authenticated(auth, ctx),
+            Err(HandshakeError::Enrolled { identity }) => {
+                tracing::info!(cluster = ?identity, "cluster enrolled: certificate issued");
             }
-        }));
+            Err(err) => {
+                osmesh_net::metrics::handshake_failed(&err);
+                self.settings.peer.counters.handshake_failed();
+                let message = format!("handshake refused: {err}");
+                self.failure_warn.warn(&msg.peer_addr, &message);
+            }
+        }
     }
 }
 
@@ -762,8 +809,9 @@ impl Handler<CachedOsystems> for RegionActor {
     type Result = MessageResult<CachedOsystems>;
 
     fn handle(&mut self, _msg: CachedOsystems, _ctx: &mut Self::Context) -> Self::Result {
+        let started = tokio::time::Instant::now();
         let answer = self.state.cached_answer(self.clock.now_ms());
-        self.report_events();
+        self.report_events(started.elapsed());
         MessageResult(answer)
     }
 }
@@ -797,11 +845,52 @@ impl Handler<LiveOsystems> for RegionActor {
                     elapsed_ms: 0,
                 },
             );
-            act.report_events();
-            act.live_reserve.merged(asked.elapsed());
+            act.report_events(asked.elapsed());
             answer.elapsed_ms = Some(duration_ms(started.elapsed()));
             answer
         }))
+    }
+}
+
+/// A store call's result has come: its continuation runs (`settle`).
+impl StreamHandler<Continuation<()>> for RegionActor {
+    fn handle(&mut self, then: Continuation<()>, _ctx: &mut Self::Context) {
+        then(self);
+    }
+
+    /// Never called: the stream waits for the next push instead of ending. Not stopping the
+    /// actor (the default) is the safe side all the same.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+/// `REGISTER_TIMEOUT` after `link` was authenticated: closed if it has not registered.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RegisterDeadline(LinkId);
+
+impl Handler<RegisterDeadline> for RegionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterDeadline, _ctx: &mut Self::Context) {
+        let link = msg.0;
+        if let Some(cluster) = self.state.handle_register_timeout(link) {
+            tracing::info!(?cluster, "no Register within {REGISTER_TIMEOUT:?}; closing");
+            self.close_link(link);
+        }
+    }
+}
+
+/// The API rendered a live answer in this long: reserved inside the next live reads'
+/// deadlines beside the merge (`deadline`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LiveRendered(pub Duration);
+
+impl Handler<LiveRendered> for RegionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LiveRendered, _ctx: &mut Self::Context) {
+        self.live_reserve.rendered(msg.0);
     }
 }
 

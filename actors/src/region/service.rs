@@ -237,6 +237,12 @@ impl RegionService {
             .map_err(ServiceError::region_gone)
     }
 
+    /// Tells the region how long rendering a live answer took, so the next live reads
+    /// reserve that time inside their deadlines.
+    pub fn live_rendered(&self, took: Duration) {
+        self.region.do_send(super::LiveRendered(took));
+    }
+
     /// One release of one OS, from the cached view.
     pub async fn release(
         &self,

@@ -165,6 +165,8 @@ pub enum SnapshotChange {
 pub enum RegionEvent {
     /// The cached view was merged again.
     ViewRebuilt,
+    /// A live answer merged its answers from scratch (it could not reuse the kept merge).
+    LiveMerged,
 }
 
 /// A live fan-out's deadline and duration, for its answer.
@@ -594,6 +596,7 @@ impl RegionState {
             self.cached_view()
         } else {
             let answers: BTreeMap<_, _> = answers.into_iter().collect();
+            self.events.push_back(RegionEvent::LiveMerged);
             Arc::new(MeshView::from_answers(&answers))
         };
         OsystemsAnswer {

@@ -4,7 +4,6 @@
 //! admin's (issue 13).
 
 use actix_web::{web, HttpResponse};
-use osmesh_actors::region::identity::{CutCluster, ForgetCluster, ForgetError};
 use osmesh_actors::region::service::{RegionService, ServiceError};
 use osmesh_core::ClusterId;
 use osmesh_store::{Role, Store};
@@ -50,10 +49,6 @@ fn cluster_id(name: &str) -> Result<ClusterId, ServiceError> {
     Ok(ClusterId::new(name))
 }
 
-fn actor_gone(e: actix::MailboxError) -> ServiceError {
-    ServiceError::unavailable("region_unavailable", format!("the region actor: {e}"))
-}
-
 /// Enrolls a cluster: a one-time token, valid 24 hours, replacing any earlier enrollment.
 #[utoipa::path(post, path = "/api/v1/clusters/{name}/enroll", tag = "clusters",
     responses((status = 200, body = Enrollment)))]
@@ -86,23 +81,7 @@ async fn enroll(
     responses((status = 200, body = ClusterChange)))]
 async fn revoke(service: web::Data<RegionService>, name: web::Path<String>) -> ApiResult {
     let id = cluster_id(&name)?;
-    let now = service.now_ms().await?;
-    let known = service
-        .store()
-        .revoke_cluster(&id, now)
-        .map_err(ServiceError::from_store)?;
-    let link_closed = service
-        .region()
-        .send(CutCluster {
-            cluster: id.clone(),
-        })
-        .await
-        .map_err(actor_gone)?;
-    if !known && !link_closed {
-        return Err(
-            ServiceError::not_found("no_such_cluster", format!("no cluster {name:?}")).into(),
-        );
-    }
+    let link_closed = service.revoke_cluster(&id).await?;
     Ok(HttpResponse::Ok().json(ClusterChange {
         cluster: id.as_str().to_owned(),
         link_closed,
@@ -114,26 +93,9 @@ async fn revoke(service: web::Data<RegionService>, name: web::Path<String>) -> A
     responses((status = 200, body = ClusterChange)))]
 async fn remove(service: web::Data<RegionService>, name: web::Path<String>) -> ApiResult {
     let id = cluster_id(&name)?;
-    let result = service
-        .region()
-        .send(ForgetCluster {
-            cluster: id.clone(),
-        })
-        .await
-        .map_err(actor_gone)?;
-    match result {
-        Ok(()) => Ok(HttpResponse::Ok().json(ClusterChange {
-            cluster: id.as_str().to_owned(),
-            link_closed: false,
-        })),
-        Err(e @ ForgetError::Connected(_)) => {
-            Err(ServiceError::conflict("cluster_connected", e.to_string()).into())
-        }
-        Err(e @ ForgetError::Unknown(_)) => {
-            Err(ServiceError::not_found("no_such_cluster", e.to_string()).into())
-        }
-        Err(e @ ForgetError::Store(_)) => {
-            Err(ServiceError::unavailable("store_unavailable", e.to_string()).into())
-        }
-    }
+    service.remove_cluster(&id).await?;
+    Ok(HttpResponse::Ok().json(ClusterChange {
+        cluster: id.as_str().to_owned(),
+        link_closed: false,
+    }))
 }

@@ -3,7 +3,6 @@
 //! description. What the world does for each is in `world/identity.rs`; the invariant the
 //! oracle holds answers to is `invariants::credentials_respected`.
 
-use osmesh_actors::region::identity::{CutCluster, ForgetCluster, ForgetError};
 use osmesh_actors::region::service::{RegionService, ServiceError};
 use osmesh_core::ClusterId;
 use serde::{Deserialize, Serialize};
@@ -116,10 +115,6 @@ fn id(cluster: &str) -> ClusterId {
     ClusterId::new(cluster)
 }
 
-fn actor_gone(e: actix::MailboxError) -> ServiceError {
-    ServiceError::unavailable("region_unavailable", format!("the region actor: {e}"))
-}
-
 impl Operation for Enroll {
     type Answer = ();
     type Expect = IdentityExpect;
@@ -175,7 +170,7 @@ impl Operation for Revoke {
     }
 
     async fn apply(&self, world: &Shared, number: usize, service: &RegionService) -> Got<bool> {
-        match revoke(service, &self.cluster).await {
+        match service.revoke_cluster(&id(&self.cluster)).await {
             Ok(link_closed) => {
                 world.borrow_mut().revoked(&self.cluster);
                 let line = format!(
@@ -201,28 +196,6 @@ impl Operation for Revoke {
     }
 }
 
-/// What `POST /api/v1/clusters/{name}/revoke` does: the revocation stored, then the links cut.
-async fn revoke(service: &RegionService, cluster: &str) -> Result<bool, ServiceError> {
-    let now = service.now_ms().await?;
-    let known = service
-        .store()
-        .revoke_cluster(&id(cluster), now)
-        .map_err(ServiceError::from_store)?;
-    let cluster_id = id(cluster);
-    let link_closed = service
-        .region()
-        .send(CutCluster {
-            cluster: cluster_id,
-        })
-        .await
-        .map_err(actor_gone)?;
-    if !known && !link_closed {
-        let message = format!("no cluster {cluster:?}");
-        return Err(ServiceError::not_found("no_such_cluster", message));
-    }
-    Ok(link_closed)
-}
-
 impl Operation for Remove {
     type Answer = ();
     type Expect = IdentityExpect;
@@ -240,23 +213,7 @@ impl Operation for Remove {
     }
 
     async fn apply(&self, world: &Shared, number: usize, service: &RegionService) -> Got<()> {
-        let forget = ForgetCluster {
-            cluster: id(&self.cluster),
-        };
-        let result = match service.region().send(forget).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e @ ForgetError::Connected(_))) => {
-                Err(ServiceError::conflict("cluster_connected", e.to_string()))
-            }
-            Ok(Err(e @ ForgetError::Unknown(_))) => {
-                Err(ServiceError::not_found("no_such_cluster", e.to_string()))
-            }
-            Ok(Err(e @ ForgetError::Store(_))) => Err(ServiceError::unavailable(
-                "store_unavailable",
-                e.to_string(),
-            )),
-            Err(e) => Err(actor_gone(e)),
-        };
+        let result = service.remove_cluster(&id(&self.cluster)).await;
         match result {
             Ok(()) => {
                 world.borrow_mut().removed(&self.cluster);
