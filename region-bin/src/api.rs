@@ -13,7 +13,9 @@ use osmesh_actors::region::service::ReleaseAnswer;
 use osmesh_actors::region::service::{
     FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT,
 };
-use osmesh_actors::region::{ClusterPart, ClusterStatus, OsystemsAnswer, ReadPath};
+use osmesh_actors::region::{
+    CachedHead, CachedValidator, ClusterPart, ClusterStatus, OsystemsAnswer, ReadPath,
+};
 use osmesh_core::mesh::MeshView;
 use osmesh_store::{Role, Store};
 use serde::{Deserialize, Serialize};
@@ -417,10 +419,17 @@ pub struct ReleaseSummary {
 
 impl OsystemsSummary {
     fn of(answer: &OsystemsAnswer) -> OsystemsSummary {
-        let view = &answer.view;
+        let mut summary = Self::of_view(answer.source, &answer.view, answer.clusters.len());
+        summary.deadline_ms = answer.deadline_ms;
+        summary.elapsed_ms = answer.elapsed_ms;
+        summary
+    }
+
+    /// The summary of `view`, merged over `clusters` clusters (no deadline or duration).
+    fn of_view(source: ReadPath, view: &MeshView, clusters: usize) -> OsystemsSummary {
         OsystemsSummary {
-            source: answer.source,
-            clusters: answer.clusters.len(),
+            source,
+            clusters,
             answered: view.answered.len(),
             not_answered: view.not_answered.len(),
             conflicts: view.conflicts.len(),
@@ -450,8 +459,8 @@ impl OsystemsSummary {
                         .collect(),
                 })
                 .collect(),
-            deadline_ms: answer.deadline_ms,
-            elapsed_ms: answer.elapsed_ms,
+            deadline_ms: None,
+            elapsed_ms: None,
         }
     }
 }
@@ -485,9 +494,10 @@ async fn osystems(
                 "timeout_ms only applies to a live read (live=true)",
             )));
         }
-        let answer = service.osystems_cached().await?;
-        let (view, view_digest) = rendered.view(&answer)?;
-        let etag = RenderedView::etag(&view_digest, &answer, query.view)?;
+        // The validator first, without building 1,000s of cluster parts: a poller's 304 and
+        // the summary cost the same at any size.
+        let head = service.osystems_cached_head().await?;
+        let etag = RenderedView::etag(&head.validator, query.view);
         if if_none_match(&req, &etag) {
             return Ok(HttpResponse::NotModified()
                 .insert_header(header::ETag(etag))
@@ -495,9 +505,14 @@ async fn osystems(
         }
         if query.view == ViewForm::Summary {
             return Ok(HttpResponse::Ok()
+                .content_type("application/json")
                 .insert_header(header::ETag(etag))
-                .json(OsystemsSummary::of(&answer)));
+                .body(rendered.summary(&head)?));
         }
+        // The answer and its own validator in one step: the mesh may have moved since.
+        let (validator, answer) = service.osystems_cached_validated().await?;
+        let etag = RenderedView::etag(&validator, ViewForm::Full);
+        let view = rendered.view(&answer)?;
         return Ok(HttpResponse::Ok()
             .content_type("application/json")
             .insert_header(header::ETag(etag))
@@ -546,17 +561,23 @@ async fn release(
 
 /// The cached view's JSON, kept while the region hands out the same merged view (it keeps one
 /// until a snapshot or a link changes), so a cached read renders only the per-cluster parts.
-/// At 1,000 clusters the view is most of a 750 KiB answer. The SHA-256 of those bytes is kept
-/// with them, for the `ETag`.
+/// At 1,000 clusters the view is most of a 750 KiB answer. The summary form of the same view
+/// is kept beside it.
 #[derive(Default)]
 pub struct RenderedView {
     last: Mutex<Option<CachedView>>,
+    summary: Mutex<Option<CachedSummary>>,
 }
 
 struct CachedView {
     view: Arc<MeshView>,
     raw: Arc<RawValue>,
-    digest: [u8; 32],
+}
+
+struct CachedSummary {
+    view: Arc<MeshView>,
+    clusters: usize,
+    json: web::Bytes,
 }
 
 /// An `OsystemsAnswer` with its view already rendered.
@@ -569,17 +590,6 @@ struct RenderedAnswer<'a> {
     elapsed_ms: Option<u64>,
 }
 
-/// A cluster's part as the `ETag` covers it: everything but `age_ms`.
-#[derive(Serialize)]
-struct PartWithoutAge<'a> {
-    cluster: &'a osmesh_core::ClusterId,
-    name: &'a str,
-    connected: bool,
-    disconnected_since_ms: Option<i64>,
-    has_snapshot: bool,
-    no_answer: &'a Option<osmesh_core::mesh::NoAnswerReason>,
-}
-
 fn render_failed(e: serde_json::Error) -> ApiError {
     ApiError(ServiceError::new(
         FailureKind::Internal,
@@ -589,27 +599,40 @@ fn render_failed(e: serde_json::Error) -> ApiError {
 }
 
 impl RenderedView {
-    /// The answer's view as JSON and the SHA-256 of that JSON, rendered once per view.
-    fn view(&self, answer: &OsystemsAnswer) -> Result<(Arc<RawValue>, [u8; 32]), ApiError> {
-        use sha2::Digest;
+    /// The answer's view as JSON, rendered once per view.
+    fn view(&self, answer: &OsystemsAnswer) -> Result<Arc<RawValue>, ApiError> {
         // A poisoned lock only means a render panicked; the slot is overwritten below anyway.
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         match &*last {
-            Some(cached) if Arc::ptr_eq(&cached.view, &answer.view) => {
-                Ok((cached.raw.clone(), cached.digest))
-            }
+            Some(cached) if Arc::ptr_eq(&cached.view, &answer.view) => Ok(cached.raw.clone()),
             _ => {
                 let json = serde_json::to_string(&*answer.view).map_err(render_failed)?;
-                let digest: [u8; 32] = sha2::Sha256::digest(json.as_bytes()).into();
                 let raw: Arc<RawValue> = RawValue::from_string(json).map_err(render_failed)?.into();
                 *last = Some(CachedView {
                     view: answer.view.clone(),
                     raw: raw.clone(),
-                    digest,
                 });
-                Ok((raw, digest))
+                Ok(raw)
             }
         }
+    }
+
+    /// The cached summary's JSON, rendered once per view (and cluster count).
+    fn summary(&self, head: &CachedHead) -> Result<web::Bytes, ApiError> {
+        let mut last = self.summary.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = &*last {
+            if Arc::ptr_eq(&cached.view, &head.view) && cached.clusters == head.clusters {
+                return Ok(cached.json.clone());
+            }
+        }
+        let summary = OsystemsSummary::of_view(ReadPath::Cached, &head.view, head.clusters);
+        let json = web::Bytes::from(serde_json::to_vec(&summary).map_err(render_failed)?);
+        *last = Some(CachedSummary {
+            view: head.view.clone(),
+            clusters: head.clusters,
+            json: json.clone(),
+        });
+        Ok(json)
     }
 
     /// A live answer's view as JSON: the kept rendering when the answer reused the kept
@@ -627,42 +650,24 @@ impl RenderedView {
         Ok(RawValue::from_string(json).map_err(render_failed)?.into())
     }
 
-    /// The cached read's validator: SHA-256 over the view's JSON and every cluster's part
-    /// without its age. Weak (`W/"…"`), honestly so: the body carries each cluster's snapshot
-    /// age in ms, which grows on every read, so no two bodies are byte-equal and a strong
-    /// validator over the body would never match. Two answers with the same weak `ETag` have
-    /// the same view, the same clusters, links, disconnection times and reasons; only the ages
-    /// differ (a cluster that re-sent an identical snapshot keeps the `ETag` and its age
-    /// restarts). A client holding a body knows its ages have grown by the time since it got it.
-    /// The summary form has validators of its own (another representation of the same view).
-    fn etag(
-        view_digest: &[u8; 32],
-        answer: &OsystemsAnswer,
-        form: ViewForm,
-    ) -> Result<header::EntityTag, ApiError> {
-        use sha2::Digest;
-        let mut hasher = sha2::Sha256::new();
-        hasher.update(match form {
-            ViewForm::Full => b"full:",
-            ViewForm::Summary => b"summ:",
-        });
-        hasher.update(view_digest);
-        let parts: Vec<PartWithoutAge<'_>> = answer
-            .clusters
-            .iter()
-            .map(|p| PartWithoutAge {
-                cluster: &p.cluster,
-                name: &p.name,
-                connected: p.connected,
-                disconnected_since_ms: p.disconnected_since_ms,
-                has_snapshot: p.age_ms.is_some(),
-                no_answer: &p.no_answer,
-            })
-            .collect();
-        serde_json::to_writer(&mut hasher, &(answer.source, parts)).map_err(render_failed)?;
-        let digest = hasher.finalize();
-        // 128 bits of the digest are plenty to tell views apart and keep the header short.
-        Ok(header::EntityTag::new_weak(hex::encode(&digest[..16])))
+    /// The cached read's validator: the region's `CachedValidator` (its instance and the
+    /// epoch of its cached answer, which moves at every change but the ages) and the form.
+    /// Weak (`W/"…"`), honestly so: the body carries each cluster's snapshot age in ms, which
+    /// grows on every read, so no two bodies are byte-equal. Two answers with the same weak
+    /// `ETag` have the same view, the same clusters, links, disconnection times and reasons;
+    /// only the ages differ (a cluster that re-sent an identical snapshot keeps the `ETag` and
+    /// its age restarts). A client holding a body knows its ages have grown by the time since
+    /// it got it. Another region, or this one restarted, names the same answer differently:
+    /// a 200 where a 304 would have done, never the reverse.
+    fn etag(validator: &CachedValidator, form: ViewForm) -> header::EntityTag {
+        let form = match form {
+            ViewForm::Full => "full",
+            ViewForm::Summary => "summ",
+        };
+        header::EntityTag::new_weak(format!(
+            "{form}-{:016x}-{:x}",
+            validator.instance, validator.epoch
+        ))
     }
 
     fn render(view: &RawValue, answer: &OsystemsAnswer) -> Result<Vec<u8>, ApiError> {

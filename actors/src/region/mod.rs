@@ -29,7 +29,7 @@ pub mod template;
 use actix::prelude::*;
 use futures::future::{FutureExt, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
-use osmesh_core::mesh::{ClusterAnswer, ClusterReport, NoAnswerReason};
+use osmesh_core::mesh::{ClusterAnswer, ClusterReport, MeshView, NoAnswerReason};
 use osmesh_core::ClusterId;
 use osmesh_net::envelope::{decode_body, encode_body};
 use osmesh_net::handshake::{accept_handshake, Authenticated, HandshakeConfig, HandshakeError};
@@ -43,6 +43,7 @@ use osmesh_net::{FrameConn, Listener, RpcError};
 use rand::rngs::StdRng;
 use rand::RngCore;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -112,6 +113,9 @@ pub struct RegionActor {
     /// link closes.
     peers: BTreeMap<LinkId, Peer>,
     slots: HandshakeSlots,
+    /// Drawn at start: with the state's epoch, it names a cached answer (`CachedValidator`).
+    /// Not from `rng`, which the simulator seeds: nothing simulated reads it.
+    instance: u64,
     /// Store calls in flight, whose results come back through one stream (`settling`).
     settling: settling::Settling<Continuation<()>>,
     /// One warning a second for refused and failed handshakes, however many there are.
@@ -151,6 +155,7 @@ impl RegionActor {
             state: RegionState::restore(known),
             peers: BTreeMap::new(),
             slots: HandshakeSlots::default(),
+            instance: rand::random(),
             settling: settling::Settling::new(),
             refusal_warn: RateLimitedWarn::default(),
             failure_warn: RateLimitedWarn::default(),
@@ -331,6 +336,13 @@ impl RegionActor {
             tracing::info!(cluster = ?cluster.as_str(), "cluster registered");
         }
         Ok(self.registered())
+    }
+
+    fn validator(&self, epoch: u64) -> CachedValidator {
+        CachedValidator {
+            instance: self.instance,
+            epoch,
+        }
     }
 
     fn registered(&self) -> bytes::Bytes {
@@ -835,6 +847,60 @@ impl Handler<CachedOsystems> for RegionActor {
         let answer = self.state.cached_answer(self.clock.now_ms());
         self.report_events(started.elapsed());
         MessageResult(answer)
+    }
+}
+
+/// Names one cached answer, ages aside: a region instance and its state's epoch. Equal
+/// validators mean equal cached answers; the instance is drawn at random when the actor
+/// starts, so a restarted region never reuses an earlier one's epochs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedValidator {
+    pub instance: u64,
+    pub epoch: u64,
+}
+
+/// What a cached read's `ETag` and summary need, without every cluster's part.
+#[derive(Clone, Debug)]
+pub struct CachedHead {
+    pub validator: CachedValidator,
+    pub view: Arc<MeshView>,
+    /// How many clusters the region knows.
+    pub clusters: usize,
+}
+
+/// The cached view's validator, kept merge and cluster count: cheap at any size.
+#[derive(Message)]
+#[rtype(result = "CachedHead")]
+pub struct CachedOsystemsHead;
+
+impl Handler<CachedOsystemsHead> for RegionActor {
+    type Result = MessageResult<CachedOsystemsHead>;
+
+    fn handle(&mut self, _msg: CachedOsystemsHead, _ctx: &mut Self::Context) -> Self::Result {
+        let started = tokio::time::Instant::now();
+        let (epoch, view, clusters) = self.state.cached_head();
+        self.report_events(started.elapsed());
+        MessageResult(CachedHead {
+            validator: self.validator(epoch),
+            view,
+            clusters,
+        })
+    }
+}
+
+/// The cached OS view with its validator, taken in the same step.
+#[derive(Message)]
+#[rtype(result = "(CachedValidator, OsystemsAnswer)")]
+pub struct CachedOsystemsValidated;
+
+impl Handler<CachedOsystemsValidated> for RegionActor {
+    type Result = MessageResult<CachedOsystemsValidated>;
+
+    fn handle(&mut self, _msg: CachedOsystemsValidated, _ctx: &mut Self::Context) -> Self::Result {
+        let started = tokio::time::Instant::now();
+        let answer = self.state.cached_answer(self.clock.now_ms());
+        self.report_events(started.elapsed());
+        MessageResult((self.validator(self.state.cached_epoch()), answer))
     }
 }
 

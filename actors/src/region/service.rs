@@ -220,6 +220,24 @@ impl RegionService {
     }
 
     /// The live view: every connected cluster asked now, answered by `timeout`.
+    /// The cached view's validator, merge and cluster count, without the clusters' parts.
+    pub async fn osystems_cached_head(&self) -> Result<super::CachedHead, ServiceError> {
+        self.region
+            .send(super::CachedOsystemsHead)
+            .await
+            .map_err(ServiceError::region_gone)
+    }
+
+    /// The cached view and its validator, taken together.
+    pub async fn osystems_cached_validated(
+        &self,
+    ) -> Result<(super::CachedValidator, OsystemsAnswer), ServiceError> {
+        self.region
+            .send(super::CachedOsystemsValidated)
+            .await
+            .map_err(ServiceError::region_gone)
+    }
+
     pub async fn osystems_live(&self, timeout: Duration) -> Result<OsystemsAnswer, ServiceError> {
         if timeout.is_zero() || timeout > MAX_LIVE_TIMEOUT {
             return Err(ServiceError::new(

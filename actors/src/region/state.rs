@@ -36,6 +36,10 @@
 //! - **The kept merge** (`cached_view`) equals a fresh merge of the snapshots: it is dropped
 //!   when a snapshot's content or a link changes (`hold`, `same_content`). A live answer reuses
 //!   it only when every cluster answered and is still linked (`may_reuse_merge`).
+//! - **The cached epoch** (`cached_epoch`) moves at every change a cached answer shows apart
+//!   from ages: a cluster added, forgotten or renamed, a link made or lost, a snapshot's
+//!   content (`changed`). Equal epochs of one state mean equal cached answers, ages aside;
+//!   the API's `ETag` is built on it, so a poller's 304 costs no answer.
 
 use osmesh_core::mesh::{ClusterAnswer, ClusterReport, MeshView, NoAnswerReason};
 use osmesh_core::{BootImage, ClusterId, OsystemInfo};
@@ -201,6 +205,8 @@ pub struct RegionState {
     /// The merged view of the clusters' snapshots, kept until a snapshot or a link changes, so
     /// a cached read costs no merge. Invariant: `None` or equal to a fresh merge.
     cached_view: Option<Arc<MeshView>>,
+    /// Moves at every change of a cached answer but its ages (`changed`).
+    epoch: u64,
     events: VecDeque<RegionEvent>,
 }
 
@@ -309,7 +315,7 @@ impl RegionState {
         }
         let (id, entry) = remembered(cluster);
         self.clusters.insert(id, entry);
-        self.cached_view = None;
+        self.changed();
         true
     }
 
@@ -321,7 +327,7 @@ impl RegionState {
             Some(entry) if entry.link.is_some() => Err(()),
             Some(_) => {
                 self.clusters.remove(cluster);
-                self.cached_view = None;
+                self.changed();
                 Ok(true)
             }
             None => Ok(false),
@@ -440,7 +446,7 @@ impl RegionState {
         entry.disconnected_since_ms = None;
         self.links
             .insert(link, LinkRole::Registered(cluster.clone()));
-        self.cached_view = None;
+        self.changed();
         Some(Registration { cluster, replaced })
     }
 
@@ -458,12 +464,12 @@ impl RegionState {
         }
         entry.link = None;
         entry.disconnected_since_ms = Some(now_ms);
-        self.cached_view = None;
         let outcome = LinkClosedOutcome::Disconnected {
             cluster: cluster.clone(),
             name: entry.name.clone(),
             last_seen_ms: entry.last_seen_ms,
         };
+        self.changed();
         if osmesh_core::hooks::forget_disconnected_cluster() {
             self.clusters.remove(&cluster);
         }
@@ -486,8 +492,12 @@ impl RegionState {
     /// A registered cluster registered again (checked by `reports::check_register`): only its
     /// name may change.
     pub fn handle_rename(&mut self, cluster: &ClusterId, name: String) {
-        if let Some(entry) = self.clusters.get_mut(cluster) {
+        let Some(entry) = self.clusters.get_mut(cluster) else {
+            return;
+        };
+        if entry.name != name {
             entry.name = name;
+            self.changed();
         }
     }
 
@@ -546,7 +556,7 @@ impl RegionState {
             images: report.images,
             received_at_ms: now_ms,
         });
-        self.cached_view = None;
+        self.changed();
         SnapshotChange::Changed
     }
 
@@ -630,6 +640,24 @@ impl RegionState {
             .iter()
             .all(|(id, _)| self.clusters.get(id).is_some_and(|e| e.link.is_some()));
         everyone_answered && still_linked
+    }
+
+    /// A cached answer changed (not only its ages): the kept merge is dropped and the epoch
+    /// moves.
+    fn changed(&mut self) {
+        self.cached_view = None;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// The epoch of the cached answer: equal epochs mean equal cached answers, ages aside.
+    pub fn cached_epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// What a cached read's validator and summary need, without building every cluster's
+    /// part: the epoch, the kept merge and how many clusters there are.
+    pub fn cached_head(&mut self) -> (u64, Arc<MeshView>, usize) {
+        (self.epoch, self.cached_view(), self.clusters.len())
     }
 
     /// The merge of every cluster's snapshot, computed again only after something changed.

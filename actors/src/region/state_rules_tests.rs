@@ -208,3 +208,70 @@ fn a_fanout_answer_dates_its_cluster_but_never_backwards() {
     state.handle_answers(&answers, 1_200);
     assert_eq!(state.cluster_statuses(1_300)[0].last_seen_ms, 1_200);
 }
+
+/// The cached epoch moves at every change a cached answer shows, and at nothing else: the
+/// API answers 304 on it without building the answer, so a missed move would serve a stale
+/// view as unchanged.
+#[test]
+fn the_cached_epoch_moves_exactly_when_a_cached_answer_changes_beyond_its_ages() {
+    let mut state = RegionState::default();
+    let moved = |state: &mut RegionState, before: u64| state.cached_epoch() != before;
+    let mut epoch = state.cached_epoch();
+
+    let link = connect(&mut state, "c1", 0);
+    assert!(moved(&mut state, epoch), "a cluster registered");
+    epoch = state.cached_epoch();
+
+    state.handle_report(&id("c1"), report("jammy"), 10);
+    assert!(moved(&mut state, epoch), "its first snapshot");
+    epoch = state.cached_epoch();
+
+    state.handle_report(&id("c1"), report("jammy"), 20);
+    state.handle_heard(&id("c1"), 25);
+    state.cached_answer(30);
+    assert_eq!(
+        state.cached_epoch(),
+        epoch,
+        "same content, a frame heard, a read: ages only"
+    );
+    let (head_epoch, view, clusters) = state.cached_head();
+    assert_eq!((head_epoch, clusters), (epoch, 1));
+    assert!(
+        Arc::ptr_eq(&view, &state.cached_answer(30).view),
+        "the kept merge"
+    );
+
+    state.handle_report(&id("c1"), report("noble"), 40);
+    assert!(moved(&mut state, epoch), "new content");
+    epoch = state.cached_epoch();
+
+    state.handle_rename(&id("c1"), "c1".into());
+    assert_eq!(state.cached_epoch(), epoch, "the same name again");
+    state.handle_rename(&id("c1"), "renamed".into());
+    assert!(moved(&mut state, epoch), "a new name");
+    epoch = state.cached_epoch();
+
+    assert!(state.adopt(known("c2", 5)));
+    assert!(moved(&mut state, epoch), "a cluster adopted");
+    epoch = state.cached_epoch();
+    assert!(!state.adopt(known("c2", 6)));
+    assert_eq!(
+        state.cached_epoch(),
+        epoch,
+        "adopting a known cluster changes nothing"
+    );
+
+    state.handle_link_closed(link, 50);
+    assert!(moved(&mut state, epoch), "a link lost");
+    epoch = state.cached_epoch();
+
+    assert_eq!(state.forget(&id("c2")), Ok(true));
+    assert!(moved(&mut state, epoch), "a cluster forgotten");
+    epoch = state.cached_epoch();
+    assert_eq!(state.forget(&id("nobody")), Ok(false));
+    assert_eq!(
+        state.cached_epoch(),
+        epoch,
+        "forgetting an unknown cluster changes nothing"
+    );
+}
