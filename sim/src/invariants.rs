@@ -928,6 +928,11 @@ pub fn allocation_on_connected_cluster(
 /// cluster's a release only an attacker claiming its identity reported (in what it
 /// supports, holds, or was last known to).
 ///
+/// A live answer's parts say whether each cluster is connected when the answer completes
+/// (`completed_ms`; for a cached answer, when it was issued): a cluster enrolled again while
+/// the fan-out ran (swarm seed 7747: revoked at 96 s, a live read issued at 146.6 s, enrolled
+/// at 146.9 s and registered before the read completed at 150.5 s) may be connected in it.
+///
 /// `propagation_ms` is how long another region may take to act on a revocation (a removal:
 /// twice that, the links closed at one heartbeat and the cluster forgotten at the next): 0 in
 /// a world of one region, where the region that revoked is the only one and acts at once;
@@ -936,6 +941,7 @@ pub fn credentials_respected(
     answer: &OsystemsAnswer,
     oracle: &Oracle,
     issued_ms: u64,
+    completed_ms: u64,
     propagation_ms: u64,
 ) -> Result<(), String> {
     let credentials = &oracle.credentials;
@@ -948,23 +954,22 @@ pub fn credentials_respected(
     let label = answer.source_label();
     for part in &answer.clusters {
         let c = part.cluster.as_str();
-        match credentials.cut_off_before(c, issued_ms) {
-            Some((at, IdentityEvent::Revoked))
-                if at + propagation_ms < issued_ms
-                    && (part.connected || answer.view.answered.contains(&part.cluster)) =>
+        let revoked = credentials.cut_off_before(c, completed_ms.max(issued_ms));
+        if let Some((at, IdentityEvent::Revoked)) = revoked {
+            if at + propagation_ms < issued_ms
+                && (part.connected || answer.view.answered.contains(&part.cluster))
             {
                 return Err(format!(
                     "{label} answer issued at {issued_ms} ms counts {c} as connected or answering, but it was revoked at {at} ms"
                 ));
             }
-            Some((at, IdentityEvent::Removed))
-                if at + 2 * propagation_ms < issued_ms && oracle.removed_since_registered(c) =>
-            {
+        }
+        if let Some((at, IdentityEvent::Removed)) = credentials.cut_off_before(c, issued_ms) {
+            if at + 2 * propagation_ms < issued_ms && oracle.removed_since_registered(c) {
                 return Err(format!(
                     "{label} answer issued at {issued_ms} ms names {c}, removed at {at} ms and not registered since"
                 ));
             }
-            _ => {}
         }
     }
     for (c, poison) in &credentials.poison {
@@ -1295,7 +1300,7 @@ mod tests {
             let poisoned: &[&str] = &[C1[0], "custom/amd64/generic/implant"];
             for source in [ReadPath::Cached, ReadPath::Live] {
                 let a = answer(source, &[("c1", Some(poisoned)), ("c2", Some(C2))], 0);
-                let err = credentials_respected(&a, &oracle, 500, 0).unwrap_err();
+                let err = credentials_respected(&a, &oracle, 500, 500, 0).unwrap_err();
                 assert!(
                     err.contains("carries custom/implant as c1's, which only an impostor of c1 reported (forged credential from 150 ms)"),
                     "{err}"
@@ -1303,7 +1308,7 @@ mod tests {
             }
             // What c1 itself holds is c1's, whoever else claimed it too.
             let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
-            assert_eq!(credentials_respected(&a, &oracle, 500, 0), Ok(()));
+            assert_eq!(credentials_respected(&a, &oracle, 500, 500, 0), Ok(()));
             // Kept as last known is carried too.
             let mut a = answer(ReadPath::Cached, &[("c1", None), ("c2", Some(C2))], 0);
             let view = Arc::make_mut(&mut a.view);
@@ -1328,7 +1333,7 @@ mod tests {
                 last_known_by: c1,
                 releases: vec![implant],
             });
-            let err = credentials_respected(&a, &oracle, 500, 0).unwrap_err();
+            let err = credentials_respected(&a, &oracle, 500, 500, 0).unwrap_err();
             assert!(err.contains("carries custom/implant as c1's"), "{err}");
         }
 
@@ -1337,24 +1342,31 @@ mod tests {
             let mut oracle = oracle();
             oracle.credentials.record("c2", 200, IdentityEvent::Revoked);
             let both = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
-            let err = credentials_respected(&both, &oracle, 500, 0).unwrap_err();
+            let err = credentials_respected(&both, &oracle, 500, 500, 0).unwrap_err();
             assert!(
                 err.contains("issued at 500 ms counts c2 as connected or answering, but it was revoked at 200 ms"),
                 "{err}"
             );
             // Issued before the revocation was done, or with c2 cut off: no objection.
-            assert_eq!(credentials_respected(&both, &oracle, 200, 0), Ok(()));
+            assert_eq!(credentials_respected(&both, &oracle, 200, 200, 0), Ok(()));
             // With several regions, another region may still count it for one propagation
             // delay (its heartbeat), and not after.
-            assert_eq!(credentials_respected(&both, &oracle, 500, 300), Ok(()));
-            assert!(credentials_respected(&both, &oracle, 501, 300).is_err());
+            assert_eq!(credentials_respected(&both, &oracle, 500, 500, 300), Ok(()));
+            assert!(credentials_respected(&both, &oracle, 501, 501, 300).is_err());
             let cut = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
-            assert_eq!(credentials_respected(&cut, &oracle, 500, 0), Ok(()));
+            assert_eq!(credentials_respected(&cut, &oracle, 500, 500, 0), Ok(()));
+            // Enrolled again while a live read ran (after it was issued, before it completed:
+            // swarm seed 7747): connected in it, rightly; completed before the enrollment, not.
+            let mut later = oracle.clone();
+            later.credentials.record("c2", 600, IdentityEvent::Enrolled);
+            let live = answer(ReadPath::Live, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
+            assert_eq!(credentials_respected(&live, &later, 500, 700, 0), Ok(()));
+            assert!(credentials_respected(&live, &later, 500, 600, 0).is_err());
             // Enrolled again: it may answer.
             oracle
                 .credentials
                 .record("c2", 300, IdentityEvent::Enrolled);
-            assert_eq!(credentials_respected(&both, &oracle, 500, 0), Ok(()));
+            assert_eq!(credentials_respected(&both, &oracle, 500, 500, 0), Ok(()));
         }
 
         #[test]
@@ -1362,15 +1374,15 @@ mod tests {
             let mut oracle = oracle();
             oracle.credentials.record("c2", 200, IdentityEvent::Removed);
             let named = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", None)], 0);
-            let err = credentials_respected(&named, &oracle, 500, 0).unwrap_err();
+            let err = credentials_respected(&named, &oracle, 500, 500, 0).unwrap_err();
             assert!(err.contains("names c2, removed at 200 ms"), "{err}");
             // Gone is right, and no longer owed a name.
             let gone = answer(ReadPath::Cached, &[("c1", Some(C1))], 0);
             assert_eq!(all_checks(&gone, &oracle, 500, 500), Ok(()));
-            assert_eq!(credentials_respected(&gone, &oracle, 500, 0), Ok(()));
+            assert_eq!(credentials_respected(&gone, &oracle, 500, 500, 0), Ok(()));
             // Registered again after its removal: named again.
             oracle.seen.last_registered.insert("c2".into(), 300);
-            assert_eq!(credentials_respected(&named, &oracle, 500, 0), Ok(()));
+            assert_eq!(credentials_respected(&named, &oracle, 500, 500, 0), Ok(()));
         }
 
         #[test]
@@ -1378,9 +1390,9 @@ mod tests {
             let mut oracle = oracle();
             attacked(&mut oracle);
             let a = answer(ReadPath::Cached, &[("c1", Some(C1)), ("c2", Some(C2))], 0);
-            assert_eq!(credentials_respected(&a, &oracle, 500, 0), Ok(()));
+            assert_eq!(credentials_respected(&a, &oracle, 500, 500, 0), Ok(()));
             oracle.seen.impostors_registered.insert("c1".into(), 160);
-            let err = credentials_respected(&a, &oracle, 500, 0).unwrap_err();
+            let err = credentials_respected(&a, &oracle, 500, 500, 0).unwrap_err();
             assert!(
                 err.contains("acknowledged the Register of an impostor of c1 at 160 ms"),
                 "{err}"

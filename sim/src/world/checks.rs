@@ -302,7 +302,7 @@ impl State {
                 } else {
                     0
                 };
-                invariants::credentials_respected(answer, oracle, issued_ms, propagation)
+                invariants::credentials_respected(answer, oracle, issued_ms, now, propagation)
             })
             .and_then(|()| {
                 invariants::available_as_held_since(answer, oracle, issued_ms, now, held)
