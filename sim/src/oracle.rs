@@ -154,6 +154,11 @@ pub struct Oracle {
     pub seen: Observed,
     /// What the world did to cluster identities (enrollment, revocation, removal, attacks).
     pub credentials: Credentials,
+    /// Counts the image sets recorded and the non-empty observations merged (see
+    /// [`Oracle::generation`]).
+    changes: u64,
+    /// The latest time the region acknowledged a `Register`, if it ever did.
+    latest_registration_ms: Option<u64>,
 }
 
 impl Oracle {
@@ -165,6 +170,7 @@ impl Oracle {
         config: &RegistryConfig,
         images: &[BootImage],
     ) {
+        self.changes += 1;
         self.history
             .entry(cluster.to_owned())
             .or_default()
@@ -173,7 +179,30 @@ impl Oracle {
 
     /// Adds what the network carried since the last call.
     pub fn observe(&mut self, fresh: Observed) {
+        if fresh.is_empty() {
+            return;
+        }
+        self.changes += 1;
+        let latest = fresh.last_registered.values().max().copied();
+        self.latest_registration_ms = self.latest_registration_ms.max(latest);
         self.seen.merge(fresh);
+    }
+
+    /// Moves with every change the oracle is told of: an image set held ([`Oracle::hold`]),
+    /// anything new the network carried ([`Oracle::observe`]), an identity event or attack.
+    /// While it stays the same, so does every verdict the oracle gives for the same inputs
+    /// and time (the fields are public for tests; the world changes them only through these).
+    pub fn generation(&self) -> u64 {
+        self.changes + self.credentials.changes()
+    }
+
+    /// Whether every registration and identity event is at least `settle_ms` older than
+    /// `at_ms`: from then on, with the same [`Oracle::generation`], which clusters an answer
+    /// must name and which are cut off no longer depend on when the answer was asked for
+    /// (each rule compares those times with the answer's time, plus at most `settle_ms`).
+    pub fn settled_at(&self, at_ms: u64, settle_ms: u64) -> bool {
+        let older = |t: Option<u64>| t.is_none_or(|t| t.saturating_add(settle_ms) < at_ms);
+        older(self.latest_registration_ms) && older(self.credentials.latest_event_ms())
     }
 
     /// The clusters the region acknowledged as registered, in id order, but for those
