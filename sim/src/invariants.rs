@@ -256,10 +256,6 @@ impl HeldCache {
         }
         same
     }
-
-    fn projection(&self, cluster: &ClusterId) -> Projection {
-        self.projections.get(cluster).cloned().unwrap_or_default()
-    }
 }
 
 /// [`available_as_held`], remembering in `cache` what a later cached answer need not
@@ -306,6 +302,7 @@ pub fn available_as_held_since(
         }
         return Ok(());
     }
+    let nothing = Projection::default();
     for c in &view.answered {
         let age = ages.get(c).copied().unwrap_or(0);
         let received = i128::from(now_ms) - i128::from(age);
@@ -313,7 +310,8 @@ pub fn available_as_held_since(
         if cache.explained.get(c) == Some(&verdict) {
             continue;
         }
-        cached_part_held(c, age, received, &cache.projection(c), oracle)?;
+        let projection = cache.projections.get(c).unwrap_or(&nothing);
+        cached_part_held(c, age, received, projection, oracle)?;
         cache.explained.insert(c.clone(), verdict);
     }
     Ok(())

@@ -938,6 +938,7 @@ async fn carry(
     mut cut: watch::Receiver<bool>,
 ) {
     let mut in_flight: BTreeMap<(Instant, u64), Bytes> = BTreeMap::new();
+    let idle_wake = Instant::now();
     let mut seq = 0u64;
     let mut open = true;
     loop {
@@ -945,7 +946,9 @@ async fn carry(
             return;
         }
         let next = in_flight.keys().next().map(|(at, _)| *at);
-        let wake = next.unwrap_or_else(Instant::now);
+        // Without a frame in flight the timer branch is off: any instant will do, and reading
+        // the clock would cost a lock.
+        let wake = next.unwrap_or(idle_wake);
         tokio::select! {
             biased;
             _ = cut.changed() => return,

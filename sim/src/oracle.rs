@@ -133,10 +133,15 @@ impl Held {
         if self.osystems != projection.osystems || self.releases != projection.releases {
             return false;
         }
-        let listed = images_of
-            .images
-            .iter()
-            .filter(|((os, release, _), _)| self.releases.contains(&(os.clone(), release.clone())));
+        // One key reused for every lookup: comparing allocates nothing.
+        let mut key = (String::new(), String::new());
+        let listed = images_of.images.iter().filter(|((os, release, _), _)| {
+            key.0.clear();
+            key.0.push_str(os);
+            key.1.clear();
+            key.1.push_str(release);
+            self.releases.contains(&key)
+        });
         listed.eq(projection.available.iter())
     }
 
