@@ -393,6 +393,47 @@ mod tests {
             .contains_key(&("ubuntu".into(), "jammy".into(), "arm64".into())));
     }
 
+    /// The checker's skips rest on this: every change the world tells the oracle of moves
+    /// its generation, and nothing else does.
+    #[test]
+    fn the_generation_moves_with_every_change_and_only_then() {
+        let config = RegistryConfig::default();
+        let mut oracle = Oracle::default();
+        let start = oracle.generation();
+        oracle.observe(Observed::default());
+        assert_eq!(oracle.generation(), start, "nothing new was seen");
+        oracle.hold("c1", 0, &config, &[image("ubuntu/amd64/generic/jammy")]);
+        let held = oracle.generation();
+        assert_ne!(held, start);
+        let mut fresh = Observed::default();
+        fresh.reports.insert("c1".into(), vec![10]);
+        oracle.observe(fresh);
+        let observed = oracle.generation();
+        assert_ne!(observed, held);
+        oracle
+            .credentials
+            .record("c1", 20, credentials::IdentityEvent::Revoked);
+        assert_ne!(oracle.generation(), observed);
+    }
+
+    #[test]
+    fn settled_once_every_registration_and_event_is_older_than_the_window() {
+        let mut oracle = Oracle::default();
+        assert!(oracle.settled_at(0, 0), "nothing happened yet");
+        let mut fresh = Observed::default();
+        fresh.last_registered.insert("c1".into(), 100);
+        oracle.observe(fresh);
+        assert!(!oracle.settled_at(100, 0), "registered in that very millisecond");
+        assert!(oracle.settled_at(101, 0));
+        assert!(!oracle.settled_at(150, 50));
+        assert!(oracle.settled_at(151, 50));
+        oracle
+            .credentials
+            .record("c1", 300, credentials::IdentityEvent::Removed);
+        assert!(!oracle.settled_at(300, 0), "an event as recent as the answer");
+        assert!(oracle.settled_at(301, 0));
+    }
+
     #[test]
     fn only_sets_held_by_the_time_explain_an_answer() {
         let config = RegistryConfig::default();

@@ -81,7 +81,6 @@ struct PassedAnswer {
 }
 
 /// A part of a cached answer, with its reception time in place of its age.
-#[derive(PartialEq)]
 struct PassedPart {
     cluster: ClusterId,
     name: String,
@@ -563,6 +562,30 @@ impl State {
 mod tests {
     use super::*;
     use osmesh_core::ClusterId;
+
+    fn part(age_ms: Option<i64>) -> ClusterPart {
+        ClusterPart {
+            cluster: ClusterId::new("c1"),
+            name: "c1".into(),
+            connected: true,
+            disconnected_since_ms: None,
+            age_ms,
+            no_answer: None,
+        }
+    }
+
+    /// A cached part is the same part later only while it was received at the same time:
+    /// a new report (same content, new reception) is checked again.
+    #[test]
+    fn a_part_is_the_same_only_while_its_reception_time_is() {
+        let passed = PassedPart::of(&part(Some(400)), 1_000);
+        assert!(passed.is(&part(Some(1_400)), 2_000), "older by the time passed");
+        assert!(!passed.is(&part(Some(400)), 2_000), "received again since");
+        assert!(!passed.is(&part(None), 2_000), "its snapshot is gone");
+        let mut gone = part(Some(1_400));
+        gone.connected = false;
+        assert!(!passed.is(&gone, 2_000), "disconnected since");
+    }
 
     /// The skip of the durability checks rests on this: the version moves with another
     /// connection's commit, and only then.
