@@ -423,14 +423,20 @@ mod tests {
         let mut fresh = Observed::default();
         fresh.last_registered.insert("c1".into(), 100);
         oracle.observe(fresh);
-        assert!(!oracle.settled_at(100, 0), "registered in that very millisecond");
+        assert!(
+            !oracle.settled_at(100, 0),
+            "registered in that very millisecond"
+        );
         assert!(oracle.settled_at(101, 0));
         assert!(!oracle.settled_at(150, 50));
         assert!(oracle.settled_at(151, 50));
         oracle
             .credentials
             .record("c1", 300, credentials::IdentityEvent::Removed);
-        assert!(!oracle.settled_at(300, 0), "an event as recent as the answer");
+        assert!(
+            !oracle.settled_at(300, 0),
+            "an event as recent as the answer"
+        );
         assert!(oracle.settled_at(301, 0));
     }
 

@@ -579,7 +579,10 @@ mod tests {
     #[test]
     fn a_part_is_the_same_only_while_its_reception_time_is() {
         let passed = PassedPart::of(&part(Some(400)), 1_000);
-        assert!(passed.is(&part(Some(1_400)), 2_000), "older by the time passed");
+        assert!(
+            passed.is(&part(Some(1_400)), 2_000),
+            "older by the time passed"
+        );
         assert!(!passed.is(&part(Some(400)), 2_000), "received again since");
         assert!(!passed.is(&part(None), 2_000), "its snapshot is gone");
         let mut gone = part(Some(1_400));
