@@ -256,10 +256,6 @@ impl HeldCache {
         }
         same
     }
-
-    fn projection(&self, cluster: &ClusterId) -> Projection {
-        self.projections.get(cluster).cloned().unwrap_or_default()
-    }
 }
 
 /// [`available_as_held`], remembering in `cache` what a later cached answer need not
@@ -283,28 +279,39 @@ pub fn available_as_held_since(
         ages.entry(&part.cluster)
             .or_insert(part.age_ms.unwrap_or(0));
     }
-    let live_projections = if live {
-        projections(view)
-    } else {
-        BTreeMap::new()
-    };
-    let nothing = Projection::default();
-    for c in &view.answered {
-        let age = ages.get(c).copied().unwrap_or(0);
-        let received = i128::from(now_ms) - i128::from(age);
-        if live {
+    if live {
+        // A live answer whose view is the kept merge the cache holds: its projections are
+        // the cache's.
+        let fresh;
+        let live_projections = match &cache.view {
+            Some(kept) if Arc::ptr_eq(kept, view) => &cache.projections,
+            _ => {
+                fresh = projections(view);
+                &fresh
+            }
+        };
+        let nothing = Projection::default();
+        for c in &view.answered {
+            let age = ages.get(c).copied().unwrap_or(0);
+            let received = i128::from(now_ms) - i128::from(age);
             let projection = live_projections.get(c).unwrap_or(&nothing);
             let from = i128::from(issued_ms);
             if !oracle.explains_between(c.as_str(), from, received, projection) {
                 return Err(not_held(label, c, projection, received, oracle));
             }
-            continue;
         }
+        return Ok(());
+    }
+    let nothing = Projection::default();
+    for c in &view.answered {
+        let age = ages.get(c).copied().unwrap_or(0);
+        let received = i128::from(now_ms) - i128::from(age);
         let verdict = (received, oracle.history_len(c.as_str()));
         if cache.explained.get(c) == Some(&verdict) {
             continue;
         }
-        cached_part_held(c, age, received, &cache.projection(c), oracle)?;
+        let projection = cache.projections.get(c).unwrap_or(&nothing);
+        cached_part_held(c, age, received, projection, oracle)?;
         cache.explained.insert(c.clone(), verdict);
     }
     Ok(())

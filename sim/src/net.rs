@@ -13,7 +13,7 @@ use osmesh_net::envelope::{Envelope, Kind};
 use osmesh_net::{Credential, Dialer, FrameConn, Listener, NetError, Secured, Security};
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -100,27 +100,57 @@ struct NetState {
     counts: Counts,
 }
 
-/// Frames counted by link and label until the run ends. Both labels are shared strings made
-/// once (a link's at its connect, a frame kind's at its first frame), so a count is keyed by
-/// their addresses: no string is compared or copied per frame. The `Arc`s kept in the value
-/// hold the addresses unique.
+/// Frames counted by link, direction and label until the run ends, by link id (ids count
+/// from 1, so a link's counts are found by index). A frame kind's label is a shared string
+/// made once (see [`Labels`]), so a count is found by the label's address among the few a
+/// direction carries: no string is hashed, compared or copied per frame.
 #[derive(Default)]
-struct Counts(HashMap<(usize, usize), Counted>);
+struct Counts(Vec<LinkCounts>);
 
-/// A link's label, a frame kind's label, and its frames delivered, dropped and duplicated.
-type Counted = (Arc<str>, Arc<str>, [u64; 3]);
+/// One link's labels (`L3 c1>region`, `L3 region>c1`) and, per direction, each frame kind's
+/// label with its frames delivered, dropped and duplicated.
+struct LinkCounts {
+    labels: [Arc<str>; 2],
+    frames: [Vec<(Arc<str>, [u64; 3])>; 2],
+}
 
 impl Counts {
-    fn count(&mut self, link: &Arc<str>, frame: &Arc<str>, fate: Fate) {
-        let key = (
-            Arc::as_ptr(link) as *const u8 as usize,
-            Arc::as_ptr(frame) as *const u8 as usize,
-        );
-        let entry = self
-            .0
-            .entry(key)
-            .or_insert_with(|| (link.clone(), frame.clone(), [0; 3]));
-        entry.2[fate as usize] += 1;
+    /// Starts counting the frames of link `id`.
+    fn open(&mut self, id: u64, labels: [Arc<str>; 2]) {
+        let Ok(index) = usize::try_from(id) else {
+            return;
+        };
+        while self.0.len() < index {
+            self.0.push(LinkCounts {
+                labels: labels.clone(),
+                frames: [Vec::new(), Vec::new()],
+            });
+        }
+        if let Some(link) = index.checked_sub(1).and_then(|i| self.0.get_mut(i)) {
+            *link = LinkCounts {
+                labels,
+                frames: [Vec::new(), Vec::new()],
+            };
+        }
+    }
+
+    fn count(&mut self, link: u64, dir: Dir, frame: &Arc<str>, fate: Fate) {
+        let index = usize::try_from(link).ok().and_then(|i| i.checked_sub(1));
+        let Some(counts) = index.and_then(|i| self.0.get_mut(i)) else {
+            return;
+        };
+        let frames = &mut counts.frames[dir as usize];
+        let at = match frames
+            .iter()
+            .position(|(label, _)| Arc::ptr_eq(label, frame))
+        {
+            Some(at) => at,
+            None => {
+                frames.push((frame.clone(), [0; 3]));
+                frames.len() - 1
+            }
+        };
+        frames[at].1[fate as usize] += 1;
     }
 }
 
@@ -146,6 +176,16 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Whether nothing was seen.
+    pub fn is_empty(&self) -> bool {
+        self.registered.is_empty()
+            && self.registered_with.is_empty()
+            && self.replies.is_empty()
+            && self.reports.is_empty()
+            && self.last_registered.is_empty()
+            && self.impostors_registered.is_empty()
+    }
+
     /// Adds `later`, seen after everything here: first registrations are kept, replies and
     /// reports appended in order.
     pub fn merge(&mut self, later: Observed) {
@@ -425,15 +465,17 @@ impl SimNetwork {
         let id = state.next_link;
         let (cut, cut_rx) = watch::channel(false);
         let start = Instant::now();
+        let labels: [Arc<str>; 2] = [
+            format!("L{id} {cluster}>{addr}").into(),
+            format!("L{id} {addr}>{cluster}").into(),
+        ];
+        state.counts.open(id, labels.clone());
         state.links.insert(
             id,
             LinkEntry {
                 cluster: cluster.into(),
                 region: addr.into(),
-                labels: [
-                    format!("L{id} {cluster}>{addr}").into(),
-                    format!("L{id} {addr}>{cluster}").into(),
-                ],
+                labels,
                 cut,
                 last_at: [start; 2],
                 calls: [BTreeMap::new(), BTreeMap::new()],
@@ -494,12 +536,16 @@ impl SimNetwork {
         let mut state = self.lock();
         let counts = std::mem::take(&mut state.counts);
         let mut trace = state.trace.lock();
-        for (link, frame, fates) in counts.0.into_values() {
-            for (fate, n) in [Fate::Delivered, Fate::Dropped, Fate::Duplicated]
-                .into_iter()
-                .zip(fates)
-            {
-                trace.add_frames(&link, &frame, fate, n);
+        for link in counts.0 {
+            for (label, frames) in link.labels.iter().zip(link.frames) {
+                for (frame, fates) in frames {
+                    for (fate, n) in [Fate::Delivered, Fate::Dropped, Fate::Duplicated]
+                        .into_iter()
+                        .zip(fates)
+                    {
+                        trace.add_frames(label, &frame, fate, n);
+                    }
+                }
             }
         }
     }
@@ -509,7 +555,7 @@ impl SimNetwork {
         &self,
         link: u64,
         dir: Dir,
-        frame: Bytes,
+        mut frame: Bytes,
         queue: &mpsc::UnboundedSender<Queued>,
     ) -> Result<(), NetError> {
         if frame.len() > MAX_FRAME {
@@ -530,7 +576,9 @@ impl SimNetwork {
         let seen = read_frame(&frame, dir, entry, &mut state.labels, keep);
         let sent = Sent {
             now_ms: state.now_ms(),
-            link: &link_label,
+            link,
+            dir,
+            label: &link_label,
             seen: &seen,
         };
         let faults = state.effective(&cluster);
@@ -554,12 +602,19 @@ impl SimNetwork {
         let reordered = chance(&mut state.rng, faults.reorder_rate);
         let at = state.delivery_time(link, dir, delay, reordered);
         state.observe(&cluster, &region, dir, seen.replied_to.as_deref(), at);
-        let _ = queue.send((at, frame.clone()));
+        // Drawn after the delivery's draws, as always; a frame sent once is not copied.
+        let duplicated = chance(&mut state.rng, faults.duplicate_rate);
+        let first = if duplicated {
+            frame.clone()
+        } else {
+            std::mem::take(&mut frame)
+        };
+        let _ = queue.send((at, first));
         state.record(&sent, Fate::Delivered, || {
             let reorderable = if reordered { " reorderable" } else { "" };
             format!("+{delay}ms{reorderable}")
         });
-        if chance(&mut state.rng, faults.duplicate_rate) {
+        if duplicated {
             let again = delay + state.draw_latency(faults.latency);
             let at = state.delivery_time(link, dir, again, true);
             state.observe(&cluster, &region, dir, seen.replied_to.as_deref(), at);
@@ -593,8 +648,10 @@ fn secure(id: u64, credential: Option<Credential>) -> (Security, Security) {
 /// A frame handed to the network, as the trace records it.
 struct Sent<'a> {
     now_ms: u64,
-    /// The link and direction, `L3 c1>region`.
-    link: &'a Arc<str>,
+    link: u64,
+    dir: Dir,
+    /// The link and direction as the trace names them, `L3 c1>region`.
+    label: &'a Arc<str>,
     seen: &'a SeenFrame,
 }
 
@@ -695,9 +752,10 @@ impl NetState {
     /// Counts a frame's fate and, when the trace keeps frames, writes its line
     /// (`fate_text` is only formatted then).
     fn record(&mut self, sent: &Sent<'_>, fate: Fate, fate_text: impl FnOnce() -> String) {
-        self.counts.count(sent.link, &sent.seen.label, fate);
+        self.counts
+            .count(sent.link, sent.dir, &sent.seen.label, fate);
         if let Some(detail) = &sent.seen.detail {
-            let text = format!("{:<16} {detail:<44} {}", sent.link, fate_text());
+            let text = format!("{:<16} {detail:<44} {}", sent.label, fate_text());
             self.trace.lock().events.push(crate::trace::Event {
                 at_ms: sent.now_ms,
                 source: Source::Net,
@@ -880,6 +938,7 @@ async fn carry(
     mut cut: watch::Receiver<bool>,
 ) {
     let mut in_flight: BTreeMap<(Instant, u64), Bytes> = BTreeMap::new();
+    let idle_wake = Instant::now();
     let mut seq = 0u64;
     let mut open = true;
     loop {
@@ -887,7 +946,9 @@ async fn carry(
             return;
         }
         let next = in_flight.keys().next().map(|(at, _)| *at);
-        let wake = next.unwrap_or_else(Instant::now);
+        // Without a frame in flight the timer branch is off: any instant will do, and reading
+        // the clock would cost a lock.
+        let wake = next.unwrap_or(idle_wake);
         tokio::select! {
             biased;
             _ = cut.changed() => return,

@@ -133,10 +133,15 @@ impl Held {
         if self.osystems != projection.osystems || self.releases != projection.releases {
             return false;
         }
-        let listed = images_of
-            .images
-            .iter()
-            .filter(|((os, release, _), _)| self.releases.contains(&(os.clone(), release.clone())));
+        // One key reused for every lookup: comparing allocates nothing.
+        let mut key = (String::new(), String::new());
+        let listed = images_of.images.iter().filter(|((os, release, _), _)| {
+            key.0.clear();
+            key.0.push_str(os);
+            key.1.clear();
+            key.1.push_str(release);
+            self.releases.contains(&key)
+        });
         listed.eq(projection.available.iter())
     }
 
@@ -154,6 +159,11 @@ pub struct Oracle {
     pub seen: Observed,
     /// What the world did to cluster identities (enrollment, revocation, removal, attacks).
     pub credentials: Credentials,
+    /// Counts the image sets recorded and the non-empty observations merged (see
+    /// [`Oracle::generation`]).
+    changes: u64,
+    /// The latest time the region acknowledged a `Register`, if it ever did.
+    latest_registration_ms: Option<u64>,
 }
 
 impl Oracle {
@@ -165,6 +175,7 @@ impl Oracle {
         config: &RegistryConfig,
         images: &[BootImage],
     ) {
+        self.changes += 1;
         self.history
             .entry(cluster.to_owned())
             .or_default()
@@ -173,7 +184,30 @@ impl Oracle {
 
     /// Adds what the network carried since the last call.
     pub fn observe(&mut self, fresh: Observed) {
+        if fresh.is_empty() {
+            return;
+        }
+        self.changes += 1;
+        let latest = fresh.last_registered.values().max().copied();
+        self.latest_registration_ms = self.latest_registration_ms.max(latest);
         self.seen.merge(fresh);
+    }
+
+    /// Moves with every change the oracle is told of: an image set held ([`Oracle::hold`]),
+    /// anything new the network carried ([`Oracle::observe`]), an identity event or attack.
+    /// While it stays the same, so does every verdict the oracle gives for the same inputs
+    /// and time (the fields are public for tests; the world changes them only through these).
+    pub fn generation(&self) -> u64 {
+        self.changes + self.credentials.changes()
+    }
+
+    /// Whether every registration and identity event is at least `settle_ms` older than
+    /// `at_ms`: from then on, with the same [`Oracle::generation`], which clusters an answer
+    /// must name and which are cut off no longer depend on when the answer was asked for
+    /// (each rule compares those times with the answer's time, plus at most `settle_ms`).
+    pub fn settled_at(&self, at_ms: u64, settle_ms: u64) -> bool {
+        let older = |t: Option<u64>| t.is_none_or(|t| t.saturating_add(settle_ms) < at_ms);
+        older(self.latest_registration_ms) && older(self.credentials.latest_event_ms())
     }
 
     /// The clusters the region acknowledged as registered, in id order, but for those
@@ -357,6 +391,53 @@ mod tests {
         assert!(!p
             .available
             .contains_key(&("ubuntu".into(), "jammy".into(), "arm64".into())));
+    }
+
+    /// The checker's skips rest on this: every change the world tells the oracle of moves
+    /// its generation, and nothing else does.
+    #[test]
+    fn the_generation_moves_with_every_change_and_only_then() {
+        let config = RegistryConfig::default();
+        let mut oracle = Oracle::default();
+        let start = oracle.generation();
+        oracle.observe(Observed::default());
+        assert_eq!(oracle.generation(), start, "nothing new was seen");
+        oracle.hold("c1", 0, &config, &[image("ubuntu/amd64/generic/jammy")]);
+        let held = oracle.generation();
+        assert_ne!(held, start);
+        let mut fresh = Observed::default();
+        fresh.reports.insert("c1".into(), vec![10]);
+        oracle.observe(fresh);
+        let observed = oracle.generation();
+        assert_ne!(observed, held);
+        oracle
+            .credentials
+            .record("c1", 20, credentials::IdentityEvent::Revoked);
+        assert_ne!(oracle.generation(), observed);
+    }
+
+    #[test]
+    fn settled_once_every_registration_and_event_is_older_than_the_window() {
+        let mut oracle = Oracle::default();
+        assert!(oracle.settled_at(0, 0), "nothing happened yet");
+        let mut fresh = Observed::default();
+        fresh.last_registered.insert("c1".into(), 100);
+        oracle.observe(fresh);
+        assert!(
+            !oracle.settled_at(100, 0),
+            "registered in that very millisecond"
+        );
+        assert!(oracle.settled_at(101, 0));
+        assert!(!oracle.settled_at(150, 50));
+        assert!(oracle.settled_at(151, 50));
+        oracle
+            .credentials
+            .record("c1", 300, credentials::IdentityEvent::Removed);
+        assert!(
+            !oracle.settled_at(300, 0),
+            "an event as recent as the answer"
+        );
+        assert!(oracle.settled_at(301, 0));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use super::{netboot_purposes, OperatingSystem};
 use crate::image::{BootImage, Purpose};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 
 const NAME: &str = "ubuntu";
@@ -81,10 +82,11 @@ impl UbuntuRelease {
     }
 }
 
-/// Known Ubuntu releases, keyed by series.
+/// Known Ubuntu releases, keyed by series. Shared, so a copy costs nothing: every registry
+/// a cluster builds (at each rescan) holds one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UbuntuReleaseTable {
-    releases: BTreeMap<String, UbuntuRelease>,
+    releases: Arc<BTreeMap<String, UbuntuRelease>>,
 }
 
 /// A release table that could not be parsed; `line` is 1-based.
@@ -97,9 +99,13 @@ pub struct ReleaseTableError {
 
 impl UbuntuReleaseTable {
     /// The table compiled into the crate (a copy of distro-info-data's `ubuntu.csv`).
+    /// Parsed once per process: the text is compiled in, so every parse gives the same table.
     pub fn built_in() -> Self {
-        // The built-in text is tested to parse; an empty table is the safe fallback.
-        Self::parse_csv(BUILT_IN_CSV).unwrap_or_default()
+        static BUILT_IN: OnceLock<UbuntuReleaseTable> = OnceLock::new();
+        BUILT_IN
+            // The built-in text is tested to parse; an empty table is the safe fallback.
+            .get_or_init(|| Self::parse_csv(BUILT_IN_CSV).unwrap_or_default())
+            .clone()
     }
 
     /// Parses distro-info-data's CSV: a header naming at least `version`, `codename` and
@@ -113,7 +119,9 @@ impl UbuntuReleaseTable {
             let release = columns.parse_row(index + 1, line)?;
             releases.insert(release.series.clone(), release);
         }
-        Ok(UbuntuReleaseTable { releases })
+        Ok(UbuntuReleaseTable {
+            releases: Arc::new(releases),
+        })
     }
 
     pub fn get(&self, series: &str) -> Option<&UbuntuRelease> {

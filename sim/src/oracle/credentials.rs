@@ -36,11 +36,17 @@ pub struct Credentials {
     pub poison: BTreeMap<String, BTreeSet<ReleaseKey>>,
     /// Every attack, in order.
     pub attacks: Vec<Attack>,
+    /// Counts the events and attacks recorded (see [`super::Oracle::generation`]).
+    changes: u64,
+    /// The time of the latest event recorded, if any.
+    latest_event_ms: Option<u64>,
 }
 
 impl Credentials {
     /// Records `event` on `cluster`, done at `at_ms`.
     pub fn record(&mut self, cluster: &str, at_ms: u64, event: IdentityEvent) {
+        self.changes += 1;
+        self.latest_event_ms = self.latest_event_ms.max(Some(at_ms));
         self.events
             .entry(cluster.to_owned())
             .or_default()
@@ -49,6 +55,7 @@ impl Credentials {
 
     /// Records an attack on `cluster` reporting `releases` as its.
     pub fn attacked(&mut self, attack: Attack, releases: BTreeSet<ReleaseKey>) {
+        self.changes += 1;
         self.poison
             .entry(attack.cluster.clone())
             .or_default()
@@ -67,6 +74,17 @@ impl Credentials {
             .last()
             .copied()?;
         (last.1 != IdentityEvent::Enrolled).then_some(last)
+    }
+
+    /// How many events and attacks were recorded: what the credential invariants read
+    /// changed only if this did.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// When the latest identity event was done, if one was.
+    pub fn latest_event_ms(&self) -> Option<u64> {
+        self.latest_event_ms
     }
 
     /// When `cluster` was last removed, if it ever was.

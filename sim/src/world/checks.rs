@@ -11,16 +11,24 @@
 //!   of another connection;
 //! - a cached answer's per-cluster verdicts are kept while the region keeps the same view
 //!   (see [`invariants::HeldCache`]);
-//! - what the network carried reaches the oracle as it happened, once (no copy per step).
+//! - what the network carried reaches the oracle as it happened, once (no copy per step);
+//! - a cached answer's invariants, and the check that each region lists every cluster it
+//!   must, are skipped when the answer (or listing) is the one that last passed, with every
+//!   part received at the same time, the oracle unchanged since (its
+//!   [`Oracle::generation`](crate::oracle::Oracle::generation)), and every registration and
+//!   identity event old enough that no rule's time window still moves (see [`settle_ms`]).
 
 use libsqlite3_sys as ffi;
 use osmesh_actors::region::service::ServiceError;
-use osmesh_actors::region::OsystemsAnswer;
+use osmesh_actors::region::{ClusterPart, OsystemsAnswer, ReadPath};
+use osmesh_core::mesh::NoAnswerReason;
+use osmesh_core::{ClusterId, MeshView};
 use osmesh_store::Store;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::{FailureKind, State};
 use crate::invariants::{self, Acked, DurabilityCheck, HeldCache};
@@ -37,10 +45,117 @@ pub(super) struct Checker {
     passed: Option<DurabilityInputs>,
     /// Per region, the cached answers' per-cluster verdicts, kept while its view is the same.
     held: BTreeMap<String, HeldCache>,
+    /// Per region, the cached answer whose invariants last passed.
+    passed_answers: BTreeMap<String, PassedAnswer>,
+    /// Per region, the cluster listing that last named every cluster it must.
+    passed_listings: BTreeMap<String, PassedListing>,
 }
 
-/// Everything the durability checks read, compared as a whole.
-#[derive(PartialEq)]
+/// How long after a registration or an identity event the rules that read its time can
+/// still change their verdict as time passes: one region compares those times with the
+/// answer's time directly; with several, a cluster must be named [`ADOPTION_BOUND_MS`] after
+/// any region saw it register, and a revocation (removal) counts [`MESH_LAG_MS`] (twice that)
+/// after it was done.
+///
+/// [`ADOPTION_BOUND_MS`]: crate::oracle::ADOPTION_BOUND_MS
+/// [`MESH_LAG_MS`]: super::regions::MESH_LAG_MS
+fn settle_ms(several_regions: bool) -> u64 {
+    if several_regions {
+        crate::oracle::ADOPTION_BOUND_MS.max(2 * super::regions::MESH_LAG_MS)
+    } else {
+        0
+    }
+}
+
+/// A cached answer whose invariants passed when it was asked for at `issued_ms`, with the
+/// oracle at `generation`. The same answer later (the same view, each part received at the
+/// same time) passes again while the oracle is unchanged and settled (see [`settle_ms`]):
+/// each invariant reads only the view, the parts with their reception times (`now − age`),
+/// the oracle, and the answer's time through rules that no longer move once settled.
+struct PassedAnswer {
+    /// Compared by address; held, so the address is not reused by another view.
+    view: Arc<MeshView>,
+    parts: Vec<PassedPart>,
+    generation: u64,
+    issued_ms: u64,
+}
+
+/// A part of a cached answer, with its reception time in place of its age.
+struct PassedPart {
+    cluster: ClusterId,
+    name: String,
+    connected: bool,
+    disconnected_since_ms: Option<i64>,
+    received_ms: Option<i128>,
+    no_answer: Option<NoAnswerReason>,
+}
+
+impl PassedPart {
+    fn of(part: &ClusterPart, now_ms: u64) -> PassedPart {
+        PassedPart {
+            cluster: part.cluster.clone(),
+            name: part.name.clone(),
+            connected: part.connected,
+            disconnected_since_ms: part.disconnected_since_ms,
+            received_ms: received(part, now_ms),
+            no_answer: part.no_answer.clone(),
+        }
+    }
+
+    /// Whether `part`, in an answer at `now_ms`, is this part.
+    fn is(&self, part: &ClusterPart, now_ms: u64) -> bool {
+        self.cluster == part.cluster
+            && self.connected == part.connected
+            && self.disconnected_since_ms == part.disconnected_since_ms
+            && self.received_ms == received(part, now_ms)
+            && self.no_answer == part.no_answer
+            && self.name == part.name
+    }
+}
+
+/// When the region received `part`'s report, in virtual ms.
+fn received(part: &ClusterPart, now_ms: u64) -> Option<i128> {
+    part.age_ms.map(|age| i128::from(now_ms) - i128::from(age))
+}
+
+impl PassedAnswer {
+    fn new(answer: &OsystemsAnswer, now_ms: u64, issued_ms: u64, generation: u64) -> Self {
+        PassedAnswer {
+            view: answer.view.clone(),
+            parts: answer
+                .clusters
+                .iter()
+                .map(|p| PassedPart::of(p, now_ms))
+                .collect(),
+            generation,
+            issued_ms,
+        }
+    }
+
+    /// Whether `answer`, at `now_ms` with the oracle at `generation`, is this answer again.
+    fn is(&self, answer: &OsystemsAnswer, now_ms: u64, generation: u64) -> bool {
+        self.generation == generation
+            && answer.source == ReadPath::Cached
+            && Arc::ptr_eq(&self.view, &answer.view)
+            && self.parts.len() == answer.clusters.len()
+            && self
+                .parts
+                .iter()
+                .zip(&answer.clusters)
+                .all(|(passed, part)| passed.is(part, now_ms))
+    }
+}
+
+/// A region's cluster listing that named every cluster it had to at `at_ms`, with the
+/// oracle at `generation`: the same ids name them again while the oracle is unchanged and
+/// settled.
+struct PassedListing {
+    ids: Vec<ClusterId>,
+    generation: u64,
+    at_ms: u64,
+}
+
+/// Everything the durability checks read, at their last pass.
 struct DurabilityInputs {
     store_version: i64,
     acked: Acked,
@@ -62,6 +177,8 @@ impl Checker {
             durability: invariants::durability_checks(),
             passed: None,
             held: BTreeMap::new(),
+            passed_answers: BTreeMap::new(),
+            passed_listings: BTreeMap::new(),
         })
     }
 }
@@ -153,6 +270,10 @@ pub(super) async fn check(state: &Rc<RefCell<State>>) {
             Ok(statuses) => {
                 let mut s = state.borrow_mut();
                 s.observe();
+                let ids = statuses.iter().map(|c| &c.id);
+                if s.listing_passed(name, ids.clone(), now) {
+                    continue;
+                }
                 let known: BTreeSet<&str> = statuses.iter().map(|c| c.id.as_str()).collect();
                 let lost = s
                     .must_name(name, now)
@@ -164,6 +285,13 @@ pub(super) async fn check(state: &Rc<RefCell<State>>) {
                     )
                 }) {
                     s.fail(FailureKind::Safety, message);
+                } else {
+                    let passed = PassedListing {
+                        ids: ids.cloned().collect(),
+                        generation: s.oracle.generation(),
+                        at_ms: now,
+                    };
+                    s.checker.passed_listings.insert(name.clone(), passed);
                 }
             }
             Err(err) => region_died(state, &err),
@@ -263,6 +391,25 @@ impl State {
         names.into_iter()
     }
 
+    /// Whether `ids`, listed by `region` at `now_ms`, is the listing that last passed, and
+    /// nothing the check reads changed since (see [`PassedListing`]).
+    fn listing_passed<'a>(
+        &self,
+        region: &str,
+        ids: impl Iterator<Item = &'a ClusterId>,
+        now_ms: u64,
+    ) -> bool {
+        let Some(passed) = self.checker.passed_listings.get(region) else {
+            return false;
+        };
+        passed.generation == self.oracle.generation()
+            && self
+                .oracle
+                .settled_at(passed.at_ms, settle_ms(self.regions.len() > 1))
+            && passed.at_ms <= now_ms
+            && ids.eq(passed.ids.iter())
+    }
+
     /// How a failure names a region: `region` alone, else `region r2`.
     fn region_label(&self, name: &str) -> String {
         if self.regions.len() > 1 {
@@ -284,6 +431,19 @@ impl State {
         let now = self.now_ms();
         let addr = self.region_addr(region);
         let several = self.regions.len() > 1;
+        let generation = self.oracle.generation();
+        let again = self
+            .checker
+            .passed_answers
+            .get(&addr)
+            .is_some_and(|passed| {
+                passed.is(answer, now, generation)
+                    && passed.issued_ms <= issued_ms
+                    && self.oracle.settled_at(passed.issued_ms, settle_ms(several))
+            });
+        if again {
+            return;
+        }
         let oracle = &self.oracle;
         let held = self.checker.held.entry(addr.clone()).or_default();
         let named = if several {
@@ -308,8 +468,13 @@ impl State {
                 invariants::available_as_held_since(answer, oracle, issued_ms, now, held)
             })
             .and_then(|()| invariants::disconnected_never_answered(answer));
-        if let Err(message) = result {
-            self.fail(FailureKind::Safety, message);
+        match result {
+            Err(message) => self.fail(FailureKind::Safety, message),
+            Ok(()) if answer.source == ReadPath::Cached => {
+                let passed = PassedAnswer::new(answer, now, issued_ms, generation);
+                self.checker.passed_answers.insert(addr, passed);
+            }
+            Ok(()) => {}
         }
     }
 
@@ -318,24 +483,28 @@ impl State {
     /// last passed.
     pub(super) fn check_durability(&mut self) {
         self.observe();
-        let inputs = self
-            .checker
-            .watch
-            .version()
-            .map(|store_version| DurabilityInputs {
-                store_version,
-                acked: self.acked.clone(),
-                registered: self.oracle.seen.registered.len(),
-                knowledge: self.knowledge,
-            });
-        if inputs.is_some() && inputs == self.checker.passed {
+        let version = self.checker.watch.version();
+        let registered = self.oracle.seen.registered.len();
+        // Compared in place: what was acknowledged is copied only when the checks pass.
+        let unchanged = self.checker.passed.as_ref().is_some_and(|passed| {
+            Some(passed.store_version) == version
+                && passed.registered == registered
+                && passed.knowledge == self.knowledge
+                && passed.acked == self.acked
+        });
+        if unchanged {
             return;
         }
         if let Err(message) = self.run_durability_checks() {
             self.fail(FailureKind::Safety, message);
             return;
         }
-        self.checker.passed = inputs;
+        self.checker.passed = version.map(|store_version| DurabilityInputs {
+            store_version,
+            acked: self.acked.clone(),
+            registered,
+            knowledge: self.knowledge,
+        });
     }
 
     fn run_durability_checks(&mut self) -> Result<(), String> {
@@ -393,6 +562,33 @@ impl State {
 mod tests {
     use super::*;
     use osmesh_core::ClusterId;
+
+    fn part(age_ms: Option<i64>) -> ClusterPart {
+        ClusterPart {
+            cluster: ClusterId::new("c1"),
+            name: "c1".into(),
+            connected: true,
+            disconnected_since_ms: None,
+            age_ms,
+            no_answer: None,
+        }
+    }
+
+    /// A cached part is the same part later only while it was received at the same time:
+    /// a new report (same content, new reception) is checked again.
+    #[test]
+    fn a_part_is_the_same_only_while_its_reception_time_is() {
+        let passed = PassedPart::of(&part(Some(400)), 1_000);
+        assert!(
+            passed.is(&part(Some(1_400)), 2_000),
+            "older by the time passed"
+        );
+        assert!(!passed.is(&part(Some(400)), 2_000), "received again since");
+        assert!(!passed.is(&part(None), 2_000), "its snapshot is gone");
+        let mut gone = part(Some(1_400));
+        gone.connected = false;
+        assert!(!passed.is(&gone, 2_000), "disconnected since");
+    }
 
     /// The skip of the durability checks rests on this: the version moves with another
     /// connection's commit, and only then.
