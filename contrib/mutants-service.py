@@ -6,7 +6,7 @@ osmesh-region` it lists no mutants at all, so the `RegionService::` methods of
 `actors/src/region/*.rs`, whose tests are `region-bin/tests/domain.rs`, are measured by this
 driver instead. For each mutant cargo-mutants lists (`--list --json`, which carries the diff):
 
-1. apply its diff to the tree (`patch -p1`);
+1. apply its diff to the file (`patch FILE`: the diff's headers name the mutant, not a path);
 2. build the tests (`cargo test --no-run`, `--build-timeout` seconds); a build failure is
    `unviable`;
 3. run `osmesh-region`'s `domain` tests, then, if they pass, `osmesh-actors`' unit tests,
@@ -92,7 +92,7 @@ def test_mutant(mutant, args, log):
         with tempfile.NamedTemporaryFile("w", suffix=".diff", delete=False) as d:
             d.write(mutant["diff"])
         applied = subprocess.run(
-            ["patch", "-p1", "--forward", "--quiet", "-i", d.name],
+            ["patch", "--forward", "--quiet", path, "-i", d.name],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -137,6 +137,7 @@ def main():
             print(m["name"])
         print(f"{len(mutants)} mutants", file=sys.stderr)
         return
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     done = {}
     if os.path.exists(args.out):
         with open(args.out) as f:
