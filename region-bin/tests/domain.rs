@@ -1078,14 +1078,21 @@ async fn a_key_accepted_after_a_refusal_names_the_refusing_cluster() {
         "only delta was asked before gamma: {body}"
     );
     assert!(
-        refused["delta"].as_str().unwrap().contains("^ACME-[0-9]{6}$"),
+        refused["delta"]
+            .as_str()
+            .unwrap()
+            .contains("^ACME-[0-9]{6}$"),
         "delta's reason is passed on: {body}"
     );
     assert!(!body.to_string().contains("ACME-1234"), "masked: {body}");
     let (status, stored) = send(&app, get("/api/v1/license-keys/acme-linux/a2")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stored["validated_by"], "gamma");
-    assert_eq!(stored["refused_by"], Value::Null, "refusals are not stored: {stored}");
+    assert_eq!(
+        stored["refused_by"],
+        Value::Null,
+        "refusals are not stored: {stored}"
+    );
 
     let (status, body) = send(
         &app,

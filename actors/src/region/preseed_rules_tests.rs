@@ -24,7 +24,10 @@ fn a_render_failure_is_a_limit_a_busy_pool_or_the_callers_code() {
         (limited.kind, limited.code),
         (FailureKind::OverLimit, "template_limit")
     );
-    assert!(limited.message.contains("\"generic\" line 2"), "{limited:?}");
+    assert!(
+        limited.message.contains("\"generic\" line 2"),
+        "{limited:?}"
+    );
 
     let broken = render_failure(
         RenderFailure::Template(template_error(None)),
@@ -69,7 +72,10 @@ fn each_store_outcome_becomes_its_own_refusal() {
             current: 3,
         },
     );
-    assert_eq!((stale.kind, stale.code), (FailureKind::Conflict, "stale_preseed"));
+    assert_eq!(
+        (stale.kind, stale.code),
+        (FailureKind::Conflict, "stale_preseed")
+    );
     assert!(
         stale.message.contains("based on version 1")
             && stale.message.contains("the current version is 3"),

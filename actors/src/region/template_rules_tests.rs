@@ -74,7 +74,13 @@ fn printable_text_is_cut_at_exactly_its_bound_with_an_ellipsis() {
 #[test]
 fn a_template_error_names_its_line_and_a_fuel_limit() {
     let err = render_template("t", "a\nb\n{{ nope }}", &sample_context()).unwrap_err();
-    assert_eq!((err.template.as_str(), err.line, err.limit), ("t", Some(3), None));
+    assert_eq!(
+        (err.template.as_str(), err.line, err.limit),
+        ("t", Some(3), None)
+    );
     assert!(err.message.contains("undefined"), "{err}");
-    assert_eq!(err.to_string(), format!("template \"t\" line 3: {}", err.message));
+    assert_eq!(
+        err.to_string(),
+        format!("template \"t\" line 3: {}", err.message)
+    );
 }
