@@ -1023,3 +1023,102 @@ async fn a_clusters_templates_serve_only_its_own_nodes_and_only_once_approved() 
         (StatusCode::NOT_FOUND, &json!("no_such_cluster_template"))
     );
 }
+
+/// `delta` holds acme-linux a2 as `gamma` does, but its declaration wants six digits where
+/// gamma's wants four: asked first (by id), it refuses a four-digit key that gamma accepts.
+fn strict_acme_cluster() -> ClusterSpec {
+    ClusterSpec {
+        id: "delta",
+        images: vec![image(
+            "acme-linux",
+            "amd64",
+            "a2",
+            &[osmesh_core::Purpose::Xinstall],
+        )],
+        declared: STRICT_ACME_OS,
+        templates: vec![],
+    }
+}
+
+const STRICT_ACME_OS: &str = r#"
+[[os]]
+name = "acme-linux"
+title = "ACME Linux"
+default_release = "a2"
+requires_license_key = true
+license_key_pattern = "^ACME-[0-9]{6}$"
+
+[[os.release]]
+name = "a2"
+title = "ACME Linux 2"
+"#;
+
+/// The key rule's "the clusters that said no before the yes are named in the answer", through
+/// the routes: an add and an update each name the refusing validator and its reason; the
+/// refusals are not stored, so a read of the key shows none.
+#[actix_rt::test]
+async fn a_key_accepted_after_a_refusal_names_the_refusing_cluster() {
+    let db = TestDb::sqlite();
+    let mut clusters = standard_clusters();
+    clusters.push(strict_acme_cluster());
+    let mesh = Mesh::start(&db.url, &clusters).await;
+    let app = app!(mesh);
+    let acme =
+        |key: &str| json!({"osystem": "acme-linux", "distro_series": "a2", "license_key": key});
+
+    let (status, body) = send(&app, post("/api/v1/license-keys", acme("ACME-1234"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["validated_by"], "gamma", "{body}");
+    let refused = body["refused_by"]
+        .as_object()
+        .unwrap_or_else(|| panic!("the answer names who refused: {body}"));
+    assert_eq!(
+        refused.keys().collect::<Vec<_>>(),
+        ["delta"],
+        "only delta was asked before gamma: {body}"
+    );
+    assert!(
+        refused["delta"]
+            .as_str()
+            .unwrap()
+            .contains("^ACME-[0-9]{6}$"),
+        "delta's reason is passed on: {body}"
+    );
+    assert!(!body.to_string().contains("ACME-1234"), "masked: {body}");
+    let (status, stored) = send(&app, get("/api/v1/license-keys/acme-linux/a2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored["validated_by"], "gamma");
+    assert_eq!(
+        stored["refused_by"],
+        Value::Null,
+        "refusals are not stored: {stored}"
+    );
+
+    let (status, body) = send(
+        &app,
+        put(
+            "/api/v1/license-keys/acme-linux/a2",
+            json!({"license_key": "ACME-5678"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["validated_by"], "gamma", "{body}");
+    let refused = body["refused_by"]
+        .as_object()
+        .unwrap_or_else(|| panic!("the update's answer names who refused: {body}"));
+    assert_eq!(refused.keys().collect::<Vec<_>>(), ["delta"], "{body}");
+
+    // A key both accept is taken by delta, the first asked, with no refusal to name.
+    let (status, body) = send(
+        &app,
+        put(
+            "/api/v1/license-keys/acme-linux/a2",
+            json!({"license_key": "ACME-123456"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["validated_by"], "delta", "{body}");
+    assert_eq!(body["refused_by"], Value::Null, "{body}");
+}

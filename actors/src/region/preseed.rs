@@ -409,3 +409,7 @@ fn preseed_error(name: &str, err: StoreError) -> ServiceError {
         other => ServiceError::from_store(other),
     }
 }
+
+#[cfg(test)]
+#[path = "preseed_rules_tests.rs"]
+mod rules_tests;

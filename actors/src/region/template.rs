@@ -399,3 +399,7 @@ mod tests {
         assert_eq!(err.line, Some(2), "{err}");
     }
 }
+
+#[cfg(test)]
+#[path = "template_rules_tests.rs"]
+mod rules_tests;
