@@ -338,6 +338,14 @@ impl RegionActor {
         Ok(self.registered())
     }
 
+    /// The cached answer; a merge it had to redo teaches the live reserve its cost.
+    fn cached_answer(&mut self) -> OsystemsAnswer {
+        let started = tokio::time::Instant::now();
+        let answer = self.state.cached_answer(self.clock.now_ms());
+        self.report_events(started.elapsed());
+        answer
+    }
+
     fn validator(&self, epoch: u64) -> CachedValidator {
         CachedValidator {
             instance: self.instance,
@@ -843,10 +851,7 @@ impl Handler<CachedOsystems> for RegionActor {
     type Result = MessageResult<CachedOsystems>;
 
     fn handle(&mut self, _msg: CachedOsystems, _ctx: &mut Self::Context) -> Self::Result {
-        let started = tokio::time::Instant::now();
-        let answer = self.state.cached_answer(self.clock.now_ms());
-        self.report_events(started.elapsed());
-        MessageResult(answer)
+        MessageResult(self.cached_answer())
     }
 }
 
@@ -897,9 +902,7 @@ impl Handler<CachedOsystemsValidated> for RegionActor {
     type Result = MessageResult<CachedOsystemsValidated>;
 
     fn handle(&mut self, _msg: CachedOsystemsValidated, _ctx: &mut Self::Context) -> Self::Result {
-        let started = tokio::time::Instant::now();
-        let answer = self.state.cached_answer(self.clock.now_ms());
-        self.report_events(started.elapsed());
+        let answer = self.cached_answer();
         MessageResult((self.validator(self.state.cached_epoch()), answer))
     }
 }
