@@ -5,8 +5,12 @@
 //! the CBOR encoding of the message body, so an already-encoded reply can be sent as it is.
 //! Encoding is hand-written (shortest-form heads, deterministic). Decoding reads the plain
 //! shape (definite lengths) directly, without copying the body out of the frame; any other
-//! shape goes through ciborium with an explicit recursion limit. Both reject unknown kinds
-//! and trailing bytes.
+//! shape goes through the general CBOR decoder with an explicit recursion limit. Both reject
+//! unknown kinds and trailing bytes.
+//!
+//! Bodies are encoded and decoded with `cbor4ii` (serde), reading from a slice with our own
+//! recursion limit; its encodings are byte for byte ciborium's (shortest heads, definite
+//! lengths, externally tagged enums), which a test holds it to.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, DeserializeOwned, IgnoredAny, SeqAccess, Visitor};
@@ -78,7 +82,8 @@ impl Envelope {
 
     /// Decodes one frame payload held in `frame`; the body is a slice of `frame`, not a copy.
     /// The common shape (definite lengths, a known kind) is read directly; anything else goes
-    /// through ciborium, which accepts every other valid encoding and names what is wrong.
+    /// through the general decoder, which accepts every other valid encoding and names what is
+    /// wrong.
     pub fn decode_bytes(frame: Bytes) -> Result<Envelope, NetError> {
         match decode_plain(&frame) {
             Some((id, kind, method, body)) => Ok(Envelope {
@@ -92,17 +97,7 @@ impl Envelope {
     }
 
     fn decode_general(frame: &[u8]) -> Result<Envelope, NetError> {
-        let mut rest = frame;
-        let envelope: Envelope =
-            ciborium::de::from_reader_with_recursion_limit(&mut rest, RECURSION_LIMIT)
-                .map_err(|e| NetError::Malformed(format!("envelope: {e}")))?;
-        if !rest.is_empty() {
-            return Err(NetError::Malformed(format!(
-                "envelope: {} trailing bytes",
-                rest.len()
-            )));
-        }
-        Ok(envelope)
+        decode_cbor(frame).map_err(|e| NetError::Malformed(format!("envelope: {e}")))
     }
 }
 
@@ -184,25 +179,85 @@ fn put_head(out: &mut BytesMut, major: u8, value: u64) {
 
 /// Encodes a message body as CBOR.
 pub fn encode_body<T: Serialize>(value: &T) -> Bytes {
-    let mut out = Vec::with_capacity(128);
     // Writing to a Vec cannot fail on I/O, and our message types serialize infallibly;
     // this is local data, never peer input.
-    ciborium::ser::into_writer(value, &mut out).expect("CBOR encoding of a local message");
+    let out = cbor4ii::serde::to_vec(Vec::with_capacity(128), value)
+        .expect("CBOR encoding of a local message");
     Bytes::from(out)
 }
 
 /// Decodes a message body, with the recursion limit; any failure is a `BadRequest`.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, RpcError> {
-    let mut rest = body;
-    let value = ciborium::de::from_reader_with_recursion_limit(&mut rest, RECURSION_LIMIT)
-        .map_err(|e| RpcError::bad_request(format!("body does not decode: {e}")))?;
-    if !rest.is_empty() {
-        return Err(RpcError::bad_request(format!(
-            "body has {} trailing bytes",
-            rest.len()
-        )));
+    decode_cbor(body).map_err(|e| RpcError::bad_request(format!("body does not decode: {e}")))
+}
+
+/// Decodes exactly one CBOR item from `bytes` as a `T`: nesting deeper than
+/// `RECURSION_LIMIT` and bytes after the item are errors.
+fn decode_cbor<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, String> {
+    let mut decoder = cbor4ii::serde::Deserializer::new(Limited {
+        rest: bytes,
+        depth_left: RECURSION_LIMIT,
+    });
+    let value = T::deserialize(&mut decoder).map_err(|e| describe(&e))?;
+    match decoder.into_inner().rest.len() {
+        0 => Ok(value),
+        trailing => Err(format!("{trailing} trailing bytes")),
     }
-    Ok(value)
+}
+
+/// A decode error as a short sentence (cbor4ii's `Display` is its `Debug`).
+fn describe<E: fmt::Debug>(error: &cbor4ii::serde::DecodeError<E>) -> String {
+    use cbor4ii::core::error::DecodeError as Core;
+    match error {
+        cbor4ii::serde::DecodeError::Custom(message) => message.to_string(),
+        cbor4ii::serde::DecodeError::Core(Core::DepthOverflow { .. }) => {
+            format!("nested deeper than {RECURSION_LIMIT} levels")
+        }
+        cbor4ii::serde::DecodeError::Core(Core::Eof { name, .. }) => format!("truncated {name}"),
+        cbor4ii::serde::DecodeError::Core(Core::Mismatch { name, found }) => {
+            format!("expected {name}, found initial byte {found:#04x}")
+        }
+        cbor4ii::serde::DecodeError::Core(Core::RequireUtf8 { name }) => {
+            format!("{name} is not UTF-8")
+        }
+        cbor4ii::serde::DecodeError::Core(other) => format!("{other:?}"),
+    }
+}
+
+/// A slice for cbor4ii to read, with our nesting limit (its own slice reader allows 256).
+struct Limited<'a> {
+    rest: &'a [u8],
+    depth_left: usize,
+}
+
+impl<'de> cbor4ii::core::dec::Read<'de> for Limited<'de> {
+    type Error = std::convert::Infallible;
+
+    fn fill<'short>(
+        &'short mut self,
+        want: usize,
+    ) -> Result<cbor4ii::core::dec::Reference<'de, 'short>, Self::Error> {
+        let len = want.min(self.rest.len());
+        Ok(cbor4ii::core::dec::Reference::Long(&self.rest[..len]))
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.rest = &self.rest[n.min(self.rest.len())..];
+    }
+
+    fn step_in(&mut self) -> bool {
+        match self.depth_left.checked_sub(1) {
+            Some(left) => {
+                self.depth_left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn step_out(&mut self) {
+        self.depth_left += 1;
+    }
 }
 
 /// A CBOR byte string (major type 2) in serde; used for the body and handshake nonces/MACs.
@@ -279,10 +334,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Where the plain reader accepts a frame, ciborium reads the same envelope from it.
+    /// Where the plain reader accepts a frame, the general decoder reads the same envelope from it.
     fn agrees(frame: &[u8]) {
         if let Some((id, kind, method, body)) = decode_plain(frame) {
-            let general = Envelope::decode_general(frame).expect("ciborium accepts it too");
+            let general =
+                Envelope::decode_general(frame).expect("the general decoder accepts it too");
             assert_eq!((general.id, general.kind), (id, kind));
             assert_eq!(general.method, method);
             assert_eq!(&general.body[..], &frame[body]);
@@ -325,7 +381,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_plain_reader_agrees_with_ciborium(
+        fn the_plain_reader_agrees_with_the_general_decoder(
             head in proptest::collection::vec(any::<u8>(), 0..24),
             tail in proptest::collection::vec(any::<u8>(), 0..40),
         ) {

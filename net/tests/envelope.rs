@@ -15,9 +15,24 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
-/// Encodes `value` as a body inside a call envelope, decodes both, and compares.
+/// What ciborium, the reference encoder the wire format was first written with, makes of it.
+fn ciborium_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    ciborium::into_writer(value, &mut bytes).unwrap();
+    bytes
+}
+
+/// Encodes `value` as a body inside a call envelope, decodes both, and compares. The body is
+/// byte for byte what ciborium encodes, and ciborium reads it back as the same value.
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(method: &str, value: T) {
-    let frame = encode_frame(42, Kind::Call, method, &encode_body(&value));
+    let body = encode_body(&value);
+    assert_eq!(
+        hex(&body),
+        hex(&ciborium_bytes(&value)),
+        "{method}: {value:?}"
+    );
+    assert_eq!(ciborium::from_reader::<T, _>(&body[..]).unwrap(), value);
+    let frame = encode_frame(42, Kind::Call, method, &body);
     let envelope = Envelope::decode(&frame).unwrap();
     assert_eq!(
         (envelope.id, envelope.kind, envelope.method.as_str()),
@@ -242,6 +257,34 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 }
 
 #[test]
+fn unknown_fields_are_skipped_up_to_the_nesting_limit() {
+    // {"osystems": [], "later": [[[...0...]]]}: a field a newer peer might send.
+    let body = |depth: usize| {
+        let mut body = vec![0xa2, 0x68];
+        body.extend_from_slice(b"osystems");
+        body.extend_from_slice(&[0x80, 0x65]);
+        body.extend_from_slice(b"later");
+        body.extend(std::iter::repeat_n(0x81u8, depth));
+        body.push(0x00);
+        body
+    };
+    assert_eq!(
+        decode_body::<OperatingSystemList>(&body(40)).unwrap(),
+        OperatingSystemList { osystems: vec![] }
+    );
+    let err = decode_body::<OperatingSystemList>(&body(80)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadRequest);
+    assert!(
+        err.message.contains("nested deeper than 64"),
+        "{}",
+        err.message
+    );
+    let truncated = &body(3)[..20];
+    let err = decode_body::<OperatingSystemList>(truncated).unwrap_err();
+    assert!(err.message.contains("truncated"), "{}", err.message);
+}
+
+#[test]
 fn body_decoding_rejects_trailing_bytes_as_bad_request() {
     let mut body = encode_body(&Ack {}).to_vec();
     body.push(0);
@@ -255,6 +298,39 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(
         std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2_000)
     ))]
+
+    /// Bodies of any content encode as ciborium encodes them and decode back, both ways.
+    #[test]
+    fn bodies_encode_as_ciborium_does(
+        names in proptest::collection::vec(".{0,30}", 0..6),
+        flags in proptest::collection::vec(any::<(bool, bool, bool)>(), 0..6),
+        default in proptest::option::of(".{0,30}"),
+        counts in proptest::collection::btree_map(".{0,12}", any::<u64>(), 0..5),
+        reason in proptest::option::of(".{0,40}"),
+    ) {
+        let osystems = names.iter().map(|name| osmesh_core::OsystemInfo {
+            name: name.clone(),
+            title: name.repeat(3),
+            releases: flags.iter().enumerate().map(|(i, (key, commission, eol))| osmesh_core::ReleaseInfo {
+                name: format!("{name}{i}"),
+                title: format!("{i} \"{name}\""),
+                requires_license_key: *key,
+                can_commission: *commission,
+                end_of_life: *eol,
+            }).collect(),
+            default_release: default.clone(),
+            default_commissioning_release: None,
+        }).collect();
+        let list = OperatingSystemList { osystems };
+        let body = encode_body(&list);
+        prop_assert_eq!(&body[..], &ciborium_bytes(&list)[..]);
+        prop_assert_eq!(decode_body::<OperatingSystemList>(&body).unwrap(), list.clone());
+        prop_assert_eq!(ciborium::from_reader::<OperatingSystemList, _>(&body[..]).unwrap(), list);
+        let verdict = LicenseKeyVerdict { valid: reason.is_none(), reason };
+        prop_assert_eq!(&encode_body(&verdict)[..], &ciborium_bytes(&verdict)[..]);
+        prop_assert_eq!(&encode_body(&counts)[..], &ciborium_bytes(&counts)[..]);
+        prop_assert_eq!(decode_body::<BTreeMap<String, u64>>(&encode_body(&counts)).unwrap(), counts);
+    }
 
     #[test]
     fn decode_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
