@@ -108,7 +108,7 @@ impl KeptJson {
         if let Some(piece) = &*piece {
             return Ok(piece.clone());
         }
-        let made = Arc::new(Piece::compress(&self.json, LEVEL, FlushCompress::Sync)?);
+        let made = Arc::new(Piece::compress(&self.json, FlushCompress::Sync)?);
         compressions.fetch_add(1, Ordering::Relaxed);
         *piece = Some(made.clone());
         Ok(made)
@@ -131,12 +131,8 @@ pub struct Piece {
 impl Piece {
     /// `data` compressed from an empty window; `Sync` ends it for more pieces to follow,
     /// `Finish` ends the stream.
-    fn compress(
-        data: &[u8],
-        level: Compression,
-        end: FlushCompress,
-    ) -> Result<Piece, CompressError> {
-        let mut deflater = Compress::new(level, false);
+    fn compress(data: &[u8], end: FlushCompress) -> Result<Piece, CompressError> {
+        let mut deflater = Compress::new(LEVEL, false);
         let mut deflated = Vec::with_capacity(data.len() / 4 + 64);
         loop {
             let read = usize::try_from(deflater.total_in()).unwrap_or(data.len());
@@ -164,8 +160,8 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 /// One gzip member of `head`, the `kept` piece and `tail`: only `head` and `tail` are
 /// compressed here.
 pub fn around(head: &[u8], kept: &Piece, tail: &[u8]) -> Result<Vec<u8>, CompressError> {
-    let head = Piece::compress(head, LEVEL, FlushCompress::Sync)?;
-    let tail = Piece::compress(tail, LEVEL, FlushCompress::Finish)?;
+    let head = Piece::compress(head, FlushCompress::Sync)?;
+    let tail = Piece::compress(tail, FlushCompress::Finish)?;
     let mut crc = head.crc;
     crc.combine(&kept.crc);
     crc.combine(&tail.crc);
@@ -216,6 +212,23 @@ mod tests {
         assert!(piece.deflated.len() < view.len() / 5, "compressed");
         assert!(Arc::ptr_eq(&piece, &kept.piece(&compressions).unwrap()));
         assert_eq!(compressions.load(Ordering::Relaxed), 1, "made once");
+    }
+
+    #[test]
+    fn concurrent_first_gzip_reads_compress_once() {
+        let json: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| format!("\"c{i}\",").into_bytes())
+            .collect();
+        let kept = KeptJson::new(web::Bytes::from(json));
+        let compressions = AtomicU64::new(0);
+        let pieces: Vec<Arc<Piece>> = std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| kept.piece(&compressions).unwrap()))
+                .collect();
+            readers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(compressions.load(Ordering::Relaxed), 1);
+        assert!(pieces.iter().all(|p| Arc::ptr_eq(p, &pieces[0])));
     }
 
     #[test]
