@@ -13,20 +13,20 @@ use osmesh_actors::region::service::ReleaseAnswer;
 use osmesh_actors::region::service::{
     FailureKind, RegionService, ServiceError, DEFAULT_LIVE_TIMEOUT,
 };
-use osmesh_actors::region::{
-    CachedHead, CachedValidator, ClusterPart, ClusterStatus, OsystemsAnswer, ReadPath,
-};
+use osmesh_actors::region::{CachedHead, CachedValidator, ClusterStatus, OsystemsAnswer, ReadPath};
 use osmesh_core::mesh::MeshView;
 use osmesh_store::{Role, Store};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::auth::{AccessRule, AuthState};
+use gzip::{Coding, KeptJson};
 
 mod enrollment;
+mod gzip;
 mod images;
 mod license_keys;
 mod nodes;
@@ -271,7 +271,9 @@ pub fn app(
         .app_data(auth)
         .app_data(web::Data::new(crate::limits::WriteLimiter::default()))
         // Innermost: gzip, brotli or zstd as the client's Accept-Encoding asks (actix-web's
-        // default features); a 1,000-cluster cached read is ~750 KiB of repetitive JSON.
+        // default features); a 1,000-cluster cached read is ~965 KiB of repetitive JSON. The
+        // cached reads come gzipped from their handler (kept, `api/gzip.rs`); `Compress`
+        // leaves a response that has a `Content-Encoding` as it is.
         .wrap(Compress::default())
         .wrap(from_fn(crate::auth::authenticate))
         // Outermost, so refusals (401, 403, 429) are counted too.
@@ -470,15 +472,18 @@ impl OsystemsSummary {
 /// snapshot, with its age) or live (every cluster asked now, under a deadline).
 ///
 /// A cached read carries a weak `ETag` (see [`RenderedView::etag`]); sent back in
-/// `If-None-Match`, it answers 304 with no body while nothing but the ages has changed.
+/// `If-None-Match`, it answers 304 with no body while nothing but the ages has changed. With
+/// `Accept-Encoding: gzip` it comes gzipped from a kept compressed view.
 #[utoipa::path(get, path = "/api/v1/osystems", tag = "osystems",
     params(OsystemsQuery,
-        ("If-None-Match" = Option<String>, Header, description = "A cached read's earlier `ETag`: 304 while the view and every cluster's part (ages aside) are unchanged")),
+        ("If-None-Match" = Option<String>, Header, description = "A cached read's earlier `ETag`: 304 while the view and every cluster's part (ages aside) are unchanged"),
+        ("Accept-Encoding" = Option<String>, Header, description = "`gzip` (or `*`) with a non-zero qvalue: a cached read comes gzipped, from a compressed view kept with the view; br and zstd are compressed per response")),
     responses(
         (status = 200, description = "The mesh view and which read path answered: `OsystemsAnswer`, or `OsystemsSummary` with `view=summary`", body = OsystemsBody,
-            headers(("ETag" = String, description = "Cached reads only: a weak validator over the view and the cluster parts, ages excluded"))),
+            headers(("ETag" = String, description = "Cached reads only: a weak validator over the view and the cluster parts, ages excluded; the gzip encoding's ends in `-gzip`"),
+                ("Vary" = String, description = "Cached reads: `Accept-Encoding`"))),
         (status = 304, description = "Cached read, `If-None-Match` matched: unchanged apart from ages; no body",
-            headers(("ETag" = String, description = "The matching validator"))),
+            headers(("ETag" = String, description = "The matching validator"), ("Vary" = String, description = "`Accept-Encoding`"))),
         (status = 400, description = "Bad path, query or body", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody)))]
 async fn osystems(
@@ -494,29 +499,7 @@ async fn osystems(
                 "timeout_ms only applies to a live read (live=true)",
             )));
         }
-        // The validator first, without building 1,000s of cluster parts: a poller's 304 and
-        // the summary cost the same at any size.
-        let head = service.osystems_cached_head().await?;
-        let etag = RenderedView::etag(&head.validator, query.view);
-        if if_none_match(&req, &etag) {
-            return Ok(HttpResponse::NotModified()
-                .insert_header(header::ETag(etag))
-                .finish());
-        }
-        if query.view == ViewForm::Summary {
-            return Ok(HttpResponse::Ok()
-                .content_type("application/json")
-                .insert_header(header::ETag(etag))
-                .body(rendered.summary(&head)?));
-        }
-        // The answer and its own validator in one step: the mesh may have moved since.
-        let (validator, answer) = service.osystems_cached_validated().await?;
-        let etag = RenderedView::etag(&validator, ViewForm::Full);
-        let view = rendered.view(&answer)?;
-        return Ok(HttpResponse::Ok()
-            .content_type("application/json")
-            .insert_header(header::ETag(etag))
-            .body(RenderedView::render(&view, &answer)?));
+        return osystems_cached(&req, &service, &rendered, query.view).await;
     }
     let timeout = query
         .timeout_ms
@@ -527,12 +510,51 @@ async fn osystems(
     let body = if query.view == ViewForm::Summary {
         serde_json::to_vec(&OsystemsSummary::of(&answer)).map_err(render_failed)?
     } else {
-        RenderedView::render(&rendered.live_view(&answer)?, &answer)?
+        AroundView::of(&answer)?.join(&rendered.live_view(&answer)?)
     };
     service.live_rendered(rendering.elapsed());
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
+}
+
+/// The cached read: 304 when `If-None-Match` matches, else the form asked for, in the coding
+/// `Accept-Encoding` asks for (gzip from the kept compressed view, see [`gzip`]).
+async fn osystems_cached(
+    req: &HttpRequest,
+    service: &RegionService,
+    rendered: &RenderedView,
+    form: ViewForm,
+) -> ApiResult {
+    let coding = gzip::negotiate(req);
+    // The validator first, without building 1,000s of cluster parts: a poller's 304 and
+    // the summary cost the same at any size.
+    let head = service.osystems_cached_head().await?;
+    let etag = RenderedView::etag(&head.validator, form, coding);
+    if if_none_match(req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(header::ETag(etag))
+            .insert_header(gzip::vary())
+            .finish());
+    }
+    let (etag, body) = match form {
+        ViewForm::Summary => (etag, rendered.summary(&head, coding).await?),
+        ViewForm::Full => {
+            // The answer and its own validator in one step: the mesh may have moved since.
+            let (validator, answer) = service.osystems_cached_validated().await?;
+            let etag = RenderedView::etag(&validator, form, coding);
+            (etag, rendered.full(&answer, coding).await?)
+        }
+    };
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("application/json")
+        .insert_header(header::ETag(etag))
+        .insert_header(gzip::vary());
+    if coding == Coding::Gzip {
+        response.insert_header(header::ContentEncoding::Gzip);
+    }
+    Ok(response.body(body))
 }
 
 /// Whether the request's `If-None-Match` matches `etag` (weak comparison, as RFC 9110 asks
@@ -561,36 +583,29 @@ async fn release(
 
 /// The cached view's JSON, kept while the region hands out the same merged view (it keeps one
 /// until a snapshot or a link changes), so a cached read renders only the per-cluster parts.
-/// At 1,000 clusters the view is most of a 750 KiB answer. The summary form of the same view
-/// is kept beside it.
+/// At 1,000 clusters the view is most of a 965 KiB answer. The summary form of the same view
+/// is kept beside it. Each kept rendering also keeps its gzip encoding, made on its first
+/// gzip read ([`KeptJson::piece`]), so a gzip read compresses only the cluster parts.
 #[derive(Default)]
 pub struct RenderedView {
     last: Mutex<Option<CachedView>>,
     summary: Mutex<Option<CachedSummary>>,
+    /// How many kept renderings have been compressed (each at most once).
+    compressions: Arc<AtomicU64>,
 }
 
 struct CachedView {
     view: Arc<MeshView>,
-    raw: Arc<RawValue>,
+    json: Arc<KeptJson>,
 }
 
 struct CachedSummary {
     view: Arc<MeshView>,
     clusters: usize,
-    json: web::Bytes,
+    json: Arc<KeptJson>,
 }
 
-/// An `OsystemsAnswer` with its view already rendered.
-#[derive(Serialize)]
-struct RenderedAnswer<'a> {
-    source: ReadPath,
-    view: &'a RawValue,
-    clusters: &'a [ClusterPart],
-    deadline_ms: Option<u64>,
-    elapsed_ms: Option<u64>,
-}
-
-fn render_failed(e: serde_json::Error) -> ApiError {
+fn render_failed(e: impl fmt::Display) -> ApiError {
     ApiError(ServiceError::new(
         FailureKind::Internal,
         "render_failed",
@@ -599,26 +614,70 @@ fn render_failed(e: serde_json::Error) -> ApiError {
 }
 
 impl RenderedView {
+    /// How many kept renderings (views and summaries) have been gzip-compressed: once each,
+    /// so gzip reads of an unchanged view leave it as it is.
+    pub fn gzip_compressions(&self) -> u64 {
+        self.compressions.load(Ordering::Relaxed)
+    }
+
+    /// The full cached answer in `coding`: the kept view between the cluster parts.
+    async fn full(&self, answer: &OsystemsAnswer, coding: Coding) -> Result<web::Bytes, ApiError> {
+        let view = self.view(answer)?;
+        let around = AroundView::of(answer)?;
+        match coding {
+            Coding::Identity => Ok(around.join(view.json()).into()),
+            Coding::Gzip => self.gzip(view, around.head, around.tail).await,
+        }
+    }
+
+    /// The cached summary in `coding`.
+    async fn summary(&self, head: &CachedHead, coding: Coding) -> Result<web::Bytes, ApiError> {
+        let summary = self.kept_summary(head)?;
+        match coding {
+            Coding::Identity => Ok(summary.json().clone()),
+            Coding::Gzip => self.gzip(summary, Vec::new(), Vec::new()).await,
+        }
+    }
+
+    /// One gzip member of `head`, `kept` (compressed once, on its first gzip read) and
+    /// `tail`, made on a blocking thread: compressing 800 KiB must not hold an HTTP worker.
+    async fn gzip(
+        &self,
+        kept: Arc<KeptJson>,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    ) -> Result<web::Bytes, ApiError> {
+        let compressions = self.compressions.clone();
+        let member = web::block(move || {
+            let piece = kept.piece(&compressions)?;
+            gzip::around(&head, &piece, &tail)
+        })
+        .await
+        .map_err(render_failed)?
+        .map_err(render_failed)?;
+        Ok(member.into())
+    }
+
     /// The answer's view as JSON, rendered once per view.
-    fn view(&self, answer: &OsystemsAnswer) -> Result<Arc<RawValue>, ApiError> {
+    fn view(&self, answer: &OsystemsAnswer) -> Result<Arc<KeptJson>, ApiError> {
         // A poisoned lock only means a render panicked; the slot is overwritten below anyway.
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         match &*last {
-            Some(cached) if Arc::ptr_eq(&cached.view, &answer.view) => Ok(cached.raw.clone()),
+            Some(cached) if Arc::ptr_eq(&cached.view, &answer.view) => Ok(cached.json.clone()),
             _ => {
-                let json = serde_json::to_string(&*answer.view).map_err(render_failed)?;
-                let raw: Arc<RawValue> = RawValue::from_string(json).map_err(render_failed)?.into();
+                let json = serde_json::to_vec(&*answer.view).map_err(render_failed)?;
+                let json = Arc::new(KeptJson::new(json.into()));
                 *last = Some(CachedView {
                     view: answer.view.clone(),
-                    raw: raw.clone(),
+                    json: json.clone(),
                 });
-                Ok(raw)
+                Ok(json)
             }
         }
     }
 
     /// The cached summary's JSON, rendered once per view (and cluster count).
-    fn summary(&self, head: &CachedHead) -> Result<web::Bytes, ApiError> {
+    fn kept_summary(&self, head: &CachedHead) -> Result<Arc<KeptJson>, ApiError> {
         let mut last = self.summary.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cached) = &*last {
             if Arc::ptr_eq(&cached.view, &head.view) && cached.clusters == head.clusters {
@@ -626,7 +685,8 @@ impl RenderedView {
             }
         }
         let summary = OsystemsSummary::of_view(ReadPath::Cached, &head.view, head.clusters);
-        let json = web::Bytes::from(serde_json::to_vec(&summary).map_err(render_failed)?);
+        let json = serde_json::to_vec(&summary).map_err(render_failed)?;
+        let json = Arc::new(KeptJson::new(json.into()));
         *last = Some(CachedSummary {
             view: head.view.clone(),
             clusters: head.clusters,
@@ -638,46 +698,112 @@ impl RenderedView {
     /// A live answer's view as JSON: the kept rendering when the answer reused the kept
     /// merge (every cluster answered), else rendered now and not kept (a live merge is
     /// seldom asked for twice; keeping it would evict the cached view's rendering).
-    fn live_view(&self, answer: &OsystemsAnswer) -> Result<Arc<RawValue>, ApiError> {
+    fn live_view(&self, answer: &OsystemsAnswer) -> Result<web::Bytes, ApiError> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cached) = &*last {
             if Arc::ptr_eq(&cached.view, &answer.view) {
-                return Ok(cached.raw.clone());
+                return Ok(cached.json.json().clone());
             }
         }
         drop(last);
-        let json = serde_json::to_string(&*answer.view).map_err(render_failed)?;
-        Ok(RawValue::from_string(json).map_err(render_failed)?.into())
+        let json = serde_json::to_vec(&*answer.view).map_err(render_failed)?;
+        Ok(json.into())
     }
 
     /// The cached read's validator: the region's `CachedValidator` (its instance and the
-    /// epoch of its cached answer, which moves at every change but the ages) and the form.
-    /// Weak (`W/"…"`), honestly so: the body carries each cluster's snapshot age in ms, which
-    /// grows on every read, so no two bodies are byte-equal. Two answers with the same weak
-    /// `ETag` have the same view, the same clusters, links, disconnection times and reasons;
-    /// only the ages differ (a cluster that re-sent an identical snapshot keeps the `ETag` and
-    /// its age restarts). A client holding a body knows its ages have grown by the time since
-    /// it got it. Another region, or this one restarted, names the same answer differently:
-    /// a 200 where a 304 would have done, never the reverse.
-    fn etag(validator: &CachedValidator, form: ViewForm) -> header::EntityTag {
+    /// epoch of its cached answer, which moves at every change but the ages), the form and
+    /// the coding. Weak (`W/"…"`), honestly so: the body carries each cluster's snapshot age
+    /// in ms, which grows on every read, so no two bodies are byte-equal. Two answers with the
+    /// same weak `ETag` have the same view, the same clusters, links, disconnection times and
+    /// reasons; only the ages differ (a cluster that re-sent an identical snapshot keeps the
+    /// `ETag` and its age restarts). A client holding a body knows its ages have grown by the
+    /// time since it got it. Another region, or this one restarted, names the same answer
+    /// differently: a 200 where a 304 would have done, never the reverse.
+    ///
+    /// The gzip encoding has its own tag (`…-gzip`). RFC 9110 §8.8.3.3 requires that only of
+    /// strong tags, but a cache freshens the stored response whose validator a 304 names (RFC
+    /// 9111 §4.3.4); one tag per coding keeps that response the right one. The cost: a client
+    /// that changes its `Accept-Encoding` gets one 200 where a 304 would have done. A br or
+    /// zstd answer (`Compress`, from the identity body) carries the identity tag, as weak tags
+    /// may.
+    fn etag(validator: &CachedValidator, form: ViewForm, coding: Coding) -> header::EntityTag {
         let form = match form {
             ViewForm::Full => "full",
             ViewForm::Summary => "summ",
         };
+        let coding = match coding {
+            Coding::Identity => "",
+            Coding::Gzip => "-gzip",
+        };
         header::EntityTag::new_weak(format!(
-            "{form}-{:016x}-{:x}",
+            "{form}-{:016x}-{:x}{coding}",
             validator.instance, validator.epoch
         ))
     }
+}
 
-    fn render(view: &RawValue, answer: &OsystemsAnswer) -> Result<Vec<u8>, ApiError> {
-        serde_json::to_vec(&RenderedAnswer {
-            source: answer.source,
-            view,
-            clusters: &answer.clusters,
-            deadline_ms: answer.deadline_ms,
-            elapsed_ms: answer.elapsed_ms,
-        })
-        .map_err(render_failed)
+/// An `OsystemsAnswer`'s JSON but for its view, which goes between `head` and `tail`: the kept
+/// view, or its kept compressed piece, is used as it is.
+struct AroundView {
+    /// `{"source":…,"view":`
+    head: Vec<u8>,
+    /// `,"clusters":[…],"deadline_ms":…,"elapsed_ms":…}`
+    tail: Vec<u8>,
+}
+
+impl AroundView {
+    /// Field for field what `OsystemsAnswer`'s `Serialize` writes (a test holds them equal).
+    fn of(answer: &OsystemsAnswer) -> Result<AroundView, ApiError> {
+        let mut head = br#"{"source":"#.to_vec();
+        serde_json::to_writer(&mut head, &answer.source).map_err(render_failed)?;
+        head.extend_from_slice(br#","view":"#);
+        let mut tail = br#","clusters":"#.to_vec();
+        serde_json::to_writer(&mut tail, &answer.clusters).map_err(render_failed)?;
+        tail.extend_from_slice(br#","deadline_ms":"#);
+        serde_json::to_writer(&mut tail, &answer.deadline_ms).map_err(render_failed)?;
+        tail.extend_from_slice(br#","elapsed_ms":"#);
+        serde_json::to_writer(&mut tail, &answer.elapsed_ms).map_err(render_failed)?;
+        tail.push(b'}');
+        Ok(AroundView { head, tail })
+    }
+
+    fn join(self, view: &[u8]) -> Vec<u8> {
+        [&self.head[..], view, &self.tail[..]].concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osmesh_actors::region::ClusterPart;
+    use osmesh_core::mesh::NoAnswerReason;
+    use osmesh_core::ClusterId;
+
+    #[test]
+    fn the_answer_around_its_view_is_the_answers_own_json() {
+        let part = |id: &str, connected: bool| ClusterPart {
+            cluster: ClusterId::new(id),
+            name: format!("{id} \"quoted\""),
+            connected,
+            disconnected_since_ms: (!connected).then_some(17),
+            age_ms: Some(42),
+            no_answer: (!connected).then_some(NoAnswerReason::NotConnected),
+        };
+        let mut view = MeshView::default();
+        view.answered.insert(ClusterId::new("a"));
+        for (source, deadline_ms) in [(ReadPath::Cached, None), (ReadPath::Live, Some(500))] {
+            let answer = OsystemsAnswer {
+                source,
+                view: Arc::new(view.clone()),
+                clusters: vec![part("a", true), part("b", false)],
+                deadline_ms,
+                elapsed_ms: deadline_ms.map(|d| d / 2),
+            };
+            let view_json = serde_json::to_vec(&*answer.view).unwrap();
+            assert_eq!(
+                AroundView::of(&answer).unwrap().join(&view_json),
+                serde_json::to_vec(&answer).unwrap()
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The cached read of `GET /api/v1/osystems` as the server answers it: its `ETag` and
-//! `If-None-Match` → 304, and compressed bodies, through the full app (`api::app`, with
-//! authentication) over a real region and real clusters.
+//! `If-None-Match` → 304, and compressed bodies (gzip from the kept compressed view), through
+//! the full app (`api::app`, with authentication and `Compress`) over a real region and real
+//! clusters.
 
 mod common;
 
@@ -216,8 +217,246 @@ async fn large_answers_are_gzipped_when_asked_and_decode_to_the_same_json() {
     let decoded: Value = serde_json::from_slice(&decoded).unwrap();
     // The ages move between the two reads; everything else is the same answer.
     assert_eq!(without_ages(decoded), without_ages(plain));
-    // The compressed answer keeps its validator (compression happens after the handler).
-    assert!(headers.get(header::ETAG).is_some());
+    // The gzip encoding has a validator of its own.
+    assert!(etag(&headers).ends_with("-gzip\""), "{}", etag(&headers));
+}
+
+/// A GET with the token and extra headers, and the app's count of compressed renderings
+/// after it.
+async fn get_counted<S, B>(
+    app: &S,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, header::HeaderMap, Vec<u8>, u64)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = test::TestRequest::get()
+        .uri(path)
+        .peer_addr(CLIENT.parse().unwrap())
+        .insert_header(("Authorization", format!("Bearer {token}")));
+    for (name, value) in headers {
+        req = req.insert_header((*name, *value));
+    }
+    let response = test::call_service(app, req.to_request()).await;
+    let compressions = response
+        .request()
+        .app_data::<web::Data<api::RenderedView>>()
+        .expect("the app's rendered view")
+        .gzip_compressions();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = test::read_body(response).await.to_vec();
+    (status, headers, body, compressions)
+}
+
+fn content_encoding(headers: &header::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn varies_on_accept_encoding(headers: &header::HeaderMap) -> bool {
+    headers
+        .get_all(header::VARY)
+        .any(|v| v.to_str().unwrap().eq_ignore_ascii_case("accept-encoding"))
+}
+
+/// Gunzips once: the one gzip member the answer must be.
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut decoded)
+        .expect("one valid gzip member");
+    decoded
+}
+
+const GZIP: (&str, &str) = ("Accept-Encoding", "gzip");
+
+#[actix_rt::test]
+async fn gzip_reads_come_from_the_kept_compressed_view_and_gunzip_to_the_identity_answer() {
+    let db = TestDb::sqlite();
+    let mesh = Mesh::start(&db.url, &standard_clusters()).await;
+    let app = test::init_service(api::app(
+        web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
+        web::Data::new(AuthState::new(AuthSettings::default())),
+    ))
+    .await;
+    let token = admin_token(&mesh).await;
+
+    let (_, plain_headers, plain, compressions) =
+        get_counted(&app, "/api/v1/osystems", &token, &[]).await;
+    assert_eq!(compressions, 0, "identity reads compress nothing");
+    assert!(content_encoding(&plain_headers).is_empty());
+    assert!(varies_on_accept_encoding(&plain_headers));
+    let plain: Value = serde_json::from_slice(&plain).unwrap();
+
+    let (status, headers, gzipped, compressions) =
+        get_counted(&app, "/api/v1/osystems", &token, &[GZIP]).await;
+    assert_eq!(status, StatusCode::OK);
+    // Encoded once, by the handler: `Compress` left it alone, so one gunzip gives the JSON.
+    assert_eq!(content_encoding(&headers), ["gzip"]);
+    assert!(varies_on_accept_encoding(&headers));
+    let decoded: Value = serde_json::from_slice(&gunzip(&gzipped)).expect("JSON after one gunzip");
+    // The ages move between the two reads; everything else is the same answer.
+    assert_eq!(without_ages(decoded), without_ages(plain.clone()));
+    assert_eq!(
+        compressions, 1,
+        "the view, compressed on its first gzip read"
+    );
+    let gzip_etag = etag(&headers);
+    assert_ne!(gzip_etag, etag(&plain_headers), "one validator per coding");
+    assert!(gzip_etag.starts_with("W/\""), "{gzip_etag}");
+
+    // Again: the kept compressed view, not a new compression.
+    let (_, headers, again, compressions) =
+        get_counted(&app, "/api/v1/osystems", &token, &[GZIP]).await;
+    assert_eq!(compressions, 1, "kept, not compressed again");
+    assert_eq!(etag(&headers), gzip_etag);
+    let again: Value = serde_json::from_slice(&gunzip(&again)).unwrap();
+    assert_eq!(without_ages(again), without_ages(plain));
+
+    // The summary: its gzip gunzips to exactly its identity body, the same bytes every read.
+    let (_, _, summary, _) = get_counted(&app, "/api/v1/osystems?view=summary", &token, &[]).await;
+    let (_, headers, first, compressions) =
+        get_counted(&app, "/api/v1/osystems?view=summary", &token, &[GZIP]).await;
+    assert_eq!(content_encoding(&headers), ["gzip"]);
+    assert_eq!(gunzip(&first), summary);
+    assert_eq!(
+        compressions, 2,
+        "the summary, compressed on its first gzip read"
+    );
+    let (_, _, second, compressions) =
+        get_counted(&app, "/api/v1/osystems?view=summary", &token, &[GZIP]).await;
+    assert_eq!(second, first);
+    assert_eq!(compressions, 2);
+
+    // A browser's list: gzip, from the kept view. Brotli alone: `Compress`, from the identity
+    // body, with nothing compressed by the handler.
+    let (_, headers, _, compressions) = get_counted(
+        &app,
+        "/api/v1/osystems",
+        &token,
+        &[("Accept-Encoding", "gzip, deflate, br, zstd")],
+    )
+    .await;
+    assert_eq!(content_encoding(&headers), ["gzip"]);
+    assert_eq!(compressions, 2);
+    let (_, headers, _, compressions) = get_counted(
+        &app,
+        "/api/v1/osystems",
+        &token,
+        &[("Accept-Encoding", "br")],
+    )
+    .await;
+    assert_eq!(content_encoding(&headers), ["br"]);
+    assert_eq!(compressions, 2);
+}
+
+#[actix_rt::test]
+async fn after_the_view_changes_the_gzip_body_is_the_new_answer() {
+    let db = TestDb::sqlite();
+    let mut mesh = Mesh::start(&db.url, &standard_clusters()).await;
+    let app = test::init_service(api::app(
+        web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
+        web::Data::new(AuthState::new(AuthSettings::default())),
+    ))
+    .await;
+    let token = admin_token(&mesh).await;
+    let (_, before_headers, before, compressions) =
+        get_counted(&app, "/api/v1/osystems", &token, &[GZIP]).await;
+    assert_eq!(compressions, 1);
+    assert!(!String::from_utf8_lossy(&gunzip(&before)).contains("focal"));
+
+    // beta comes back with another image: a new snapshot, a new release in the view.
+    mesh.stop_cluster("beta").await;
+    let mut beta = standard_clusters()
+        .into_iter()
+        .find(|c| c.id == "beta")
+        .unwrap();
+    beta.images.push(image("ubuntu", "amd64", "focal", NETBOOT));
+    mesh.start_cluster(&beta).await;
+
+    let (status, headers, after, compressions) = get_counted(
+        &app,
+        "/api/v1/osystems",
+        &token,
+        &[GZIP, ("If-None-Match", &etag(&before_headers))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(etag(&headers), etag(&before_headers));
+    assert_eq!(compressions, 2, "the new view compressed");
+    let after: Value = serde_json::from_slice(&gunzip(&after)).unwrap();
+    let (_, _, plain, _) = get_counted(&app, "/api/v1/osystems", &token, &[]).await;
+    let plain: Value = serde_json::from_slice(&plain).unwrap();
+    assert!(plain.to_string().contains("focal"));
+    assert_eq!(without_ages(after), without_ages(plain));
+
+    // The summary too.
+    let (_, _, summary, _) = get_counted(&app, "/api/v1/osystems?view=summary", &token, &[]).await;
+    let (_, _, gzipped, _) =
+        get_counted(&app, "/api/v1/osystems?view=summary", &token, &[GZIP]).await;
+    assert_eq!(gunzip(&gzipped), summary);
+    assert!(String::from_utf8_lossy(&summary).contains("focal"));
+}
+
+#[actix_rt::test]
+async fn gzip_refused_gets_identity_and_the_gzip_etag_revalidates_to_304() {
+    let db = TestDb::sqlite();
+    let mesh = Mesh::start(&db.url, &standard_clusters()).await;
+    let app = test::init_service(api::app(
+        web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
+        web::Data::new(AuthState::new(AuthSettings::default())),
+    ))
+    .await;
+    let token = admin_token(&mesh).await;
+    let (_, plain_headers, _) = get(&app, "/api/v1/osystems", &token, &[]).await;
+
+    for refusal in ["gzip;q=0", "gzip;q=0, *", "identity, *;q=0"] {
+        let (status, headers, body, compressions) = get_counted(
+            &app,
+            "/api/v1/osystems",
+            &token,
+            &[("Accept-Encoding", refusal)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{refusal}");
+        assert!(content_encoding(&headers).is_empty(), "{refusal}");
+        assert_eq!(etag(&headers), etag(&plain_headers), "{refusal}");
+        serde_json::from_slice::<Value>(&body).expect("plain JSON");
+        assert_eq!(compressions, 0, "{refusal}");
+    }
+    // `*` accepts gzip.
+    let (_, headers, _) = get(
+        &app,
+        "/api/v1/osystems",
+        &token,
+        &[("Accept-Encoding", "*")],
+    )
+    .await;
+    assert_eq!(content_encoding(&headers), ["gzip"]);
+
+    for path in ["/api/v1/osystems", "/api/v1/osystems?view=summary"] {
+        let (_, headers, _) = get(&app, path, &token, &[GZIP]).await;
+        let gzip_etag = etag(&headers);
+        let (status, headers, body) =
+            get(&app, path, &token, &[GZIP, ("If-None-Match", &gzip_etag)]).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{path}");
+        assert!(body.is_empty());
+        assert_eq!(etag(&headers), gzip_etag);
+        assert!(varies_on_accept_encoding(&headers));
+        assert!(content_encoding(&headers).is_empty());
+        // The gzip tag does not name the identity body.
+        let (status, _, _) = get(&app, path, &token, &[("If-None-Match", &gzip_etag)]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
 }
 
 #[actix_rt::test]

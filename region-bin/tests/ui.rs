@@ -439,4 +439,17 @@ async fn the_event_stream_tells_each_change_of_the_mesh() {
         .await
         .expect("an event within the poll interval");
     assert_eq!(second, "event: mesh\ndata: {\"version\":2}\n\n");
+    // It comes back with another image (a link and a new snapshot): a new version again.
+    let mut back = clusters[0].clone();
+    back.images.push(image("ubuntu", "amd64", "focal", NETBOOT));
+    mesh.start_cluster(&back).await;
+    let third = tokio::time::timeout(std::time::Duration::from_secs(10), next_chunk(&mut body))
+        .await
+        .expect("an event within the poll interval");
+    let version: u64 = third
+        .strip_prefix("event: mesh\ndata: {\"version\":")
+        .and_then(|rest| rest.strip_suffix("}\n\n"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a version event: {third}"));
+    assert!(version > 2, "{third}");
 }

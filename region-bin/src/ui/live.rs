@@ -1,19 +1,17 @@
-//! What pushes the page: one poller per server reads the region's cached view every
-//! [`POLL_INTERVAL`] while at least one page listens, and bumps a version when the view or any
-//! cluster's link state changed; each `/ui/events` stream turns a new version into a
-//! server-sent event, upon which the page fetches the view again.
+//! What pushes the page: one poller per server reads the validator of the region's cached
+//! view every [`POLL_INTERVAL`] while at least one page listens, and bumps a version when it
+//! moved; each `/ui/events` stream turns a new version into a server-sent event, upon which
+//! the page fetches the view again.
 //!
 //! Why a poll and not a hook in the region actor: the actor is being rewritten (issue #11)
-//! and the cached read is the very answer the page shows, rebuilt by the actor exactly when a
-//! snapshot or a link changes (`RenderedView` relies on that too: an unchanged view is the
-//! same `Arc`). So the poll costs one actor message and, while nothing changes, no rendering;
-//! a change reaches the page within one interval plus the fetch. With no page open the poller
-//! stops.
+//! and the validator is the one the API's `ETag` is made of: the region's `CachedValidator`,
+//! whose epoch moves at every change a cached answer shows but its ages (a new view, a
+//! cluster's link made or lost, a cluster added or renamed). So the poll costs one actor
+//! message (`CachedOsystemsHead`, no per-cluster work) and compares two numbers; a change
+//! reaches the page within one interval plus the fetch. With no page open the poller stops.
 
 use osmesh_actors::region::service::RegionService;
-use osmesh_actors::region::OsystemsAnswer;
-use osmesh_core::mesh::MeshView;
-use sha2::{Digest, Sha256};
+use osmesh_actors::region::CachedValidator;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,49 +35,19 @@ impl Default for Live {
     }
 }
 
-/// The parts of an answer whose change the page must see: the view (by pointer first, then
-/// by content) and every cluster's link state; ages are left out (they change on every read).
+/// The last validator the poller read.
 #[derive(Default)]
 struct Fingerprint {
-    view: Option<(Arc<MeshView>, [u8; 32])>,
-    digest: Option<[u8; 32]>,
+    last: Option<CachedValidator>,
 }
 
 impl Fingerprint {
-    /// Takes in `answer`; whether it differs from the last one (the first always does).
-    fn changed(&mut self, answer: &OsystemsAnswer) -> bool {
-        let view_digest = match &self.view {
-            Some((view, digest)) if Arc::ptr_eq(view, &answer.view) => *digest,
-            _ => {
-                let mut hasher = Sha256::new();
-                if serde_json::to_writer(&mut hasher, &*answer.view).is_err() {
-                    return false;
-                }
-                let digest: [u8; 32] = hasher.finalize().into();
-                self.view = Some((answer.view.clone(), digest));
-                digest
-            }
-        };
-        let mut hasher = Sha256::new();
-        hasher.update(view_digest);
-        for part in &answer.clusters {
-            let link = (
-                &part.cluster,
-                &part.name,
-                part.connected,
-                part.disconnected_since_ms,
-                part.age_ms.is_some(),
-                &part.no_answer,
-            );
-            if serde_json::to_writer(&mut hasher, &link).is_err() {
-                return false;
-            }
-        }
-        let digest: [u8; 32] = hasher.finalize().into();
-        // The first reading counts as a change: a page that fetched the view before this
-        // poller started must not miss a change made before the first reading.
-        let changed = self.digest != Some(digest);
-        self.digest = Some(digest);
+    /// Takes in the cached answer's `validator`; whether it differs from the last one (the
+    /// first always does: a page that fetched the view before this poller started must not
+    /// miss a change made before the first reading).
+    fn changed(&mut self, validator: CachedValidator) -> bool {
+        let changed = self.last != Some(validator);
+        self.last = Some(validator);
         changed
     }
 }
@@ -116,9 +84,9 @@ impl Live {
                     return;
                 }
             }
-            match service.osystems_cached().await {
-                Ok(answer) => {
-                    if fingerprint.changed(&answer) {
+            match service.osystems_cached_head().await {
+                Ok(head) => {
+                    if fingerprint.changed(head.validator) {
                         self.version.send_modify(|v| *v += 1);
                     }
                 }
@@ -134,41 +102,14 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osmesh_actors::region::{ClusterPart, ReadPath};
-    use osmesh_core::ClusterId;
-
-    fn answer(view: &Arc<MeshView>, connected: bool, age_ms: i64) -> OsystemsAnswer {
-        OsystemsAnswer {
-            source: ReadPath::Cached,
-            view: view.clone(),
-            clusters: vec![ClusterPart {
-                cluster: ClusterId::new("a"),
-                name: "a".into(),
-                connected,
-                disconnected_since_ms: (!connected).then_some(5),
-                age_ms: Some(age_ms),
-                no_answer: None,
-            }],
-            deadline_ms: None,
-            elapsed_ms: None,
-        }
-    }
 
     #[test]
-    fn a_change_is_a_new_view_or_link_state_never_an_age() {
-        let view = Arc::new(MeshView::default());
+    fn a_change_is_a_new_validator() {
+        let validator = |instance, epoch| CachedValidator { instance, epoch };
         let mut fp = Fingerprint::default();
-        assert!(fp.changed(&answer(&view, true, 0)), "the first reading");
-        assert!(!fp.changed(&answer(&view, true, 900)), "only older");
-        // An equal view in a new allocation is no change either.
-        let same = Arc::new(MeshView::default());
-        assert!(!fp.changed(&answer(&same, true, 1_000)));
-        assert!(fp.changed(&answer(&same, false, 1_000)), "disconnected");
-        let mut other = MeshView::default();
-        other.answered.insert(ClusterId::new("a"));
-        assert!(
-            fp.changed(&answer(&Arc::new(other), false, 1_000)),
-            "new view"
-        );
+        assert!(fp.changed(validator(7, 0)), "the first reading");
+        assert!(!fp.changed(validator(7, 0)), "the same answer, ages aside");
+        assert!(fp.changed(validator(7, 1)), "the epoch moved");
+        assert!(fp.changed(validator(8, 1)), "another region instance");
     }
 }
