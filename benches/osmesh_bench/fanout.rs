@@ -636,12 +636,15 @@ impl Api {
     }
 
     /// A poller re-reading an unchanged mesh: `If-None-Match` with the view's `ETag`, which
-    /// must answer 304 with no body every time (the sample trees do not change).
+    /// must answer 304 with no body every time (the sample trees do not change). It asks with
+    /// the same `Accept-Encoding` each time, as a poller does: each coding has its own tag.
     fn revalidated_reads(&self, requests: usize) -> Result<ReadFigures> {
-        let first = self.exchange("/osystems", &[("Accept-Encoding", "identity")])?;
+        const IDENTITY: (&str, &str) = ("Accept-Encoding", "identity");
+        let first = self.exchange("/osystems", &[IDENTITY])?;
         let etag = first.etag.context("a cached read without an ETag")?;
         self.timed_reads(requests, || {
-            let reply = self.exchange("/osystems", &[("If-None-Match", etag.as_str())])?;
+            let reply =
+                self.exchange("/osystems", &[IDENTITY, ("If-None-Match", etag.as_str())])?;
             if reply.status != 304 || !reply.body.is_empty() {
                 bail!(
                     "an unchanged view revalidated with its ETag answered {} with {} bytes",
