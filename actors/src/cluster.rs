@@ -171,10 +171,10 @@ impl ClusterActor {
     fn install_images(&mut self, images: Vec<BootImage>) {
         self.registry = Registry::new(&self.registry_config, &images);
         self.os_reply = encode_body(&OperatingSystemList {
-            osystems: self.registry.list(),
+            osystems: self.registry.list().into(),
         });
         self.images_reply = encode_body(&BootImageList {
-            images: self.registry.boot_images().to_vec(),
+            images: self.registry.boot_images().to_vec().into(),
         });
         self.images = images;
     }

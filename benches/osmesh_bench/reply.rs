@@ -27,14 +27,16 @@ pub fn os_list() -> OperatingSystemList {
             default_release: Some("release1".into()),
             default_commissioning_release: Some("release0".into()),
         })
-        .collect();
-    OperatingSystemList { osystems }
+        .collect::<Vec<_>>();
+    OperatingSystemList {
+        osystems: osystems.into(),
+    }
 }
 
 /// The reply with one title changed, of the same encoded size: a reply that is not the last.
 pub fn os_list_variant() -> OperatingSystemList {
     let mut list = os_list();
-    list.osystems[0].title = "Operating System X".into();
+    std::sync::Arc::make_mut(&mut list.osystems)[0].title = "Operating System X".into();
     list
 }
 

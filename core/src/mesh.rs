@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// What one cluster said, or why it said nothing.
@@ -49,10 +50,14 @@ pub enum ClusterAnswer {
 }
 
 /// A cluster's registry listing and the images it reported.
+///
+/// Shared, not copied: the region's memo of a link's last reply, the snapshot it holds and
+/// every answer built from them point at one decoded list (`Arc`), so a live read of 1,000
+/// unchanged clusters allocates no list and a cluster's lists are in memory once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterReport {
-    pub osystems: Vec<OsystemInfo>,
-    pub images: Vec<BootImage>,
+    pub osystems: Arc<Vec<OsystemInfo>>,
+    pub images: Arc<Vec<BootImage>>,
 }
 
 /// Why a cluster is missing from a merge.
@@ -624,7 +629,10 @@ mod tests {
     }
 
     fn answered(osystems: Vec<OsystemInfo>, images: Vec<BootImage>) -> ClusterAnswer {
-        ClusterAnswer::Answered(ClusterReport { osystems, images })
+        ClusterAnswer::Answered(ClusterReport {
+            osystems: osystems.into(),
+            images: images.into(),
+        })
     }
 
     fn merge(answers: Vec<(&str, ClusterAnswer)>) -> MeshView {
@@ -826,8 +834,8 @@ mod tests {
             unreachable!("built as answered")
         };
         let noble_only = ClusterReport {
-            osystems: vec![ubuntu(&["noble"], "noble")],
-            images: vec![image("ubuntu", "arm64", "noble", &[Install])],
+            osystems: vec![ubuntu(&["noble"], "noble")].into(),
+            images: vec![image("ubuntu", "arm64", "noble", &[Install])].into(),
         };
         let view = merge(vec![
             ("up", jammy()),
@@ -1029,7 +1037,10 @@ mod tests {
             report.prop_map(|(osystems, images)| answered(osystems, images)),
             stale.prop_map(|(osystems, images)| ClusterAnswer::LastKnown {
                 reason: NoAnswerReason::NotConnected,
-                report: ClusterReport { osystems, images },
+                report: ClusterReport {
+                    osystems: osystems.into(),
+                    images: images.into()
+                },
             }),
         ]
     }

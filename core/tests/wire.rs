@@ -43,15 +43,15 @@ fn mesh_view_with_conflicts_and_absent_clusters_round_trips() {
         (
             "a",
             ClusterAnswer::Answered(ClusterReport {
-                osystems: osystems_a,
-                images: images_a,
+                osystems: osystems_a.into(),
+                images: images_a.into(),
             }),
         ),
         (
             "b",
             ClusterAnswer::Answered(ClusterReport {
-                osystems: osystems_b,
-                images: images_b,
+                osystems: osystems_b.into(),
+                images: images_b.into(),
             }),
         ),
         (

@@ -35,8 +35,10 @@ fn os_list() -> OperatingSystemList {
             default_release: Some("release1".into()),
             default_commissioning_release: Some("release0".into()),
         })
-        .collect();
-    OperatingSystemList { osystems }
+        .collect::<Vec<_>>();
+    OperatingSystemList {
+        osystems: osystems.into(),
+    }
 }
 
 /// The answering side runs on its own thread and runtime, as the cluster is its own process.

@@ -108,7 +108,8 @@ mod tests {
                     default_release: None,
                     default_commissioning_release: None,
                 })
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         }
     }
 

@@ -7,6 +7,7 @@ use osmesh_core::{BootImage, ClusterId, OsystemInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Method names, as they appear in the envelope.
 pub mod method {
@@ -36,7 +37,9 @@ pub struct ListOperatingSystems {}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatingSystemList {
-    pub osystems: Vec<OsystemInfo>,
+    /// Shared with the region's snapshot and answers (`ClusterReport`); the wire form is
+    /// the plain list.
+    pub osystems: Arc<Vec<OsystemInfo>>,
 }
 
 impl Request for ListOperatingSystems {
@@ -89,7 +92,8 @@ pub struct ListBootImages {}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootImageList {
-    pub images: Vec<BootImage>,
+    /// Shared like `OperatingSystemList::osystems`.
+    pub images: Arc<Vec<BootImage>>,
 }
 
 impl Request for ListBootImages {

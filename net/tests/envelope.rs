@@ -96,7 +96,7 @@ fn every_message_round_trips() {
     round_trip(
         method::LIST_BOOT_IMAGES,
         BootImageList {
-            images: vec![image()],
+            images: vec![image()].into(),
         },
     );
     round_trip(
@@ -154,7 +154,7 @@ fn every_message_round_trips() {
         method::REPORT_BOOT_IMAGES,
         ReportBootImages {
             images: vec![image()],
-            osystems: os.osystems,
+            osystems: os.osystems.as_ref().clone(),
         },
     );
     round_trip(method::REPORT_BOOT_IMAGES, Ack {});
@@ -270,7 +270,9 @@ fn unknown_fields_are_skipped_up_to_the_nesting_limit() {
     };
     assert_eq!(
         decode_body::<OperatingSystemList>(&body(40)).unwrap(),
-        OperatingSystemList { osystems: vec![] }
+        OperatingSystemList {
+            osystems: vec![].into()
+        }
     );
     let err = decode_body::<OperatingSystemList>(&body(80)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
@@ -321,7 +323,7 @@ proptest! {
             default_release: default.clone(),
             default_commissioning_release: None,
         }).collect();
-        let list = OperatingSystemList { osystems };
+        let list = OperatingSystemList { osystems: std::sync::Arc::new(osystems) };
         let body = encode_body(&list);
         prop_assert_eq!(&body[..], &ciborium_bytes(&list)[..]);
         prop_assert_eq!(decode_body::<OperatingSystemList>(&body).unwrap(), list.clone());

@@ -281,7 +281,9 @@ async fn a_memoized_call_decodes_every_changed_reply(transport: Transport) {
     let (_server, mut incoming) = spawn_peer(a, PeerConfig::default());
     let list_a = common::sample_osystems(2, 3);
     let mut list_b = list_a.clone();
-    list_b.osystems[1].title.replace_range(0..1, "Z");
+    std::sync::Arc::make_mut(&mut list_b.osystems)[1]
+        .title
+        .replace_range(0..1, "Z");
     let replies = [&list_a, &list_a, &list_b, &list_b, &list_a];
     let bodies: Vec<Bytes> = replies.iter().map(|l| encode_body(*l)).collect();
     assert_eq!(bodies[0].len(), bodies[2].len());

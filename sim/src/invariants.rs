@@ -480,8 +480,8 @@ pub fn live_answer_in_time(waited_ms: u64, deadline_ms: u64) -> Result<(), Strin
 pub fn true_report(config: &RegistryConfig, images: &[BootImage]) -> ClusterReport {
     let registry = Registry::new(config, images);
     ClusterReport {
-        osystems: registry.list(),
-        images: registry.boot_images().to_vec(),
+        osystems: registry.list().into(),
+        images: registry.boot_images().to_vec().into(),
     }
 }
 

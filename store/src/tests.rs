@@ -49,7 +49,8 @@ fn snapshot() -> ClusterSnapshot {
             }],
             default_release: Some("jammy".into()),
             default_commissioning_release: Some("jammy".into()),
-        }],
+        }]
+        .into(),
         images: vec![BootImage {
             osystem: "ubuntu".into(),
             arch: "amd64".into(),
@@ -59,7 +60,8 @@ fn snapshot() -> ClusterSnapshot {
             purposes: [Purpose::Commissioning, Purpose::Install]
                 .into_iter()
                 .collect(),
-        }],
+        }]
+        .into(),
     }
 }
 

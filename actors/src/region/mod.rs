@@ -465,8 +465,8 @@ impl RegionActor {
             tracing::debug!(cluster = ?cluster.as_str(), skipped, "images with no known purpose skipped");
         }
         let stored = ClusterSnapshot {
-            osystems: req.osystems,
-            images: req.images,
+            osystems: req.osystems.into(),
+            images: req.images.into(),
         };
         let persisted = self.save_snapshot(cluster, stored.clone(), now);
         let report = ClusterReport {

@@ -468,7 +468,12 @@ mod tests {
     /// `a` holds ubuntu/jammy amd64 for install, `b` for xinstall, `c` only for
     /// commissioning; `w` holds windows/win2019 amd64 (which needs a key).
     fn view() -> MeshView {
-        let report = |osystems, images| ClusterAnswer::Answered(ClusterReport { osystems, images });
+        let report = |osystems: Vec<_>, images: Vec<_>| {
+            ClusterAnswer::Answered(ClusterReport {
+                osystems: osystems.into(),
+                images: images.into(),
+            })
+        };
         let jammy = |p| vec![image("ubuntu", "amd64", "jammy", p)];
         let answers = BTreeMap::from([
             (
@@ -524,7 +529,10 @@ mod tests {
 
     #[test]
     fn a_disconnected_holder_is_never_planned_and_the_refusal_says_why_per_cluster() {
-        let report = |osystems, images| ClusterReport { osystems, images };
+        let report = |osystems: Vec<_>, images: Vec<_>| ClusterReport {
+            osystems: osystems.into(),
+            images: images.into(),
+        };
         let jammy = |p| vec![image("ubuntu", "amd64", "jammy", p)];
         let answers = BTreeMap::from([
             (

@@ -222,8 +222,12 @@ mod tests {
             .iter()
             .map(|r| image("ubuntu", r))
             .chain([image("centos", "centos7"), image("acme", "a1")])
-            .collect();
-        let answer = ClusterAnswer::Answered(ClusterReport { osystems, images });
+            .collect::<Vec<_>>()
+            .into();
+        let answer = ClusterAnswer::Answered(ClusterReport {
+            osystems: osystems.into(),
+            images,
+        });
         MeshView::from_answers(&BTreeMap::from([(ClusterId::new("a"), answer)]))
     }
 

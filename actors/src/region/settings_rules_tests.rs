@@ -74,7 +74,10 @@ fn a_refused_default_release_names_the_os_it_was_checked_against() {
         label: "stable".into(),
         purposes: [Purpose::Install].into(),
     }];
-    let answer = ClusterAnswer::Answered(ClusterReport { osystems, images });
+    let answer = ClusterAnswer::Answered(ClusterReport {
+        osystems: osystems.into(),
+        images: images.into(),
+    });
     let view = MeshView::from_answers(&BTreeMap::from([(ClusterId::new("a"), answer)]));
     let update = set(Some("ubuntu"), Some("focal"), None);
     let refused = check_settings(&view, &update, &update).expect_err("focal is unknown");

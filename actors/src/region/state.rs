@@ -58,8 +58,9 @@ use crate::connection::LinkId;
 /// A cluster's last report as the region holds it, and when it arrived.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldSnapshot {
-    pub osystems: Vec<OsystemInfo>,
-    pub images: Vec<BootImage>,
+    /// Shared with the reply memo and the answers built from it (see `ClusterReport`).
+    pub osystems: Arc<Vec<OsystemInfo>>,
+    pub images: Arc<Vec<BootImage>>,
     pub received_at_ms: i64,
 }
 
@@ -67,7 +68,9 @@ impl HeldSnapshot {
     /// Whether `report` says what this snapshot says. The one test of "the snapshot changed":
     /// the kept merge is dropped exactly when this is false.
     fn same_content(&self, report: &ClusterReport) -> bool {
-        self.osystems == report.osystems && self.images == report.images
+        // The memo hands back the same lists for an unchanged reply: no element compare then.
+        (Arc::ptr_eq(&self.osystems, &report.osystems) || self.osystems == report.osystems)
+            && (Arc::ptr_eq(&self.images, &report.images) || self.images == report.images)
     }
 
     fn report(&self) -> ClusterReport {
@@ -714,7 +717,7 @@ impl RegionState {
                 images: entry
                     .snapshot
                     .as_ref()
-                    .map(|s| s.images.clone())
+                    .map(|s| s.images.as_ref().clone())
                     .unwrap_or_default(),
             })
             .collect()
@@ -782,7 +785,8 @@ mod tests {
                 releases,
                 default_release: Some(release.into()),
                 default_commissioning_release: Some(release.into()),
-            }],
+            }]
+            .into(),
             images: vec![BootImage {
                 osystem: "ubuntu".into(),
                 arch: "amd64".into(),
@@ -790,7 +794,8 @@ mod tests {
                 release: release.into(),
                 label: "stable".into(),
                 purposes: [Purpose::Install].into_iter().collect(),
-            }],
+            }]
+            .into(),
         }
     }
 
@@ -957,7 +962,7 @@ mod tests {
         assert_eq!(view.osystems[0].releases[0].name, "noble");
 
         let mut relabelled = report("noble");
-        relabelled.images[0].label = "candidate".into();
+        Arc::make_mut(&mut relabelled.images)[0].label = "candidate".into();
         let images_only = state.handle_report(&id("c1"), relabelled, 35);
         assert_eq!(
             images_only,

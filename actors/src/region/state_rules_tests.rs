@@ -174,7 +174,7 @@ fn held_images_are_each_clusters_last_snapshot_with_its_age() {
                 connected: true,
                 disconnected_since_ms: None,
                 age_ms: Some(800),
-                images: report("jammy").images,
+                images: report("jammy").images.as_ref().clone(),
             },
         ]
     );

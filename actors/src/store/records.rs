@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 /// What a cluster last reported: its OS registry and the boot images it holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterSnapshot {
-    pub osystems: Vec<OsystemInfo>,
-    pub images: Vec<BootImage>,
+    /// Shared with the region's held snapshot (see `osmesh_core::ClusterReport`).
+    pub osystems: std::sync::Arc<Vec<OsystemInfo>>,
+    pub images: std::sync::Arc<Vec<BootImage>>,
 }
 
 /// A cluster as the store knows it.

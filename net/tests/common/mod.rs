@@ -56,7 +56,7 @@ pub async fn connected_pair(transport: Transport) -> (Authenticated, Authenticat
 }
 
 pub fn sample_osystems(oses: usize, releases: usize) -> OperatingSystemList {
-    let osystems = (0..oses)
+    let osystems: Vec<OsystemInfo> = (0..oses)
         .map(|o| OsystemInfo {
             name: format!("os{o}"),
             title: format!("Operating System {o}"),
@@ -73,7 +73,9 @@ pub fn sample_osystems(oses: usize, releases: usize) -> OperatingSystemList {
             default_commissioning_release: Some("release0".into()),
         })
         .collect();
-    OperatingSystemList { osystems }
+    OperatingSystemList {
+        osystems: osystems.into(),
+    }
 }
 
 /// What the scripted server saw of notifies.
