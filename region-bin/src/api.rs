@@ -589,9 +589,14 @@ async fn release(
 #[derive(Default)]
 pub struct RenderedView {
     last: Mutex<Option<CachedView>>,
+    /// The last live answer's view, kept apart from `last` so live reads do not evict the
+    /// cached read's rendering.
+    last_live: Mutex<Option<(Arc<MeshView>, web::Bytes)>>,
     summary: Mutex<Option<CachedSummary>>,
     /// How many kept renderings have been compressed (each at most once).
     compressions: Arc<AtomicU64>,
+    /// How many times a view was rendered as JSON (cached and live reads).
+    renders: AtomicU64,
 }
 
 struct CachedView {
@@ -618,6 +623,17 @@ impl RenderedView {
     /// so gzip reads of an unchanged view leave it as it is.
     pub fn gzip_compressions(&self) -> u64 {
         self.compressions.load(Ordering::Relaxed)
+    }
+
+    /// How many times a view was rendered as JSON: once per view however many cached and
+    /// live reads show it.
+    pub fn view_renders(&self) -> u64 {
+        self.renders.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, view: &MeshView) -> Result<web::Bytes, ApiError> {
+        self.renders.fetch_add(1, Ordering::Relaxed);
+        Ok(serde_json::to_vec(view).map_err(render_failed)?.into())
     }
 
     /// The full cached answer in `coding`: the kept view between the cluster parts.
@@ -665,8 +681,17 @@ impl RenderedView {
         match &*last {
             Some(cached) if Arc::ptr_eq(&cached.view, &answer.view) => Ok(cached.json.clone()),
             _ => {
-                let json = serde_json::to_vec(&*answer.view).map_err(render_failed)?;
-                let json = Arc::new(KeptJson::new(json.into()));
+                // A live read may have rendered this view already (the kept merge it reused).
+                let live = self
+                    .last_live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let json = match live {
+                    Some((view, json)) if Arc::ptr_eq(&view, &answer.view) => json,
+                    _ => self.render(&answer.view)?,
+                };
+                let json = Arc::new(KeptJson::new(json));
                 *last = Some(CachedView {
                     view: answer.view.clone(),
                     json: json.clone(),
@@ -695,19 +720,26 @@ impl RenderedView {
         Ok(json)
     }
 
-    /// A live answer's view as JSON: the kept rendering when the answer reused the kept
-    /// merge (every cluster answered), else rendered now and not kept (a live merge is
-    /// seldom asked for twice; keeping it would evict the cached view's rendering).
+    /// A live answer's view as JSON: the cached read's kept rendering when the answer reused
+    /// the kept merge (every cluster answered), else the last live read's if its view is this
+    /// one (the kept merge again, before any cached read rendered it), else rendered now and
+    /// kept in the live slot (never in the cached read's: a live merge with clusters missing
+    /// would evict it).
     fn live_view(&self, answer: &OsystemsAnswer) -> Result<web::Bytes, ApiError> {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(cached) = &*last {
+        if let Some(cached) = &*self.last.lock().unwrap_or_else(|p| p.into_inner()) {
             if Arc::ptr_eq(&cached.view, &answer.view) {
                 return Ok(cached.json.json().clone());
             }
         }
-        drop(last);
-        let json = serde_json::to_vec(&*answer.view).map_err(render_failed)?;
-        Ok(json.into())
+        let mut live = self.last_live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((view, json)) = &*live {
+            if Arc::ptr_eq(view, &answer.view) {
+                return Ok(json.clone());
+            }
+        }
+        let json = self.render(&answer.view)?;
+        *live = Some((answer.view.clone(), json.clone()));
+        Ok(json)
     }
 
     /// The cached read's validator: the region's `CachedValidator` (its instance and the

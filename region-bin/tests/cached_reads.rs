@@ -539,3 +539,61 @@ async fn summary_counts_clusters_by_os_and_release_and_has_its_own_etag() {
     let (status, _, _) = get(&app, "/api/v1/osystems?view=tiny", &token, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// A view is rendered once however many reads show it: live reads that reuse the kept merge
+/// reuse one rendering, and the cached read that follows takes that one too. A changed view
+/// is rendered again.
+#[actix_rt::test]
+async fn a_view_is_rendered_once_for_live_and_cached_reads() {
+    let db = TestDb::sqlite();
+    let mut mesh = Mesh::start(&db.url, &standard_clusters()).await;
+    let app = test::init_service(api::app(
+        web::Data::new(mesh.service.clone()),
+        web::Data::new(mesh.store.clone()),
+        web::Data::new(AuthState::new(AuthSettings::default())),
+    ))
+    .await;
+    let token = admin_token(&mesh).await;
+    let renders = |response: &ServiceResponse<_>| {
+        response
+            .request()
+            .app_data::<web::Data<api::RenderedView>>()
+            .expect("the app's rendered view")
+            .view_renders()
+    };
+    let read = |path: &'static str| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            let req = test::TestRequest::get()
+                .uri(path)
+                .peer_addr(CLIENT.parse().unwrap())
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .to_request();
+            let response = test::call_service(app, req).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            let count = renders(&response);
+            let body: Value = serde_json::from_slice(&test::read_body(response).await).unwrap();
+            (body, count)
+        }
+    };
+    let (live_a, after_live_a) = read("/api/v1/osystems?live=true").await;
+    let (live_b, after_live_b) = read("/api/v1/osystems?live=true").await;
+    let (cached, after_cached) = read("/api/v1/osystems").await;
+    assert_eq!(after_live_a, 1, "the first live read renders the view");
+    assert_eq!(after_live_b, 1, "the second reuses it");
+    assert_eq!(after_cached, 1, "so does the cached read");
+    assert_eq!(live_a["view"], live_b["view"]);
+    assert_eq!(live_a["view"], cached["view"]);
+
+    // Another view: rendered again, and what is served is the new one.
+    mesh.stop_cluster("beta").await;
+    let (changed, after_change) = read("/api/v1/osystems").await;
+    assert_eq!(after_change, 2);
+    assert_ne!(changed["view"], cached["view"]);
+    let (again, after_again) = read("/api/v1/osystems").await;
+    assert_eq!(
+        (again["view"].clone(), after_again),
+        (changed["view"].clone(), 2)
+    );
+}

@@ -551,6 +551,10 @@ impl RegionState {
         };
         if let Some(held) = entry.snapshot.as_mut().filter(|s| s.same_content(&report)) {
             held.received_at_ms = now_ms;
+            // Equal lists, perhaps two copies (one pushed, one from a reply memo): keep the
+            // report's, so one copy stays in memory and the next compare is by pointer.
+            held.osystems = report.osystems.clone();
+            held.images = report.images.clone();
             return SnapshotChange::Unchanged;
         }
         let report = report.into_owned();
@@ -996,6 +1000,14 @@ mod tests {
         );
         let c2 = state.snapshot(&id("c2")).expect("held");
         assert_eq!(c2.osystems, report("noble").osystems);
+        // c1's answer equals its pushed snapshot but is another copy: the answer's is kept,
+        // so the lists are in memory once and the next compare is by pointer.
+        let ClusterAnswer::Answered(answered) = &answers[0].1 else {
+            unreachable!()
+        };
+        let c1 = state.snapshot(&id("c1")).expect("held");
+        assert!(Arc::ptr_eq(&c1.osystems, &answered.osystems));
+        assert!(Arc::ptr_eq(&c1.images, &answered.images));
         let silent = vec![(id("c1"), ClusterAnswer::NoAnswer(NoAnswerReason::Timeout))];
         assert!(state.handle_answers(&silent, 60).is_empty());
         assert_eq!(
