@@ -67,11 +67,12 @@ struct LinkEntry {
     cut: watch::Sender<bool>,
     /// The latest delivery time handed out per direction (FIFO unless reordered).
     last_at: [Instant; 2],
-    /// Calls in flight per sending direction, by id, so replies can be labelled.
-    calls: [BTreeMap<u64, String>; 2],
+    /// Calls in flight per sending direction, by id, so replies can be labelled. Methods
+    /// are interned (see [`Labels::method`]): recording a call copies no string.
+    calls: [BTreeMap<u64, Arc<str>>; 2],
     /// Calls already replied to, so the oracle can name the method of a second reply (to a
     /// duplicated call) that the trace labels `?`.
-    replied: [BTreeMap<u64, String>; 2],
+    replied: [BTreeMap<u64, Arc<str>>; 2],
 }
 
 struct NetState {
@@ -163,7 +164,7 @@ pub struct Observed {
     /// Per cluster, the address of every region that replied `Registered` to it.
     pub registered_with: BTreeMap<String, BTreeMap<Arc<str>, u64>>,
     /// Per cluster, `(delivery ms, method, region address)` of every reply it sent a region.
-    pub replies: BTreeMap<String, Vec<(u64, String, Arc<str>)>>,
+    pub replies: BTreeMap<String, Vec<(u64, Arc<str>, Arc<str>)>>,
     /// Per cluster, the delivery ms of every frame that carried its images to the region (its
     /// `ReportBootImages` calls and its `ListBootImages` replies).
     pub reports: BTreeMap<String, Vec<u64>>,
@@ -221,9 +222,9 @@ impl Observed {
         to_ms: u64,
     ) -> bool {
         self.replies.get(cluster).is_some_and(|replies| {
-            replies
-                .iter()
-                .any(|(at, m, r)| m == method && &**r == region && (from_ms..=to_ms).contains(at))
+            replies.iter().any(|(at, m, r)| {
+                &**m == method && &**r == region && (from_ms..=to_ms).contains(at)
+            })
         })
     }
 
@@ -574,8 +575,10 @@ impl SimNetwork {
         let region = entry.region.clone();
         let link_label = entry.labels[dir as usize].clone();
         let seen = read_frame(&frame, dir, entry, &mut state.labels, keep);
+        // The clock stands still while a frame is sent: read once.
+        let now = Instant::now();
         let sent = Sent {
-            now_ms: state.now_ms(),
+            now_ms: state.ms_at(now),
             link,
             dir,
             label: &link_label,
@@ -600,8 +603,15 @@ impl SimNetwork {
             delay += state.slow.get(&*cluster).copied().unwrap_or(0);
         }
         let reordered = chance(&mut state.rng, faults.reorder_rate);
-        let at = state.delivery_time(link, dir, delay, reordered);
-        state.observe(&cluster, &region, dir, seen.replied_to.as_deref(), at);
+        let at = state.delivery_time(now, link, dir, delay, reordered);
+        state.observe(
+            &cluster,
+            &region,
+            dir,
+            seen.replied_to.as_ref(),
+            sent.now_ms,
+            at,
+        );
         // Drawn after the delivery's draws, as always; a frame sent once is not copied.
         let duplicated = chance(&mut state.rng, faults.duplicate_rate);
         let first = if duplicated {
@@ -616,8 +626,15 @@ impl SimNetwork {
         });
         if duplicated {
             let again = delay + state.draw_latency(faults.latency);
-            let at = state.delivery_time(link, dir, again, true);
-            state.observe(&cluster, &region, dir, seen.replied_to.as_deref(), at);
+            let at = state.delivery_time(now, link, dir, again, true);
+            state.observe(
+                &cluster,
+                &region,
+                dir,
+                seen.replied_to.as_ref(),
+                sent.now_ms,
+                at,
+            );
             let _ = queue.send((at, frame));
             state.record(&sent, Fate::Duplicated, || format!("DUP +{again}ms"));
         }
@@ -657,7 +674,12 @@ struct Sent<'a> {
 
 impl NetState {
     fn now_ms(&self) -> u64 {
-        u64::try_from(Instant::now().duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    /// Virtual milliseconds since the network began at `at`.
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The partition between `cluster` and the region at `region`, if any: the cluster's own
@@ -672,22 +694,23 @@ impl NetState {
         })
     }
 
-    /// Records a reply frame about to be delivered at `at` (see [`Observed`]).
+    /// Records a reply frame sent at `now_ms` and about to be delivered at `at` (see
+    /// [`Observed`]).
     fn observe(
         &mut self,
         cluster: &str,
         region: &Arc<str>,
         dir: Dir,
-        replied_to: Option<&str>,
+        replied_to: Option<&Arc<str>>,
+        now: u64,
         at: Instant,
     ) {
         let Some(method) = replied_to else {
             return;
         };
-        let at_ms = u64::try_from(at.duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        let at_ms = self.ms_at(at);
         match dir {
-            Dir::Down if method == osmesh_net::messages::method::REGISTER => {
-                let now = self.now_ms();
+            Dir::Down if &**method == osmesh_net::messages::method::REGISTER => {
                 if let Some(claimed) = impostor_of(cluster) {
                     let first = self.seen.impostors_registered.entry(claimed.to_owned());
                     first.or_insert(now);
@@ -705,19 +728,19 @@ impl NetState {
             Dir::Down => {}
             Dir::Up => {
                 let images = osmesh_net::messages::method::LIST_BOOT_IMAGES;
-                if method == images || method == "call ReportBootImages" {
+                if &**method == images || &**method == "call ReportBootImages" {
                     self.seen
                         .reports
                         .entry(cluster.to_owned())
                         .or_default()
                         .push(at_ms);
                 }
-                if method != "call ReportBootImages" {
+                if &**method != "call ReportBootImages" {
                     self.seen
                         .replies
                         .entry(cluster.to_owned())
                         .or_default()
-                        .push((at_ms, method.to_owned(), region.clone()));
+                        .push((at_ms, method.clone(), region.clone()));
                 }
             }
         }
@@ -738,8 +761,17 @@ impl NetState {
         self.rng.gen_range(min..=max.max(min))
     }
 
-    fn delivery_time(&mut self, link: u64, dir: Dir, delay_ms: u64, reordered: bool) -> Instant {
-        let at = Instant::now() + Duration::from_millis(delay_ms);
+    /// When a frame sent `now` on `link` is delivered, `delay_ms` later or, unless
+    /// `reordered`, after the last frame handed out on its direction.
+    fn delivery_time(
+        &mut self,
+        now: Instant,
+        link: u64,
+        dir: Dir,
+        delay_ms: u64,
+        reordered: bool,
+    ) -> Instant {
+        let at = now + Duration::from_millis(delay_ms);
         let Some(entry) = self.links.get_mut(&link) else {
             return at;
         };
@@ -783,25 +815,27 @@ struct SeenFrame {
     kind: Option<Kind>,
     /// For a successful reply to a call this link carried (or for a `ReportBootImages`
     /// call): the method, for the oracle.
-    replied_to: Option<String>,
+    replied_to: Option<Arc<str>>,
 }
 
-/// Count labels by kind and method, made once each: a frame's label costs a lookup.
+/// Count labels by kind and method, and method names, made once each: a frame's label and
+/// method cost a short scan comparing strings by `==`, and nothing is allocated on a hit.
 #[derive(Default)]
-struct Labels(BTreeMap<(u8, String), Arc<str>>);
+struct Labels {
+    /// `(kind, method, label)`: a few dozen.
+    labels: Vec<(u8, Box<str>, Arc<str>)>,
+    /// Every method a call carried: a handful.
+    methods: Vec<Arc<str>>,
+}
 
 impl Labels {
     fn get(&mut self, word: &'static str, kind: u8, method: &str) -> Arc<str> {
-        // The map is small (a few dozen labels); a linear probe by kind and method avoids
-        // allocating a key for the lookup.
-        if let Some(label) = self
-            .0
-            .range((kind, String::new())..)
-            .take_while(|((k, _), _)| *k == kind)
-            .find(|((_, m), _)| m == method)
-            .map(|(_, label)| label.clone())
-        {
-            return label;
+        let known = self
+            .labels
+            .iter()
+            .find(|(k, m, _)| *k == kind && &**m == method);
+        if let Some((_, _, label)) = known {
+            return label.clone();
         }
         let bare = [Kind::Ping as u8, Kind::Pong as u8, u8::MAX].contains(&kind);
         let label: Arc<str> = if bare {
@@ -809,8 +843,18 @@ impl Labels {
         } else {
             format!("{word} {method}").into()
         };
-        self.0.insert((kind, method.to_owned()), label.clone());
+        self.labels.push((kind, method.into(), label.clone()));
         label
+    }
+
+    /// The one shared copy of the method name `name`.
+    fn method(&mut self, name: &str) -> Arc<str> {
+        if let Some(method) = self.methods.iter().find(|m| &***m == name) {
+            return method.clone();
+        }
+        let method: Arc<str> = name.into();
+        self.methods.push(method.clone());
+        method
     }
 }
 
@@ -838,34 +882,30 @@ fn read_frame(
             replied_to: None,
         };
     };
-    let mut replied_to = None;
     let (word, named): (&'static str, &str) = match kind {
         Kind::Call => {
-            link.calls[dir as usize].insert(id, method.to_string());
-            if dir == Dir::Up && method == "ReportBootImages" {
-                replied_to = Some("call ReportBootImages".to_owned());
-            }
+            link.calls[dir as usize].insert(id, labels.method(&method));
             ("call", &method)
         }
         Kind::Reply | Kind::Error => {
             let other = 1 - dir as usize;
             let called = link.calls[other].remove(&id);
-            if let Some(m) = &called {
-                link.replied[other].insert(id, m.clone());
-            }
-            if kind == Kind::Reply {
-                replied_to = called
-                    .clone()
-                    .or_else(|| link.replied[other].get(&id).cloned());
-            }
             let word = if kind == Kind::Reply {
                 "reply"
             } else {
                 "error"
             };
-            let label = labels.get(word, kind as u8, called.as_deref().unwrap_or("?"));
-            let detail =
-                keep.then(|| format!("{word}#{id} {} {size}B", called.as_deref().unwrap_or("?")));
+            let name = called.as_deref().unwrap_or("?");
+            let label = labels.get(word, kind as u8, name);
+            let detail = keep.then(|| format!("{word}#{id} {name} {size}B"));
+            if let Some(m) = &called {
+                link.replied[other].insert(id, m.clone());
+            }
+            let replied_to = match (kind, called) {
+                (Kind::Reply, Some(m)) => Some(m),
+                (Kind::Reply, None) => link.replied[other].get(&id).cloned(),
+                _ => None,
+            };
             return SeenFrame {
                 label,
                 detail,
@@ -883,11 +923,14 @@ fn read_frame(
         Kind::Ping | Kind::Pong => format!("{word}#{id}"),
         _ => format!("{word} {named} {size}B"),
     });
+    let label = labels.get(word, kind as u8, named);
+    // The oracle names a `ReportBootImages` call as the trace counts it.
+    let report = kind == Kind::Call && dir == Dir::Up && named == "ReportBootImages";
     SeenFrame {
-        label: labels.get(word, kind as u8, named),
+        replied_to: report.then(|| label.clone()),
+        label,
         detail,
         kind: Some(kind),
-        replied_to,
     }
 }
 
