@@ -981,9 +981,15 @@ async fn carry(
     mut cut: watch::Receiver<bool>,
 ) {
     let mut in_flight: BTreeMap<(Instant, u64), Bytes> = BTreeMap::new();
-    let idle_wake = Instant::now();
     let mut seq = 0u64;
     let mut open = true;
+    // Made once: a future per turn of the loop would register and unregister its waiter
+    // each time. The timer below is made anew each turn on purpose: where a timer sits among
+    // those due at the same millisecond decides which task wakes first, so keeping one and
+    // resetting it would change the traces.
+    let cut = cut.changed();
+    tokio::pin!(cut);
+    let idle_wake = Instant::now();
     loop {
         if !open && in_flight.is_empty() {
             return;
@@ -994,7 +1000,7 @@ async fn carry(
         let wake = next.unwrap_or(idle_wake);
         tokio::select! {
             biased;
-            _ = cut.changed() => return,
+            _ = &mut cut => return,
             item = queued.recv(), if open => match item {
                 Some((at, frame)) => {
                     in_flight.insert((at, seq), frame);
