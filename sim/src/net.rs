@@ -155,6 +155,10 @@ impl Counts {
     }
 }
 
+/// A reply a cluster sent a region: `(delivery ms, method, region address)`; the method is
+/// the network's shared copy of its name.
+pub type Reply = (u64, Arc<str>, Arc<str>);
+
 /// What the network saw travel, recorded when a frame is handed a delivery time: the
 /// oracle's evidence of registrations and answers, independent of the region's state.
 #[derive(Clone, Debug, Default)]
@@ -164,7 +168,7 @@ pub struct Observed {
     /// Per cluster, the address of every region that replied `Registered` to it.
     pub registered_with: BTreeMap<String, BTreeMap<Arc<str>, u64>>,
     /// Per cluster, `(delivery ms, method, region address)` of every reply it sent a region.
-    pub replies: BTreeMap<String, Vec<(u64, Arc<str>, Arc<str>)>>,
+    pub replies: BTreeMap<String, Vec<Reply>>,
     /// Per cluster, the delivery ms of every frame that carried its images to the region (its
     /// `ReportBootImages` calls and its `ListBootImages` replies).
     pub reports: BTreeMap<String, Vec<u64>>,
@@ -819,43 +823,48 @@ struct SeenFrame {
 }
 
 /// Count labels by kind and method, and method names, made once each: a frame's label and
-/// method cost a short scan comparing strings by `==`, and nothing is allocated on a hit.
+/// method cost a short scan, and nothing is allocated on a hit.
 #[derive(Default)]
 struct Labels {
-    /// `(kind, method, label)`: a few dozen.
-    labels: Vec<(u8, Box<str>, Arc<str>)>,
-    /// Every method a call carried: a handful.
+    /// `(kind, method, label)`, the method one of `methods`: a few dozen.
+    labels: Vec<(u8, Arc<str>, Arc<str>)>,
+    /// Every method a frame carried: a handful.
     methods: Vec<Arc<str>>,
 }
 
 impl Labels {
     fn get(&mut self, word: &'static str, kind: u8, method: &str) -> Arc<str> {
-        let known = self
-            .labels
-            .iter()
-            .find(|(k, m, _)| *k == kind && &**m == method);
+        // Pings, pongs and undecodable frames carry no method: their kind is their label.
+        let bare = [Kind::Ping as u8, Kind::Pong as u8, u8::MAX].contains(&kind);
+        let known = (self.labels.iter()).find(|(k, m, _)| *k == kind && (bare || same(m, method)));
         if let Some((_, _, label)) = known {
             return label.clone();
         }
-        let bare = [Kind::Ping as u8, Kind::Pong as u8, u8::MAX].contains(&kind);
         let label: Arc<str> = if bare {
             word.into()
         } else {
             format!("{word} {method}").into()
         };
-        self.labels.push((kind, method.into(), label.clone()));
+        let method = self.method(method);
+        self.labels.push((kind, method, label.clone()));
         label
     }
 
     /// The one shared copy of the method name `name`.
     fn method(&mut self, name: &str) -> Arc<str> {
-        if let Some(method) = self.methods.iter().find(|m| &***m == name) {
+        if let Some(method) = self.methods.iter().find(|m| same(m, name)) {
             return method.clone();
         }
         let method: Arc<str> = name.into();
         self.methods.push(method.clone());
         method
     }
+}
+
+/// Whether the shared name `shared` is `name`: found by its address when `name` was read
+/// from it (a call's or a reply's method), without comparing bytes.
+fn same(shared: &Arc<str>, name: &str) -> bool {
+    std::ptr::eq(&**shared, name) || &**shared == name
 }
 
 /// Reads a frame's envelope: its kind and method, the call it answers. `keep` asks for its
@@ -882,10 +891,12 @@ fn read_frame(
             replied_to: None,
         };
     };
+    let interned;
     let (word, named): (&'static str, &str) = match kind {
         Kind::Call => {
-            link.calls[dir as usize].insert(id, labels.method(&method));
-            ("call", &method)
+            interned = labels.method(&method);
+            link.calls[dir as usize].insert(id, interned.clone());
+            ("call", &interned)
         }
         Kind::Reply | Kind::Error => {
             let other = 1 - dir as usize;
