@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::scenario::Direction;
@@ -64,7 +64,8 @@ struct LinkEntry {
     region: Arc<str>,
     /// How the trace names each direction (`L3 c1>region`, `L3 region>c1`), made once.
     labels: [Arc<str>; 2],
-    cut: watch::Sender<bool>,
+    /// Ends each direction's carrier (by `Dir`): sent to, or dropped with the entry.
+    cut: [oneshot::Sender<()>; 2],
     /// The latest delivery time handed out per direction (FIFO unless reordered).
     last_at: [Instant; 2],
     /// Calls in flight per sending direction, by id, so replies can be labelled. Methods
@@ -349,7 +350,9 @@ impl SimNetwork {
         let now = state.now_ms();
         for id in doomed {
             if let Some(link) = state.links.remove(&id) {
-                let _ = link.cut.send(true);
+                for carrier in link.cut {
+                    let _ = carrier.send(());
+                }
                 let text = format!("L{id} {}<>{}  cut", link.cluster, link.region);
                 state.trace.push(now, Source::Net, text);
             }
@@ -468,7 +471,8 @@ impl SimNetwork {
         };
         state.next_link += 1;
         let id = state.next_link;
-        let (cut, cut_rx) = watch::channel(false);
+        let (cut_up, cut_up_rx) = oneshot::channel();
+        let (cut_down, cut_down_rx) = oneshot::channel();
         let start = Instant::now();
         let labels: [Arc<str>; 2] = [
             format!("L{id} {cluster}>{addr}").into(),
@@ -481,7 +485,7 @@ impl SimNetwork {
                 cluster: cluster.into(),
                 region: addr.into(),
                 labels,
-                cut,
+                cut: [cut_up, cut_down],
                 last_at: [start; 2],
                 calls: [BTreeMap::new(), BTreeMap::new()],
                 replied: [BTreeMap::new(), BTreeMap::new()],
@@ -490,8 +494,8 @@ impl SimNetwork {
         let text = format!("L{id} {cluster}>{addr}  connected");
         state.trace.push(now, Source::Net, text);
         drop(state);
-        let cluster_end = self.half(id, Dir::Up, cut_rx.clone(), addr);
-        let region_end = self.half(id, Dir::Down, cut_rx, cluster);
+        let cluster_end = self.half(id, Dir::Up, cut_up_rx, addr);
+        let region_end = self.half(id, Dir::Down, cut_down_rx, cluster);
         // The two ends are crossed: each end's stream carries the other direction.
         let (cluster_sink, region_stream) = cluster_end;
         let (region_sink, cluster_stream) = region_end;
@@ -521,7 +525,7 @@ impl SimNetwork {
         &self,
         link: u64,
         dir: Dir,
-        cut: watch::Receiver<bool>,
+        cut: oneshot::Receiver<()>,
         _to: &str,
     ) -> (osmesh_net::FrameSink, osmesh_net::FrameStream) {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
@@ -989,17 +993,14 @@ fn take_head(input: &mut &[u8], major: u8) -> Option<u64> {
 async fn carry(
     mut queued: mpsc::UnboundedReceiver<Queued>,
     out: mpsc::UnboundedSender<Bytes>,
-    mut cut: watch::Receiver<bool>,
+    mut cut: oneshot::Receiver<()>,
 ) {
     let mut in_flight: BTreeMap<(Instant, u64), Bytes> = BTreeMap::new();
     let mut seq = 0u64;
     let mut open = true;
-    // Made once: a future per turn of the loop would register and unregister its waiter
-    // each time. The timer below is made anew each turn on purpose: where a timer sits among
-    // those due at the same millisecond decides which task wakes first, so keeping one and
-    // resetting it would change the traces.
-    let cut = cut.changed();
-    tokio::pin!(cut);
+    // The timer below is made anew each turn on purpose: where a timer sits among those due
+    // at the same millisecond decides which task wakes first, so keeping one and resetting it
+    // would change the traces.
     let idle_wake = Instant::now();
     loop {
         if !open && in_flight.is_empty() {
