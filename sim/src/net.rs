@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::scenario::Direction;
@@ -64,14 +64,16 @@ struct LinkEntry {
     region: Arc<str>,
     /// How the trace names each direction (`L3 c1>region`, `L3 region>c1`), made once.
     labels: [Arc<str>; 2],
-    cut: watch::Sender<bool>,
+    /// Ends each direction's carrier (by `Dir`): sent to, or dropped with the entry.
+    cut: [oneshot::Sender<()>; 2],
     /// The latest delivery time handed out per direction (FIFO unless reordered).
     last_at: [Instant; 2],
-    /// Calls in flight per sending direction, by id, so replies can be labelled.
-    calls: [BTreeMap<u64, String>; 2],
+    /// Calls in flight per sending direction, by id, so replies can be labelled. Methods
+    /// are interned (see [`Labels::method`]): recording a call copies no string.
+    calls: [BTreeMap<u64, Arc<str>>; 2],
     /// Calls already replied to, so the oracle can name the method of a second reply (to a
     /// duplicated call) that the trace labels `?`.
-    replied: [BTreeMap<u64, String>; 2],
+    replied: [BTreeMap<u64, Arc<str>>; 2],
 }
 
 struct NetState {
@@ -154,6 +156,10 @@ impl Counts {
     }
 }
 
+/// A reply a cluster sent a region: `(delivery ms, method, region address)`; the method is
+/// the network's shared copy of its name.
+pub type Reply = (u64, Arc<str>, Arc<str>);
+
 /// What the network saw travel, recorded when a frame is handed a delivery time: the
 /// oracle's evidence of registrations and answers, independent of the region's state.
 #[derive(Clone, Debug, Default)]
@@ -163,7 +169,7 @@ pub struct Observed {
     /// Per cluster, the address of every region that replied `Registered` to it.
     pub registered_with: BTreeMap<String, BTreeMap<Arc<str>, u64>>,
     /// Per cluster, `(delivery ms, method, region address)` of every reply it sent a region.
-    pub replies: BTreeMap<String, Vec<(u64, String, Arc<str>)>>,
+    pub replies: BTreeMap<String, Vec<Reply>>,
     /// Per cluster, the delivery ms of every frame that carried its images to the region (its
     /// `ReportBootImages` calls and its `ListBootImages` replies).
     pub reports: BTreeMap<String, Vec<u64>>,
@@ -221,9 +227,9 @@ impl Observed {
         to_ms: u64,
     ) -> bool {
         self.replies.get(cluster).is_some_and(|replies| {
-            replies
-                .iter()
-                .any(|(at, m, r)| m == method && &**r == region && (from_ms..=to_ms).contains(at))
+            replies.iter().any(|(at, m, r)| {
+                &**m == method && &**r == region && (from_ms..=to_ms).contains(at)
+            })
         })
     }
 
@@ -344,7 +350,9 @@ impl SimNetwork {
         let now = state.now_ms();
         for id in doomed {
             if let Some(link) = state.links.remove(&id) {
-                let _ = link.cut.send(true);
+                for carrier in link.cut {
+                    let _ = carrier.send(());
+                }
                 let text = format!("L{id} {}<>{}  cut", link.cluster, link.region);
                 state.trace.push(now, Source::Net, text);
             }
@@ -463,7 +471,8 @@ impl SimNetwork {
         };
         state.next_link += 1;
         let id = state.next_link;
-        let (cut, cut_rx) = watch::channel(false);
+        let (cut_up, cut_up_rx) = oneshot::channel();
+        let (cut_down, cut_down_rx) = oneshot::channel();
         let start = Instant::now();
         let labels: [Arc<str>; 2] = [
             format!("L{id} {cluster}>{addr}").into(),
@@ -476,7 +485,7 @@ impl SimNetwork {
                 cluster: cluster.into(),
                 region: addr.into(),
                 labels,
-                cut,
+                cut: [cut_up, cut_down],
                 last_at: [start; 2],
                 calls: [BTreeMap::new(), BTreeMap::new()],
                 replied: [BTreeMap::new(), BTreeMap::new()],
@@ -485,8 +494,8 @@ impl SimNetwork {
         let text = format!("L{id} {cluster}>{addr}  connected");
         state.trace.push(now, Source::Net, text);
         drop(state);
-        let cluster_end = self.half(id, Dir::Up, cut_rx.clone(), addr);
-        let region_end = self.half(id, Dir::Down, cut_rx, cluster);
+        let cluster_end = self.half(id, Dir::Up, cut_up_rx, addr);
+        let region_end = self.half(id, Dir::Down, cut_down_rx, cluster);
         // The two ends are crossed: each end's stream carries the other direction.
         let (cluster_sink, region_stream) = cluster_end;
         let (region_sink, cluster_stream) = region_end;
@@ -516,7 +525,7 @@ impl SimNetwork {
         &self,
         link: u64,
         dir: Dir,
-        cut: watch::Receiver<bool>,
+        cut: oneshot::Receiver<()>,
         _to: &str,
     ) -> (osmesh_net::FrameSink, osmesh_net::FrameStream) {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
@@ -574,8 +583,10 @@ impl SimNetwork {
         let region = entry.region.clone();
         let link_label = entry.labels[dir as usize].clone();
         let seen = read_frame(&frame, dir, entry, &mut state.labels, keep);
+        // The clock stands still while a frame is sent: read once.
+        let now = Instant::now();
         let sent = Sent {
-            now_ms: state.now_ms(),
+            now_ms: state.ms_at(now),
             link,
             dir,
             label: &link_label,
@@ -600,8 +611,15 @@ impl SimNetwork {
             delay += state.slow.get(&*cluster).copied().unwrap_or(0);
         }
         let reordered = chance(&mut state.rng, faults.reorder_rate);
-        let at = state.delivery_time(link, dir, delay, reordered);
-        state.observe(&cluster, &region, dir, seen.replied_to.as_deref(), at);
+        let at = state.delivery_time(now, link, dir, delay, reordered);
+        state.observe(
+            &cluster,
+            &region,
+            dir,
+            seen.replied_to.as_ref(),
+            sent.now_ms,
+            at,
+        );
         // Drawn after the delivery's draws, as always; a frame sent once is not copied.
         let duplicated = chance(&mut state.rng, faults.duplicate_rate);
         let first = if duplicated {
@@ -616,8 +634,15 @@ impl SimNetwork {
         });
         if duplicated {
             let again = delay + state.draw_latency(faults.latency);
-            let at = state.delivery_time(link, dir, again, true);
-            state.observe(&cluster, &region, dir, seen.replied_to.as_deref(), at);
+            let at = state.delivery_time(now, link, dir, again, true);
+            state.observe(
+                &cluster,
+                &region,
+                dir,
+                seen.replied_to.as_ref(),
+                sent.now_ms,
+                at,
+            );
             let _ = queue.send((at, frame));
             state.record(&sent, Fate::Duplicated, || format!("DUP +{again}ms"));
         }
@@ -657,7 +682,12 @@ struct Sent<'a> {
 
 impl NetState {
     fn now_ms(&self) -> u64 {
-        u64::try_from(Instant::now().duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    /// Virtual milliseconds since the network began at `at`.
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The partition between `cluster` and the region at `region`, if any: the cluster's own
@@ -672,22 +702,23 @@ impl NetState {
         })
     }
 
-    /// Records a reply frame about to be delivered at `at` (see [`Observed`]).
+    /// Records a reply frame sent at `now_ms` and about to be delivered at `at` (see
+    /// [`Observed`]).
     fn observe(
         &mut self,
         cluster: &str,
         region: &Arc<str>,
         dir: Dir,
-        replied_to: Option<&str>,
+        replied_to: Option<&Arc<str>>,
+        now: u64,
         at: Instant,
     ) {
         let Some(method) = replied_to else {
             return;
         };
-        let at_ms = u64::try_from(at.duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        let at_ms = self.ms_at(at);
         match dir {
-            Dir::Down if method == osmesh_net::messages::method::REGISTER => {
-                let now = self.now_ms();
+            Dir::Down if &**method == osmesh_net::messages::method::REGISTER => {
                 if let Some(claimed) = impostor_of(cluster) {
                     let first = self.seen.impostors_registered.entry(claimed.to_owned());
                     first.or_insert(now);
@@ -705,19 +736,19 @@ impl NetState {
             Dir::Down => {}
             Dir::Up => {
                 let images = osmesh_net::messages::method::LIST_BOOT_IMAGES;
-                if method == images || method == "call ReportBootImages" {
+                if &**method == images || &**method == "call ReportBootImages" {
                     self.seen
                         .reports
                         .entry(cluster.to_owned())
                         .or_default()
                         .push(at_ms);
                 }
-                if method != "call ReportBootImages" {
+                if &**method != "call ReportBootImages" {
                     self.seen
                         .replies
                         .entry(cluster.to_owned())
                         .or_default()
-                        .push((at_ms, method.to_owned(), region.clone()));
+                        .push((at_ms, method.clone(), region.clone()));
                 }
             }
         }
@@ -738,8 +769,17 @@ impl NetState {
         self.rng.gen_range(min..=max.max(min))
     }
 
-    fn delivery_time(&mut self, link: u64, dir: Dir, delay_ms: u64, reordered: bool) -> Instant {
-        let at = Instant::now() + Duration::from_millis(delay_ms);
+    /// When a frame sent `now` on `link` is delivered, `delay_ms` later or, unless
+    /// `reordered`, after the last frame handed out on its direction.
+    fn delivery_time(
+        &mut self,
+        now: Instant,
+        link: u64,
+        dir: Dir,
+        delay_ms: u64,
+        reordered: bool,
+    ) -> Instant {
+        let at = now + Duration::from_millis(delay_ms);
         let Some(entry) = self.links.get_mut(&link) else {
             return at;
         };
@@ -783,35 +823,52 @@ struct SeenFrame {
     kind: Option<Kind>,
     /// For a successful reply to a call this link carried (or for a `ReportBootImages`
     /// call): the method, for the oracle.
-    replied_to: Option<String>,
+    replied_to: Option<Arc<str>>,
 }
 
-/// Count labels by kind and method, made once each: a frame's label costs a lookup.
+/// Count labels by kind and method, and method names, made once each: a frame's label and
+/// method cost a short scan, and nothing is allocated on a hit.
 #[derive(Default)]
-struct Labels(BTreeMap<(u8, String), Arc<str>>);
+struct Labels {
+    /// `(kind, method, label)`, the method one of `methods`: a few dozen.
+    labels: Vec<(u8, Arc<str>, Arc<str>)>,
+    /// Every method a frame carried: a handful.
+    methods: Vec<Arc<str>>,
+}
 
 impl Labels {
     fn get(&mut self, word: &'static str, kind: u8, method: &str) -> Arc<str> {
-        // The map is small (a few dozen labels); a linear probe by kind and method avoids
-        // allocating a key for the lookup.
-        if let Some(label) = self
-            .0
-            .range((kind, String::new())..)
-            .take_while(|((k, _), _)| *k == kind)
-            .find(|((_, m), _)| m == method)
-            .map(|(_, label)| label.clone())
-        {
-            return label;
-        }
+        // Pings, pongs and undecodable frames carry no method: their kind is their label.
         let bare = [Kind::Ping as u8, Kind::Pong as u8, u8::MAX].contains(&kind);
+        let known = (self.labels.iter()).find(|(k, m, _)| *k == kind && (bare || same(m, method)));
+        if let Some((_, _, label)) = known {
+            return label.clone();
+        }
         let label: Arc<str> = if bare {
             word.into()
         } else {
             format!("{word} {method}").into()
         };
-        self.0.insert((kind, method.to_owned()), label.clone());
+        let method = self.method(method);
+        self.labels.push((kind, method, label.clone()));
         label
     }
+
+    /// The one shared copy of the method name `name`.
+    fn method(&mut self, name: &str) -> Arc<str> {
+        if let Some(method) = self.methods.iter().find(|m| same(m, name)) {
+            return method.clone();
+        }
+        let method: Arc<str> = name.into();
+        self.methods.push(method.clone());
+        method
+    }
+}
+
+/// Whether the shared name `shared` is `name`: found by its address when `name` was read
+/// from it (a call's or a reply's method), without comparing bytes.
+fn same(shared: &Arc<str>, name: &str) -> bool {
+    std::ptr::eq(&**shared, name) || &**shared == name
 }
 
 /// Reads a frame's envelope: its kind and method, the call it answers. `keep` asks for its
@@ -838,34 +895,32 @@ fn read_frame(
             replied_to: None,
         };
     };
-    let mut replied_to = None;
+    let interned;
     let (word, named): (&'static str, &str) = match kind {
         Kind::Call => {
-            link.calls[dir as usize].insert(id, method.to_string());
-            if dir == Dir::Up && method == "ReportBootImages" {
-                replied_to = Some("call ReportBootImages".to_owned());
-            }
-            ("call", &method)
+            interned = labels.method(&method);
+            link.calls[dir as usize].insert(id, interned.clone());
+            ("call", &interned)
         }
         Kind::Reply | Kind::Error => {
             let other = 1 - dir as usize;
             let called = link.calls[other].remove(&id);
-            if let Some(m) = &called {
-                link.replied[other].insert(id, m.clone());
-            }
-            if kind == Kind::Reply {
-                replied_to = called
-                    .clone()
-                    .or_else(|| link.replied[other].get(&id).cloned());
-            }
             let word = if kind == Kind::Reply {
                 "reply"
             } else {
                 "error"
             };
-            let label = labels.get(word, kind as u8, called.as_deref().unwrap_or("?"));
-            let detail =
-                keep.then(|| format!("{word}#{id} {} {size}B", called.as_deref().unwrap_or("?")));
+            let name = called.as_deref().unwrap_or("?");
+            let label = labels.get(word, kind as u8, name);
+            let detail = keep.then(|| format!("{word}#{id} {name} {size}B"));
+            if let Some(m) = &called {
+                link.replied[other].insert(id, m.clone());
+            }
+            let replied_to = match (kind, called) {
+                (Kind::Reply, Some(m)) => Some(m),
+                (Kind::Reply, None) => link.replied[other].get(&id).cloned(),
+                _ => None,
+            };
             return SeenFrame {
                 label,
                 detail,
@@ -883,11 +938,14 @@ fn read_frame(
         Kind::Ping | Kind::Pong => format!("{word}#{id}"),
         _ => format!("{word} {named} {size}B"),
     });
+    let label = labels.get(word, kind as u8, named);
+    // The oracle names a `ReportBootImages` call as the trace counts it.
+    let report = kind == Kind::Call && dir == Dir::Up && named == "ReportBootImages";
     SeenFrame {
-        label: labels.get(word, kind as u8, named),
+        replied_to: report.then(|| label.clone()),
+        label,
         detail,
         kind: Some(kind),
-        replied_to,
     }
 }
 
@@ -935,12 +993,15 @@ fn take_head(input: &mut &[u8], major: u8) -> Option<u64> {
 async fn carry(
     mut queued: mpsc::UnboundedReceiver<Queued>,
     out: mpsc::UnboundedSender<Bytes>,
-    mut cut: watch::Receiver<bool>,
+    mut cut: oneshot::Receiver<()>,
 ) {
     let mut in_flight: BTreeMap<(Instant, u64), Bytes> = BTreeMap::new();
-    let idle_wake = Instant::now();
     let mut seq = 0u64;
     let mut open = true;
+    // The timer below is made anew each turn on purpose: where a timer sits among those due
+    // at the same millisecond decides which task wakes first, so keeping one and resetting it
+    // would change the traces.
+    let idle_wake = Instant::now();
     loop {
         if !open && in_flight.is_empty() {
             return;
@@ -951,7 +1012,7 @@ async fn carry(
         let wake = next.unwrap_or(idle_wake);
         tokio::select! {
             biased;
-            _ = cut.changed() => return,
+            _ = &mut cut => return,
             item = queued.recv(), if open => match item {
                 Some((at, frame)) => {
                     in_flight.insert((at, seq), frame);
