@@ -7,6 +7,12 @@ use osmesh_region::redact_url;
 use osmesh_store::{Role, Store};
 use osmesh_telemetry::logging::{self, LogArgs};
 
+/// Every link and every fan-out allocates and frees many small objects (frames, envelopes,
+/// call slots); mimalloc serves them with less CPU and less memory held than the system
+/// allocator (docs/BENCHMARKS.md: the 1,000- and 10,000-cluster runs with each).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `regiond`'s command line: the configuration flags (and `token` subcommands), plus the
 /// operations flags every daemon has.
 #[derive(Debug, Parser)]
