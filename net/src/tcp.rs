@@ -4,8 +4,10 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, Stream, StreamExt};
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, FramedRead, FramedWrite, LengthDelimitedCodec};
 
@@ -15,10 +17,14 @@ use crate::{Dialer, FrameConn, Listener, NetError};
 /// Largest frame accepted or sent unless configured otherwise (`limits::MAX_FRAME`).
 pub const DEFAULT_MAX_FRAME: usize = MAX_FRAME;
 
-/// What an idle connection keeps for reading and for writing: enough for a ping, a call or
-/// a small reply. tokio-util's default is 8 KiB each way, which at 10,000 cluster links was
-/// 160 MiB of mostly empty buffers. Larger frames grow the buffers as they come.
+/// What an idle connection keeps for writing: enough for a ping, a call or a small reply.
+/// tokio-util's default is 8 KiB each way, which at 10,000 cluster links was 160 MiB of
+/// mostly empty buffers. Larger frames and batches grow it as they come.
 pub const IDLE_BUFFER: usize = 512;
+
+/// How much a connection with bytes to read reads at once (tokio-util's default buffer):
+/// a burst of replies is read a few frames per system call, as before the buffers shrank.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Queued bytes at which the writer flushes before taking another frame (tokio-util's
 /// default): a small idle buffer does not mean small writes under load.
@@ -48,7 +54,7 @@ where
 /// at most `MAX_FRAME_BEFORE_AUTH` bytes until the handshake raises the limit to `max_frame`.
 pub fn framed_halves<R, W>(read: R, write: W, max_frame: usize, peer_addr: String) -> FrameConn
 where
-    R: AsyncRead + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Send + 'static,
 {
     let read_limit = ReadLimit::staged(MAX_FRAME_BEFORE_AUTH, max_frame);
@@ -59,8 +65,10 @@ where
         inner: length_codec(max_frame),
         limit: read_limit.clone(),
     };
-    let stream = FramedRead::with_capacity(read, decoder, IDLE_BUFFER)
-        .map(|frame| frame.map(|f| f.freeze()).map_err(framing_error));
+    let stream = FrameReader {
+        inner: FramedRead::with_capacity(read, decoder, 0),
+    }
+    .map(|frame| frame.map(|f| f.freeze()).map_err(framing_error));
     FrameConn {
         sink: Box::pin(sink),
         stream: Box::pin(stream),
@@ -70,13 +78,37 @@ where
     }
 }
 
+/// Frames read into a buffer that exists only while the connection has bytes to read: an
+/// idle link (most of a region's 10,000, most of the time) holds none. Each poll that may
+/// read starts from `READ_CHUNK` of room; when the stream waits with nothing buffered, the
+/// buffer is let go. That also frees a large frame's memory with the frame: a decoded frame
+/// is split off the front of the buffer and shares its allocation, which the empty rest of
+/// the buffer would otherwise keep alive.
+struct FrameReader<R> {
+    inner: FramedRead<R, LimitedCodec>,
+}
+
+impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
+    type Item = Result<BytesMut, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let buffer = self.inner.read_buffer_mut();
+        if buffer.capacity() == 0 {
+            buffer.reserve(READ_CHUNK);
+        }
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if polled.is_pending() {
+            let buffer = self.inner.read_buffer_mut();
+            if buffer.is_empty() {
+                *buffer = BytesMut::new();
+            }
+        }
+        polled
+    }
+}
+
 /// The length codec, its maximum read from the connection's `ReadLimit` before every frame,
 /// so the bound is checked against the length prefix before any buffer is reserved.
-///
-/// A decoded frame is split off the front of the read buffer and shares its allocation, so
-/// the (empty) rest of the buffer would keep a large frame's memory alive after the frame is
-/// dropped. When a frame empties a buffer grown past `IDLE_BUFFER`, the buffer is replaced
-/// by a small one and the frame alone owns its memory.
 struct LimitedCodec {
     inner: LengthDelimitedCodec,
     limit: ReadLimit,
@@ -88,11 +120,7 @@ impl Decoder for LimitedCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, io::Error> {
         self.inner.set_max_frame_length(self.limit.get());
-        let frame = self.inner.decode(src)?;
-        if frame.is_some() && src.is_empty() && src.capacity() > IDLE_BUFFER {
-            *src = BytesMut::with_capacity(IDLE_BUFFER);
-        }
-        Ok(frame)
+        self.inner.decode(src)
     }
 }
 
@@ -176,47 +204,67 @@ impl Listener for TcpListener {
 mod tests {
     use super::*;
     use bytes::BufMut;
+    use futures::FutureExt;
 
-    fn codec() -> LimitedCodec {
-        LimitedCodec {
+    fn reader(read: tokio::io::DuplexStream) -> FrameReader<tokio::io::DuplexStream> {
+        let decoder = LimitedCodec {
             inner: length_codec(MAX_FRAME),
             limit: ReadLimit::fixed(MAX_FRAME),
+        };
+        FrameReader {
+            inner: FramedRead::with_capacity(read, decoder, 0),
         }
     }
 
-    /// A length-prefixed frame in a buffer with room to spare, as a read buffer that grew.
-    fn framed_bytes(payload: &[u8]) -> BytesMut {
-        let mut out = BytesMut::with_capacity(2 * payload.len() + 4);
+    fn framed_bytes(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(payload.len() + 4);
         out.put_u32(payload.len() as u32);
         out.put_slice(payload);
         out
     }
 
-    #[test]
-    fn a_large_frame_that_empties_the_buffer_leaves_a_small_one() {
+    /// The next frame if one can be read without waiting; `None` when the stream waits.
+    fn ready_frame(reader: &mut FrameReader<tokio::io::DuplexStream>) -> Option<BytesMut> {
+        reader.next().now_or_never().map(|f| f.unwrap().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_waiting_link_holds_no_read_buffer_and_a_large_frame_owns_its_memory() {
+        use tokio::io::AsyncWriteExt;
+        let (mut write, read) = tokio::io::duplex(256 * 1024);
+        let mut reader = reader(read);
+        assert!(ready_frame(&mut reader).is_none(), "nothing sent yet");
+        assert_eq!(reader.inner.read_buffer().capacity(), 0);
+
         let payload = vec![7u8; 64 * 1024];
-        let mut src = framed_bytes(&payload);
-        let frame = codec().decode(&mut src).unwrap().expect("a whole frame");
+        write.write_all(&framed_bytes(&payload)).await.unwrap();
+        let frame = ready_frame(&mut reader).expect("a whole frame");
         assert_eq!(&frame[..], &payload[..]);
-        assert!(src.is_empty());
-        assert!(
-            src.capacity() <= IDLE_BUFFER,
-            "the read buffer still holds {} bytes after the frame",
-            src.capacity()
+        assert!(ready_frame(&mut reader).is_none(), "nothing more");
+        assert_eq!(
+            reader.inner.read_buffer().capacity(),
+            0,
+            "the drained buffer was let go: the frame alone holds its memory"
         );
     }
 
-    #[test]
-    fn bytes_of_the_next_frame_are_kept() {
-        let mut src = framed_bytes(&vec![1u8; 16 * 1024]);
-        let next = framed_bytes(b"ping");
-        src.put_slice(&next[..3]);
-        let mut codec = codec();
-        assert_eq!(codec.decode(&mut src).unwrap().unwrap().len(), 16 * 1024);
-        assert_eq!(&src[..], &next[..3], "a partial frame stays in the buffer");
-        assert!(codec.decode(&mut src).unwrap().is_none());
-        src.put_slice(&next[3..]);
-        assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"ping");
+    #[tokio::test]
+    async fn a_partial_frame_is_kept_while_the_link_waits() {
+        use tokio::io::AsyncWriteExt;
+        let (mut write, read) = tokio::io::duplex(64 * 1024);
+        let mut reader = reader(read);
+        let mut bytes = framed_bytes(&vec![1u8; 16 * 1024]);
+        let ping = framed_bytes(b"ping");
+        bytes.extend_from_slice(&ping[..3]);
+        write.write_all(&bytes).await.unwrap();
+        assert_eq!(ready_frame(&mut reader).unwrap().len(), 16 * 1024);
+        assert!(
+            ready_frame(&mut reader).is_none(),
+            "the ping is not whole yet"
+        );
+        assert_eq!(&reader.inner.read_buffer()[..], &ping[..3]);
+        write.write_all(&ping[3..]).await.unwrap();
+        assert_eq!(&ready_frame(&mut reader).unwrap()[..], b"ping");
     }
 
     #[tokio::test]
