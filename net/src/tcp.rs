@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_FRAME: usize = MAX_FRAME;
 /// What an idle connection keeps for writing: enough for a ping, a call or a small reply.
 /// tokio-util's default is 8 KiB, which at 10,000 cluster links was 80 MiB of mostly empty
 /// buffers. Larger frames and batches grow it as they come.
-pub const IDLE_BUFFER: usize = 512;
+const IDLE_BUFFER: usize = 512;
 
 /// Queued bytes at which the writer flushes before taking another frame (tokio-util's
 /// default): a small idle buffer does not mean small writes under load.
